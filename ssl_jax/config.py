@@ -1,0 +1,155 @@
+"""The shared config schema: defaults every experiment starts from, validation, and duration conversion.
+
+An experiment config (`configs/*.py`) calls `base_config()`, changes what its paper changes, and returns it locked:
+an override of an unknown key (`--config.batch_sise=8`) is then an error naming the key. `validate` checks values
+before anything compiles or is written.
+"""
+
+import dataclasses
+
+import ml_collections
+from ml_collections import config_dict
+
+from ssl_jax import optim
+from ssl_jax import sharding
+
+DURATIONS = ("total", "warmup", "log_every", "ckpt_every", "eval_every")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults shared by every experiment (an MAE ViT-B/16 on ImageNet unless a config says otherwise)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.batch_size = 256                                   # global, over all processes and devices
+  # Durations: give each in steps or in epochs (`*_epochs`), not both; converted once at start-up.
+  c.total_steps = config_dict.placeholder(int)
+  c.total_epochs = config_dict.placeholder(float)
+  c.log_every = 50                                     # 0 turns the periodic action off
+  c.log_every_epochs = config_dict.placeholder(float)
+  c.ckpt_every = 1000
+  c.ckpt_every_epochs = config_dict.placeholder(float)
+  c.eval_every = 0                                     # the final evaluation runs regardless
+  c.eval_every_epochs = config_dict.placeholder(float)
+  c.keep_ckpts = 3
+
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  c.sharding_rules = sharding.DEFAULT_RULES
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "imagenet2012"                         # a TFDS name, or "digits" / "synthetic" (no download)
+  c.data.data_dir = config_dict.placeholder(str)       # TFDS data_dir, local or gs://
+  c.data.train_split = "train"
+  c.data.image_size = 224
+  c.data.crop_scale = (0.2, 1.0)
+  c.data.crop_ratio = (3 / 4, 4 / 3)
+  c.data.flip = True
+  c.data.num_workers = 0                               # Grain worker processes (0: in the main process)
+  c.data.prefetch = 2
+  c.data.synthetic_examples = 4096                     # size of the "synthetic" data set
+
+  c.method = ml_collections.ConfigDict()
+  c.method.name = "mae"
+  c.model = ml_collections.ConfigDict()
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = "adamw"
+  c.optim.base_lr = 1.5e-4                             # peak lr = base_lr * batch_size / lr_batch_base
+  c.optim.lr_batch_base = 256
+  c.optim.schedule = "cosine"
+  c.optim.min_lr = 0.0
+  c.optim.warmup_steps = config_dict.placeholder(int)
+  c.optim.warmup_epochs = config_dict.placeholder(float)
+  c.optim.weight_decay = 0.05
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.999
+  c.optim.eps = 1e-8
+  c.optim.momentum = 0.9
+  c.optim.grad_clip = config_dict.placeholder(float)
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.data_name = config_dict.placeholder(str)      # default: data.name
+  c.eval.train_split = "train"                         # the labelled bank / probe training set
+  c.eval.test_split = "validation"
+  c.eval.crop_pct = 0.875
+  c.eval.batch_size = 256
+  c.eval.knn_k = 20
+  c.eval.knn_temperature = 0.07
+  c.eval.linear_l2 = 1e-4
+  c.eval.linear_steps = 500
+  c.eval.init_baseline = True                          # also evaluate the encoder at random initialisation
+  return c
+
+
+def _positive(config, key):
+  v = config[key]
+  if v is not None and v < 0:
+    raise ValueError(f"config.{key} must be >= 0, got {v}.")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks values that do not depend on devices or data; raises ValueError naming the key and the fix."""
+  if config.batch_size <= 0:
+    raise ValueError(f"config.batch_size must be positive, got {config.batch_size}.")
+  if (config.total_steps is None) == (config.total_epochs is None):
+    raise ValueError("set exactly one of config.total_steps and config.total_epochs "
+                     f"(got {config.total_steps} and {config.total_epochs}).")
+  for name in ("log_every", "ckpt_every", "eval_every"):
+    _positive(config, name)
+    _positive(config, name + "_epochs")  # when given, `*_epochs` takes the place of the step default
+  for key in ("total_steps", "total_epochs"):
+    if config[key] is not None and config[key] <= 0:
+      raise ValueError(f"config.{key} must be positive, got {config[key]}.")
+  if (config.optim.warmup_steps is not None) and (config.optim.warmup_epochs is not None):
+    raise ValueError("set at most one of config.optim.warmup_steps and config.optim.warmup_epochs.")
+  if config.optim.name not in optim.OPTIMIZERS:
+    raise ValueError(f"config.optim.name={config.optim.name!r} is unknown; use one of {optim.OPTIMIZERS}.")
+  if config.optim.schedule not in optim.SCHEDULES:
+    raise ValueError(f"config.optim.schedule={config.optim.schedule!r} is unknown; use one of {optim.SCHEDULES}.")
+  if config.optim.base_lr <= 0:
+    raise ValueError(f"config.optim.base_lr must be positive, got {config.optim.base_lr}.")
+  if set(config.mesh.keys()) != set(sharding.MESH_AXES):
+    raise ValueError(f"config.mesh must have exactly the axes {sharding.MESH_AXES}, got {sorted(config.mesh)}.")
+  lo, hi = config.data.crop_scale
+  if not 0 < lo <= hi <= 1:
+    raise ValueError(f"config.data.crop_scale must satisfy 0 < lo <= hi <= 1, got {config.data.crop_scale}.")
+  if config.data.image_size <= 0:
+    raise ValueError(f"config.data.image_size must be positive, got {config.data.image_size}.")
+  if config.data.num_workers < 0:
+    raise ValueError(f"config.data.num_workers must be >= 0, got {config.data.num_workers}.")
+  if config.eval.batch_size <= 0 or config.eval.knn_k <= 0 or config.eval.knn_temperature <= 0:
+    raise ValueError("config.eval.batch_size, knn_k and knn_temperature must be positive.")
+  if not 0 < config.eval.crop_pct <= 1:
+    raise ValueError(f"config.eval.crop_pct must be in (0, 1], got {config.eval.crop_pct}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Durations:
+  """Every duration in optimizer steps."""
+  total: int
+  warmup: int
+  log_every: int
+  ckpt_every: int
+  eval_every: int
+  steps_per_epoch: int
+
+
+def resolve_durations(config: ml_collections.ConfigDict, num_train_examples: int) -> Durations:
+  """Converts the `*_epochs` durations to steps (an epoch is `num_train_examples // batch_size` steps)."""
+  steps_per_epoch = max(1, num_train_examples // config.batch_size)
+
+  def steps(value_steps, value_epochs, default=0):
+    if value_epochs is not None:
+      return int(round(value_epochs * steps_per_epoch))
+    return default if value_steps is None else int(value_steps)
+
+  total = steps(config.total_steps, config.total_epochs)
+  if total <= 0:
+    raise ValueError(f"the run has {total} steps: total_epochs={config.total_epochs} of {steps_per_epoch} "
+                     "steps each rounds to nothing; raise it.")
+  warmup = steps(config.optim.warmup_steps, config.optim.warmup_epochs)
+  return Durations(
+      total=total, warmup=min(warmup, total),
+      log_every=steps(config.log_every, config.log_every_epochs),
+      ckpt_every=steps(config.ckpt_every, config.ckpt_every_epochs),
+      eval_every=steps(config.eval_every, config.eval_every_epochs),
+      steps_per_epoch=steps_per_epoch)

@@ -1,0 +1,113 @@
+"""Grain pipelines for training and evaluation, and host-local -> global array assembly.
+
+Training stream (identical for any number of processes, devices and Grain workers):
+
+  source -> seeded shuffle, reshuffled every epoch -> repeat forever -> random-resized-crop + flip (seeded per index)
+  -> batches of `global_batch / process_count` -> process p takes local batches p, p + n, p + 2n, ...
+
+so global batch b is examples `[b * G, (b + 1) * G)` of the shuffled stream, process p holding the p-th contiguous
+slice; assembling the processes' slices in order gives the same global batch as a single-process run.
+"""
+
+import dataclasses
+
+import grain
+import jax
+import numpy as np
+
+from ssl_jax.data import transforms
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainAugment(grain.transforms.RandomMap):
+  """Random-resized-crop to `size`, then a horizontal flip with probability 1/2 (if `flip`)."""
+  size: int
+  scale: tuple[float, float]
+  ratio: tuple[float, float]
+  flip: bool
+
+  def random_map(self, element, rng: np.random.Generator):
+    img = transforms.random_resized_crop(element["image"], rng, self.size, self.scale, self.ratio)
+    if self.flip and rng.random() < 0.5:
+      img = img[:, ::-1]
+    return dict(element, image=np.ascontiguousarray(img))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalView(grain.transforms.Map):
+  """Deterministic evaluation view: shorter side to `size / crop_pct`, centre crop `size`."""
+  size: int
+  crop_pct: float
+
+  def map(self, element):
+    return dict(element, image=transforms.center_crop(element["image"], self.size, self.crop_pct))
+
+
+def _check_batch(global_batch_size, process_count):
+  if global_batch_size % process_count:
+    raise ValueError(f"batch_size {global_batch_size} is not divisible by the number of processes {process_count}.")
+  return global_batch_size // process_count
+
+
+def _to_iter(ds, num_workers, prefetch):
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=max(1, prefetch), prefetch_buffer_size=max(1, prefetch)))
+  if num_workers > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=2))
+  return it
+
+
+def train_dataset(source, *, seed: int, global_batch_size: int, image_size: int, crop_scale=(0.2, 1.0),
+                  crop_ratio=(3 / 4, 4 / 3), flip: bool = True, num_workers: int = 0, prefetch: int = 2,
+                  process_index: int | None = None, process_count: int | None = None) -> grain.IterDataset:
+  """The infinite, checkpointable training stream of host-local batches (see the module docstring).
+
+  Returns:
+    an `IterDataset` whose elements are `{"image": uint8 [L, S, S, 3], "label": [L], "index": [L]}`, L the
+    per-process batch size; `iter(...)` gives a Grain iterator whose state Orbax saves.
+  """
+  p = jax.process_index() if process_index is None else process_index
+  n = jax.process_count() if process_count is None else process_count
+  local = _check_batch(global_batch_size, n)
+  if len(source) < global_batch_size:
+    raise ValueError(f"batch_size {global_batch_size} is larger than the data set ({len(source)} examples).")
+  ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
+  ds = ds.random_map(TrainAugment(image_size, tuple(crop_scale), tuple(crop_ratio), flip))
+  ds = ds.batch(local, drop_remainder=True)[p::n]
+  return _to_iter(ds, num_workers, prefetch)
+
+
+class _Padded:
+  """`source` padded by repetition to `length`, with `valid` = 0 on the padding."""
+
+  def __init__(self, source, length):
+    self.source, self.length = source, length
+
+  def __len__(self):
+    return self.length
+
+  def __getitem__(self, i):
+    return dict(self.source[i % len(self.source)], valid=np.int32(i < len(self.source)))
+
+
+def eval_dataset(source, *, global_batch_size: int, image_size: int, crop_pct: float = 0.875,
+                 num_workers: int = 0, process_index: int | None = None, process_count: int | None = None):
+  """One pass over `source` in order, padded to whole global batches, each element carrying `valid`.
+
+  Returns:
+    (an `IterDataset` of host-local batches, the number of global batches).
+  """
+  p = jax.process_index() if process_index is None else process_index
+  n = jax.process_count() if process_count is None else process_count
+  local = _check_batch(global_batch_size, n)
+  num_batches = -(-len(source) // global_batch_size)
+  ds = grain.MapDataset.source(_Padded(source, num_batches * global_batch_size))
+  ds = ds.map(EvalView(image_size, crop_pct)).batch(local, drop_remainder=True)[p::n]
+  return _to_iter(ds, num_workers, 2), num_batches
+
+
+def to_global(batch: dict, sharding: jax.sharding.Sharding) -> dict:
+  """Host-local batch (leading axis = this process's slice) -> global `jax.Array`s sharded by `sharding`."""
+  def convert(v):
+    v = np.asarray(v)
+    return v.astype(np.int32) if v.dtype == np.int64 else v   # jax runs without 64-bit types by default
+  return {k: jax.make_array_from_process_local_data(sharding, convert(v)) for k, v in batch.items()}

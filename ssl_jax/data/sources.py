@@ -1,0 +1,117 @@
+"""Random-access image sources: TFDS `data_source` (ArrayRecord), the embedded `digits` set, synthetic images.
+
+Every source is a sequence of dicts `{"image": uint8 [H, W, 3], "label": int, "index": int}` that Grain can read by
+index. No source downloads anything.
+"""
+
+import functools
+
+import numpy as np
+
+DIGITS_SIZE = 32          # digits are stored upsampled from 8x8 to 32x32 (bilinear), grey replicated to RGB
+DIGITS_TRAIN = 1437       # a fixed 80/20 split of the 1,797 images (seeded permutation)
+
+
+class ArraySource:
+  """An in-memory source over arrays `images [N, H, W, 3] uint8` and `labels [N]`."""
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray, num_classes: int):
+    self.images, self.labels, self.num_classes = images, labels, num_classes
+
+  def __len__(self):
+    return len(self.images)
+
+  def __getitem__(self, i):
+    return {"image": self.images[i], "label": int(self.labels[i]), "index": int(i)}
+
+
+@functools.cache
+def _digits_arrays():
+  from PIL import Image
+  from sklearn import datasets
+  d = datasets.load_digits()
+  order = np.random.default_rng(0).permutation(len(d.images))
+  imgs = (d.images[order] * (255.0 / 16.0)).astype(np.float32)
+  big = np.stack([np.asarray(Image.fromarray(im).resize((DIGITS_SIZE, DIGITS_SIZE), Image.BILINEAR)) for im in imgs])
+  big = np.clip(np.round(big), 0, 255).astype(np.uint8)
+  return np.repeat(big[..., None], 3, axis=-1), d.target[order].astype(np.int32)
+
+
+def digits(split: str) -> ArraySource:
+  """scikit-learn's handwritten digits (1,797 images of 10 classes), embedded in the package: no download.
+
+  Args:
+    split: "train" (1,437 images), "test" (360) or "all".
+  """
+  images, labels = _digits_arrays()
+  parts = {"train": slice(0, DIGITS_TRAIN), "test": slice(DIGITS_TRAIN, None), "all": slice(None)}
+  if split not in parts:
+    raise ValueError(f"digits has splits {sorted(parts)}, not {split!r}.")
+  return ArraySource(images[parts[split]], labels[parts[split]], num_classes=10)
+
+
+class SyntheticSource:
+  """Deterministic random images (a smooth random field per index) for smoke runs and benchmarks."""
+
+  def __init__(self, num_examples: int, image_size: int, num_classes: int = 10):
+    self.num_examples, self.image_size, self.num_classes = num_examples, image_size, num_classes
+
+  def __len__(self):
+    return self.num_examples
+
+  def __getitem__(self, i):
+    rng = np.random.default_rng(int(i))
+    low = rng.integers(0, 256, (8, 8, 3)).astype(np.uint8)
+    reps = -(-self.image_size // 8)
+    img = np.kron(low, np.ones((reps, reps, 1), np.uint8))[:self.image_size, :self.image_size]
+    return {"image": img, "label": int(i) % self.num_classes, "index": int(i)}
+
+
+class TfdsSource:
+  """A TFDS data set read through `tfds.data_source` (ArrayRecord, random access, no TensorFlow)."""
+
+  def __init__(self, name: str, split: str, data_dir: str | None):
+    import tensorflow_datasets as tfds
+    try:
+      self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except Exception as e:  # TFDS raises several types here; all mean "not prepared as ArrayRecord".
+      raise FileNotFoundError(_not_prepared_message(name, split, data_dir, e)) from e
+    info = getattr(self._source, "dataset_info", None)
+    label = info.features["label"] if info is not None and "label" in info.features else None
+    self.num_classes = getattr(label, "num_classes", None)
+
+  def __len__(self):
+    return len(self._source)
+
+  def __getitem__(self, i):
+    ex = self._source[i]
+    image = np.asarray(ex["image"])
+    if image.ndim == 2 or image.shape[-1] == 1:
+      image = np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=-1)
+    return {"image": image, "label": int(ex.get("label", -1)), "index": int(i)}
+
+
+def _not_prepared_message(name, split, data_dir, err):
+  where = data_dir or "~/tensorflow_datasets (TFDS's default; set config.data.data_dir)"
+  manual = ""
+  if name.startswith("imagenet2012"):
+    manual = ("ImageNet needs a manual download: put ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in "
+              f"{data_dir or '~/tensorflow_datasets'}/downloads/manual/, then ")
+  return (f"the TFDS data set {name!r} (split {split!r}) is not prepared as ArrayRecord in {where}: {err}\n"
+          f"To prepare it: {manual}run `tfds build {name} --file_format=array_record"
+          f"{' --data_dir=' + data_dir if data_dir else ''}` on a machine with TensorFlow installed "
+          "(preparing needs TensorFlow; reading it here does not). "
+          "To smoke-run without it, set --config.data.name=digits or --config.data.name=synthetic.")
+
+
+SOURCES = ("digits", "synthetic")  # every other name is looked up in TFDS
+
+
+def make(name: str, split: str, *, data_dir: str | None = None, image_size: int = 224,
+         num_examples: int = 4096):
+  """Opens a source by name. `digits`, `synthetic`, or any TFDS name such as `imagenet2012`."""
+  if name == "digits":
+    return digits(split)
+  if name == "synthetic":
+    return SyntheticSource(num_examples if split.startswith("train") else max(num_examples // 4, 1), image_size)
+  return TfdsSource(name, split, data_dir)

@@ -1,0 +1,14 @@
+"""On-device image preprocessing shared by methods and evaluators (pure jax.numpy)."""
+
+import jax
+import jax.numpy as jnp
+
+# ImageNet channel statistics in [0, 1] units, used by MAE, MoCo v3, DINO, SimCLR's linear eval and timm.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize(images: jax.Array, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> jax.Array:
+  """uint8 `[..., H, W, C]` (0..255) -> float32 `(x / 255 - mean) / std`, per channel."""
+  x = images.astype(jnp.float32) / 255.0
+  return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)

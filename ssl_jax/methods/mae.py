@@ -1,0 +1,113 @@
+"""Masked Autoencoders (He et al. 2022, "Masked Autoencoders Are Scalable Vision Learners").
+
+The encoder sees only the visible 25% of the patches (random per-sample shuffle); a light decoder reconstructs the
+pixels of every patch from the encoded visible tokens and shared mask tokens; the loss is the MSE on the masked
+patches only, against per-patch normalised pixels (`norm_pix_loss`). Representation for evaluation: the [CLS] token
+after the encoder's final LayerNorm (the MAE linear-probe protocol), or the mean of the patch tokens ("gap").
+"""
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ssl_jax import image
+from ssl_jax import losses
+from ssl_jax import masking
+from ssl_jax.models import vit
+
+
+class MAEModel(nn.Module):
+  """Encoder + decoder. `__call__` reconstructs; `encode` gives features."""
+  encoder: dict
+  decoder: dict
+  patch_dim: int
+  grid: tuple[int, int]
+
+  def setup(self):
+    self.vit = vit.ViT(**self.encoder, name="encoder")
+    self.dec = vit.MAEDecoder(patch_dim=self.patch_dim, grid=self.grid, **self.decoder, name="decoder")
+
+  def __call__(self, images, ids_keep, ids_restore):
+    return self.dec(self.vit(images, ids_keep), ids_restore)
+
+  def encode(self, images):
+    return self.vit(images)
+
+
+@dataclasses.dataclass(frozen=True)
+class MAE:
+  """MAE behind the method contract (see `ssl_jax.methods`)."""
+  model: MAEModel
+  patch_size: int
+  num_patches: int
+  mask_ratio: float
+  norm_pix_loss: bool
+  feature: str
+
+  def init(self, rng, batch):
+    images = image.normalize(batch["image"])
+    m = masking.random_masking(jax.random.fold_in(rng, 1), images.shape[0], self.num_patches, self.mask_ratio)
+    params = self.model.init(rng, images, m.ids_keep, m.ids_restore)["params"]
+    return params, {}
+
+  def loss(self, params, extra, batch, rng, step):
+    del step
+    images = image.normalize(batch["image"])
+    m = masking.random_masking(rng, images.shape[0], self.num_patches, self.mask_ratio)
+    pred = self.model.apply({"params": params}, images, m.ids_keep, m.ids_restore)
+    target = masking.patchify(images, self.patch_size)
+    loss = losses.mae_loss(pred, target, m.mask, norm_pix=self.norm_pix_loss)
+    return loss, ({"loss": loss}, extra)
+
+  def after_update(self, params, extra, step):
+    del params, step
+    return extra
+
+  def representation(self, params, extra, images):
+    del extra
+    tokens = self.model.apply({"params": params}, image.normalize(images), method=MAEModel.encode)
+    if self.feature == "cls":
+      return tokens[:, 0].astype(jnp.float32)
+    return jnp.mean(tokens[:, 1:], axis=1).astype(jnp.float32)
+
+
+def vit_kwargs(*, variant: str | None = None, patch_size: int | None = None, width: int | None = None,
+               depth: int | None = None, num_heads: int | None = None, mlp_dim: int | None = None,
+               posemb: str = "sincos2d", dtype: str = "float32", attention_impl: str | None = None) -> dict[str, Any]:
+  """ViT keyword arguments from a named variant ("B/16") with optional explicit overrides of its sizes."""
+  size = dict(patch_size=patch_size, width=width, depth=depth, num_heads=num_heads, mlp_dim=mlp_dim)
+  if variant:
+    base = dataclasses.asdict(vit.parse_variant(variant))
+    size = {k: base[k] if v is None else v for k, v in size.items()}
+  missing = [k for k, v in size.items() if v is None]
+  if missing:
+    raise ValueError(f"model: set `variant` (e.g. 'B/16') or all of {missing}.")
+  return dict(size, posemb=posemb, dtype=jnp.dtype(dtype), attention_impl=attention_impl)
+
+
+def create(*, model: dict, image_shape: tuple[int, int, int], mask_ratio: float = 0.75, norm_pix_loss: bool = True,
+           feature: str = "cls", decoder: dict) -> MAE:
+  """Builds MAE.
+
+  Args:
+    model: encoder keyword arguments for `vit_kwargs` (variant, sizes, posemb, dtype, attention_impl).
+    image_shape: (H, W, C) of the training images.
+    mask_ratio: fraction of patches removed (paper: 0.75).
+    norm_pix_loss: per-patch normalised pixel targets (paper: True for the reported numbers).
+    feature: "cls" or "gap", the representation given to evaluators.
+    decoder: width, depth, num_heads, mlp_dim of the decoder (paper: 512, 8, 16, 2048).
+  """
+  enc = vit_kwargs(**model)
+  if feature not in ("cls", "gap"):
+    raise ValueError(f"method.feature must be 'cls' or 'gap', got {feature!r}.")
+  h, w, c = image_shape
+  p = enc["patch_size"]
+  if h % p or w % p:
+    raise ValueError(f"image size {h}x{w} is not divisible by the patch size {p}.")
+  dec = dict(decoder, dtype=enc["dtype"], attention_impl=enc["attention_impl"])
+  mae_model = MAEModel(encoder=enc, decoder=dec, patch_dim=p * p * c, grid=(h // p, w // p))
+  masking.num_visible((h // p) * (w // p), mask_ratio)  # validates the ratio
+  return MAE(mae_model, p, (h // p) * (w // p), mask_ratio, norm_pix_loss, feature)

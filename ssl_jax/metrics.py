@@ -1,0 +1,89 @@
+"""Metric writers (JSON lines, TensorBoard without TensorFlow) and the progress line. Process 0 writes; others no-op."""
+
+import json
+import math
+import sys
+import time
+
+import jax
+from etils import epath
+
+
+def _format_eta(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  seconds = int(seconds)
+  h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+  return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class Writer:
+  """Writes `{"step": s, **metrics}` lines to `workdir/metrics.jsonl` and scalars to `workdir/tensorboard/`.
+
+  On resume from step `resume_step`, lines of later steps (work that is being redone) are dropped first, so the
+  file reads as one uninterrupted run.
+  """
+
+  def __init__(self, workdir: str, *, resume_step: int = 0, tensorboard: bool = True):
+    self.active = jax.process_index() == 0
+    self.path = epath.Path(workdir) / "metrics.jsonl"
+    self._lines: list[str] = []
+    self._tb = None
+    if not self.active:
+      return
+    if self.path.exists():
+      kept = [l for l in self.path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= resume_step]
+      self._lines = [l + "\n" for l in kept]
+      self.path.write_text("".join(self._lines))
+    if tensorboard:
+      from tensorboardX import SummaryWriter
+      self._tb = SummaryWriter(str(epath.Path(workdir) / "tensorboard"), purge_step=resume_step + 1 or None)
+
+  def records(self) -> list[dict]:
+    """Every line written so far (process 0), including those kept from before a resume."""
+    return [json.loads(l) for l in self._lines]
+
+  def write(self, step: int, metrics: dict) -> None:
+    if not self.active:
+      return
+    record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
+    line = json.dumps(record) + "\n"
+    self._lines.append(line)
+    if "://" in str(self.path):   # object stores cannot append: rewrite
+      self.path.write_text("".join(self._lines))
+    else:
+      with open(self.path, "a") as f:
+        f.write(line)
+    if self._tb is not None:
+      for k, v in record.items():
+        if k != "step":
+          self._tb.add_scalar(k, v, step)
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+class Progress:
+  """Prints `step s/T | loss | lr | examples/s | ETA` from the wall time between calls."""
+
+  def __init__(self, total_steps: int, batch_size: int, start_step: int):
+    self.total, self.batch = total_steps, batch_size
+    self._last_step, self._last_time = start_step, time.perf_counter()
+
+  def __call__(self, step: int, metrics: dict) -> dict:
+    now = time.perf_counter()
+    rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+    self._last_step, self._last_time = step, now
+    ex_per_s = rate * self.batch
+    if jax.process_index() == 0:
+      print(f"step {step}/{self.total} | loss {metrics.get('loss', float('nan')):.4f} | "
+            f"lr {metrics.get('lr', float('nan')):.3e} | {ex_per_s:,.0f} ex/s | "
+            f"ETA {_format_eta((self.total - step) / rate if rate > 0 else float('inf'))}", flush=True)
+    return {"examples_per_s": ex_per_s}
+
+
+def say(message: str) -> None:
+  if jax.process_index() == 0:
+    print(message, file=sys.stdout, flush=True)

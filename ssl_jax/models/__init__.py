@@ -1,0 +1,1 @@
+"""Flax Linen architectures. They know nothing of methods, data or training; parameters carry logical axis names."""

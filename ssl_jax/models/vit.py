@@ -1,0 +1,261 @@
+"""Vision Transformer (Dosovitskiy et al. 2021) with MAE token dropping, and the MAE decoder (He et al. 2022).
+
+Pre-LayerNorm blocks (LayerNorm eps 1e-6, exact GELU), a [CLS] token, fixed 2-D sin-cos or learned position
+embeddings, and attention through `jax.nn.dot_product_attention` (which lowers to cuDNN flash attention on GPUs when
+`attention_impl="cudnn"`). Initialisation follows the official MAE code: Xavier-uniform for every linear map (the
+patch embedding included, on its flattened kernel), zero biases, N(0, 0.02) for the [CLS] and mask tokens.
+
+Parameters carry logical axis names (`embed`, `mlp`, `heads`, `kv`, `patch`) that `ssl_jax.sharding` maps to mesh
+axes; activations are constrained to (`batch`, `length`, `embed`) between blocks.
+"""
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ssl_jax import masking
+
+# (width, depth, heads, mlp_dim) of the standard sizes.
+VARIANTS = {
+    "Ti": (192, 12, 3, 768),
+    "S": (384, 12, 6, 1536),
+    "B": (768, 12, 12, 3072),
+    "L": (1024, 24, 16, 4096),
+    "H": (1280, 32, 16, 5120),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTSize:
+  width: int
+  depth: int
+  num_heads: int
+  mlp_dim: int
+  patch_size: int
+
+
+def parse_variant(variant: str) -> ViTSize:
+  """`"B/16"` -> ViTSize(width=768, depth=12, num_heads=12, mlp_dim=3072, patch_size=16)."""
+  try:
+    name, patch = variant.split("/")
+    width, depth, heads, mlp = VARIANTS[name]
+    return ViTSize(width, depth, heads, mlp, int(patch))
+  except (ValueError, KeyError):
+    raise ValueError(f"unknown ViT variant {variant!r}: use NAME/PATCH with NAME in {sorted(VARIANTS)}, "
+                     "e.g. 'B/16'.") from None
+
+
+def sincos_2d(width: int, grid_h: int, grid_w: int) -> np.ndarray:
+  """Fixed 2-D sin-cos position embedding of MAE (`get_2d_sincos_pos_embed`), without the [CLS] slot.
+
+  Half of the channels encode the column, half the row; each half is `[sin(pos * w_k), cos(pos * w_k)]` with
+  `w_k = 10000 ** (-k / (width / 4))`.
+
+  Returns:
+    `[grid_h * grid_w, width]` float32, row-major over the grid.
+  """
+  if width % 4:
+    raise ValueError(f"sin-cos position embeddings need a width divisible by 4, got {width}.")
+  omega = 1.0 / 10000 ** (np.arange(width // 4, dtype=np.float64) / (width / 4.0))
+
+  def embed_1d(pos):
+    out = np.einsum("m,d->md", pos.reshape(-1), omega)
+    return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+  cols, rows = np.meshgrid(np.arange(grid_w, dtype=np.float64), np.arange(grid_h, dtype=np.float64))
+  return np.concatenate([embed_1d(cols), embed_1d(rows)], axis=1).astype(np.float32)
+
+
+def _dense_init(names):
+  return nn.with_logical_partitioning(nn.initializers.xavier_uniform(), names)
+
+
+def _layer_norm(dtype, name=None):
+  return nn.LayerNorm(epsilon=1e-6, dtype=dtype, name=name,
+                      scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
+                      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))
+
+
+def _constrain(x):
+  return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+
+class Attention(nn.Module):
+  """Multi-head self-attention with a fused q/k/v projection, `[B, T, D] -> [B, T, D]`.
+
+  The q/k/v kernel is `[D, 3, heads, head_dim]` (so tensor parallelism splits heads, not q|k|v), initialised with
+  the fan-in/fan-out of the fused `Linear(D, 3D)` of MAE/timm; the output kernel is `[heads, head_dim, D]`.
+  """
+  num_heads: int
+  dtype: Any = jnp.float32
+  attention_impl: str | None = None
+
+  @nn.compact
+  def __call__(self, x):
+    width = x.shape[-1]
+    if width % self.num_heads:
+      raise ValueError(f"width {width} is not divisible by num_heads {self.num_heads}.")
+    head_dim = width // self.num_heads
+    param = lambda name, init, names, shape: self.param(
+        name, nn.with_logical_partitioning(init, names), shape).astype(self.dtype)
+    xavier = nn.initializers.xavier_uniform
+    w_qkv = param("qkv_kernel", xavier(in_axis=0, out_axis=(1, 2, 3)), ("embed", None, "heads", "kv"),
+                  (width, 3, self.num_heads, head_dim))
+    b_qkv = param("qkv_bias", nn.initializers.zeros, (None, "heads", "kv"), (3, self.num_heads, head_dim))
+    qkv = jnp.einsum("btd,dshk->btshk", x.astype(self.dtype), w_qkv) + b_qkv
+    y = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], implementation=self.attention_impl)
+    w_out = param("out_kernel", xavier(in_axis=(0, 1), out_axis=2), ("heads", "kv", "embed"),
+                  (self.num_heads, head_dim, width))
+    b_out = param("out_bias", nn.initializers.zeros, ("embed",), (width,))
+    return jnp.einsum("bthk,hkd->btd", y, w_out) + b_out
+
+
+class MlpBlock(nn.Module):
+  """Two-layer MLP with exact GELU, `[..., D] -> [..., D]`."""
+  mlp_dim: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    width = x.shape[-1]
+    h = nn.Dense(self.mlp_dim, dtype=self.dtype, name="fc1", kernel_init=_dense_init(("embed", "mlp")),
+                 bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)))(x)
+    h = nn.gelu(h, approximate=False)
+    return nn.Dense(width, dtype=self.dtype, name="fc2", kernel_init=_dense_init(("mlp", "embed")),
+                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(h)
+
+
+class Block(nn.Module):
+  """Pre-LN transformer block: `x + attn(ln(x))`, then `x + mlp(ln(x))`."""
+  num_heads: int
+  mlp_dim: int
+  dtype: Any = jnp.float32
+  attention_impl: str | None = None
+
+  @nn.compact
+  def __call__(self, x):
+    x = x + Attention(self.num_heads, self.dtype, self.attention_impl, name="attn")(_layer_norm(self.dtype, "ln1")(x))
+    x = x + MlpBlock(self.mlp_dim, self.dtype, name="mlp")(_layer_norm(self.dtype, "ln2")(x))
+    return _constrain(x)
+
+
+class Transformer(nn.Module):
+  """`depth` blocks followed by a final LayerNorm."""
+  depth: int
+  num_heads: int
+  mlp_dim: int
+  dtype: Any = jnp.float32
+  attention_impl: str | None = None
+
+  @nn.compact
+  def __call__(self, x):
+    for i in range(self.depth):
+      x = Block(self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, name=f"block{i}")(x)
+    return _layer_norm(self.dtype, "norm")(x)
+
+
+class ViT(nn.Module):
+  """ViT encoder returning normalised tokens `[B, 1 + K, width]` ([CLS] first).
+
+  Attributes:
+    patch_size, width, depth, num_heads, mlp_dim: the architecture (see `parse_variant`).
+    posemb: "sincos2d" (fixed, MAE / MoCo v3) or "learn" (N(0, 0.02) initialised).
+    dtype: compute dtype (e.g. bfloat16); parameters stay float32.
+    attention_impl: `implementation` of `jax.nn.dot_product_attention` (None: XLA decides; "cudnn"; "xla").
+  """
+  patch_size: int
+  width: int
+  depth: int
+  num_heads: int
+  mlp_dim: int
+  posemb: str = "sincos2d"
+  dtype: Any = jnp.float32
+  attention_impl: str | None = None
+
+  def grid(self, images_shape):
+    _, h, w, _ = images_shape
+    return h // self.patch_size, w // self.patch_size
+
+  @nn.compact
+  def __call__(self, images, keep_ids=None):
+    """Encodes images, optionally keeping only some patches (MAE).
+
+    Args:
+      images: `[B, H, W, C]` float, already normalised.
+      keep_ids: optional `[B, K]` int32 indices of the patches to encode (position embeddings are added before the
+        patches are dropped, as in MAE). None encodes all `T = (H/p)(W/p)` patches.
+
+    Returns:
+      `[B, 1 + K, width]` (K = T without `keep_ids`) after the final LayerNorm.
+    """
+    gh, gw = self.grid(images.shape)
+    x = masking.patchify(images, self.patch_size).astype(self.dtype)
+    x = nn.Dense(self.width, dtype=self.dtype, name="embedding", kernel_init=_dense_init(("patch", "embed")),
+                 bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(x)
+    if self.posemb == "sincos2d":
+      pos = jnp.asarray(sincos_2d(self.width, gh, gw))[None]
+    elif self.posemb == "learn":
+      pos = self.param("pos_embedding", nn.with_logical_partitioning(
+          nn.initializers.normal(0.02), (None, "length", "embed")), (1, gh * gw, self.width))
+    else:
+      raise ValueError(f"unknown posemb {self.posemb!r}: use 'sincos2d' or 'learn'.")
+    x = x + pos.astype(self.dtype)
+    if keep_ids is not None:
+      x = masking.gather_tokens(x, keep_ids)
+    # The [CLS] token carries no position embedding (MAE adds a zero one).
+    cls = self.param("cls", nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, None, "embed")),
+                     (1, 1, self.width))
+    x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (x.shape[0], 1, self.width)), x], axis=1)
+    x = _constrain(x)
+    return Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.attention_impl,
+                       name="encoder")(x)
+
+
+class MAEDecoder(nn.Module):
+  """MAE decoder: visible encoder tokens + mask tokens -> pixels of every patch.
+
+  Attributes:
+    width, depth, num_heads, mlp_dim: decoder transformer (MAE: 512 wide, 8 blocks, 16 heads, mlp 2048).
+    patch_dim: outputs per patch, `patch_size**2 * channels`.
+    grid: (grid_h, grid_w) of the full patch grid.
+  """
+  width: int
+  depth: int
+  num_heads: int
+  mlp_dim: int
+  patch_dim: int
+  grid: tuple[int, int]
+  dtype: Any = jnp.float32
+  attention_impl: str | None = None
+
+  @nn.compact
+  def __call__(self, tokens, ids_restore):
+    """Decodes.
+
+    Args:
+      tokens: `[B, 1 + K, D_enc]` encoder output ([CLS] first).
+      ids_restore: `[B, T]` from `ssl_jax.masking.random_masking`.
+
+    Returns:
+      `[B, T, patch_dim]` predicted pixels of every patch, in the original patch order, float32.
+    """
+    b, t = ids_restore.shape
+    x = nn.Dense(self.width, dtype=self.dtype, name="embed", kernel_init=_dense_init((None, "embed")),
+                 bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(tokens)
+    mask_token = self.param("mask_token", nn.with_logical_partitioning(
+        nn.initializers.normal(0.02), (None, None, "embed")), (1, 1, self.width))
+    visible = x[:, 1:]
+    filler = jnp.broadcast_to(mask_token.astype(x.dtype), (b, t - visible.shape[1], self.width))
+    x_ = masking.gather_tokens(jnp.concatenate([visible, filler], axis=1), ids_restore)
+    x = jnp.concatenate([x[:, :1], x_], axis=1)
+    pos = sincos_2d(self.width, *self.grid)
+    pos = np.concatenate([np.zeros((1, self.width), np.float32), pos])[None]
+    x = _constrain(x + jnp.asarray(pos, self.dtype))
+    x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, name="decoder")(x)
+    x = nn.Dense(self.patch_dim, dtype=self.dtype, name="pred", kernel_init=_dense_init(("embed", "patch")),
+                 bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("patch",)))(x)
+    return x[:, 1:].astype(jnp.float32)

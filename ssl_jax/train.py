@@ -1,0 +1,196 @@
+"""The one trainer, for every method: config -> mesh -> data -> method -> shapes -> shardings -> step -> resume ->
+loop -> evaluate. It knows nothing of any method beyond the contract in `ssl_jax.methods`."""
+
+import functools
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from etils import epath
+
+from ssl_jax import checkpoint
+from ssl_jax import config as config_lib
+from ssl_jax import evaluators
+from ssl_jax import methods
+from ssl_jax import metrics
+from ssl_jax import optim
+from ssl_jax import sharding
+from ssl_jax.data import pipeline
+from ssl_jax.data import sources
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array          # number of optimizer updates applied
+  params: dict
+  opt_state: optax.OptState
+  extra: dict              # method state that is not trained by the optimizer (teachers, centres, queues)
+  rng: jax.Array           # raw key data; step s uses fold_in(rng, s)
+
+
+def train_step(method, tx, schedule, state: TrainState, batch: dict):
+  """One optimizer update on a global batch. Pure; jitted with the state donated."""
+  rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  (loss, (step_metrics, extra)), grads = jax.value_and_grad(method.loss, has_aux=True)(
+      state.params, state.extra, batch, rng, state.step)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  extra = method.after_update(params, extra, state.step)
+  step_metrics = dict(step_metrics, loss=loss, grad_norm=optax.global_norm(grads), lr=schedule(state.step))
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state, extra=extra), step_metrics
+
+
+def _initial_state(method, tx, seed: int, image_size: int) -> TrainState:
+  """The step-0 state, with logically boxed parameters (unboxed by the caller once shardings are known)."""
+  init_rng, train_rng = jax.random.split(jax.random.key(seed))
+  batch = {"image": jnp.zeros((1, image_size, image_size, 3), jnp.uint8)}
+  params, extra = method.init(init_rng, batch)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), extra=extra,
+                    rng=jax.random.key_data(train_rng))
+
+
+def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_examples: int):
+  """The method, optimizer, jitted state initialiser and train step of `config` on `mesh`.
+
+  Returns:
+    (method, durations, init_fn () -> TrainState, step_fn (state, batch) -> (state, metrics), abstract_state
+    (`ShapeDtypeStruct`s with shardings, the restore target), schedule).
+  """
+  durations = config_lib.resolve_durations(config, num_train_examples)
+  size = config.data.image_size
+  method = methods.create(config.method.name, model=config.model.to_dict(), image_shape=(size, size, 3),
+                          **{k: v for k, v in config.method.to_dict().items() if k != "name"})
+  o = config.optim
+  schedule = optim.lr_schedule(peak_lr=optim.peak_learning_rate(o.base_lr, config.batch_size, o.lr_batch_base),
+                               warmup_steps=durations.warmup, total_steps=durations.total, schedule=o.schedule,
+                               min_lr=o.min_lr)
+  tx = optim.make(name=o.name, learning_rate=schedule, weight_decay=o.weight_decay, b1=o.b1, b2=o.b2, eps=o.eps,
+                  momentum=o.momentum, grad_clip=o.grad_clip)
+
+  init = functools.partial(_initial_state, method, tx, config.seed, size)
+  boxed = jax.eval_shape(init)
+  state_sharding = sharding.logical_shardings(boxed, mesh, config.sharding_rules)
+  abstract_state = checkpoint.abstract_like(nn.unbox(boxed), state_sharding)
+  init_fn = jax.jit(lambda: nn.unbox(init()), out_shardings=state_sharding)
+  step_fn = jax.jit(functools.partial(train_step, method, tx, schedule),
+                    in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
+                    out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0)
+  return method, durations, init_fn, step_fn, abstract_state, schedule
+
+
+def extract_features(method, state: TrainState, source, config, mesh):
+  """Representations of a whole labelled source: (`[N', D]` features, `[N']` labels, -1 on padding)."""
+  ds, _ = pipeline.eval_dataset(source, global_batch_size=config.eval.batch_size,
+                                image_size=config.data.image_size, crop_pct=config.eval.crop_pct)
+  batch_sharding = sharding.batch_sharding(mesh)
+  represent = jax.jit(method.representation, out_shardings=batch_sharding)
+  feats, labels = [], []
+  for local in ds:
+    batch = pipeline.to_global(local, batch_sharding)
+    feats.append(represent(state.params, state.extra, batch["image"]))
+    labels.append(jnp.where(batch["valid"] > 0, batch["label"], -1))
+  return jnp.concatenate(feats), jnp.concatenate(labels)
+
+
+def evaluate(method, state: TrainState, eval_sources, config, mesh, suffix: str = "") -> dict[str, float]:
+  """kNN and linear-probe top-1 accuracy of `method.representation` under `state`."""
+  train_src, test_src = eval_sources
+  train_f, train_y = extract_features(method, state, train_src, config, mesh)
+  test_f, test_y = extract_features(method, state, test_src, config, mesh)
+  num_classes = getattr(train_src, "num_classes", None)
+  e = config.eval
+  return {
+      f"eval/knn_top1{suffix}": evaluators.knn_accuracy(train_f, train_y, test_f, test_y, k=e.knn_k,
+                                                        temperature=e.knn_temperature, num_classes=num_classes),
+      f"eval/linear_top1{suffix}": evaluators.linear_probe_accuracy(train_f, train_y, test_f, test_y,
+                                                                    l2=e.linear_l2, steps=e.linear_steps,
+                                                                    num_classes=num_classes),
+  }
+
+
+def _open_sources(config):
+  d, e = config.data, config.eval
+  kw = dict(data_dir=d.data_dir, image_size=d.image_size, num_examples=d.synthetic_examples)
+  train = sources.make(d.name, d.train_split, **kw)
+  eval_name = e.data_name or d.name
+  return train, (sources.make(eval_name, e.train_split, **kw), sources.make(eval_name, e.test_split, **kw))
+
+
+def _report(step, results):
+  get = lambda k: results.get(k, float("nan"))
+  metrics.say(f"\nevaluation at step {step}:            pretrained   random init\n"
+              f"  kNN top-1 (k=20, T=0.07)       {get('eval/knn_top1'):10.4f}   {get('eval/knn_top1_init'):11.4f}\n"
+              f"  linear-probe top-1             {get('eval/linear_top1'):10.4f}   {get('eval/linear_top1_init'):11.4f}")
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dict[str, float]:
+  """Trains `config` in `workdir` (resuming from its latest checkpoint if any) and returns the final evaluation.
+
+  Args:
+    config: an experiment config (see `ssl_jax.config.base_config`).
+    workdir: local path or gs:// URL; holds checkpoints/, metrics.jsonl and tensorboard/.
+    devices: the devices of the mesh (default: all).
+  """
+  # Config and mesh: every check that can fail does so before anything is compiled or written.
+  config_lib.validate(config)
+  mesh = sharding.make_mesh(config.mesh.to_dict(), devices)
+  shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  for key in ("batch_size", "eval.batch_size"):
+    value = config[key] if key == "batch_size" else config.eval.batch_size
+    if value % shards:
+      raise ValueError(f"config.{key}={value} is not divisible by the {shards} batch shards of the mesh "
+                       f"{dict(mesh.shape)}; use a multiple of {shards}.")
+  train_source, eval_sources = _open_sources(config)
+  method, dur, init_fn, step_fn, abstract_state, _ = build(config, mesh, len(train_source))
+  train_iter = iter(pipeline.train_dataset(
+      train_source, seed=config.seed, global_batch_size=config.batch_size, image_size=config.data.image_size,
+      crop_scale=config.data.crop_scale, crop_ratio=config.data.crop_ratio, flip=config.data.flip,
+      num_workers=config.data.num_workers, prefetch=config.data.prefetch))
+
+  # Resume or start.
+  ckpt = checkpoint.Checkpointer(epath.Path(workdir) / "checkpoints", keep=config.keep_ckpts)
+  latest = ckpt.latest_step()
+  if latest is not None:
+    diffs = checkpoint.identity_differences(ckpt.saved_config(latest), config.to_dict())
+    if diffs:
+      raise ValueError(f"{workdir} holds a run with a different config ({', '.join(diffs)}); use a new --workdir.")
+    metrics.say(f"resuming from step {latest} in {workdir}")
+    state = ckpt.restore(latest, abstract_state, train_iter)
+  else:
+    state = init_fn()
+  start = int(state.step)
+  writer = metrics.Writer(workdir, resume_step=start)
+  progress = metrics.Progress(dur.total, config.batch_size, start)
+  batch_sharding = sharding.batch_sharding(mesh)
+  saved_config = config.to_dict()
+  metrics.say(f"training {config.method.name} for {dur.total} steps ({dur.steps_per_epoch} per epoch) on "
+              f"{mesh.size} devices, mesh {dict(mesh.shape)}")
+
+  every = lambda n, s: n > 0 and s % n == 0
+  with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
+    for step in range(start + 1, dur.total + 1):
+      state, step_metrics = step_fn(state, pipeline.to_global(next(train_iter), batch_sharding))
+      if every(dur.log_every, step) or step == dur.total:
+        step_metrics = jax.device_get(step_metrics)
+        writer.write(step, dict(step_metrics, **progress(step, step_metrics)))
+      if every(dur.eval_every, step) and step != dur.total:
+        writer.write(step, evaluate(method, state, eval_sources, config, mesh))
+      if every(dur.ckpt_every, step) or step == dur.total:
+        ckpt.save(step, state, train_iter, saved_config)
+    ckpt.wait()
+    ckpt.close()
+
+    done = [r for r in writer.records() if r["step"] == dur.total and "eval/knn_top1" in r]
+    if done:
+      results = {k: v for r in done for k, v in r.items() if k.startswith("eval/")}
+    else:
+      results = evaluate(method, state, eval_sources, config, mesh)
+      if config.eval.init_baseline:
+        results.update(evaluate(method, init_fn(), eval_sources, config, mesh, suffix="_init"))
+      writer.write(dur.total, results)
+  writer.close()
+  _report(dur.total, results)
+  return results
