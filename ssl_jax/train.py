@@ -39,7 +39,7 @@ def train_step(method, tx, schedule, state: TrainState, batch: dict):
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   extra = method.after_update(params, extra, state.step)
-  step_metrics = dict(step_metrics, loss=loss, grad_norm=optax.global_norm(grads), lr=schedule(state.step))
+  step_metrics = dict(step_metrics, loss=loss, grad_norm=optax.tree.norm(grads), lr=schedule(state.step))
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state, extra=extra), step_metrics
 
 
@@ -119,20 +119,25 @@ def _open_sources(config):
   return train, (sources.make(eval_name, e.train_split, **kw), sources.make(eval_name, e.test_split, **kw))
 
 
-def _report(step, results):
-  get = lambda k: results.get(k, float("nan"))
-  metrics.say(f"\nevaluation at step {step}:            pretrained   random init\n"
-              f"  kNN top-1 (k=20, T=0.07)       {get('eval/knn_top1'):10.4f}   {get('eval/knn_top1_init'):11.4f}\n"
-              f"  linear-probe top-1             {get('eval/linear_top1'):10.4f}   {get('eval/linear_top1_init'):11.4f}")
+def _report(step, results, config):
+  """Prints the final evaluation, pretrained next to random init when both were measured."""
+  lines = [f"\nevaluation at step {step}" + (" (pretrained / random init):" if "eval/knn_top1_init" in results else ":")]
+  for name, key in ((f"kNN top-1 (k={config.eval.knn_k}, T={config.eval.knn_temperature})", "eval/knn_top1"),
+                    ("linear-probe top-1", "eval/linear_top1")):
+    init = f"   {results[key + '_init']:.4f}" if key + "_init" in results else ""
+    lines.append(f"  {name:30s} {results[key]:.4f}{init}")
+  metrics.say("\n".join(lines))
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dict[str, float]:
+def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
+        stop_at: int | None = None) -> dict[str, float] | None:
   """Trains `config` in `workdir` (resuming from its latest checkpoint if any) and returns the final evaluation.
 
   Args:
     config: an experiment config (see `ssl_jax.config.base_config`).
     workdir: local path or gs:// URL; holds checkpoints/, metrics.jsonl and tensorboard/.
     devices: the devices of the mesh (default: all).
+    stop_at: leave after checkpointing this step, as a preempted job would (returns None); a later call resumes.
   """
   # Config and mesh: every check that can fail does so before anything is compiled or written.
   config_lib.validate(config)
@@ -178,10 +183,15 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dic
         writer.write(step, dict(step_metrics, **progress(step, step_metrics)))
       if every(dur.eval_every, step) and step != dur.total:
         writer.write(step, evaluate(method, state, eval_sources, config, mesh))
-      if every(dur.ckpt_every, step) or step == dur.total:
+      if every(dur.ckpt_every, step) or step in (dur.total, stop_at):
         ckpt.save(step, state, train_iter, saved_config)
+      if step == stop_at:
+        break
     ckpt.wait()
     ckpt.close()
+    if stop_at is not None and start < stop_at < dur.total:
+      writer.close()
+      return None
 
     done = [r for r in writer.records() if r["step"] == dur.total and "eval/knn_top1" in r]
     if done:
@@ -192,5 +202,5 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None) -> dic
         results.update(evaluate(method, init_fn(), eval_sources, config, mesh, suffix="_init"))
       writer.write(dur.total, results)
   writer.close()
-  _report(dur.total, results)
+  _report(dur.total, results, config)
   return results

@@ -3,8 +3,16 @@
     python main.py --config=configs/tiny/mae.py --workdir=/tmp/mae_tiny
 
 Sized for a 2-core CPU: about 3 minutes including compilation and evaluation. A ViT (width 128, 4 blocks, patch 4)
-on digits upsampled to 32x32, mask ratio 0.75, norm_pix_loss, AdamW as in the paper. Expected at the end (kNN /
-linear probe on the 360 held-out digits): see the README's table; pretrained above random init on both.
+on digits at 16x16 (16 patches), mask ratio 0.75, norm_pix_loss, AdamW with the paper's betas and weight decay,
+150 epochs of 11 steps. Expected at the end, on the 360 held-out digits (2-core CPU, 2026-11-25):
+
+                  pretrained   random init
+  kNN top-1         ~0.96         ~0.64
+  linear top-1      ~0.98         ~0.92
+
+Deviations from the ImageNet recipe, for an 8x8-pixel data set: crop scale (0.5, 1) instead of (0.2, 1), no flip
+(mirrored digits are other symbols), base lr 8x higher for the short schedule, and mean-pooled patch tokens ("gap")
+as the evaluated feature.
 """
 
 from ml_collections import config_dict
@@ -22,7 +30,7 @@ def get_config(arg=None):
   c.eval_every = 0
 
   c.data.name = "digits"
-  c.data.image_size = 32
+  c.data.image_size = 16     # the 8x8 digits, upsampled: 16 patches of 4x4
   c.data.crop_scale = (0.5, 1.0)
   c.data.flip = False          # mirrored digits are other symbols
 

@@ -5,6 +5,7 @@ index. No source downloads anything.
 """
 
 import functools
+import re
 
 import numpy as np
 
@@ -37,17 +38,30 @@ def _digits_arrays():
   return np.repeat(big[..., None], 3, axis=-1), d.target[order].astype(np.int32)
 
 
+def _split_slice(split: str) -> tuple[str, slice]:
+  """"train" -> ("train", [:]); "train[:100]" -> ("train", [:100]); "test[10:20]" likewise (TFDS's syntax)."""
+  m = re.fullmatch(r"(\w+)(?:\[(-?\d*):(-?\d*)\])?", split)
+  if not m:
+    raise ValueError(f"cannot parse split {split!r}; use NAME or NAME[start:stop], e.g. 'train[:100]'.")
+  to_int = lambda v: int(v) if v else None
+  return m.group(1), slice(to_int(m.group(2)), to_int(m.group(3)))
+
+
 def digits(split: str) -> ArraySource:
   """scikit-learn's handwritten digits (1,797 images of 10 classes), embedded in the package: no download.
 
   Args:
-    split: "train" (1,437 images), "test" (360) or "all".
+    split: "train" (1,437 images), "test" (360) or "all", optionally sliced as in TFDS: "train[:100]".
   """
   images, labels = _digits_arrays()
+  name, sub = _split_slice(split)
   parts = {"train": slice(0, DIGITS_TRAIN), "test": slice(DIGITS_TRAIN, None), "all": slice(None)}
-  if split not in parts:
+  if name not in parts:
     raise ValueError(f"digits has splits {sorted(parts)}, not {split!r}.")
-  return ArraySource(images[parts[split]], labels[parts[split]], num_classes=10)
+  images, labels = images[parts[name]][sub], labels[parts[name]][sub]
+  if not len(images):
+    raise ValueError(f"digits split {split!r} is empty.")
+  return ArraySource(images, labels, num_classes=10)
 
 
 class SyntheticSource:

@@ -101,6 +101,8 @@ def create(*, model: dict, image_shape: tuple[int, int, int], mask_ratio: float 
     decoder: width, depth, num_heads, mlp_dim of the decoder (paper: 512, 8, 16, 2048).
   """
   enc = vit_kwargs(**model)
+  if not 0.0 <= mask_ratio < 1.0:
+    raise ValueError(f"method.mask_ratio must be in [0, 1), got {mask_ratio}.")
   if feature not in ("cls", "gap"):
     raise ValueError(f"method.feature must be 'cls' or 'gap', got {feature!r}.")
   h, w, c = image_shape
@@ -109,5 +111,4 @@ def create(*, model: dict, image_shape: tuple[int, int, int], mask_ratio: float 
     raise ValueError(f"image size {h}x{w} is not divisible by the patch size {p}.")
   dec = dict(decoder, dtype=enc["dtype"], attention_impl=enc["attention_impl"])
   mae_model = MAEModel(encoder=enc, decoder=dec, patch_dim=p * p * c, grid=(h // p, w // p))
-  masking.num_visible((h // p) * (w // p), mask_ratio)  # validates the ratio
   return MAE(mae_model, p, (h // p) * (w // p), mask_ratio, norm_pix_loss, feature)

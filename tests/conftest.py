@@ -1,0 +1,52 @@
+"""Test setup: 8 CPU devices (set before jax is imported), absl flags parsed, quiet Orbax/Grain logs."""
+
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import importlib.util  # noqa: E402
+import pathlib  # noqa: E402
+
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+import pytest  # noqa: E402
+
+flags.FLAGS.mark_as_parsed()
+logging.set_verbosity(logging.WARNING)
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_config(path: str, arg=None):
+  """`get_config(arg)` of a config file given relative to the repository root, unlocked for the test to edit."""
+  spec = importlib.util.spec_from_file_location("config_under_test", ROOT / path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg)
+  config.unlock()
+  return config
+
+
+@pytest.fixture
+def tiny_config():
+  """The tiny MAE config shrunk further: a run of a few steps takes seconds."""
+  c = load_config("configs/tiny/mae.py")
+  c.batch_size = 32
+  c.total_epochs = None
+  c.total_steps = 6
+  c.log_every = 1
+  c.ckpt_every = 3
+  c.optim.warmup_epochs = None
+  c.optim.warmup_steps = 2
+  c.data.image_size = 16
+  c.model.width = 32
+  c.model.depth = 1
+  c.model.num_heads = 2
+  c.model.mlp_dim = 64
+  c.method.decoder = dict(width=32, depth=1, num_heads=2, mlp_dim=64)
+  c.eval.train_split = "train[:200]"
+  c.eval.test_split = "test[:80]"
+  c.eval.batch_size = 40
+  c.eval.linear_steps = 20
+  return c

@@ -1,0 +1,67 @@
+"""Invalid configs fail with a message naming the key and the fix, before anything is compiled or written."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from conftest import load_config
+from ssl_jax import config as config_lib
+from ssl_jax import train
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda c: setattr(c, "total_epochs", 3.0), "exactly one of config.total_steps and config.total_epochs"),
+    (lambda c: setattr(c, "batch_size", 0), "config.batch_size must be positive"),
+    (lambda c: setattr(c, "batch_size", 12), r"batch_size=12 is not divisible by the 8 batch shards"),
+    (lambda c: c.mesh.update(dict(data=3, fsdp=1, tensor=1)), "needs 3 devices but 8 are available"),
+    (lambda c: c.method.update(dict(mask_ratio=1.0)), "mask_ratio must be in"),
+    (lambda c: c.model.update(dict(patch_size=5)), "not divisible by the patch size 5"),
+    (lambda c: c.optim.update(dict(name="adam_typo")), "config.optim.name='adam_typo' is unknown"),
+    (lambda c: c.data.update(dict(crop_scale=(0.5, 0.2))), "crop_scale"),
+    (lambda c: c.model.update(dict(width=None)), r"set `variant` .* or all of \['width'\]"),
+    (lambda c: c.data.update(dict(name="digits", train_split="validation")), "digits has splits"),
+    (lambda c: c.data.update(dict(name="imagenet2012", data_dir="/nonexistent/tfds")), "tfds build imagenet2012"),
+])
+def test_invalid_config_fails_before_writing(tiny_config, tmp_path, edit, message):
+  edit(tiny_config)
+  workdir = tmp_path / "run"
+  with pytest.raises((ValueError, FileNotFoundError), match=message):
+    train.run(tiny_config, str(workdir))
+  assert not workdir.exists()
+
+
+def test_epoch_durations_are_converted_once():
+  c = load_config("configs/mae_vit_b.py")
+  d = config_lib.resolve_durations(c, num_train_examples=1_281_167)
+  assert d.steps_per_epoch == 312
+  assert (d.total, d.warmup, d.eval_every) == (800 * 312, 40 * 312, 100 * 312)
+  assert config_lib.resolve_durations(load_config("configs/mae_vit_b.py", "1600ep"), 1_281_167).total == 1600 * 312
+
+
+def test_paper_hyperparameters_of_mae_vit_b():
+  c = load_config("configs/mae_vit_b.py")
+  assert (c.batch_size, c.model.variant, c.model.dtype, c.model.posemb) == (4096, "B/16", "bfloat16", "sincos2d")
+  assert c.method.decoder.to_dict() == dict(width=512, depth=8, num_heads=16, mlp_dim=2048)
+  assert (c.method.mask_ratio, c.method.norm_pix_loss) == (0.75, True)
+  assert (c.optim.name, c.optim.b1, c.optim.b2, c.optim.weight_decay) == ("adamw", 0.9, 0.95, 0.05)
+  assert c.optim.base_lr * c.batch_size / c.optim.lr_batch_base == pytest.approx(2.4e-3)
+  assert tuple(c.data.crop_scale) == (0.2, 1.0) and c.data.flip
+
+
+def _main(*args, workdir):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, "main.py", "--config=configs/tiny/mae.py", f"--workdir={workdir}", *args],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_main_rejects_unknown_keys_and_bad_values(tmp_path):
+  out = _main("--config.batch_sise=8", workdir=tmp_path / "a")
+  assert out.returncode != 0 and "batch_sise" in out.stderr
+  out = _main("--config.method.mask_ratio=1.5", workdir=tmp_path / "b")
+  assert out.returncode != 0 and "method.mask_ratio must be in [0, 1)" in out.stderr
+  out = _main("--config.batch_size=abc", workdir=tmp_path / "c")
+  assert out.returncode != 0 and "batch_size" in out.stderr
+  assert not any((tmp_path / d).exists() for d in "abc")

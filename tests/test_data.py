@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from ssl_jax.data import pipeline
+from ssl_jax.data import sources
+from ssl_jax.data import transforms
+
+
+def test_random_resized_crop_box_bounds_and_area():
+  rng = np.random.default_rng(0)
+  fractions = []
+  for _ in range(500):
+    top, left, h, w = transforms.random_resized_crop_box(rng, 60, 80, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3))
+    assert 0 <= top and top + h <= 60 and 0 <= left and left + w <= 80 and h > 0 and w > 0
+    fractions.append(h * w / (60 * 80))
+  # Rounding of h and w moves the area fraction a little outside the sampled range.
+  assert 0.17 < min(fractions) and max(fractions) <= 1.0 and 0.45 < np.mean(fractions) < 0.65
+
+
+def test_center_crop_shapes():
+  img = np.zeros((50, 100, 3), np.uint8)
+  assert transforms.center_crop(img, 32).shape == (32, 32, 3)
+  assert transforms.center_crop(img, 32, crop_pct=1.0).shape == (32, 32, 3)
+
+
+def test_digits_source():
+  train, test = sources.digits("train"), sources.digits("test")
+  assert len(train) == 1437 and len(test) == 360
+  ex = train[0]
+  assert ex["image"].shape == (32, 32, 3) and ex["image"].dtype == np.uint8 and 0 <= ex["label"] < 10
+  assert ex["image"].max() > 200   # ink is dark-on-light scaled to 0..255
+
+
+def _stream(process_index=0, process_count=1, **kw):
+  ds = pipeline.train_dataset(sources.digits("train"), seed=3, global_batch_size=8, image_size=16,
+                              process_index=process_index, process_count=process_count, **kw)
+  return iter(ds)
+
+
+def test_train_stream_is_seeded_and_resumable():
+  a, b = _stream(), _stream()
+  first = [next(a) for _ in range(3)]
+  np.testing.assert_array_equal(first[2]["image"], next(b) and next(b) and next(b)["image"])
+  state = a.get_state()
+  expected = [next(a)["index"] for _ in range(3)]
+  c = _stream()
+  c.set_state(state)
+  np.testing.assert_array_equal(np.stack([next(c)["index"] for _ in range(3)]), np.stack(expected))
+
+
+def test_epochs_are_permutations_and_reshuffled():
+  it = _stream()
+  per_epoch = 1437 // 8
+  ids = np.concatenate([next(it)["index"] for _ in range(2 * per_epoch + 2)])
+  first, second = ids[:1437], ids[1437:2 * 1437]
+  assert sorted(first.tolist()) == list(range(1437))
+  assert sorted(second.tolist()) == list(range(1437))
+  assert not np.array_equal(first, second)
+
+
+def test_processes_read_contiguous_slices_of_the_global_batch():
+  single = _stream()
+  parts = [_stream(p, 2) for p in range(2)]
+  for _ in range(3):
+    whole = next(single)
+    local = [next(p) for p in parts]
+    assert local[0]["image"].shape == (4, 16, 16, 3)
+    np.testing.assert_array_equal(np.concatenate([l["index"] for l in local]), whole["index"])
+    np.testing.assert_array_equal(np.concatenate([l["image"] for l in local]), whole["image"])
+
+
+def test_eval_dataset_pads_and_flags_validity():
+  ds, n = pipeline.eval_dataset(sources.digits("test[:50]"), global_batch_size=16, image_size=16)
+  batches = list(ds)
+  assert n == 4 and len(batches) == 4
+  valid = np.concatenate([b["valid"] for b in batches])
+  assert valid.sum() == 50 and valid[:50].all()
+  np.testing.assert_array_equal(np.concatenate([b["index"] for b in batches])[:50], np.arange(50))
+
+
+def test_batch_larger_than_data_is_an_error():
+  with pytest.raises(ValueError, match="larger than the data set"):
+    pipeline.train_dataset(sources.digits("test[:10]"), seed=0, global_batch_size=16, image_size=16)
+
+
+def test_tfds_source_under_mock_data():
+  with tfds.testing.mock_data(num_examples=24):
+    src = sources.make("imagenet2012", "train")
+    assert len(src) == 24 and src.num_classes == 1000
+    it = iter(pipeline.train_dataset(src, seed=0, global_batch_size=8, image_size=32))
+    batch = next(it)
+  assert batch["image"].shape == (8, 32, 32, 3) and batch["image"].dtype == np.uint8
+  assert batch["label"].shape == (8,) and ((0 <= batch["label"]) & (batch["label"] < 1000)).all()
+
+
+def test_unprepared_tfds_dataset_says_how_to_prepare(tmp_path):
+  with pytest.raises(FileNotFoundError, match="tfds build imagenet2012 --file_format=array_record"):
+    sources.make("imagenet2012", "train", data_dir=str(tmp_path / "tfds"))
+  assert not (tmp_path / "tfds").exists()   # nothing written

@@ -1,0 +1,86 @@
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssl_jax import masking
+from ssl_jax.methods import mae
+from ssl_jax.models import vit
+
+
+def _param_count(module, *args):
+  shapes = jax.eval_shape(lambda *a: module.init(jax.random.key(0), *a), *args)
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nn.unbox(shapes)["params"]))
+
+
+# Parameter counts of timm's `vit_*_patch16_224(num_classes=0)` less their learned position embedding
+# (ours are fixed sin-cos): e.g. ViT-B/16 85,798,656 - 197 * 768.
+@pytest.mark.parametrize("variant,count", [
+    ("Ti/16", 5_524_416 - 197 * 192),
+    ("S/16", 21_665_664 - 197 * 384),
+    ("B/16", 85_798_656 - 197 * 768),
+    ("L/16", 303_301_632 - 197 * 1024),
+])
+def test_vit_variant_parameter_counts(variant, count):
+  kw = mae.vit_kwargs(variant=variant)
+  images = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
+  assert _param_count(vit.ViT(**kw), images) == count
+
+
+@pytest.mark.parametrize("variant", ["Ti/16", "S/16", "B/16", "L/16", "H/14"])
+def test_vit_output_shapes_with_and_without_token_dropping(variant):
+  size = vit.parse_variant(variant)
+  model = vit.ViT(**mae.vit_kwargs(variant=variant))
+  images = jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32)
+  t = (224 // size.patch_size) ** 2
+  keep = jax.ShapeDtypeStruct((2, t // 4), jnp.int32)
+  full = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x)[0], images)
+  dropped = jax.eval_shape(lambda x, k: model.init_with_output(jax.random.key(0), x, k)[0], images, keep)
+  assert full.shape == (2, 1 + t, size.width)
+  assert dropped.shape == (2, 1 + t // 4, size.width)
+
+
+def test_parse_variant_errors():
+  assert vit.parse_variant("S/8") == vit.ViTSize(384, 12, 6, 1536, 8)
+  with pytest.raises(ValueError, match="unknown ViT variant"):
+    vit.parse_variant("X/16")
+
+
+def test_sincos_matches_mae_formula():
+  width, gh, gw = 16, 3, 4
+  emb = vit.sincos_2d(width, gh, gw)
+  assert emb.shape == (gh * gw, width)
+  omega = 1.0 / 10000 ** (np.arange(4) / 4.0)
+  row, col = 2, 3
+  expected = np.concatenate([np.sin(col * omega), np.cos(col * omega), np.sin(row * omega), np.cos(row * omega)])
+  np.testing.assert_allclose(emb[row * gw + col], expected, rtol=1e-6)
+
+
+def test_token_dropping_equals_encoding_the_kept_patches():
+  """Dropping tokens after adding position embeddings == attending over only the kept tokens (no leakage)."""
+  model = vit.ViT(patch_size=4, width=32, depth=2, num_heads=4, mlp_dim=64)
+  images = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+  keep = jnp.array([[0, 5, 9, 15], [3, 4, 7, 12]], jnp.int32)
+  params = model.init(jax.random.key(1), images)
+  out = model.apply(params, images, keep)
+  # Changing pixels of dropped patches must not change the output.
+  patches = masking.patchify(images, 4)
+  noise = jax.random.normal(jax.random.key(2), patches.shape)
+  kept_mask = jnp.zeros((2, 16)).at[jnp.arange(2)[:, None], keep].set(1.0)
+  changed = masking.unpatchify(patches + noise * (1 - kept_mask)[..., None], 4, 16, 16)
+  np.testing.assert_allclose(model.apply(params, changed, keep), out, rtol=1e-5, atol=1e-5)
+
+
+def test_mae_decoder_output_and_bfloat16_compute():
+  method = mae.create(model=dict(patch_size=4, width=32, depth=1, num_heads=2, mlp_dim=64, dtype="bfloat16"),
+                      image_shape=(16, 16, 3), decoder=dict(width=16, depth=1, num_heads=2, mlp_dim=32))
+  batch = {"image": jnp.zeros((3, 16, 16, 3), jnp.uint8)}
+  params, extra = method.init(jax.random.key(0), batch)
+  params = nn.unbox(params)
+  # Parameters stay float32 under bfloat16 compute.
+  assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
+  m = masking.random_masking(jax.random.key(1), 3, 16, 0.75)
+  pred = method.model.apply({"params": params}, jnp.zeros((3, 16, 16, 3)), m.ids_keep, m.ids_restore)
+  assert pred.shape == (3, 16, 4 * 4 * 3) and pred.dtype == jnp.float32
+  assert method.representation(params, extra, batch["image"]).shape == (3, 32)

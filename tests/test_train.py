@@ -1,0 +1,109 @@
+"""End-to-end runs of the trainer on embedded data: resume, 1 vs 8 devices, the full-scale config, mocked TFDS."""
+
+import json
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from conftest import load_config
+from ssl_jax import sharding
+from ssl_jax import train
+from ssl_jax.data import pipeline
+from ssl_jax.data import sources
+
+
+def _records(workdir):
+  return [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _losses(workdir):
+  return {r["step"]: r["loss"] for r in _records(workdir) if "loss" in r}
+
+
+def test_run_writes_everything_and_resumes_bit_identically(tiny_config, tmp_path):
+  straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+  results = train.run(tiny_config, str(straight))
+  assert set(results) == {"eval/knn_top1", "eval/linear_top1", "eval/knn_top1_init", "eval/linear_top1_init"}
+  assert all(0.0 <= v <= 1.0 for v in results.values())
+  # Checkpoints at the periodic steps and the last one; TensorBoard events; every step logged.
+  assert {p.name for p in (straight / "checkpoints").iterdir() if p.name.isdigit()} == {"3", "6"}
+  assert list((straight / "tensorboard").glob("events.out.tfevents.*"))
+  assert sorted(_losses(straight)) == [1, 2, 3, 4, 5, 6]
+  last = _records(straight)[-1]
+  assert last["step"] == 6 and last["eval/knn_top1"] == results["eval/knn_top1"]
+  assert {"lr", "grad_norm", "examples_per_s"} <= set(_records(straight)[0])
+
+  # Interrupted after step 4 (last checkpoint: 4), then restarted with the same command.
+  assert train.run(tiny_config, str(resumed), stop_at=4) is None
+  assert sorted(_losses(resumed)) == [1, 2, 3, 4]
+  again = train.run(tiny_config, str(resumed))
+  assert _losses(resumed) == _losses(straight)     # exact equality: same data order and random numbers
+  assert again["eval/knn_top1"] == results["eval/knn_top1"]
+  assert again["eval/linear_top1"] == results["eval/linear_top1"]
+
+  # Restarting a finished run evaluates nothing new and loses nothing.
+  before = (straight / "metrics.jsonl").read_text()
+  assert train.run(tiny_config, str(straight)) == results
+  assert (straight / "metrics.jsonl").read_text() == before
+
+
+def test_workdir_with_another_config_is_refused(tiny_config, tmp_path):
+  tiny_config.total_steps = 2
+  tiny_config.eval.init_baseline = False
+  train.run(tiny_config, str(tmp_path), stop_at=1)
+  before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+  tiny_config.batch_size = 16
+  with pytest.raises(ValueError, match="different config.*batch_size"):
+    train.run(tiny_config, str(tmp_path))
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+
+
+def test_one_device_and_eight_devices_give_the_same_losses(tiny_config):
+  assert jax.device_count() == 8
+  src = sources.digits("train")
+  batches = []
+  it = iter(pipeline.train_dataset(src, seed=0, global_batch_size=tiny_config.batch_size, image_size=16))
+  batches = [next(it) for _ in range(3)]
+  out = {}
+  for n in (1, 8):
+    mesh = sharding.make_mesh(dict(data=-1, fsdp=1, tensor=1), jax.devices()[:n])
+    _, _, init_fn, step_fn, _, _ = train.build(tiny_config, mesh, len(src))
+    with jax.set_mesh(mesh), nn.logical_axis_rules(tiny_config.sharding_rules):
+      state, losses = init_fn(), []
+      for b in batches:
+        state, m = step_fn(state, pipeline.to_global(b, sharding.batch_sharding(mesh)))
+        losses.append(float(m["loss"]))
+    assert len(state.params["encoder"]["embedding"]["kernel"].sharding.device_set) == n
+    out[n] = (losses, jax.device_get(state.params))
+  np.testing.assert_allclose(out[1][0], out[8][0], rtol=1e-5)
+  assert out[1][0][0] != out[1][0][2]   # it trained
+  # Adam turns reduction-order noise in near-zero gradients into differences of up to ~lr per step.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-4), out[1][1], out[8][1])
+
+
+def test_full_scale_mae_vit_b_smoke_runs_on_digits(tmp_path):
+  c = load_config("configs/mae_vit_b.py")
+  c.data.name, c.data.num_workers, c.batch_size = "digits", 0, 8
+  c.total_epochs, c.total_steps, c.eval_every_epochs, c.log_every = None, 2, None, 1
+  c.optim.warmup_epochs, c.optim.warmup_steps = None, 1
+  c.eval.update(dict(data_name="digits", train_split="train[:16]", test_split="test[:8]", batch_size=8,
+                     init_baseline=False, linear_steps=5))
+  results = train.run(c, str(tmp_path))
+  losses = _losses(tmp_path)
+  assert sorted(losses) == [1, 2] and all(np.isfinite(list(losses.values())))
+  assert 0 <= results["eval/knn_top1"] <= 1
+
+
+def test_tfds_path_under_mock_data(tiny_config, tmp_path):
+  tiny_config.data.name = "imagenet2012"
+  tiny_config.eval.data_name = None
+  tiny_config.eval.train_split, tiny_config.eval.test_split = "train", "validation"
+  tiny_config.total_steps = 2
+  tiny_config.eval.init_baseline = False
+  with tfds.testing.mock_data(num_examples=64):
+    results = train.run(tiny_config, str(tmp_path))
+  assert sorted(_losses(tmp_path)) == [1, 2]
+  assert 0 <= results["eval/linear_top1"] <= 1
