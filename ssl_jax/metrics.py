@@ -72,6 +72,12 @@ class Progress:
     self.total, self.batch = total_steps, batch_size
     self._last_step, self._last_time = start_step, time.perf_counter()
 
+  def restart(self, step: int) -> float:
+    """Measures from now and `step` on; returns the seconds since the previous start."""
+    now = time.perf_counter()
+    elapsed, self._last_step, self._last_time = now - self._last_time, step, now
+    return elapsed
+
   def __call__(self, step: int, metrics: dict) -> dict:
     now = time.perf_counter()
     rate = (step - self._last_step) / max(now - self._last_time, 1e-9)

@@ -1,7 +1,11 @@
 """The one trainer, for every method: config -> mesh -> data -> method -> shapes -> shardings -> step -> resume ->
 loop -> evaluate. It knows nothing of any method beyond the contract in `ssl_jax.methods`."""
 
+import dataclasses
 import functools
+import os
+from collections.abc import Callable
+from typing import Any
 
 import flax
 import flax.linen as nn
@@ -52,13 +56,20 @@ def _initial_state(method, tx, seed: int, image_size: int) -> TrainState:
                     rng=jax.random.key_data(train_rng))
 
 
-def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_examples: int):
-  """The method, optimizer, jitted state initialiser and train step of `config` on `mesh`.
+@dataclasses.dataclass(frozen=True)
+class Program:
+  """Everything compiled for one config on one mesh."""
+  method: Any
+  durations: config_lib.Durations
+  init: Callable[[], TrainState]                    # jitted; the step-0 state, sharded
+  step: Callable[[TrainState, dict], tuple]        # jitted, state donated: (state, batch) -> (state, metrics)
+  represent: Callable                               # jitted: (params, extra, images) -> [B, D] features
+  abstract_state: TrainState                        # ShapeDtypeStructs with shardings: the restore target
+  mesh: jax.sharding.Mesh
 
-  Returns:
-    (method, durations, init_fn () -> TrainState, step_fn (state, batch) -> (state, metrics), abstract_state
-    (`ShapeDtypeStruct`s with shardings, the restore target), schedule).
-  """
+
+def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_examples: int) -> Program:
+  """The method, optimizer, and jitted initialiser, train step and feature extractor of `config` on `mesh`."""
   durations = config_lib.resolve_durations(config, num_train_examples)
   size = config.data.image_size
   method = methods.create(config.method.name, model=config.model.to_dict(), image_shape=(size, size, 3),
@@ -70,36 +81,39 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
   tx = optim.make(name=o.name, learning_rate=schedule, weight_decay=o.weight_decay, b1=o.b1, b2=o.b2, eps=o.eps,
                   momentum=o.momentum, grad_clip=o.grad_clip)
 
+  # Shapes -> shardings -> a jitted initialiser that creates every array directly in its shard.
   init = functools.partial(_initial_state, method, tx, config.seed, size)
   boxed = jax.eval_shape(init)
   state_sharding = sharding.logical_shardings(boxed, mesh, config.sharding_rules)
-  abstract_state = checkpoint.abstract_like(nn.unbox(boxed), state_sharding)
-  init_fn = jax.jit(lambda: nn.unbox(init()), out_shardings=state_sharding)
-  step_fn = jax.jit(functools.partial(train_step, method, tx, schedule),
-                    in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
-                    out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0)
-  return method, durations, init_fn, step_fn, abstract_state, schedule
+  batch_sharding = sharding.batch_sharding(mesh)
+  return Program(
+      method=method, durations=durations, mesh=mesh,
+      init=jax.jit(lambda: nn.unbox(init()), out_shardings=state_sharding),
+      step=jax.jit(functools.partial(train_step, method, tx, schedule),
+                   in_shardings=(state_sharding, batch_sharding),
+                   out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0),
+      represent=jax.jit(method.representation, out_shardings=batch_sharding),
+      abstract_state=checkpoint.abstract_like(nn.unbox(boxed), state_sharding))
 
 
-def extract_features(method, state: TrainState, source, config, mesh):
+def extract_features(program: Program, state: TrainState, source, config):
   """Representations of a whole labelled source: (`[N', D]` features, `[N']` labels, -1 on padding)."""
   ds, _ = pipeline.eval_dataset(source, global_batch_size=config.eval.batch_size,
                                 image_size=config.data.image_size, crop_pct=config.eval.crop_pct)
-  batch_sharding = sharding.batch_sharding(mesh)
-  represent = jax.jit(method.representation, out_shardings=batch_sharding)
+  batch_sharding = sharding.batch_sharding(program.mesh)
   feats, labels = [], []
   for local in ds:
     batch = pipeline.to_global(local, batch_sharding)
-    feats.append(represent(state.params, state.extra, batch["image"]))
+    feats.append(program.represent(state.params, state.extra, batch["image"]))
     labels.append(jnp.where(batch["valid"] > 0, batch["label"], -1))
   return jnp.concatenate(feats), jnp.concatenate(labels)
 
 
-def evaluate(method, state: TrainState, eval_sources, config, mesh, suffix: str = "") -> dict[str, float]:
-  """kNN and linear-probe top-1 accuracy of `method.representation` under `state`."""
+def evaluate(program: Program, state: TrainState, eval_sources, config, suffix: str = "") -> dict[str, float]:
+  """kNN and linear-probe top-1 accuracy of the method's representation under `state`."""
   train_src, test_src = eval_sources
-  train_f, train_y = extract_features(method, state, train_src, config, mesh)
-  test_f, test_y = extract_features(method, state, test_src, config, mesh)
+  train_f, train_y = extract_features(program, state, train_src, config)
+  test_f, test_y = extract_features(program, state, test_src, config)
   num_classes = getattr(train_src, "num_classes", None)
   e = config.eval
   return {
@@ -140,6 +154,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
     stop_at: leave after checkpointing this step, as a preempted job would (returns None); a later call resumes.
   """
   # Config and mesh: every check that can fail does so before anything is compiled or written.
+  workdir = str(workdir) if "://" in str(workdir) else os.path.abspath(workdir)   # Orbax needs absolute paths
   config_lib.validate(config)
   mesh = sharding.make_mesh(config.mesh.to_dict(), devices)
   shards = mesh.shape["data"] * mesh.shape["fsdp"]
@@ -149,7 +164,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
       raise ValueError(f"config.{key}={value} is not divisible by the {shards} batch shards of the mesh "
                        f"{dict(mesh.shape)}; use a multiple of {shards}.")
   train_source, eval_sources = _open_sources(config)
-  method, dur, init_fn, step_fn, abstract_state, _ = build(config, mesh, len(train_source))
+  program = build(config, mesh, len(train_source))
+  dur = program.durations
   train_iter = iter(pipeline.train_dataset(
       train_source, seed=config.seed, global_batch_size=config.batch_size, image_size=config.data.image_size,
       crop_scale=config.data.crop_scale, crop_ratio=config.data.crop_ratio, flip=config.data.flip,
@@ -163,9 +179,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
     if diffs:
       raise ValueError(f"{workdir} holds a run with a different config ({', '.join(diffs)}); use a new --workdir.")
     metrics.say(f"resuming from step {latest} in {workdir}")
-    state = ckpt.restore(latest, abstract_state, train_iter)
+    state = ckpt.restore(latest, program.abstract_state, train_iter)
   else:
-    state = init_fn()
+    state = program.init()
   start = int(state.step)
   writer = metrics.Writer(workdir, resume_step=start)
   progress = metrics.Progress(dur.total, config.batch_size, start)
@@ -177,12 +193,15 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
   every = lambda n, s: n > 0 and s % n == 0
   with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
     for step in range(start + 1, dur.total + 1):
-      state, step_metrics = step_fn(state, pipeline.to_global(next(train_iter), batch_sharding))
+      state, step_metrics = program.step(state, pipeline.to_global(next(train_iter), batch_sharding))
+      if step == start + 1:   # one sync, so that examples/s does not count compilation
+        jax.block_until_ready(step_metrics)
+        metrics.say(f"compiled and ran step {step} in {progress.restart(step):.1f}s")
       if every(dur.log_every, step) or step == dur.total:
         step_metrics = jax.device_get(step_metrics)
         writer.write(step, dict(step_metrics, **progress(step, step_metrics)))
       if every(dur.eval_every, step) and step != dur.total:
-        writer.write(step, evaluate(method, state, eval_sources, config, mesh))
+        writer.write(step, evaluate(program, state, eval_sources, config))
       if every(dur.ckpt_every, step) or step in (dur.total, stop_at):
         ckpt.save(step, state, train_iter, saved_config)
       if step == stop_at:
@@ -197,9 +216,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
     if done:
       results = {k: v for r in done for k, v in r.items() if k.startswith("eval/")}
     else:
-      results = evaluate(method, state, eval_sources, config, mesh)
+      results = evaluate(program, state, eval_sources, config)
       if config.eval.init_baseline:
-        results.update(evaluate(method, init_fn(), eval_sources, config, mesh, suffix="_init"))
+        results.update(evaluate(program, program.init(), eval_sources, config, suffix="_init"))
       writer.write(dur.total, results)
   writer.close()
   _report(dur.total, results, config)

@@ -98,3 +98,15 @@ def test_unprepared_tfds_dataset_says_how_to_prepare(tmp_path):
   with pytest.raises(FileNotFoundError, match="tfds build imagenet2012 --file_format=array_record"):
     sources.make("imagenet2012", "train", data_dir=str(tmp_path / "tfds"))
   assert not (tmp_path / "tfds").exists()   # nothing written
+
+
+def test_grain_worker_processes_give_the_same_stream_and_state():
+  plain = _stream()
+  workers = _stream(num_workers=2)
+  for _ in range(3):
+    np.testing.assert_array_equal(next(plain)["image"], next(workers)["image"])
+  state = workers.get_state()
+  expected = next(plain)["index"]
+  resumed = _stream(num_workers=2)
+  resumed.set_state(state)
+  np.testing.assert_array_equal(next(resumed)["index"], expected)

@@ -50,15 +50,17 @@ def test_run_writes_everything_and_resumes_bit_identically(tiny_config, tmp_path
   assert (straight / "metrics.jsonl").read_text() == before
 
 
-def test_workdir_with_another_config_is_refused(tiny_config, tmp_path):
+def test_workdir_with_another_config_is_refused(tiny_config, tmp_path, monkeypatch):
   tiny_config.total_steps = 2
   tiny_config.eval.init_baseline = False
-  train.run(tiny_config, str(tmp_path), stop_at=1)
-  before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+  monkeypatch.chdir(tmp_path)
+  train.run(tiny_config, "run", stop_at=1)    # a relative workdir
+  before = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+  assert "1" in before
   tiny_config.batch_size = 16
   with pytest.raises(ValueError, match="different config.*batch_size"):
-    train.run(tiny_config, str(tmp_path))
-  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+    train.run(tiny_config, "run")
+  assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == before
 
 
 def test_one_device_and_eight_devices_give_the_same_losses(tiny_config):
@@ -70,11 +72,11 @@ def test_one_device_and_eight_devices_give_the_same_losses(tiny_config):
   out = {}
   for n in (1, 8):
     mesh = sharding.make_mesh(dict(data=-1, fsdp=1, tensor=1), jax.devices()[:n])
-    _, _, init_fn, step_fn, _, _ = train.build(tiny_config, mesh, len(src))
+    program = train.build(tiny_config, mesh, len(src))
     with jax.set_mesh(mesh), nn.logical_axis_rules(tiny_config.sharding_rules):
-      state, losses = init_fn(), []
+      state, losses = program.init(), []
       for b in batches:
-        state, m = step_fn(state, pipeline.to_global(b, sharding.batch_sharding(mesh)))
+        state, m = program.step(state, pipeline.to_global(b, sharding.batch_sharding(mesh)))
         losses.append(float(m["loss"]))
     assert len(state.params["encoder"]["embedding"]["kernel"].sharding.device_set) == n
     out[n] = (losses, jax.device_get(state.params))

@@ -40,7 +40,8 @@ def knn_predict(train_features, train_labels, test_features, *, num_classes: int
 
   def predict(q):
     sim, idx = jax.lax.top_k(q @ bank.T, k)
-    weights = jnp.exp(sim / temperature)
+    # exp((cos - max cos) / T): the same vote ratios as exp(cos / T), without overflow at small T.
+    weights = jnp.exp((sim - sim[:, :1]) / temperature)
     votes = jnp.einsum("ck,ckn->cn", weights, onehot_bank[idx])
     return jnp.argmax(votes, axis=-1).astype(jnp.int32)
 
