@@ -21,7 +21,8 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.batch_size = 256                                   # global, over all processes and devices
-  # Durations: give each in steps or in epochs (`*_epochs`), not both; converted once at start-up.
+  # Durations: in steps, or in epochs (`*_epochs`); when both are set the step value wins, so that
+  # `--config.total_steps=2` shortens an epoch-based config. Converted once at start-up.
   c.total_steps = config_dict.placeholder(int)
   c.total_epochs = config_dict.placeholder(float)
   c.log_every = 50                                     # 0 turns the periodic action off
@@ -90,17 +91,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Checks values that do not depend on devices or data; raises ValueError naming the key and the fix."""
   if config.batch_size <= 0:
     raise ValueError(f"config.batch_size must be positive, got {config.batch_size}.")
-  if (config.total_steps is None) == (config.total_epochs is None):
-    raise ValueError("set exactly one of config.total_steps and config.total_epochs "
-                     f"(got {config.total_steps} and {config.total_epochs}).")
+  if config.total_steps is None and config.total_epochs is None:
+    raise ValueError("set config.total_steps or config.total_epochs (both are None).")
   for name in ("log_every", "ckpt_every", "eval_every"):
     _positive(config, name)
-    _positive(config, name + "_epochs")  # when given, `*_epochs` takes the place of the step default
+    _positive(config, name + "_epochs")
   for key in ("total_steps", "total_epochs"):
     if config[key] is not None and config[key] <= 0:
       raise ValueError(f"config.{key} must be positive, got {config[key]}.")
-  if (config.optim.warmup_steps is not None) and (config.optim.warmup_epochs is not None):
-    raise ValueError("set at most one of config.optim.warmup_steps and config.optim.warmup_epochs.")
   if config.optim.name not in optim.OPTIMIZERS:
     raise ValueError(f"config.optim.name={config.optim.name!r} is unknown; use one of {optim.OPTIMIZERS}.")
   if config.optim.schedule not in optim.SCHEDULES:
@@ -134,13 +132,13 @@ class Durations:
 
 
 def resolve_durations(config: ml_collections.ConfigDict, num_train_examples: int) -> Durations:
-  """Converts the `*_epochs` durations to steps (an epoch is `num_train_examples // batch_size` steps)."""
+  """Converts durations to steps (an epoch is `num_train_examples // batch_size` steps); steps win over epochs."""
   steps_per_epoch = max(1, num_train_examples // config.batch_size)
 
-  def steps(value_steps, value_epochs, default=0):
-    if value_epochs is not None:
-      return int(round(value_epochs * steps_per_epoch))
-    return default if value_steps is None else int(value_steps)
+  def steps(value_steps, value_epochs):
+    if value_steps is not None:
+      return int(value_steps)
+    return 0 if value_epochs is None else int(round(value_epochs * steps_per_epoch))
 
   total = steps(config.total_steps, config.total_epochs)
   if total <= 0:

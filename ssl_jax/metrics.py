@@ -79,15 +79,17 @@ class Progress:
     return elapsed
 
   def __call__(self, step: int, metrics: dict) -> dict:
+    """Prints the line; returns `{"examples_per_s": ...}`, or {} when no step has passed since the last call."""
     now = time.perf_counter()
-    rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
+    steps, seconds = step - self._last_step, max(now - self._last_time, 1e-9)
     self._last_step, self._last_time = step, now
-    ex_per_s = rate * self.batch
+    measured = {"examples_per_s": steps * self.batch / seconds} if steps > 0 else {}
     if jax.process_index() == 0:
+      speed = f"{measured['examples_per_s']:,.0f} ex/s" if measured else "- ex/s"
+      eta = _format_eta((self.total - step) * seconds / steps) if measured else "?"
       print(f"step {step}/{self.total} | loss {metrics.get('loss', float('nan')):.4f} | "
-            f"lr {metrics.get('lr', float('nan')):.3e} | {ex_per_s:,.0f} ex/s | "
-            f"ETA {_format_eta((self.total - step) / rate if rate > 0 else float('inf'))}", flush=True)
-    return {"examples_per_s": ex_per_s}
+            f"lr {metrics.get('lr', float('nan')):.3e} | {speed} | ETA {eta}", flush=True)
+    return measured
 
 
 def say(message: str) -> None:

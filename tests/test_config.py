@@ -13,7 +13,7 @@ from ssl_jax import train
 
 
 @pytest.mark.parametrize("edit,message", [
-    (lambda c: setattr(c, "total_epochs", 3.0), "exactly one of config.total_steps and config.total_epochs"),
+    (lambda c: setattr(c, "total_steps", None), "set config.total_steps or config.total_epochs"),
     (lambda c: setattr(c, "batch_size", 0), "config.batch_size must be positive"),
     (lambda c: setattr(c, "batch_size", 12), r"batch_size=12 is not divisible by the 8 batch shards"),
     (lambda c: c.mesh.update(dict(data=3, fsdp=1, tensor=1)), "needs 3 devices but 8 are available"),
@@ -39,6 +39,8 @@ def test_epoch_durations_are_converted_once():
   assert d.steps_per_epoch == 312
   assert (d.total, d.warmup, d.eval_every) == (800 * 312, 40 * 312, 100 * 312)
   assert config_lib.resolve_durations(load_config("configs/mae_vit_b.py", "1600ep"), 1_281_167).total == 1600 * 312
+  c.total_steps = 7           # a step value wins over the epoch value
+  assert config_lib.resolve_durations(c, num_train_examples=1_281_167).total == 7
 
 
 def test_paper_hyperparameters_of_mae_vit_b():
