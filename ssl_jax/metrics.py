@@ -17,6 +17,14 @@ def _format_eta(seconds: float) -> str:
   return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+def _step_of(line: str) -> int | None:
+  """The step of a metrics line, or None for a line cut short by a crash."""
+  try:
+    return int(json.loads(line)["step"])
+  except (ValueError, KeyError, TypeError):
+    return None
+
+
 class Writer:
   """Writes `{"step": s, **metrics}` lines to `workdir/metrics.jsonl` and scalars to `workdir/tensorboard/`.
 
@@ -32,7 +40,7 @@ class Writer:
     if not self.active:
       return
     if self.path.exists():
-      kept = [l for l in self.path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= resume_step]
+      kept = [l for l in self.path.read_text().splitlines() if _step_of(l) is not None and _step_of(l) <= resume_step]
       self._lines = [l + "\n" for l in kept]
       self.path.write_text("".join(self._lines))
     if tensorboard:

@@ -30,6 +30,20 @@ def test_digits_source():
   ex = train[0]
   assert ex["image"].shape == (32, 32, 3) and ex["image"].dtype == np.uint8 and 0 <= ex["label"] < 10
   assert ex["image"].max() > 200   # ink is dark-on-light scaled to 0..255
+  # ImageNet configs' evaluation splits work unchanged on digits: "validation" is the held-out set, and a slice
+  # longer than the split is the whole split.
+  assert len(sources.digits("validation")) == 360 and len(sources.digits("train[:50000]")) == 1437
+  np.testing.assert_array_equal(sources.digits("validation")[5]["image"], test[5]["image"])
+
+
+def test_synthetic_source_splits():
+  train = sources.make("synthetic", "train", image_size=16, num_examples=100)
+  val = sources.make("synthetic", "validation", image_size=16, num_examples=100)
+  part = sources.make("synthetic", "train[10:20]", image_size=16, num_examples=100)
+  assert (len(train), len(val), len(part)) == (100, 25, 10)
+  assert train[0]["image"].shape == (16, 16, 3)
+  np.testing.assert_array_equal(part[0]["image"], train[10]["image"])
+  assert not np.array_equal(val[0]["image"], train[0]["image"])
 
 
 def _stream(process_index=0, process_count=1, **kw):

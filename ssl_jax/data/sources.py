@@ -51,11 +51,13 @@ def digits(split: str) -> ArraySource:
   """scikit-learn's handwritten digits (1,797 images of 10 classes), embedded in the package: no download.
 
   Args:
-    split: "train" (1,437 images), "test" (360) or "all", optionally sliced as in TFDS: "train[:100]".
+    split: "train" (1,437 images), "test" (360; also named "validation", so that ImageNet configs' evaluation
+      splits work unchanged) or "all", optionally sliced as in TFDS: "train[:100]".
   """
   images, labels = _digits_arrays()
   name, sub = _split_slice(split)
-  parts = {"train": slice(0, DIGITS_TRAIN), "test": slice(DIGITS_TRAIN, None), "all": slice(None)}
+  held_out = slice(DIGITS_TRAIN, None)
+  parts = {"train": slice(0, DIGITS_TRAIN), "test": held_out, "validation": held_out, "all": slice(None)}
   if name not in parts:
     raise ValueError(f"digits has splits {sorted(parts)}, not {split!r}.")
   images, labels = images[parts[name]][sub], labels[parts[name]][sub]
@@ -65,16 +67,19 @@ def digits(split: str) -> ArraySource:
 
 
 class SyntheticSource:
-  """Deterministic random images (a smooth random field per index) for smoke runs and benchmarks."""
+  """Deterministic random images (8x8 blocks of random colour, upscaled) for smoke runs and benchmarks.
 
-  def __init__(self, num_examples: int, image_size: int, num_classes: int = 10):
-    self.num_examples, self.image_size, self.num_classes = num_examples, image_size, num_classes
+  Image i is a function of (i, offset) only; splits are disjoint ranges of offsets.
+  """
+
+  def __init__(self, num_examples: int, image_size: int, num_classes: int = 10, offset: int = 0):
+    self.num_examples, self.image_size, self.num_classes, self.offset = num_examples, image_size, num_classes, offset
 
   def __len__(self):
     return self.num_examples
 
   def __getitem__(self, i):
-    rng = np.random.default_rng(int(i))
+    rng = np.random.default_rng(int(i) + self.offset)
     low = rng.integers(0, 256, (8, 8, 3)).astype(np.uint8)
     reps = -(-self.image_size // 8)
     img = np.kron(low, np.ones((reps, reps, 1), np.uint8))[:self.image_size, :self.image_size]
@@ -127,5 +132,8 @@ def make(name: str, split: str, *, data_dir: str | None = None, image_size: int 
   if name == "digits":
     return digits(split)
   if name == "synthetic":
-    return SyntheticSource(num_examples if split.startswith("train") else max(num_examples // 4, 1), image_size)
+    base, sub = _split_slice(split)
+    n, offset = (num_examples, 0) if base == "train" else (max(num_examples // 4, 1), num_examples)
+    start, stop, _ = sub.indices(n)
+    return SyntheticSource(max(stop - start, 0), image_size, offset=offset + start)
   return TfdsSource(name, split, data_dir)
