@@ -59,7 +59,8 @@ class MAE:
     m = masking.random_masking(rng, images.shape[0], self.num_patches, self.mask_ratio)
     pred = self.model.apply({"params": params}, images, m.ids_keep, m.ids_restore)
     target = masking.patchify(images, self.patch_size)
-    loss = losses.mae_loss(pred, target, m.mask, norm_pix=self.norm_pix_loss)
+    # Every example has the same number of masked patches, so the mean of per-example losses is MAE's loss.
+    loss = jnp.mean(losses.mae_loss(pred, target, m.mask, norm_pix=self.norm_pix_loss))
     return loss, ({"loss": loss}, extra)
 
   def after_update(self, params, extra, step):
