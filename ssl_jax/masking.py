@@ -1,8 +1,17 @@
 """Mask generators and token gather/scatter helpers, as pure functions with static shapes and explicit rng.
 
-Only jax and numpy are imported here: the functions can be used alone in a notebook.
+  random_masking      MAE per-sample shuffle (mask, ids_keep, ids_restore)
+  blockwise_masking   BEiT block-wise masking
+  multiblock_masking  I-JEPA target blocks and a context block that excludes them
+  mlm_masking         BERT's 80/10/10 corruption, special tokens never masked
+  span_masking        wav2vec 2.0 span masking
+  gather_tokens, mask_to_indices, patchify, unpatchify
+
+Every generator returns arrays whose shapes depend only on its static arguments, so it runs under `jit` and `vmap`;
+random quantities (how many tokens, which ones) are values, not shapes. Only jax and numpy are imported here.
 """
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -96,3 +105,255 @@ def unpatchify(patches: jax.Array, patch_size: int, height: int, width: int) -> 
   x = patches.reshape(b, gh, gw, p, p, c)
   x = jnp.transpose(x, (0, 1, 3, 2, 4, 5))
   return x.reshape(b, height, width, c)
+
+
+def mask_to_indices(mask: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+  """The first k positions where `mask` is set, per example, in increasing order (static shape).
+
+  Args:
+    mask: `[B, T]` bool/0-1.
+    k: how many indices to return (static); I-JEPA truncates every mask of a batch to the smallest count.
+
+  Returns:
+    (`[B, k]` int32 indices, `[B, k]` bool validity: False where the example has fewer than k set positions; those
+    slots repeat position 0's index and must be ignored).
+
+  Example:
+    >>> ids, ok = mask_to_indices(jnp.array([[0, 1, 0, 1, 1]]), 2)
+    >>> ids.tolist(), ok.tolist()
+    ([[1, 3]], [[True, True]])
+  """
+  mask = mask.astype(bool)
+  order = jnp.argsort(~mask, axis=1, stable=True).astype(jnp.int32)[:, :k]
+  valid = jnp.arange(k)[None, :] < jnp.sum(mask, axis=1, keepdims=True)
+  return jnp.where(valid, order, order[:, :1]), valid
+
+
+def mlm_masking(rng: jax.Array, tokens: jax.Array, *, vocab_size: int, mask_token_id: int,
+                special_mask: jax.Array | None = None, mask_prob: float = 0.15, replace_prob: float = 0.8,
+                random_prob: float = 0.1) -> tuple[jax.Array, jax.Array]:
+  """BERT's masked-LM corruption (Devlin et al. 2019, Sec. 3.1 and appendix A.1).
+
+  In each sequence, `max(1, round(mask_prob * n))` of its n maskable tokens are chosen uniformly (the original
+  `create_masked_lm_predictions`; special tokens and padding, marked in `special_mask`, are never chosen). A chosen
+  token becomes `mask_token_id` with probability `replace_prob`, a uniformly random token id with probability
+  `random_prob`, and stays unchanged otherwise; its loss counts in every case.
+
+  Args:
+    rng: PRNG key.
+    tokens: `[B, T]` int token ids.
+    vocab_size: random replacements are drawn from [0, vocab_size).
+    mask_token_id: the [MASK] id.
+    special_mask: optional `[B, T]` bool, True at [CLS], [SEP], padding and any other position never to mask.
+    mask_prob, replace_prob, random_prob: 0.15, 0.8, 0.1 in BERT.
+
+  Returns:
+    (`[B, T]` corrupted inputs, `[B, T]` float32 mask: 1 at the chosen positions, whose original ids are the labels).
+
+  Example:
+    >>> inputs, mask = mlm_masking(jax.random.key(0), jnp.arange(2, 22)[None], vocab_size=100, mask_token_id=1)
+    >>> int(mask.sum())      # round(0.15 * 20)
+    3
+  """
+  if not 0 <= replace_prob + random_prob <= 1:
+    raise ValueError("mlm_masking: replace_prob + random_prob must be in [0, 1].")
+  b, t = tokens.shape
+  k_choose, k_action, k_random = jax.random.split(rng, 3)
+  maskable = jnp.ones((b, t), bool) if special_mask is None else ~special_mask.astype(bool)
+  n = jnp.sum(maskable, axis=1)
+  num = jnp.where(n > 0, jnp.maximum(1, jnp.round(mask_prob * n)), 0).astype(jnp.int32)
+  scores = jnp.where(maskable, jax.random.uniform(k_choose, (b, t)), 2.0)
+  rank = jnp.argsort(jnp.argsort(scores, axis=1), axis=1)
+  chosen = rank < num[:, None]
+  action = jax.random.uniform(k_action, (b, t))
+  random_ids = jax.random.randint(k_random, (b, t), 0, vocab_size, dtype=tokens.dtype)
+  inputs = jnp.where(chosen & (action < replace_prob), mask_token_id, tokens)
+  inputs = jnp.where(chosen & (action >= replace_prob) & (action < replace_prob + random_prob), random_ids, inputs)
+  return inputs, chosen.astype(jnp.float32)
+
+
+def span_masking(rng: jax.Array, batch_size: int, length: int, *, mask_prob: float = 0.65, span_length: int = 10,
+                 min_spans: int = 2) -> jax.Array:
+  """wav2vec 2.0's span masking (Baevski et al. 2020; fairseq `compute_mask_indices`, "static" spans).
+
+  Each sequence gets `num = max(min_spans, int(mask_prob * T / span_length + u))` span starts (u ~ U[0, 1),
+  probabilistic rounding), drawn without replacement from [0, T - span_length]; each masks the `span_length` steps
+  from its start. Spans may overlap, so with the paper's settings (fairseq `mask_prob = 0.65`, `mask_length = 10`,
+  i.e. p = 0.065 per step in the paper's notation) about 49% of steps end up masked.
+
+  Args:
+    rng: PRNG key.
+    batch_size: B.
+    length: T (all sequences of the batch have this length; pad and mask out padding yourself).
+    mask_prob: expected fraction of steps covered before overlaps (fairseq `mask_prob`, 0.65).
+    span_length: M (10).
+    min_spans: at least this many spans (fairseq `min_masks`, 2 in wav2vec 2.0's configs).
+
+  Returns:
+    `[B, T]` float32 mask, 1 at masked steps.
+
+  Example:
+    >>> m = span_masking(jax.random.key(0), 2, 50, mask_prob=0.0, span_length=5, min_spans=1)
+    >>> m.sum(axis=1).tolist()     # exactly one span of 5 each
+    [5.0, 5.0]
+  """
+  if span_length > length:
+    raise ValueError(f"span_masking: span_length {span_length} exceeds the length {length}.")
+  k_num, k_start = jax.random.split(rng)
+  starts_available = length - span_length + 1
+  num = jnp.floor(mask_prob * length / span_length + jax.random.uniform(k_num, (batch_size,))).astype(jnp.int32)
+  num = jnp.clip(jnp.maximum(num, min_spans), 0, starts_available)
+  scores = jax.random.uniform(k_start, (batch_size, starts_available))
+  rank = jnp.argsort(jnp.argsort(scores, axis=1), axis=1)
+  starts = (rank < num[:, None]).astype(jnp.int32)
+  starts = jnp.pad(starts, ((0, 0), (0, span_length - 1)))                    # [B, T]
+  covered = jnp.cumsum(starts, axis=1) - jnp.pad(jnp.cumsum(starts, axis=1), ((0, 0), (span_length, 0)))[:, :length]
+  return (covered > 0).astype(jnp.float32)
+
+
+def _block(top, left, h, w, grid_h, grid_w):
+  rows = jnp.arange(grid_h)[:, None]
+  cols = jnp.arange(grid_w)[None, :]
+  return (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
+
+
+def blockwise_masking(rng: jax.Array, batch_size: int, grid: tuple[int, int], *, num_masking_patches: int,
+                      min_num_patches: int = 16, max_num_patches: int | None = None,
+                      min_aspect: float = 0.3, max_aspect: float | None = None, attempts: int = 10) -> jax.Array:
+  """BEiT's block-wise masking (Bao et al. 2022, Algorithm 1; the official `MaskingGenerator`).
+
+  Rectangular blocks are added until `num_masking_patches` patches are masked: each block has an area uniform in
+  [min_num_patches, remaining budget] and an aspect ratio log-uniform in [min_aspect, 1 / min_aspect]; a block is
+  accepted only if it masks at least one new patch and no more than the remaining budget (up to `attempts` tries
+  per block). The count therefore never exceeds the target; it stops short of it when no small enough block fits
+  in `attempts` tries, as the official generator does.
+
+  Args:
+    rng: PRNG key.
+    batch_size: B.
+    grid: (H, W) patch grid (BEiT-B/16 at 224 px: (14, 14)).
+    num_masking_patches: target count (BEiT: 75 of 196, i.e. 40%).
+    min_num_patches: smallest block area (16).
+    max_num_patches: largest block area (default: the target count).
+    min_aspect, max_aspect: aspect-ratio range (0.3, 1/0.3).
+    attempts: tries per block.
+
+  Returns:
+    `[B, H * W]` float32 mask, row-major, 1 at masked patches.
+
+  Example:
+    >>> m = blockwise_masking(jax.random.key(0), 4, (14, 14), num_masking_patches=75)
+    >>> counts = m.sum(axis=1)
+    >>> bool(jnp.all(counts <= 75) & jnp.all(counts >= 65))
+    True
+  """
+  gh, gw = grid
+  max_num = num_masking_patches if max_num_patches is None else max_num_patches
+  log_ratio = (math.log(min_aspect), math.log(max_aspect or 1.0 / min_aspect))
+
+  def one(key):
+    def try_block(state):
+      mask, key, attempt, added, budget = state
+      key, k1, k2, k3, k4 = jax.random.split(key, 5)
+      area = min_num_patches + jax.random.uniform(k1) * (budget - min_num_patches)
+      aspect = jnp.exp(jax.random.uniform(k2, minval=log_ratio[0], maxval=log_ratio[1]))
+      h = jnp.round(jnp.sqrt(area * aspect)).astype(jnp.int32)
+      w = jnp.round(jnp.sqrt(area / aspect)).astype(jnp.int32)
+      fits = (w < gw) & (h < gh)
+      top = jax.random.randint(k3, (), 0, jnp.maximum(gh - h + 1, 1))
+      left = jax.random.randint(k4, (), 0, jnp.maximum(gw - w + 1, 1))
+      block = _block(top, left, h, w, gh, gw)
+      new = jnp.sum(block & ~mask)
+      accept = fits & (new > 0) & (new <= budget)
+      return (jnp.where(accept, mask | block, mask), key, attempt + 1, jnp.where(accept, new, 0), budget)
+
+    def add_block(state):
+      mask, key, count, _ = state
+      budget = jnp.minimum(num_masking_patches - count, max_num)
+      mask, key, _, added, _ = jax.lax.while_loop(
+          lambda s: (s[2] < attempts) & (s[3] == 0), try_block, (mask, key, 0, jnp.int32(0), budget))
+      return mask, key, count + added, added
+
+    init = (jnp.zeros((gh, gw), bool), key, jnp.int32(0), jnp.int32(1))
+    mask, *_ = jax.lax.while_loop(lambda s: (s[2] < num_masking_patches) & (s[3] > 0), add_block, init)
+    return mask.reshape(-1)
+
+  return jax.vmap(one)(jax.random.split(rng, batch_size)).astype(jnp.float32)
+
+
+class MultiBlockMask(NamedTuple):
+  """The output of `multiblock_masking`.
+
+  Attributes:
+    context: `[B, T]` bool, the patches the context encoder sees (a block minus every target block).
+    targets: `[B, num_targets, T]` bool, one block per target (all of one batch have the same size).
+  """
+  context: jax.Array
+  targets: jax.Array
+
+
+def _block_size(key, grid_h, grid_w, scale, aspect):
+  k1, k2 = jax.random.split(key)
+  s = jax.random.uniform(k1, minval=scale[0], maxval=scale[1])
+  keep = jnp.floor(grid_h * grid_w * s)
+  ar = jax.random.uniform(k2, minval=aspect[0], maxval=aspect[1])
+  h = jnp.round(jnp.sqrt(keep * ar)).astype(jnp.int32)
+  w = jnp.round(jnp.sqrt(keep / ar)).astype(jnp.int32)
+  return jnp.clip(h, 1, grid_h - 1), jnp.clip(w, 1, grid_w - 1)
+
+
+def multiblock_masking(rng: jax.Array, batch_size: int, grid: tuple[int, int], *, num_targets: int = 4,
+                       target_scale=(0.15, 0.2), target_aspect=(0.75, 1.5), context_scale=(0.85, 1.0),
+                       context_aspect=(1.0, 1.0), min_keep: int = 10, tries: int = 20) -> MultiBlockMask:
+  """I-JEPA's multi-block masking (Assran et al. 2023, Sec. 3; the official `MaskCollator`).
+
+  One target-block size and one context-block size are drawn per batch (scale = fraction of the grid, aspect =
+  h / w); every example then places `num_targets` target blocks and one context block uniformly, and the context
+  keeps only the patches of its block that are in no target. The context position is redrawn (up to `tries` times)
+  until at least `min_keep` patches remain.
+
+  Args:
+    rng: PRNG key.
+    batch_size: B.
+    grid: (H, W) patch grid (I-JEPA ViT-H/14 at 224 px: (16, 16)).
+    num_targets: M (4).
+    target_scale, target_aspect: (0.15, 0.2) and (0.75, 1.5).
+    context_scale, context_aspect: (0.85, 1.0) and (1.0, 1.0).
+    min_keep: smallest context.
+    tries: context placements tried per example.
+
+  Returns:
+    a `MultiBlockMask` of bool masks (static shapes). Use `mask_to_indices` with a static k (I-JEPA truncates all
+    contexts of a batch to the smallest one) to gather tokens.
+
+  Deviation: where the official collator, after 20 failed tries, relaxes the constraint by ignoring some targets,
+  this keeps the placement with the most visible patches among the tries (the context never overlaps a target).
+
+  Example:
+    >>> m = multiblock_masking(jax.random.key(0), 2, (14, 14))
+    >>> bool(jnp.any(m.context[:, None] & m.targets))    # the context never sees a target patch
+    False
+  """
+  gh, gw = grid
+  k_tsize, k_csize, k_ex = jax.random.split(rng, 3)
+  th, tw = _block_size(k_tsize, gh, gw, target_scale, target_aspect)
+  ch, cw = _block_size(k_csize, gh, gw, context_scale, context_aspect)
+
+  def place(key, h, w):
+    k1, k2 = jax.random.split(key)
+    top = jax.random.randint(k1, (), 0, gh - h + 1)
+    left = jax.random.randint(k2, (), 0, gw - w + 1)
+    return _block(top, left, h, w, gh, gw)
+
+  def one(key):
+    k_targets, k_context = jax.random.split(key)
+    targets = jax.vmap(lambda k: place(k, th, tw))(jax.random.split(k_targets, num_targets))
+    covered = jnp.any(targets, axis=0)
+    contexts = jax.vmap(lambda k: place(k, ch, cw) & ~covered)(jax.random.split(k_context, tries))
+    counts = jnp.sum(contexts, axis=(1, 2))
+    first_ok = jnp.argmax(counts >= min_keep)
+    pick = jnp.where(jnp.any(counts >= min_keep), first_ok, jnp.argmax(counts))
+    return contexts[pick].reshape(-1), targets.reshape(num_targets, -1)
+
+  context, targets = jax.vmap(one)(jax.random.split(k_ex, batch_size))
+  return MultiBlockMask(context, targets)
