@@ -340,8 +340,8 @@ def test_docstring_examples(module):
   assert result.attempted > 0 and result.failed == 0
 
 
-def test_losses_and_masking_import_only_jax_and_numpy():
-  code = ("import sys; import ssl_jax.losses, ssl_jax.masking; "
+def test_losses_masking_and_pretext_import_only_jax_and_numpy():
+  code = ("import sys; import ssl_jax.losses, ssl_jax.masking, ssl_jax.pretext; "
           "bad = [m for m in ('flax', 'optax', 'orbax', 'grain', 'tensorflow_datasets', 'tensorflow', 'ml_collections',"
           " 'torch', 'ssl_jax.models', 'ssl_jax.train') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
