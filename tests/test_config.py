@@ -22,7 +22,7 @@ from ssl_jax import train
     (lambda c: c.optim.update(dict(name="adam_typo")), "config.optim.name='adam_typo' is unknown"),
     (lambda c: c.data.update(dict(crop_scale=(0.5, 0.2))), "crop_scale"),
     (lambda c: c.model.update(dict(width=None)), r"set `variant` .* or all of \['width'\]"),
-    (lambda c: c.data.update(dict(name="digits", train_split="validation")), "digits has splits"),
+    (lambda c: c.data.update(dict(name="digits", train_split="val")), "digits has splits"),
     (lambda c: c.data.update(dict(name="imagenet2012", data_dir="/nonexistent/tfds")), "tfds build imagenet2012"),
 ])
 def test_invalid_config_fails_before_writing(tiny_config, tmp_path, edit, message):
