@@ -32,7 +32,12 @@ class RandomMask(NamedTuple):
 
 
 def num_visible(num_tokens: int, mask_ratio: float) -> int:
-  """Number of tokens MAE keeps: `int(T * (1 - mask_ratio))`, as in the official code (at least 1)."""
+  """Number of tokens MAE keeps: `int(T * (1 - mask_ratio))`, as in the official code (at least 1).
+
+  Example:
+    >>> num_visible(196, 0.75)
+    49
+  """
   if not 0.0 <= mask_ratio < 1.0:
     raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}.")
   return max(1, int(num_tokens * (1.0 - mask_ratio)))
@@ -52,6 +57,11 @@ def random_masking(rng: jax.Array, batch_size: int, num_tokens: int, mask_ratio:
 
   Returns:
     a `RandomMask` (ids_keep `[B, K]`, mask `[B, T]`, ids_restore `[B, T]`).
+
+  Example:
+    >>> m = random_masking(jax.random.key(0), batch_size=2, num_tokens=8, mask_ratio=0.75)
+    >>> m.ids_keep.shape, m.mask.sum(axis=1).tolist()
+    ((2, 2), [6.0, 6.0])
   """
   keep = num_visible(num_tokens, mask_ratio)
   noise = jax.random.uniform(rng, (batch_size, num_tokens))
@@ -71,6 +81,10 @@ def gather_tokens(x: jax.Array, ids: jax.Array) -> jax.Array:
 
   Returns:
     `[B, K, D]`.
+
+  Example:
+    >>> gather_tokens(jnp.arange(6.0).reshape(1, 3, 2), jnp.array([[2, 0]])).tolist()
+    [[[4.0, 5.0], [0.0, 1.0]]]
   """
   return jnp.take_along_axis(x, ids[:, :, None], axis=1)
 
@@ -84,6 +98,10 @@ def patchify(images: jax.Array, patch_size: int) -> jax.Array:
 
   Returns:
     `[B, (H/p)*(W/p), p*p*C]`, each patch flattened in (row, column, channel) order.
+
+  Example:
+    >>> patchify(jnp.zeros((2, 32, 32, 3)), 16).shape
+    (2, 4, 768)
   """
   b, h, w, c = images.shape
   p = patch_size
@@ -95,7 +113,13 @@ def patchify(images: jax.Array, patch_size: int) -> jax.Array:
 
 
 def unpatchify(patches: jax.Array, patch_size: int, height: int, width: int) -> jax.Array:
-  """Inverse of `patchify`: `[B, T, p*p*C]` -> `[B, H, W, C]`."""
+  """Inverse of `patchify`: `[B, T, p*p*C]` -> `[B, H, W, C]`.
+
+  Example:
+    >>> x = jax.random.normal(jax.random.key(0), (1, 8, 4, 3))
+    >>> bool(jnp.all(unpatchify(patchify(x, 2), 2, 8, 4) == x))
+    True
+  """
   b, t, d = patches.shape
   p = patch_size
   c = d // (p * p)

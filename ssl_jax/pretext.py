@@ -53,6 +53,11 @@ def jigsaw_permutations(num: int = 100, tiles: int = 9, seed: int = 0) -> np.nda
 
   Returns:
     `[num, tiles]` int32 array; row i maps puzzle slot j to tile `perm[i, j]`.
+
+  Example:
+    >>> p = jigsaw_permutations(4, tiles=4)
+    >>> p.shape, sorted(p[0].tolist())
+    ((4, 4), [0, 1, 2, 3])
   """
   import itertools
   all_perms = np.array(list(itertools.permutations(range(tiles))), dtype=np.int8)
@@ -113,7 +118,12 @@ def jigsaw(rng: jax.Array, images: jax.Array, permutations: np.ndarray, grid: in
 
 
 def rgb_to_lab(rgb: jax.Array) -> jax.Array:
-  """sRGB in [0, 1] `[..., 3]` -> CIE Lab (D65 white), L in [0, 100], a/b roughly in [-110, 110]."""
+  """sRGB in [0, 1] `[..., 3]` -> CIE Lab (D65 white), L in [0, 100], a/b roughly in [-110, 110].
+
+  Example:
+    >>> [round(v, 1) for v in rgb_to_lab(jnp.array([1.0, 1.0, 1.0])).tolist()]
+    [100.0, 0.0, 0.0]
+  """
   rgb = rgb.astype(jnp.float32)
   linear = jnp.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
   m = jnp.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
@@ -133,6 +143,10 @@ def ab_gamut_bins(grid: int = 10, samples: int = 128) -> np.ndarray:
 
   Returns:
     `[Q, 2]` float32 (a, b) bin centres.
+
+  Example:
+    >>> ab_gamut_bins().shape
+    (262, 2)
   """
   axis = np.linspace(0.0, 1.0, samples, dtype=np.float32)
   cube = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)

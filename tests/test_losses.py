@@ -393,3 +393,39 @@ def test_mae_loss_ignores_visible_patches():
 def test_mae_loss_shape_error():
   with pytest.raises(ValueError, match="shapes"):
     losses.mae_loss(jnp.zeros((2, 3, 4)), jnp.zeros((2, 3, 4)), jnp.zeros((2, 4)))
+
+
+GRAD_CHECKED = {
+    "nt_xent": lambda a, b: losses.nt_xent(a, b, 0.5).mean(),
+    "info_nce": lambda a, b: losses.info_nce(a, b, 0.5).mean(),
+    "clip": lambda a, b: losses.clip_loss(a, b, 2.0).mean(),
+    "siglip": lambda a, b: losses.siglip_loss(a, b, 2.0, -1.0).mean(),
+    "barlow": lambda a, b: losses.barlow_twins_loss(a, b),
+    "vicreg": lambda a, b: losses.vicreg_loss(a, b),
+    "dino": lambda a, b: losses.dino_loss(a.reshape(2, 3, 4), b.reshape(2, 3, 4), jnp.zeros(4), 0.5, 0.5).mean(),
+    "regression": lambda a, b: losses.regression_loss(a, b, beta=0.5).mean(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GRAD_CHECKED))
+def test_gradients_match_finite_differences(name):
+  a = jnp.asarray(RNG.normal(size=(6, 4)), jnp.float32)
+  b = jnp.asarray(RNG.normal(size=(6, 4)), jnp.float32)
+  check_grads(lambda x: GRAD_CHECKED[name](x, b), (a,), order=1, modes=["rev"], atol=2e-2, rtol=2e-2, eps=1e-2)
+
+
+@pytest.mark.parametrize("name,fn,shape", [
+    ("dino", lambda s, t: losses.dino_loss(s, t[:2], jnp.zeros(12)), (4, 32, 12)),
+    ("ibot", lambda s, t: losses.ibot_patch_loss(s[0], t[0], (t[1, ..., 0] > 0), jnp.zeros(12)), (4, 32, 12)),
+    ("masked_token", lambda s, t: losses.masked_token_loss(s[0], jnp.argmax(t[0], -1), t[1, ..., 0] > 0), (4, 32, 12)),
+    # [B=4, T=32, D=12], sharded along time.
+    ("wav2vec2", lambda s, t: losses.wav2vec2_contrastive_loss(s, t, t[..., 0] > 0, jax.random.key(0), 5),
+     (4, 32, 12)),
+])
+def test_sharded_equality_of_view_and_token_losses(name, fn, shape):
+  mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+  sharded = NamedSharding(mesh, P(None, "data"))        # the batch is the second axis here
+  s, t = RNG.normal(size=shape).astype(np.float32), RNG.normal(size=shape).astype(np.float32)
+  one = jax.jit(fn)(s, t)
+  eight = jax.jit(fn)(jax.device_put(s, sharded), jax.device_put(t, sharded))
+  np.testing.assert_allclose(eight, one, rtol=2e-5, atol=1e-6)

@@ -10,7 +10,12 @@ import jax.numpy as jnp
 
 
 def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
-  """`x / max(||x||, eps)` along `axis`, in float32 (the `F.normalize` of the reference implementations)."""
+  """`x / max(||x||, eps)` along `axis`, in float32 (the `F.normalize` of the reference implementations).
+
+  Example:
+    >>> [round(v, 4) for v in l2_normalize(jnp.array([3.0, 4.0])).tolist()]
+    [0.6, 0.8]
+  """
   x = x.astype(jnp.float32)
   return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=axis, keepdims=True), eps * eps))
 

@@ -70,6 +70,10 @@ def update_center(center: jax.Array, teacher_logits: jax.Array, momentum: float 
 
   Returns:
     `[K]` new centre (no gradient).
+
+  Example:
+    >>> [round(v, 4) for v in update_center(jnp.zeros(2), jnp.array([[[1.0, 3.0]]]), momentum=0.9).tolist()]
+    [0.1, 0.3]
   """
   batch_center = jnp.mean(teacher_logits.astype(jnp.float32).reshape(-1, teacher_logits.shape[-1]), axis=0)
   return jax.lax.stop_gradient(center * momentum + batch_center * (1.0 - momentum))

@@ -18,6 +18,10 @@ def patch_normalize(target: jax.Array, eps: float = 1e-6) -> jax.Array:
 
   Follows the official MAE code (He et al. 2022, `models_mae.py`), which uses `torch.var` and so the unbiased
   (ddof=1) variance.
+
+  Example:
+    >>> [round(v, 3) for v in patch_normalize(jnp.array([0.0, 4.0])).tolist()]   # mean 2, unbiased var 8
+    [-0.707, 0.707]
   """
   target = target.astype(jnp.float32)
   mean = jnp.mean(target, axis=-1, keepdims=True)
@@ -26,7 +30,12 @@ def patch_normalize(target: jax.Array, eps: float = 1e-6) -> jax.Array:
 
 
 def masked_mean(values: jax.Array, mask: jax.Array, axis=-1) -> jax.Array:
-  """`sum(values * mask) / max(sum(mask), 1)` over `axis` (all axes with `axis=None`)."""
+  """`sum(values * mask) / max(sum(mask), 1)` over `axis` (all axes with `axis=None`).
+
+  Example:
+    >>> masked_mean(jnp.array([[1.0, 5.0, 3.0]]), jnp.array([[1, 0, 1]])).tolist()
+    [2.0]
+  """
   mask = mask.astype(jnp.float32)
   return jnp.sum(values * mask, axis=axis) / jnp.maximum(jnp.sum(mask, axis=axis), 1.0)
 
@@ -66,7 +75,12 @@ def mae_loss(pred: jax.Array, target: jax.Array, mask: jax.Array, norm_pix: bool
 
 
 def layer_norm(x: jax.Array, eps: float = 1e-6) -> jax.Array:
-  """LayerNorm without affine parameters over the last axis, in float32 (`F.layer_norm(x, x.shape[-1:])`)."""
+  """LayerNorm without affine parameters over the last axis, in float32 (`F.layer_norm(x, x.shape[-1:])`).
+
+  Example:
+    >>> [round(v, 3) for v in layer_norm(jnp.array([1.0, 3.0])).tolist()]
+    [-1.0, 1.0]
+  """
   x = x.astype(jnp.float32)
   mean = jnp.mean(x, axis=-1, keepdims=True)
   return (x - mean) * jax.lax.rsqrt(jnp.var(x, axis=-1, keepdims=True) + eps)
@@ -109,7 +123,12 @@ def regression_loss(pred: jax.Array, target: jax.Array, kind: str = "smooth_l1",
 
 
 def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
-  """Normalises each channel over the time/token axis: `[B, T, D]`, statistics over T (`F.instance_norm`)."""
+  """Normalises each channel over the time/token axis: `[B, T, D]`, statistics over T (`F.instance_norm`).
+
+  Example:
+    >>> [round(v, 3) for v in instance_norm(jnp.array([[[1.0], [3.0]]]))[0, :, 0].tolist()]
+    [-1.0, 1.0]
+  """
   x = x.astype(jnp.float32)
   mean = jnp.mean(x, axis=-2, keepdims=True)
   return (x - mean) * jax.lax.rsqrt(jnp.var(x, axis=-2, keepdims=True) + eps)

@@ -22,6 +22,11 @@ def sample_negative_positions(rng: jax.Array, mask: jax.Array, num_negatives: in
   Returns:
     (`[B, T, K]` int32 time indices of the distractors, `[B, T, K]` bool validity: False where the utterance has
     fewer than 2 masked steps). Values at unmasked steps are meaningless.
+
+  Example:
+    >>> pos, ok = sample_negative_positions(jax.random.key(0), jnp.array([[1, 0, 1]]), 2)
+    >>> pos[0, 0].tolist(), pos[0, 2].tolist()      # the only other masked step
+    ([2, 2], [0, 0])
   """
   mask = mask.astype(jnp.int32)
   b, t = mask.shape
