@@ -1,5 +1,7 @@
 """Pretrains a self-supervised model: `python main.py --config=configs/tiny/mae.py --workdir=/tmp/mae`."""
 
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -8,6 +10,8 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (e.g. configs/mae_vit_b.py).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory (local or gs://) for checkpoints and metrics.")
+_RESTART = flags.DEFINE_bool("restart", False, "Archive a previous run in --workdir to <workdir>/archive/<time>/ "
+                             "and start afresh, instead of resuming it (or refusing it if its config differs).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -15,8 +19,14 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)   # Orbax and Grain log every file at INFO
-  from ssl_jax import train   # after flag parsing, so that --help is fast
-  train.run(_CONFIG.value, _WORKDIR.value)
+  from ssl_jax import preemption   # after flag parsing, so that --help is fast
+  from ssl_jax import train
+  try:
+    train.run(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
+  except preemption.Preempted as e:
+    logging.warning("%s", e)
+    print(str(e), flush=True)
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":

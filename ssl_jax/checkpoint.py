@@ -1,17 +1,32 @@
 """Orbax checkpoints: train state, Grain iterator state and the config saved together as one atomic step.
 
-Saves are asynchronous (training goes on while the arrays are written); a step directory becomes visible to
-`latest_step` only once Orbax has committed it, so a crash mid-save never leaves a step that would be restored.
-States restore straight into the shardings of the current mesh, whatever mesh wrote them.
+Saves are asynchronous (training goes on while the arrays are written); a step directory becomes visible to Orbax
+only once it is committed, so a crash mid-save never leaves a step that would be restored. On restore every
+candidate step is checked first (commit markers present, no link leading out of the checkpoint directory); a step
+that fails the check or fails to load is moved aside to `<workdir>/checkpoints_damaged/` (never deleted) and the
+previous step is tried. States restore straight into the shardings of the current mesh, whatever mesh wrote them.
 """
+
+import datetime
+import json
+import os
+import shutil
+import warnings
 
 import grain
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
+from jax.experimental import multihost_utils
 
 # Config keys that define the experiment: a workdir holding a run with other values is not resumed.
 IDENTITY_KEYS = ("method", "model", "batch_size", "seed", "data.name", "data.image_size")
+ITEMS = ("state", "data", "config")
+COMMIT_MARKER = "commit_success.txt"
+
+
+class ConfigMismatch(ValueError):
+  """The workdir holds a run of another experiment."""
 
 
 class Checkpointer:
@@ -30,7 +45,7 @@ class Checkpointer:
     return self._mngr.latest_step()
 
   def save(self, step: int, state, data_iterator, config: dict) -> None:
-    """Starts an asynchronous save of `step` (waits for the previous save first)."""
+    """Starts an asynchronous save of `step`. An error of the previous asynchronous save is raised here."""
     self._mngr.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator),
         config=ocp.args.JsonSave(config)), force=True)
@@ -44,11 +59,79 @@ class Checkpointer:
   def saved_config(self, step: int) -> dict:
     return self._mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
 
+  def damage(self, step: int) -> str | None:
+    """Why the files of `step` cannot be trusted, or None. Reads only inside the checkpoint directory."""
+    root = os.path.realpath(str(self.directory))
+    step_dir = os.path.join(str(self.directory), str(step))
+    for item in ("",) + ITEMS:
+      if not os.path.exists(os.path.join(step_dir, item, COMMIT_MARKER)):
+        return f"{os.path.join(str(step), item, COMMIT_MARKER)} is missing"
+    for dirpath, dirnames, filenames in os.walk(step_dir, followlinks=False):
+      for name in dirnames + filenames:
+        path = os.path.join(dirpath, name)
+        if os.path.islink(path) and not os.path.realpath(path).startswith(root + os.sep):
+          return f"{os.path.relpath(path, str(self.directory))} links outside the checkpoint directory"
+    return None
+
+  def quarantine(self, step: int) -> str:
+    """Moves a damaged step out of Orbax's view, to `checkpoints_damaged/<step>-<time>/` beside it."""
+    target = f"{self.directory.parent / 'checkpoints_damaged'}/{step}-{_now()}"
+    if jax.process_index() == 0:
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      shutil.move(str(self.directory / str(step)), target)
+    multihost_utils.sync_global_devices(f"ssl_jax quarantine {step}")
+    self._mngr.reload()
+    return target
+
+  def restore_latest(self, abstract_state, data_iterator, config: dict):
+    """The state of the newest intact step, falling back past damaged ones; None when there is none.
+
+    Raises:
+      ConfigMismatch: the newest intact step was written by a different experiment (see IDENTITY_KEYS).
+    """
+    for step in sorted(self._mngr.all_steps(), reverse=True):
+      reason = self.damage(step)
+      if reason is None:
+        try:
+          diffs = identity_differences(self.saved_config(step), config)
+        except Exception as e:  # noqa: BLE001 -- any failure to read the step means it is damaged
+          reason = f"its config cannot be read: {type(e).__name__}: {e}"
+        else:
+          if diffs:
+            raise ConfigMismatch(diffs)
+          try:
+            return self.restore(step, abstract_state, data_iterator)
+          except Exception as e:  # noqa: BLE001
+            reason = f"it cannot be restored: {type(e).__name__}: {e}"
+      moved = self.quarantine(step)
+      warnings.warn(f"checkpoint step {step} is damaged ({reason}); moved it to {moved} and falling back to the "
+                    "previous step", RuntimeWarning, stacklevel=2)
+    return None
+
   def wait(self) -> None:
     self._mngr.wait_until_finished()
 
   def close(self) -> None:
     self._mngr.close()
+
+
+def _now() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def archive_run(workdir: str) -> str | None:
+  """Moves a previous run's outputs in `workdir` to `workdir/archive/<time>/` (for an explicit restart)."""
+  names = [n for n in ("checkpoints", "checkpoints_damaged", "metrics.jsonl", "tensorboard", "example_ids")
+           if os.path.exists(os.path.join(workdir, n))]
+  if not names:
+    return None
+  target = os.path.join(workdir, "archive", _now())
+  if jax.process_index() == 0:
+    os.makedirs(target)
+    for n in names:
+      shutil.move(os.path.join(workdir, n), os.path.join(target, n))
+  multihost_utils.sync_global_devices("ssl_jax archive")
+  return target
 
 
 def _lookup(d: dict, dotted: str):
@@ -61,7 +144,6 @@ def _lookup(d: dict, dotted: str):
 
 def identity_differences(saved: dict, current: dict, keys=IDENTITY_KEYS) -> list[str]:
   """The dotted keys among `keys` whose values differ between two configs (as JSON-like dicts)."""
-  import json
   norm = lambda v: json.loads(json.dumps(v))  # tuples vs lists, as JSON stores them
   return [k for k in keys if norm(_lookup(saved, k)) != norm(_lookup(current, k))]
 

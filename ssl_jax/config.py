@@ -32,6 +32,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every = 0                                     # the final evaluation runs regardless
   c.eval_every_epochs = config_dict.placeholder(float)
   c.keep_ckpts = 3
+  # A step with a non-finite loss or gradient is never applied. "skip": go on, and stop after
+  # max_nonfinite_streak such steps in a row; "stop": stop at the next log or checkpoint step, saving nothing after.
+  c.nonfinite_policy = "skip"
+  c.max_nonfinite_streak = 10
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.sharding_rules = sharding.DEFAULT_RULES
@@ -78,6 +82,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.linear_l2 = 1e-4
   c.eval.linear_steps = 500
   c.eval.init_baseline = True                          # also evaluate the encoder at random initialisation
+
+  c.debug = ml_collections.ConfigDict()
+  c.debug.log_example_ids = False                      # write example_ids/process_<i>.jsonl (ids per step)
+  c.debug.nonfinite_at_steps = ()                      # fault injection: NaN gradients at these steps
   return c
 
 
@@ -99,6 +107,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("total_steps", "total_epochs"):
     if config[key] is not None and config[key] <= 0:
       raise ValueError(f"config.{key} must be positive, got {config[key]}.")
+  if config.nonfinite_policy not in ("skip", "stop"):
+    raise ValueError(f"config.nonfinite_policy={config.nonfinite_policy!r}: use 'skip' or 'stop'.")
+  if config.max_nonfinite_streak < 1:
+    raise ValueError(f"config.max_nonfinite_streak must be >= 1, got {config.max_nonfinite_streak}.")
   if config.optim.name not in optim.OPTIMIZERS:
     raise ValueError(f"config.optim.name={config.optim.name!r} is unknown; use one of {optim.OPTIMIZERS}.")
   if config.optim.schedule not in optim.SCHEDULES:

@@ -73,6 +73,29 @@ class Writer:
       self._tb.close()
 
 
+class ExampleLog:
+  """`workdir/example_ids/process_<i>.jsonl`: the example ids each step consumed on this process (a debug aid, on
+  with `config.debug.log_example_ids`), truncated to `resume_step` on resume like metrics.jsonl."""
+
+  def __init__(self, workdir: str, *, resume_step: int = 0):
+    folder = epath.Path(workdir) / "example_ids"
+    folder.mkdir(parents=True, exist_ok=True)
+    self.path = folder / f"process_{jax.process_index()}.jsonl"
+    kept = []
+    if self.path.exists():
+      kept = [l + "\n" for l in self.path.read_text().splitlines()
+              if _step_of(l) is not None and _step_of(l) <= resume_step]
+    self.path.write_text("".join(kept))
+    self._file = open(self.path, "a")
+
+  def write(self, step: int, ids) -> None:
+    self._file.write(json.dumps({"step": int(step), "ids": [int(i) for i in ids]}) + "\n")
+    self._file.flush()
+
+  def close(self) -> None:
+    self._file.close()
+
+
 class Progress:
   """Prints `step s/T | loss | lr | examples/s | ETA` from the wall time between calls."""
 

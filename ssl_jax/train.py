@@ -21,6 +21,7 @@ from ssl_jax import evaluators
 from ssl_jax import methods
 from ssl_jax import metrics
 from ssl_jax import optim
+from ssl_jax import preemption
 from ssl_jax import sharding
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
@@ -33,18 +34,46 @@ class TrainState:
   opt_state: optax.OptState
   extra: dict              # method state that is not trained by the optimizer (teachers, centres, queues)
   rng: jax.Array           # raw key data; step s uses fold_in(rng, s)
+  health: dict             # non-finite bookkeeping: skipped, streak, worst_streak, first_bad (-1: none yet)
 
 
-def train_step(method, tx, schedule, state: TrainState, batch: dict):
-  """One optimizer update on a global batch. Pure; jitted with the state donated."""
+def _initial_health():
+  zero = jnp.zeros((), jnp.int32)
+  return dict(skipped=zero, streak=zero, worst_streak=zero, first_bad=zero - 1)
+
+
+def train_step(method, tx, schedule, nonfinite_policy: str, poison_steps: tuple[int, ...], state: TrainState,
+               batch: dict):
+  """One optimizer update on a global batch. Pure; jitted with the state donated.
+
+  An update whose loss or gradients are not finite is not applied (parameters, optimizer and method state stay as
+  they were; the step counter and data advance). With `nonfinite_policy == "stop"` no update is applied after the
+  first such step, so the run can stop at the next host check without ever holding a non-finite state.
+  `poison_steps` turns the gradients of those (1-based) steps into NaN: a fault-injection hook for tests.
+  """
   rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   (loss, (step_metrics, extra)), grads = jax.value_and_grad(method.loss, has_aux=True)(
       state.params, state.extra, batch, rng, state.step)
+  number = state.step + 1
+  if poison_steps:
+    poisoned = jnp.isin(number, jnp.asarray(poison_steps))
+    grads = jax.tree.map(lambda g: jnp.where(poisoned, jnp.nan, g), grads)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   extra = method.after_update(params, extra, state.step)
-  step_metrics = dict(step_metrics, loss=loss, grad_norm=optax.tree.norm(grads), lr=schedule(state.step))
-  return state.replace(step=state.step + 1, params=params, opt_state=opt_state, extra=extra), step_metrics
+
+  h = state.health
+  finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+  apply = finite & (h["first_bad"] < 0) if nonfinite_policy == "stop" else finite
+  params, opt_state, extra = jax.lax.cond(apply, lambda: (params, opt_state, extra),
+                                          lambda: (state.params, state.opt_state, state.extra))
+  streak = jnp.where(finite, 0, h["streak"] + 1)
+  health = dict(skipped=h["skipped"] + (~apply).astype(jnp.int32), streak=streak,
+                worst_streak=jnp.maximum(h["worst_streak"], streak),
+                first_bad=jnp.where((h["first_bad"] < 0) & ~finite, number, h["first_bad"]))
+  step_metrics = dict(step_metrics, loss=loss, grad_norm=optax.tree.norm(grads), lr=schedule(state.step),
+                      skipped_steps=health["skipped"])
+  return state.replace(step=number, params=params, opt_state=opt_state, extra=extra, health=health), step_metrics
 
 
 def _initial_state(method, tx, seed: int, image_size: int) -> TrainState:
@@ -53,7 +82,7 @@ def _initial_state(method, tx, seed: int, image_size: int) -> TrainState:
   batch = {"image": jnp.zeros((1, image_size, image_size, 3), jnp.uint8)}
   params, extra = method.init(init_rng, batch)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), extra=extra,
-                    rng=jax.random.key_data(train_rng))
+                    rng=jax.random.key_data(train_rng), health=_initial_health())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +118,8 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
   return Program(
       method=method, durations=durations, mesh=mesh,
       init=jax.jit(lambda: nn.unbox(init()), out_shardings=state_sharding),
-      step=jax.jit(functools.partial(train_step, method, tx, schedule),
+      step=jax.jit(functools.partial(train_step, method, tx, schedule, config.nonfinite_policy,
+                                     tuple(config.debug.nonfinite_at_steps)),
                    in_shardings=(state_sharding, batch_sharding),
                    out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0),
       represent=jax.jit(method.representation, out_shardings=batch_sharding),
@@ -143,15 +173,52 @@ def _report(step, results, config):
   metrics.say("\n".join(lines))
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
-        stop_at: int | None = None) -> dict[str, float] | None:
-  """Trains `config` in `workdir` (resuming from its latest checkpoint if any) and returns the final evaluation.
+class NonFiniteError(RuntimeError):
+  """The run met non-finite losses or gradients beyond what its `nonfinite_policy` allows."""
+
+
+def _check_health(state: TrainState, config) -> None:
+  """Raises NonFiniteError per `config.nonfinite_policy` (a host sync: called at log and checkpoint steps only)."""
+  h = jax.device_get(state.health)
+  if config.nonfinite_policy == "stop" and h["first_bad"] >= 0:
+    raise NonFiniteError(f"non-finite loss or gradients at step {h['first_bad']} (nonfinite_policy='stop'); no "
+                         "update was applied from that step on and nothing after it was checkpointed.")
+  if h["worst_streak"] >= config.max_nonfinite_streak:
+    raise NonFiniteError(f"{h['worst_streak']} consecutive steps with non-finite loss or gradients (the first at "
+                         f"step {h['first_bad']}); config.max_nonfinite_streak={config.max_nonfinite_streak}.")
+
+
+def _prepare_workdir(workdir: str, restart: bool) -> None:
+  """Creates the workdir (or fails clearly if it cannot be written); on `restart`, archives the previous run."""
+  try:
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    probe = epath.Path(workdir) / f".write_probe_{jax.process_index()}"
+    probe.write_text("ok")
+    probe.unlink()
+  except OSError as e:
+    raise PermissionError(f"workdir {workdir} cannot be written ({e}); choose another --workdir.") from e
+  if restart and "://" not in workdir:
+    moved = checkpoint.archive_run(workdir)
+    if moved:
+      metrics.say(f"restart: moved the previous run in {workdir} to {moved}")
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_at: int | None = None,
+        restart: bool = False) -> dict[str, float] | None:
+  """Trains `config` in `workdir` (resuming from its latest intact checkpoint if any); returns the final evaluation.
 
   Args:
     config: an experiment config (see `ssl_jax.config.base_config`).
     workdir: local path or gs:// URL; holds checkpoints/, metrics.jsonl and tensorboard/.
     devices: the devices of the mesh (default: all).
     stop_at: leave after checkpointing this step, as a preempted job would (returns None); a later call resumes.
+    restart: move a previous run in `workdir` to `workdir/archive/<time>/` and start afresh (instead of resuming,
+      or refusing a workdir whose run has another config).
+
+  Raises:
+    preemption.Preempted: after a SIGTERM (or a multi-host preemption notice), once the checkpoint is committed.
+    checkpoint.ConfigMismatch: `workdir` holds a run of another experiment.
+    NonFiniteError: see `config.nonfinite_policy`.
   """
   # Config and mesh: every check that can fail does so before anything is compiled or written.
   workdir = str(workdir) if "://" in str(workdir) else os.path.abspath(workdir)   # Orbax needs absolute paths
@@ -170,56 +237,74 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None,
       train_source, seed=config.seed, global_batch_size=config.batch_size, image_size=config.data.image_size,
       crop_scale=config.data.crop_scale, crop_ratio=config.data.crop_ratio, flip=config.data.flip,
       num_workers=config.data.num_workers, prefetch=config.data.prefetch))
+  _prepare_workdir(workdir, restart)
 
-  # Resume or start.
+  # Resume from the newest intact checkpoint, or start.
   ckpt = checkpoint.Checkpointer(epath.Path(workdir) / "checkpoints", keep=config.keep_ckpts)
-  latest = ckpt.latest_step()
-  if latest is not None:
-    diffs = checkpoint.identity_differences(ckpt.saved_config(latest), config.to_dict())
-    if diffs:
-      raise ValueError(f"{workdir} holds a run with a different config ({', '.join(diffs)}); use a new --workdir.")
-    metrics.say(f"resuming from step {latest} in {workdir}")
-    state = ckpt.restore(latest, program.abstract_state, train_iter)
-  else:
+  saved_config = config.to_dict()
+  try:
+    state = ckpt.restore_latest(program.abstract_state, train_iter, saved_config)
+  except checkpoint.ConfigMismatch as e:
+    ckpt.close()
+    raise checkpoint.ConfigMismatch(
+        f"{workdir} holds a run with a different config ({', '.join(e.args[0])}); nothing was changed there. Use a "
+        "new --workdir, or pass --restart to archive that run and start afresh.") from None
+  if state is None:
     state = program.init()
+  else:
+    metrics.say(f"resuming from step {int(state.step)} in {workdir}")
   start = int(state.step)
   writer = metrics.Writer(workdir, resume_step=start)
+  ids_log = metrics.ExampleLog(workdir, resume_step=start) if config.debug.log_example_ids else None
   progress = metrics.Progress(dur.total, config.batch_size, start)
   batch_sharding = sharding.batch_sharding(mesh)
-  saved_config = config.to_dict()
+  watcher = preemption.Watcher()
   metrics.say(f"training {config.method.name} for {dur.total} steps ({dur.steps_per_epoch} per epoch) on "
               f"{mesh.size} devices, mesh {dict(mesh.shape)}")
 
   every = lambda n, s: n > 0 and s % n == 0
-  with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
-    for step in range(start + 1, dur.total + 1):
-      state, step_metrics = program.step(state, pipeline.to_global(next(train_iter), batch_sharding))
-      if step == start + 1:   # one sync, so that examples/s does not count compilation
-        jax.block_until_ready(step_metrics)
-        metrics.say(f"compiled and ran step {step} in {progress.restart(step):.1f}s")
-      if every(dur.log_every, step) or step == dur.total:
-        step_metrics = jax.device_get(step_metrics)
-        writer.write(step, dict(step_metrics, **progress(step, step_metrics)))
-      if every(dur.eval_every, step) and step != dur.total:
-        writer.write(step, evaluate(program, state, eval_sources, config))
-      if every(dur.ckpt_every, step) or step in (dur.total, stop_at):
-        ckpt.save(step, state, train_iter, saved_config)
-      if step == stop_at:
-        break
-    ckpt.wait()
-    ckpt.close()
-    if stop_at is not None and start < stop_at < dur.total:
-      writer.close()
-      return None
+  try:
+    with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
+      for step in range(start + 1, dur.total + 1):
+        local = next(train_iter)
+        if ids_log is not None:
+          ids_log.write(step, local["index"])
+        state, step_metrics = program.step(state, pipeline.to_global(local, batch_sharding))
+        if step == start + 1:   # one sync, so that examples/s does not count compilation
+          jax.block_until_ready(step_metrics)
+          metrics.say(f"compiled and ran step {step} in {progress.restart(step):.1f}s")
+        preempted = watcher(step)
+        if every(dur.log_every, step) or step == dur.total:
+          step_metrics = jax.device_get(step_metrics)
+          _check_health(state, config)
+          writer.write(step, dict(step_metrics, **progress(step, step_metrics)))
+        if every(dur.eval_every, step) and step != dur.total:
+          writer.write(step, evaluate(program, state, eval_sources, config))
+        if every(dur.ckpt_every, step) or step in (dur.total, stop_at) or preempted:
+          _check_health(state, config)
+          ckpt.save(step, state, train_iter, saved_config)
+        if preempted:
+          ckpt.wait()
+          raise preemption.Preempted(step)
+        if step == stop_at:
+          break
+      ckpt.wait()
+      if stop_at is not None and start < stop_at < dur.total:
+        return None
 
-    done = [r for r in writer.records() if r["step"] == dur.total and "eval/knn_top1" in r]
-    if done:
-      results = {k: v for r in done for k, v in r.items() if k.startswith("eval/")}
-    else:
-      results = evaluate(program, state, eval_sources, config)
-      if config.eval.init_baseline:
-        results.update(evaluate(program, program.init(), eval_sources, config, suffix="_init"))
-      writer.write(dur.total, results)
-  writer.close()
+      done = [r for r in writer.records() if r["step"] == dur.total and "eval/knn_top1" in r]
+      if done:
+        results = {k: v for r in done for k, v in r.items() if k.startswith("eval/")}
+      else:
+        results = evaluate(program, state, eval_sources, config)
+        if config.eval.init_baseline:
+          results.update(evaluate(program, program.init(), eval_sources, config, suffix="_init"))
+        writer.write(dur.total, results)
+  finally:
+    watcher.close()
+    ckpt.close()
+    writer.close()
+    if ids_log is not None:
+      ids_log.close()
   _report(dur.total, results, config)
   return results
