@@ -124,3 +124,11 @@ def test_grain_worker_processes_give_the_same_stream_and_state():
   resumed = _stream(num_workers=2)
   resumed.set_state(state)
   np.testing.assert_array_equal(next(resumed)["index"], expected)
+
+
+def test_unknown_tfds_split_is_named(monkeypatch):
+  def fake_data_source(name, split, **kwargs):   # what TFDS raises for a prepared data set without that split
+    raise ValueError(f"Unknown split {split!r}. Should be one of ['train', 'validation'].")
+  monkeypatch.setattr(tfds, "data_source", fake_data_source)
+  with pytest.raises(ValueError, match="has no split 'valid'.*Should be one of \\['train', 'validation'\\]"):
+    sources.make("imagenet2012", "valid")

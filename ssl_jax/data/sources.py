@@ -93,7 +93,10 @@ class TfdsSource:
     import tensorflow_datasets as tfds
     try:
       self._source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    except Exception as e:  # TFDS raises several types here; all mean "not prepared as ArrayRecord".
+    except Exception as e:  # TFDS raises several types here; all but an unknown split mean "not prepared".
+      if "Unknown split" in str(e):
+        raise ValueError(f"the TFDS data set {name!r} has no split {split!r}: {e} Fix config.data.train_split or "
+                         "config.eval.train_split / test_split.") from e
       raise FileNotFoundError(_not_prepared_message(name, split, data_dir, e)) from e
     info = getattr(self._source, "dataset_info", None)
     label = info.features["label"] if info is not None and "label" in info.features else None

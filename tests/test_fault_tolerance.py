@@ -1,0 +1,201 @@
+"""Fault injection on the tiny MAE config: preemption, kill -9, exactly-once data, non-finite steps, damaged
+checkpoints, a workdir of another experiment, an unwritable workdir. Real processes where that is what is tested."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from ssl_jax import checkpoint
+from ssl_jax import preemption
+from ssl_jax import train
+
+# The tiny config shrunk (as the `tiny_config` fixture), as command-line overrides.
+TINY = ["--config.batch_size=32", "--config.total_steps=40", "--config.log_every=1", "--config.ckpt_every=4",
+        "--config.optim.warmup_steps=2", "--config.data.image_size=16", "--config.model.width=32",
+        "--config.model.depth=1", "--config.model.num_heads=2", "--config.model.mlp_dim=64",
+        "--config.method.decoder.width=32", "--config.method.decoder.depth=1", "--config.method.decoder.num_heads=2",
+        "--config.method.decoder.mlp_dim=64", "--config.eval.train_split=train[:200]",
+        "--config.eval.test_split=test[:80]", "--config.eval.batch_size=40", "--config.eval.linear_steps=20",
+        "--config.eval.init_baseline=False", "--config.debug.log_example_ids=True"]
+
+
+def _start(workdir, *extra):
+  env = dict(os.environ, PYTHONUNBUFFERED="1")
+  return subprocess.Popen([sys.executable, "main.py", "--config=configs/tiny/mae.py", f"--workdir={workdir}",
+                           *TINY, *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+
+
+def _records(workdir):
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  return [json.loads(l) for l in path.read_text().splitlines()] if path.exists() else []
+
+
+def _losses(workdir):
+  return {r["step"]: r["loss"] for r in _records(workdir) if "loss" in r}
+
+
+def _ids(workdir):
+  lines = (pathlib.Path(workdir) / "example_ids" / "process_0.jsonl").read_text().splitlines()
+  return {r["step"]: r["ids"] for r in map(json.loads, lines)}
+
+
+def _wait_for_step(workdir, step, proc, timeout=120):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if max(_losses(workdir), default=0) >= step:
+      return
+    if proc.poll() is not None:
+      raise AssertionError(f"the run ended early: {proc.stdout.read()}")
+    time.sleep(0.05)
+  raise AssertionError(f"step {step} not reached in {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """An uninterrupted run of the same command."""
+  workdir = tmp_path_factory.mktemp("reference")
+  proc = _start(workdir)
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out
+  return workdir
+
+
+def test_sigterm_saves_the_current_step_and_exits_75_then_resumes(reference, tmp_path):
+  proc = _start(tmp_path)
+  _wait_for_step(tmp_path, 6, proc)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == preemption.PREEMPTED_EXIT_CODE, out
+  saved = checkpoint.Checkpointer(tmp_path / "checkpoints").latest_step()
+  assert saved == max(_losses(tmp_path))                # the step at which the notice arrived, logged then saved
+  assert f"checkpoint of step {saved} saved" in out
+  proc = _start(tmp_path)
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out
+  assert f"resuming from step {saved}" in out
+  assert _losses(tmp_path) == _losses(reference)        # bit-identical, and every step exactly once
+  assert _ids(tmp_path) == _ids(reference)
+
+
+def test_kill_9_at_any_moment_loses_only_uncommitted_work(reference, tmp_path):
+  rng = np.random.default_rng(0)
+  for _ in range(3):
+    proc = _start(tmp_path)
+    reached = max(_losses(tmp_path), default=0)
+    _wait_for_step(tmp_path, reached + 1, proc)
+    time.sleep(rng.uniform(0.0, 1.5))                   # mid-step, mid-log or mid-(async)-save
+    proc.kill()
+    proc.wait()
+    latest = checkpoint.Checkpointer(tmp_path / "checkpoints").latest_step()
+    assert latest is None or latest <= max(_losses(tmp_path))
+  proc = _start(tmp_path)
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out
+  assert _losses(tmp_path) == _losses(reference)
+  ids, ref_ids = _ids(tmp_path), _ids(reference)
+  assert ids == ref_ids                                 # the data each step saw: no example repeated or skipped
+  assert len(ids) == 40
+
+
+def _steps_on_disk(workdir):
+  return sorted(int(p.name) for p in (pathlib.Path(workdir) / "checkpoints").iterdir() if p.name.isdigit())
+
+
+def test_nonfinite_skip_keeps_the_state_and_counts(tiny_config, tmp_path):
+  tiny_config.ckpt_every, tiny_config.keep_ckpts, tiny_config.eval.init_baseline = 1, 10, False
+  tiny_config.debug.nonfinite_at_steps = (3,)
+  train.run(tiny_config, str(tmp_path))
+  records = {r["step"]: r for r in _records(tmp_path) if "loss" in r}
+  assert [records[s]["skipped_steps"] for s in range(1, 7)] == [0, 0, 1, 1, 1, 1]
+  ckpt = checkpoint.Checkpointer(tmp_path / "checkpoints")
+  params = {}
+  for s in (2, 3, 4):
+    state = ckpt._mngr.restore(s, args=checkpoint.ocp.args.Composite(state=checkpoint.ocp.args.StandardRestore()))
+    params[s] = state["state"]["params"]
+  ckpt.close()
+  same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), params[2], params[3])
+  assert all(jax.tree.leaves(same))                     # step 3's update was not applied
+  changed = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), params[3], params[4])
+  assert not all(jax.tree.leaves(changed))              # training went on
+
+
+def test_nonfinite_streak_stops_the_run(tiny_config, tmp_path):
+  tiny_config.eval.init_baseline = False
+  tiny_config.debug.nonfinite_at_steps = (2, 3, 4)
+  tiny_config.max_nonfinite_streak = 3
+  with pytest.raises(train.NonFiniteError, match="3 consecutive steps .* first at step 2"):
+    train.run(tiny_config, str(tmp_path))
+
+
+def test_nonfinite_stop_policy_writes_no_later_checkpoint(tiny_config, tmp_path):
+  tiny_config.ckpt_every, tiny_config.nonfinite_policy = 1, "stop"
+  tiny_config.debug.nonfinite_at_steps = (3,)
+  with pytest.raises(train.NonFiniteError, match="at step 3"):
+    train.run(tiny_config, str(tmp_path))
+  assert _steps_on_disk(tmp_path) == [1, 2]
+
+
+def _damage_truncate(step_dir, outside):
+  for data in (step_dir / "state").rglob("d/*"):       # every array data file, cut to a third
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
+
+
+def _damage_marker(step_dir, outside):
+  (step_dir / "commit_success.txt").unlink()
+
+
+def _damage_symlink(step_dir, outside):
+  victim = step_dir / "data" / "process_0-of-1.json"
+  outside.write_text(victim.read_text())
+  victim.unlink()
+  victim.symlink_to(outside)
+
+
+@pytest.mark.parametrize("damage,reason", [(_damage_truncate, "cannot be restored"),
+                                           (_damage_marker, "commit_success.txt is missing"),
+                                           (_damage_symlink, "links outside the checkpoint directory")])
+def test_damaged_latest_checkpoint_falls_back(tiny_config, tmp_path, damage, reason):
+  tiny_config.eval.init_baseline = False
+  reference = tmp_path / "reference"
+  train.run(tiny_config, str(reference))
+  workdir = tmp_path / "run"
+  train.run(tiny_config, str(workdir), stop_at=5)      # checkpoints 3 and 5
+  assert _steps_on_disk(workdir) == [3, 5]
+  damage(workdir / "checkpoints" / "5", tmp_path / "outside.json")
+  with pytest.warns(RuntimeWarning, match=f"checkpoint step 5 is damaged.*{reason}"):
+    train.run(tiny_config, str(workdir))
+  assert _losses(workdir) == _losses(reference)         # resumed from step 3, identically
+  kept = list((workdir / "checkpoints_damaged").iterdir())
+  assert len(kept) == 1 and kept[0].name.startswith("5-")    # moved aside, not deleted
+
+
+def test_other_experiment_in_workdir_is_refused_or_archived_on_restart(tiny_config, tmp_path):
+  tiny_config.total_steps, tiny_config.eval.init_baseline = 2, False
+  train.run(tiny_config, str(tmp_path), stop_at=1)
+  before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+  tiny_config.model.depth = 2
+  tiny_config.batch_size = 16
+  with pytest.raises(checkpoint.ConfigMismatch, match=r"different config \(model, batch_size\).*--restart"):
+    train.run(tiny_config, str(tmp_path))
+  assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+  train.run(tiny_config, str(tmp_path), restart=True)
+  archived = list((tmp_path / "archive").iterdir())
+  assert len(archived) == 1 and (archived[0] / "checkpoints" / "1").is_dir()
+  assert sorted(_losses(tmp_path)) == [1, 2]
+
+
+def test_unwritable_workdir_fails_before_compiling(tiny_config, tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a directory")
+  with pytest.raises(PermissionError, match="cannot be written"):
+    train.run(tiny_config, str(blocker / "run"))
