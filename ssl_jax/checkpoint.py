@@ -29,26 +29,49 @@ class ConfigMismatch(ValueError):
   """The workdir holds a run of another experiment."""
 
 
+class CheckpointWriteError(RuntimeError):
+  """An (asynchronous) checkpoint write failed: disk full, permissions, a vanished directory..."""
+
+
 class Checkpointer:
   """A `CheckpointManager` with three items per step: `state`, `data` (Grain iterator) and `config` (JSON)."""
 
-  def __init__(self, directory: str | epath.Path, *, keep: int = 3, async_save: bool = True):
+  def __init__(self, directory: str | epath.Path, *, keep: int = 3, async_save: bool = True,
+               timeout_s: int = 1200):
+    """`timeout_s` bounds how long an asynchronous save (and its cross-host barrier) may take before it fails."""
     self.directory = epath.Path(directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                           enable_async_checkpointing=async_save)
+                                           enable_async_checkpointing=async_save,
+                                           async_options=ocp.AsyncOptions(timeout_secs=timeout_s))
     self._mngr = ocp.CheckpointManager(
         self.directory, options=options,
         item_handlers=dict(state=ocp.StandardCheckpointHandler(), data=grain.checkpoint.CheckpointHandler(),
                            config=ocp.JsonCheckpointHandler()))
 
+    self._pending = None
+
   def latest_step(self) -> int | None:
     return self._mngr.latest_step()
 
+  def _write_error(self, e: Exception) -> CheckpointWriteError:
+    return CheckpointWriteError(
+        f"writing checkpoint step {self._pending} to {self.directory} failed ({type(e).__name__}: {e}). The "
+        f"committed steps {sorted(self._mngr.all_steps())} are intact; free space or fix the directory, then rerun "
+        "the same command to resume.")
+
   def save(self, step: int, state, data_iterator, config: dict) -> None:
-    """Starts an asynchronous save of `step`. An error of the previous asynchronous save is raised here."""
-    self._mngr.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator),
-        config=ocp.args.JsonSave(config)), force=True)
+    """Starts an asynchronous save of `step`.
+
+    Raises:
+      CheckpointWriteError: the previous asynchronous save failed (Orbax reports it here), or this one cannot start.
+    """
+    try:
+      self._mngr.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iterator),
+          config=ocp.args.JsonSave(config)), force=True)
+    except Exception as e:  # noqa: BLE001 -- re-raised with the step and what to do
+      raise self._write_error(e) from e
+    self._pending = step
 
   def restore(self, step: int, abstract_state, data_iterator):
     """Restores `step` into `abstract_state`'s shapes and shardings; sets `data_iterator` to its saved position."""
@@ -109,10 +132,18 @@ class Checkpointer:
     return None
 
   def wait(self) -> None:
-    self._mngr.wait_until_finished()
+    """Blocks until the last save is committed; raises CheckpointWriteError if it failed."""
+    try:
+      self._mngr.wait_until_finished()
+    except Exception as e:  # noqa: BLE001
+      raise self._write_error(e) from e
 
   def close(self) -> None:
-    self._mngr.close()
+    """Waits for pending writes and releases the manager; a write error surfaces here if nothing else reported it."""
+    try:
+      self._mngr.close()
+    except Exception as e:  # noqa: BLE001
+      raise self._write_error(e) from e
 
 
 def _now() -> str:

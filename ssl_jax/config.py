@@ -32,6 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every = 0                                     # the final evaluation runs regardless
   c.eval_every_epochs = config_dict.placeholder(float)
   c.keep_ckpts = 3
+  c.ckpt_timeout_s = 1200                              # an asynchronous save (and its host barrier) fails after this
   # A step with a non-finite loss or gradient is never applied. "skip": go on, and stop after
   # max_nonfinite_streak such steps in a row; "stop": stop at the next log or checkpoint step, saving nothing after.
   c.nonfinite_policy = "skip"
@@ -107,6 +108,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("total_steps", "total_epochs"):
     if config[key] is not None and config[key] <= 0:
       raise ValueError(f"config.{key} must be positive, got {config[key]}.")
+  if config.ckpt_timeout_s <= 0:
+    raise ValueError(f"config.ckpt_timeout_s must be positive, got {config.ckpt_timeout_s}.")
   if config.nonfinite_policy not in ("skip", "stop"):
     raise ValueError(f"config.nonfinite_policy={config.nonfinite_policy!r}: use 'skip' or 'stop'.")
   if config.max_nonfinite_streak < 1:

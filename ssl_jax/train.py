@@ -240,7 +240,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
   _prepare_workdir(workdir, restart)
 
   # Resume from the newest intact checkpoint, or start.
-  ckpt = checkpoint.Checkpointer(epath.Path(workdir) / "checkpoints", keep=config.keep_ckpts)
+  ckpt = checkpoint.Checkpointer(epath.Path(workdir) / "checkpoints", keep=config.keep_ckpts,
+                                 timeout_s=config.ckpt_timeout_s)
   saved_config = config.to_dict()
   try:
     state = ckpt.restore_latest(program.abstract_state, train_iter, saved_config)
@@ -263,6 +264,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
               f"{mesh.size} devices, mesh {dict(mesh.shape)}")
 
   every = lambda n, s: n > 0 and s % n == 0
+  failed = False
   try:
     with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
       for step in range(start + 1, dur.total + 1):
@@ -300,11 +302,19 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
         if config.eval.init_baseline:
           results.update(evaluate(program, program.init(), eval_sources, config, suffix="_init"))
         writer.write(dur.total, results)
+  except BaseException:
+    failed = True
+    raise
   finally:
     watcher.close()
-    ckpt.close()
     writer.close()
     if ids_log is not None:
       ids_log.close()
+    try:
+      ckpt.close()             # waits for the last asynchronous save: its error surfaces here
+    except checkpoint.CheckpointWriteError as e:
+      if not failed:
+        raise
+      metrics.say(f"also: {e}")   # keep the first error; report the write failure beside it
   _report(dur.total, results, config)
   return results

@@ -199,3 +199,27 @@ def test_unwritable_workdir_fails_before_compiling(tiny_config, tmp_path):
   blocker.write_text("not a directory")
   with pytest.raises(PermissionError, match="cannot be written"):
     train.run(tiny_config, str(blocker / "run"))
+
+
+def test_failed_async_checkpoint_write_surfaces_and_keeps_earlier_steps(tmp_path):
+  """A full disk, simulated by a file-size limit (which binds root too): the error is reported, not swallowed."""
+  import resource
+
+  def small_files_only():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)          # a write beyond the limit fails with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+
+  first = _start(tmp_path, "--config.total_steps=4")
+  out, _ = first.communicate(timeout=300)
+  assert first.returncode == 0, out
+  env = dict(os.environ, PYTHONUNBUFFERED="1")
+  args = [sys.executable, "main.py", "--config=configs/tiny/mae.py", f"--workdir={tmp_path}", *TINY,
+          "--config.total_steps=12"]
+  full = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+                        preexec_fn=small_files_only)
+  assert full.returncode == 1
+  assert "CheckpointWriteError" in full.stderr and "committed steps [4] are intact" in full.stderr
+  assert _steps_on_disk(tmp_path) == [4]
+  again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert again.returncode == 0 and "resuming from step 4" in again.stdout, again.stdout + again.stderr
+  assert sorted(_steps_on_disk(tmp_path)) == [4, 8, 12]
