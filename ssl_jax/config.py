@@ -52,6 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.num_workers = 0                               # Grain worker processes (0: in the main process)
   c.data.prefetch = 2
   c.data.synthetic_examples = 4096                     # size of the "synthetic" data set
+  c.data.bad_images = "skip"                           # undecodable image files: "skip" (replace, count) or "stop"
 
   c.method = ml_collections.ConfigDict()
   c.method.name = "mae"
@@ -127,6 +128,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.data.crop_scale must satisfy 0 < lo <= hi <= 1, got {config.data.crop_scale}.")
   if config.data.image_size <= 0:
     raise ValueError(f"config.data.image_size must be positive, got {config.data.image_size}.")
+  if config.data.bad_images not in ("skip", "stop"):
+    raise ValueError(f"config.data.bad_images={config.data.bad_images!r}: use 'skip' or 'stop'.")
   if config.data.num_workers < 0:
     raise ValueError(f"config.data.num_workers must be >= 0, got {config.data.num_workers}.")
   if config.eval.batch_size <= 0 or config.eval.knn_k <= 0 or config.eval.knn_temperature <= 0:

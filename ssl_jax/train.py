@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from etils import epath
 
@@ -157,7 +158,8 @@ def evaluate(program: Program, state: TrainState, eval_sources, config, suffix: 
 
 def _open_sources(config):
   d, e = config.data, config.eval
-  kw = dict(data_dir=d.data_dir, image_size=d.image_size, num_examples=d.synthetic_examples)
+  kw = dict(data_dir=d.data_dir, image_size=d.image_size, num_examples=d.synthetic_examples,
+            bad_images=d.bad_images)
   train = sources.make(d.name, d.train_split, **kw)
   eval_name = e.data_name or d.name
   return train, (sources.make(eval_name, e.train_split, **kw), sources.make(eval_name, e.test_split, **kw))
@@ -264,11 +266,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
               f"{mesh.size} devices, mesh {dict(mesh.shape)}")
 
   every = lambda n, s: n > 0 and s % n == 0
-  failed = False
+  failed, bad_images = False, 0
   try:
     with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
       for step in range(start + 1, dur.total + 1):
         local = next(train_iter)
+        bad_images += int(np.sum(local.pop("bad", 0)))      # undecodable files replaced (data.bad_images="skip")
         if ids_log is not None:
           ids_log.write(step, local["index"])
         state, step_metrics = program.step(state, pipeline.to_global(local, batch_sharding))
@@ -279,7 +282,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
         if every(dur.log_every, step) or step == dur.total:
           step_metrics = jax.device_get(step_metrics)
           _check_health(state, config)
-          writer.write(step, dict(step_metrics, **progress(step, step_metrics)))
+          writer.write(step, dict(step_metrics, bad_images=bad_images, **progress(step, step_metrics)))
         if every(dur.eval_every, step) and step != dur.total:
           writer.write(step, evaluate(program, state, eval_sources, config))
         if every(dur.ckpt_every, step) or step in (dur.total, stop_at) or preempted:

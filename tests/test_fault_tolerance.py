@@ -223,3 +223,44 @@ def test_failed_async_checkpoint_write_surfaces_and_keeps_earlier_steps(tmp_path
   again = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert again.returncode == 0 and "resuming from step 4" in again.stdout, again.stdout + again.stderr
   assert sorted(_steps_on_disk(tmp_path)) == [4, 8, 12]
+
+
+def _image_folder(root, n_per_class=24):
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  for c in ("cat", "dog"):
+    (root / "train" / c).mkdir(parents=True)
+    for i in range(n_per_class):
+      Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(root / "train" / c / f"{i:03d}.png")
+  good = (root / "train" / "cat" / "000.png").read_bytes()
+  (root / "train" / "cat" / "005.png").write_bytes(good[: len(good) // 2])       # truncated
+  (root / "train" / "dog" / "007.png").write_text("not an image")                  # not an image at all
+  return root
+
+
+def _folder_config(cfg, root, policy):
+  cfg.data.update(dict(name="image_folder", data_dir=str(root), bad_images=policy))
+  cfg.eval.update(dict(data_name="digits", init_baseline=False))
+  cfg.total_steps = 4
+  return cfg
+
+
+def test_undecodable_images_are_skipped_and_counted(tiny_config, tmp_path):
+  root = _image_folder(tmp_path / "images")
+  train.run(_folder_config(tiny_config, root, "skip"), str(tmp_path / "run"))
+  counts = [r["bad_images"] for r in _records(tmp_path / "run") if "bad_images" in r]
+  assert counts == sorted(counts) and counts[-1] >= 1         # 4 steps x 32 draws from 48 files meet both bad ones
+
+
+def test_undecodable_image_stops_the_run_with_its_name_by_policy(tiny_config, tmp_path):
+  from ssl_jax.data import sources
+  root = _image_folder(tmp_path / "images")
+  with pytest.raises(sources.BadImageError, match=r"cannot decode .*(cat/005|dog/007)\.png"):
+    train.run(_folder_config(tiny_config, root, "stop"), str(tmp_path / "run"))
+
+
+def test_empty_image_folder_is_a_clear_error(tiny_config, tmp_path):
+  (tmp_path / "images" / "train" / "cat").mkdir(parents=True)
+  with pytest.raises(ValueError, match="holds no images"):
+    train.run(_folder_config(tiny_config, tmp_path / "images", "skip"), str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()

@@ -40,6 +40,7 @@ class EvalView(grain.transforms.Map):
   crop_pct: float
 
   def map(self, element):
+    element = {k: v for k, v in element.items() if k != "bad"}
     return dict(element, image=transforms.center_crop(element["image"], self.size, self.crop_pct))
 
 

@@ -5,6 +5,7 @@ index. No source downloads anything.
 """
 
 import functools
+import os
 import re
 
 import numpy as np
@@ -113,6 +114,56 @@ class TfdsSource:
     return {"image": image, "label": int(ex.get("label", -1)), "index": int(i)}
 
 
+class BadImageError(ValueError):
+  """An image file that cannot be decoded, under `bad_images="stop"`."""
+
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class ImageFolderSource:
+  """Images in `root/<class name>/<file>` (the ImageNet / torchvision `ImageFolder` layout); labels are the class
+  directories' indices in sorted order.
+
+  An image that cannot be decoded (truncated, not an image) is, by `bad_images`, either replaced by the next
+  decodable image and counted in the element's `bad` field ("skip"), or an error naming the file ("stop").
+  """
+
+  def __init__(self, root: str, bad_images: str = "skip"):
+    if bad_images not in ("skip", "stop"):
+      raise ValueError(f"data.bad_images must be 'skip' or 'stop', got {bad_images!r}.")
+    if not os.path.isdir(root):
+      raise FileNotFoundError(f"image folder {root} does not exist (set config.data.data_dir to the folder that "
+                              "holds one directory per split, each with one directory per class).")
+    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    self.files = [(os.path.join(root, c, f), i) for i, c in enumerate(classes)
+                  for f in sorted(os.listdir(os.path.join(root, c))) if f.lower().endswith(IMAGE_EXTENSIONS)]
+    if not self.files:
+      raise ValueError(f"image folder {root} holds no images (expected {root}/<class>/<image>{IMAGE_EXTENSIONS}).")
+    self.num_classes, self.bad_images = len(classes), bad_images
+
+  def __len__(self):
+    return len(self.files)
+
+  def _decode(self, path):
+    from PIL import Image
+    with Image.open(path) as img:
+      return np.asarray(img.convert("RGB"))
+
+  def __getitem__(self, i):
+    for bad in range(len(self.files)):
+      path, label = self.files[(int(i) + bad) % len(self.files)]
+      try:
+        image = self._decode(path)
+      except (OSError, ValueError, SyntaxError) as e:   # what Pillow raises for truncated or non-image files
+        if self.bad_images == "stop":
+          raise BadImageError(f"cannot decode {path}: {e} (data.bad_images='stop'; 'skip' replaces and counts "
+                              "such files)") from e
+        continue
+      return {"image": image, "label": label, "index": int(i), "bad": np.int32(bad)}
+    raise BadImageError(f"no image under the folder of {self.files[0][0]} can be decoded.")
+
+
 def _not_prepared_message(name, split, data_dir, err):
   where = data_dir or "~/tensorflow_datasets (TFDS's default; set config.data.data_dir)"
   manual = ""
@@ -126,12 +177,17 @@ def _not_prepared_message(name, split, data_dir, err):
           "To smoke-run without it, set --config.data.name=digits or --config.data.name=synthetic.")
 
 
-SOURCES = ("digits", "synthetic")  # every other name is looked up in TFDS
+SOURCES = ("digits", "synthetic", "image_folder")  # every other name is looked up in TFDS
 
 
 def make(name: str, split: str, *, data_dir: str | None = None, image_size: int = 224,
-         num_examples: int = 4096):
-  """Opens a source by name. `digits`, `synthetic`, or any TFDS name such as `imagenet2012`."""
+         num_examples: int = 4096, bad_images: str = "skip"):
+  """Opens a source by name: `digits`, `synthetic`, `image_folder` (`data_dir/<split>/<class>/<image>`), or any
+  TFDS name such as `imagenet2012`."""
+  if name == "image_folder":
+    if not data_dir:
+      raise ValueError("data.name='image_folder' needs config.data.data_dir (the folder holding <split>/<class>/).")
+    return ImageFolderSource(os.path.join(data_dir, split), bad_images)
   if name == "digits":
     return digits(split)
   if name == "synthetic":
