@@ -82,13 +82,19 @@ class Checkpointer:
   def saved_config(self, step: int) -> dict:
     return self._mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
 
+  @property
+  def _local(self) -> bool:
+    return "://" not in str(self.directory)
+
   def damage(self, step: int) -> str | None:
     """Why the files of `step` cannot be trusted, or None. Reads only inside the checkpoint directory."""
+    for item in ("",) + ITEMS:
+      if not (self.directory / str(step) / item / COMMIT_MARKER).exists():   # epath: local or object store
+        return f"{step}/{item + '/' if item else ''}{COMMIT_MARKER} is missing"
+    if not self._local:
+      return None        # object stores have no symbolic links
     root = os.path.realpath(str(self.directory))
     step_dir = os.path.join(str(self.directory), str(step))
-    for item in ("",) + ITEMS:
-      if not os.path.exists(os.path.join(step_dir, item, COMMIT_MARKER)):
-        return f"{os.path.join(str(step), item, COMMIT_MARKER)} is missing"
     for dirpath, dirnames, filenames in os.walk(step_dir, followlinks=False):
       for name in dirnames + filenames:
         path = os.path.join(dirpath, name)
@@ -97,7 +103,12 @@ class Checkpointer:
     return None
 
   def quarantine(self, step: int) -> str:
-    """Moves a damaged step out of Orbax's view, to `checkpoints_damaged/<step>-<time>/` beside it."""
+    """Moves a damaged step out of Orbax's view, to `checkpoints_damaged/<step>-<time>/` beside it.
+
+    On an object store (gs://) nothing is moved (a directory "move" there is a copy and a delete); the step stays.
+    """
+    if not self._local:
+      return f"nowhere: it stays at {self.directory / str(step)} on the object store"
     target = f"{self.directory.parent / 'checkpoints_damaged'}/{step}-{_now()}"
     if jax.process_index() == 0:
       os.makedirs(os.path.dirname(target), exist_ok=True)
