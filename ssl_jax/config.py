@@ -6,10 +6,12 @@ before anything compiles or is written.
 """
 
 import dataclasses
+import keyword
 
 import ml_collections
 from ml_collections import config_dict
 
+from ssl_jax import augment
 from ssl_jax import optim
 from ssl_jax import sharding
 
@@ -53,6 +55,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.prefetch = 2
   c.data.synthetic_examples = 4096                     # size of the "synthetic" data set
   c.data.bad_images = "skip"                           # undecodable image files: "skip" (replace, count) or "stop"
+  # Multi-view methods: view groups by name (processed in name order), each
+  #   dict(count=2, size=224, scale=(0.08, 1.0), ratio=(3/4, 4/3), flip=True, photometric=("byol1", "byol2"))
+  # with `photometric` naming one `ssl_jax.augment.RECIPES` entry per view (or one for all). Empty: one crop per
+  # image as `image` (crop_scale, crop_ratio, flip above), no photometric augmentation.
+  c.data.views = ml_collections.ConfigDict()
 
   c.method = ml_collections.ConfigDict()
   c.method.name = "mae"
@@ -67,11 +74,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.warmup_steps = config_dict.placeholder(int)
   c.optim.warmup_epochs = config_dict.placeholder(float)
   c.optim.weight_decay = 0.05
+  c.optim.weight_decay_end = config_dict.placeholder(float)   # set: cosine from weight_decay to this (DINO)
+  c.optim.frozen = ()                                  # regexes of parameter paths ("net/encoder/vit/embedding/.*")
+  c.optim.probe_lr = 1e-3                              # Adam lr of the online linear probe (joint-embedding methods)
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999
   c.optim.eps = 1e-8
   c.optim.momentum = 0.9
   c.optim.grad_clip = config_dict.placeholder(float)
+  c.optim.grad_clip_mode = "global"                    # or "per_tensor" (DINO)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.data_name = config_dict.placeholder(str)      # default: data.name
@@ -119,6 +130,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.optim.name={config.optim.name!r} is unknown; use one of {optim.OPTIMIZERS}.")
   if config.optim.schedule not in optim.SCHEDULES:
     raise ValueError(f"config.optim.schedule={config.optim.schedule!r} is unknown; use one of {optim.SCHEDULES}.")
+  if config.optim.grad_clip_mode not in ("global", "per_tensor"):
+    raise ValueError(f"config.optim.grad_clip_mode={config.optim.grad_clip_mode!r}: use 'global' or 'per_tensor'.")
   if config.optim.base_lr <= 0:
     raise ValueError(f"config.optim.base_lr must be positive, got {config.optim.base_lr}.")
   if set(config.mesh.keys()) != set(sharding.MESH_AXES):
@@ -132,10 +145,38 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.data.bad_images={config.data.bad_images!r}: use 'skip' or 'stop'.")
   if config.data.num_workers < 0:
     raise ValueError(f"config.data.num_workers must be >= 0, got {config.data.num_workers}.")
+  _validate_views(config.data.views)
   if config.eval.batch_size <= 0 or config.eval.knn_k <= 0 or config.eval.knn_temperature <= 0:
     raise ValueError("config.eval.batch_size, knn_k and knn_temperature must be positive.")
   if not 0 < config.eval.crop_pct <= 1:
     raise ValueError(f"config.eval.crop_pct must be in (0, 1], got {config.eval.crop_pct}.")
+
+
+VIEW_FIELDS = ("count", "size", "scale", "ratio", "flip", "photometric")
+
+
+def _validate_views(views) -> None:
+  for name, g in views.items():
+    where = f"config.data.views.{name}"
+    if not name.isidentifier() or keyword.iskeyword(name) or name in ("image", "label", "index", "valid", "bad"):
+      raise ValueError(f"{where}: a view group needs a name that is a Python identifier, not a keyword (so that "
+                       f"--config.data.views.<name>.count=... parses) and not a batch field; e.g. 'global_crops'.")
+    unknown = sorted(set(g.keys()) - set(VIEW_FIELDS))
+    if unknown:
+      raise ValueError(f"{where} has unknown fields {unknown}; the fields are {VIEW_FIELDS}.")
+    for key in ("count", "size", "scale", "photometric"):
+      if key not in g:
+        raise ValueError(f"{where} needs `{key}` (fields: {VIEW_FIELDS}).")
+    if g.count < 1 or g.size < 1:
+      raise ValueError(f"{where}: count and size must be positive, got {g.count} and {g.size}.")
+    lo, hi = g.scale
+    if not 0 < lo <= hi <= 1:
+      raise ValueError(f"{where}.scale must satisfy 0 < lo <= hi <= 1, got {tuple(g.scale)}.")
+    names = (g.photometric,) if isinstance(g.photometric, str) else tuple(g.photometric)
+    if len(names) not in (1, g.count):
+      raise ValueError(f"{where}.photometric names {len(names)} recipes for {g.count} views; give 1 or {g.count}.")
+    for r in names:
+      augment.recipe(r)       # raises, naming the known recipes
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def normalize_unit(x: jax.Array, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> jax.Array:
+  """float `[..., H, W, C]` in [0, 1] -> float32 `(x - mean) / std`, per channel."""
+  return (x.astype(jnp.float32) - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
 def normalize(images: jax.Array, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> jax.Array:
   """uint8 `[..., H, W, C]` (0..255) -> float32 `(x / 255 - mean) / std`, per channel."""
-  x = images.astype(jnp.float32) / 255.0
-  return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+  return normalize_unit(images.astype(jnp.float32) / 255.0, mean, std)

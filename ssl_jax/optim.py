@@ -1,6 +1,9 @@
 """Optimizers and learning-rate schedules as optax chains, from keyword arguments."""
 
+import re
+
 import jax
+import jax.numpy as jnp
 import optax
 
 OPTIMIZERS = ("adamw", "lars", "lamb", "sgd")
@@ -38,17 +41,44 @@ def decay_mask(params, no_decay_names=("pos_embedding",)):
   return jax.tree_util.tree_map_with_path(keep, params)
 
 
-def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float = 0.0, b1: float = 0.9,
+def param_path(path) -> str:
+  """'/'-joined dict keys of a parameter's tree path ("net/encoder/vit/embedding/kernel")."""
+  return "/".join(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey))
+
+
+def param_groups(params, frozen_patterns) -> object:
+  """Each parameter's group: "frozen" (its path fully matches one of the regexes `frozen_patterns`), "probe" (under
+  the top-level key "probe": an online linear probe) or "trained"."""
+  compiled = [re.compile(p) for p in frozen_patterns]
+
+  def group(path, _):
+    name = param_path(path)
+    if any(c.fullmatch(name) for c in compiled):
+      return "frozen"
+    return "probe" if name.startswith("probe/") else "trained"
+  return jax.tree_util.tree_map_with_path(group, params)
+
+
+def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | optax.Schedule = 0.0, b1: float = 0.9,
          b2: float = 0.999, eps: float = 1e-8, momentum: float = 0.9, grad_clip: float | None = None,
-         no_decay_names=("pos_embedding",)) -> optax.GradientTransformation:
+         grad_clip_mode: str = "global", no_decay_names=("pos_embedding",), frozen=(),
+         probe_lr: float = 1e-3) -> optax.GradientTransformation:
   """An optax optimizer with decoupled weight decay masked by `decay_mask`, optionally after global-norm clipping.
 
   Args:
     name: "adamw" (Loshchilov & Hutter), "lars" (You et al.; no adaptation or decay on biases and norms),
       "lamb", or "sgd" (with momentum).
     learning_rate: a schedule (see `lr_schedule`).
-    weight_decay, b1, b2, eps, momentum: the optimizer's hyperparameters.
-    grad_clip: clip the global gradient norm to this value first (None: no clipping).
+    weight_decay: a value, or a schedule of the step (DINO's cosine 0.04 -> 0.4).
+    b1, b2, eps, momentum: the optimizer's hyperparameters.
+    grad_clip: clip the gradient norm to this value first (None: no clipping).
+    grad_clip_mode: "global" (the norm of all gradients together) or "per_tensor" (each parameter's gradient on
+      its own, as DINO's `clip_gradients`).
+    frozen: regexes of parameter paths (`param_path`) that are never updated, nor decayed (MoCo v3's patch
+      projection).
+    probe_lr: the parameters under "probe" (an online linear probe on stop-gradient features) are trained by Adam
+      at this constant rate, without weight decay, clipping or LARS adaptation (which would never move its zero
+      initialisation), as solo-learn trains its online classifier with its own learning rate.
   """
   mask = lambda p: decay_mask(p, no_decay_names)
   if name == "adamw":
@@ -63,5 +93,28 @@ def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float = 0.0,
   else:
     raise ValueError(f"unknown optimizer {name!r}; use one of {OPTIMIZERS}.")
   if grad_clip:
-    tx = optax.chain(optax.clip_by_global_norm(grad_clip), tx)
-  return tx
+    if grad_clip_mode not in ("global", "per_tensor"):
+      raise ValueError(f"grad_clip_mode={grad_clip_mode!r}: use 'global' or 'per_tensor'.")
+    clip = optax.clip_by_global_norm(grad_clip) if grad_clip_mode == "global" else clip_per_tensor(grad_clip)
+    tx = optax.chain(clip, tx)
+  return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero(), "probe": optax.adam(probe_lr)},
+                               lambda p: param_groups(p, frozen))
+
+
+def clip_per_tensor(max_norm: float) -> optax.GradientTransformation:
+  """Scales each gradient tensor g to norm at most `max_norm`: `g * min(1, max_norm / (||g|| + 1e-6))` (DINO)."""
+  def clip(updates, params=None):
+    del params
+    return jax.tree.map(lambda g: g * jnp.minimum(1.0, max_norm / (jnp.linalg.norm(g) + 1e-6)), updates)
+  return optax.stateless(clip)
+
+
+def weight_decay_schedule(start: float, end: float | None, total_steps: int) -> float | optax.Schedule:
+  """`start`, or a half-cosine from `start` at step 0 to `end` at `total_steps` (DINO's weight decay 0.04 -> 0.4)."""
+  if end is None:
+    return start
+
+  def schedule(step):
+    t = jnp.clip(jnp.asarray(step, jnp.float32) / max(total_steps, 1), 0.0, 1.0)
+    return end + (start - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * t))
+  return schedule

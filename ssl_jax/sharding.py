@@ -71,5 +71,11 @@ def logical_shardings(boxed_tree, mesh: jax.sharding.Mesh, rules) -> object:
 
   Returns a tree shaped like `nn.unbox(boxed_tree)` of `NamedSharding`s; unboxed leaves are replicated.
   """
-  specs = nn.get_partition_spec(boxed_tree)
-  return nn.logical_to_mesh_sharding(specs, mesh, tuple(rules))
+  boxed = lambda x: isinstance(x, nn.LogicallyPartitioned)
+  rules = tuple(rules)
+
+  def sharding(x):
+    if boxed(x) and not jax.tree.leaves(x.value):
+      return x.value    # a box around optax's leafless MaskedNode (a masked optimizer state): stays leafless
+    return NamedSharding(mesh, nn.logical_to_mesh_axes(x.names, rules) if boxed(x) else P())
+  return jax.tree.map(sharding, boxed_tree, is_leaf=boxed)

@@ -16,6 +16,7 @@ import numpy as np
 import optax
 from etils import epath
 
+from ssl_jax import augment
 from ssl_jax import checkpoint
 from ssl_jax import config as config_lib
 from ssl_jax import evaluators
@@ -26,6 +27,7 @@ from ssl_jax import preemption
 from ssl_jax import sharding
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
+from ssl_jax.methods import contract
 
 
 @flax.struct.dataclass
@@ -43,9 +45,12 @@ def _initial_health():
   return dict(skipped=zero, streak=zero, worst_streak=zero, first_bad=zero - 1)
 
 
-def train_step(method, tx, schedule, nonfinite_policy: str, poison_steps: tuple[int, ...], state: TrainState,
-               batch: dict):
+def train_step(method, tx, schedule, augment_views, nonfinite_policy: str, poison_steps: tuple[int, ...],
+               state: TrainState, batch: dict):
   """One optimizer update on a global batch. Pure; jitted with the state donated.
+
+  `augment_views` (None for single-view methods) applies the photometric augmentation to the view groups first,
+  with a key of its own drawn from the step's key.
 
   An update whose loss or gradients are not finite is not applied (parameters, optimizer and method state stay as
   they were; the step counter and data advance). With `nonfinite_policy == "stop"` no update is applied after the
@@ -53,6 +58,9 @@ def train_step(method, tx, schedule, nonfinite_policy: str, poison_steps: tuple[
   `poison_steps` turns the gradients of those (1-based) steps into NaN: a fault-injection hook for tests.
   """
   rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  if augment_views is not None:
+    aug_rng, rng = jax.random.split(rng)
+    batch = augment_views(batch, aug_rng)
   (loss, (step_metrics, extra)), grads = jax.value_and_grad(method.loss, has_aux=True)(
       state.params, state.extra, batch, rng, state.step)
   number = state.step + 1
@@ -77,10 +85,11 @@ def train_step(method, tx, schedule, nonfinite_policy: str, poison_steps: tuple[
   return state.replace(step=number, params=params, opt_state=opt_state, extra=extra, health=health), step_metrics
 
 
-def _initial_state(method, tx, seed: int, image_size: int) -> TrainState:
+def _initial_state(method, tx, seed: int, run: contract.RunInfo) -> TrainState:
   """The step-0 state, with logically boxed parameters (unboxed by the caller once shardings are known)."""
   init_rng, train_rng = jax.random.split(jax.random.key(seed))
-  batch = {"image": jnp.zeros((1, image_size, image_size, 3), jnp.uint8)}
+  batch = {"image": jnp.zeros((1,) + run.image_shape, jnp.uint8)}
+  batch.update({name: jnp.zeros((1, count, size, size, 3), jnp.float32) for name, count, size in run.views})
   params, extra = method.init(init_rng, batch)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), extra=extra,
                     rng=jax.random.key_data(train_rng), health=_initial_health())
@@ -98,28 +107,57 @@ class Program:
   mesh: jax.sharding.Mesh
 
 
-def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_examples: int) -> Program:
+def view_groups(config) -> tuple[pipeline.ViewGroup, ...]:
+  """The host-side view groups of `config.data.views`, in name order."""
+  return tuple(pipeline.ViewGroup(name, g.count, g.size, tuple(g.scale), tuple(g.get("ratio", (3 / 4, 4 / 3))),
+                                  g.get("flip", True)) for name, g in config.data.views.items())
+
+
+def _augmenter(config) -> Callable | None:
+  """(batch, key) -> batch with each view group photometrically augmented and normalised (None: no views)."""
+  if not config.data.views:
+    return None
+  recipes = {}
+  for name, g in config.data.views.items():
+    names = (g.photometric,) if isinstance(g.photometric, str) else tuple(g.photometric)
+    recipes[name] = tuple(augment.recipe(names[i % len(names)]) for i in range(g.count))
+
+  def apply(batch, key):
+    out = dict(batch)
+    for i, (name, rs) in enumerate(recipes.items()):
+      out[name] = augment.augment_views(batch[name], jax.random.fold_in(key, i), rs)
+    return out
+  return apply
+
+
+def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_examples: int,
+          num_classes: int | None = None) -> Program:
   """The method, optimizer, and jitted initialiser, train step and feature extractor of `config` on `mesh`."""
   durations = config_lib.resolve_durations(config, num_train_examples)
   size = config.data.image_size
-  method = methods.create(config.method.name, model=config.model.to_dict(), image_shape=(size, size, 3),
+  run = contract.RunInfo(
+      image_shape=(size, size, 3), views=tuple((g.name, g.count, g.size) for g in view_groups(config)),
+      total_steps=durations.total, steps_per_epoch=durations.steps_per_epoch, num_classes=num_classes)
+  method = methods.create(config.method.name, model=config.model.to_dict(), run=run,
                           **{k: v for k, v in config.method.to_dict().items() if k != "name"})
   o = config.optim
   schedule = optim.lr_schedule(peak_lr=optim.peak_learning_rate(o.base_lr, config.batch_size, o.lr_batch_base),
                                warmup_steps=durations.warmup, total_steps=durations.total, schedule=o.schedule,
                                min_lr=o.min_lr)
-  tx = optim.make(name=o.name, learning_rate=schedule, weight_decay=o.weight_decay, b1=o.b1, b2=o.b2, eps=o.eps,
-                  momentum=o.momentum, grad_clip=o.grad_clip)
+  tx = optim.make(name=o.name, learning_rate=schedule,
+                  weight_decay=optim.weight_decay_schedule(o.weight_decay, o.weight_decay_end, durations.total),
+                  b1=o.b1, b2=o.b2, eps=o.eps, momentum=o.momentum, grad_clip=o.grad_clip,
+                  grad_clip_mode=o.grad_clip_mode, frozen=tuple(o.frozen), probe_lr=o.probe_lr)
 
   # Shapes -> shardings -> a jitted initialiser that creates every array directly in its shard.
-  init = functools.partial(_initial_state, method, tx, config.seed, size)
+  init = functools.partial(_initial_state, method, tx, config.seed, run)
   boxed = jax.eval_shape(init)
   state_sharding = sharding.logical_shardings(boxed, mesh, config.sharding_rules)
   batch_sharding = sharding.batch_sharding(mesh)
   return Program(
       method=method, durations=durations, mesh=mesh,
       init=jax.jit(lambda: nn.unbox(init()), out_shardings=state_sharding),
-      step=jax.jit(functools.partial(train_step, method, tx, schedule, config.nonfinite_policy,
+      step=jax.jit(functools.partial(train_step, method, tx, schedule, _augmenter(config), config.nonfinite_policy,
                                      tuple(config.debug.nonfinite_at_steps)),
                    in_shardings=(state_sharding, batch_sharding),
                    out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0),
@@ -233,12 +271,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
       raise ValueError(f"config.{key}={value} is not divisible by the {shards} batch shards of the mesh "
                        f"{dict(mesh.shape)}; use a multiple of {shards}.")
   train_source, eval_sources = _open_sources(config)
-  program = build(config, mesh, len(train_source))
+  program = build(config, mesh, len(train_source), getattr(train_source, "num_classes", None))
   dur = program.durations
   train_iter = iter(pipeline.train_dataset(
       train_source, seed=config.seed, global_batch_size=config.batch_size, image_size=config.data.image_size,
       crop_scale=config.data.crop_scale, crop_ratio=config.data.crop_ratio, flip=config.data.flip,
-      num_workers=config.data.num_workers, prefetch=config.data.prefetch))
+      views=view_groups(config), num_workers=config.data.num_workers, prefetch=config.data.prefetch))
   _prepare_workdir(workdir, restart)
 
   # Resume from the newest intact checkpoint, or start.

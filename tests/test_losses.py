@@ -429,3 +429,12 @@ def test_sharded_equality_of_view_and_token_losses(name, fn, shape):
   one = jax.jit(fn)(s, t)
   eight = jax.jit(fn)(jax.device_put(s, sharded), jax.device_put(t, sharded))
   np.testing.assert_allclose(eight, one, rtol=2e-5, atol=1e-6)
+
+
+def test_dino_cross_entropy_is_dino_loss_with_centred_targets():
+  rng = np.random.RandomState(3)
+  s, t = jnp.asarray(rng.normal(size=(5, 4, 7))), jnp.asarray(rng.normal(size=(2, 4, 7)))
+  c = jnp.asarray(rng.normal(size=7))
+  q = jax.nn.softmax((t - c) / 0.04, axis=-1)
+  np.testing.assert_allclose(np.asarray(losses.dino_cross_entropy(s, q, 0.1)),
+                             np.asarray(losses.dino_loss(s, t, c, 0.1, 0.04)), rtol=1e-6)

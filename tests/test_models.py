@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from ssl_jax import masking
+from ssl_jax.methods import contract
 from ssl_jax.methods import mae
 from ssl_jax.models import vit
 
@@ -23,7 +24,7 @@ def _param_count(module, *args):
     ("L/16", 303_301_632 - 197 * 1024),
 ])
 def test_vit_variant_parameter_counts(variant, count):
-  kw = mae.vit_kwargs(variant=variant)
+  kw = vit.vit_kwargs(variant=variant)
   images = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
   assert _param_count(vit.ViT(**kw), images) == count
 
@@ -31,7 +32,7 @@ def test_vit_variant_parameter_counts(variant, count):
 @pytest.mark.parametrize("variant", ["Ti/16", "S/16", "B/16", "L/16", "H/14"])
 def test_vit_output_shapes_with_and_without_token_dropping(variant):
   size = vit.parse_variant(variant)
-  model = vit.ViT(**mae.vit_kwargs(variant=variant))
+  model = vit.ViT(**vit.vit_kwargs(variant=variant))
   images = jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32)
   t = (224 // size.patch_size) ** 2
   keep = jax.ShapeDtypeStruct((2, t // 4), jnp.int32)
@@ -74,7 +75,7 @@ def test_token_dropping_equals_encoding_the_kept_patches():
 
 def test_mae_decoder_output_and_bfloat16_compute():
   method = mae.create(model=dict(patch_size=4, width=32, depth=1, num_heads=2, mlp_dim=64, dtype="bfloat16"),
-                      image_shape=(16, 16, 3), decoder=dict(width=16, depth=1, num_heads=2, mlp_dim=32))
+                      run=contract.RunInfo((16, 16, 3)), decoder=dict(width=16, depth=1, num_heads=2, mlp_dim=32))
   batch = {"image": jnp.zeros((3, 16, 16, 3), jnp.uint8)}
   params, extra = method.init(jax.random.key(0), batch)
   params = nn.unbox(params)

@@ -7,6 +7,11 @@ Training stream (identical for any number of processes, devices and Grain worker
 
 so global batch b is examples `[b * G, (b + 1) * G)` of the shuffled stream, process p holding the p-th contiguous
 slice; assembling the processes' slices in order gives the same global batch as a single-process run.
+
+Multi-view methods (SimCLR, BYOL, MoCo v3, DINO) get, instead of one crop per image, groups of views: each image is
+decoded once and cropped `count` times per group (e.g. DINO's 2 global crops at 224 and 10 local crops at 96), each
+group a `[L, count, size, size, 3]` array under the group's name. Photometric augmentation follows on the device
+(`ssl_jax.augment`).
 """
 
 import dataclasses
@@ -34,6 +39,34 @@ class TrainAugment(grain.transforms.RandomMap):
 
 
 @dataclasses.dataclass(frozen=True)
+class ViewGroup:
+  """`count` random-resized crops of side `size`, area fraction in `scale`, flipped with probability 1/2 if `flip`."""
+  name: str
+  count: int
+  size: int
+  scale: tuple[float, float]
+  ratio: tuple[float, float] = (3 / 4, 4 / 3)
+  flip: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiViewAugment(grain.transforms.RandomMap):
+  """Several views of each (once-decoded) image: `{group.name: uint8 [count, size, size, 3]}` for each group."""
+  groups: tuple[ViewGroup, ...]
+
+  def random_map(self, element, rng: np.random.Generator):
+    img = element["image"]
+    out = {k: v for k, v in element.items() if k != "image"}
+    for g in self.groups:
+      views = []
+      for _ in range(g.count):
+        v = transforms.random_resized_crop(img, rng, g.size, g.scale, g.ratio)
+        views.append(v[:, ::-1] if g.flip and rng.random() < 0.5 else v)
+      out[g.name] = np.stack(views)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
 class EvalView(grain.transforms.Map):
   """Deterministic evaluation view: shorter side to `size / crop_pct`, centre crop `size`."""
   size: int
@@ -58,13 +91,19 @@ def _to_iter(ds, num_workers, prefetch):
 
 
 def train_dataset(source, *, seed: int, global_batch_size: int, image_size: int, crop_scale=(0.2, 1.0),
-                  crop_ratio=(3 / 4, 4 / 3), flip: bool = True, num_workers: int = 0, prefetch: int = 2,
-                  process_index: int | None = None, process_count: int | None = None) -> grain.IterDataset:
+                  crop_ratio=(3 / 4, 4 / 3), flip: bool = True, views: tuple[ViewGroup, ...] = (),
+                  num_workers: int = 0, prefetch: int = 2, process_index: int | None = None,
+                  process_count: int | None = None) -> grain.IterDataset:
   """The infinite, checkpointable training stream of host-local batches (see the module docstring).
 
+  Args:
+    views: view groups for multi-view methods; when given they replace the single crop (`image_size`,
+      `crop_scale`, `crop_ratio` and `flip` are then unused).
+
   Returns:
-    an `IterDataset` whose elements are `{"image": uint8 [L, S, S, 3], "label": [L], "index": [L]}`, L the
-    per-process batch size; `iter(...)` gives a Grain iterator whose state Orbax saves.
+    an `IterDataset` whose elements are `{"image": uint8 [L, S, S, 3], "label": [L], "index": [L]}` (or, with
+    `views`, `{group.name: uint8 [L, count, size, size, 3], ...}` in place of "image"), L the per-process batch
+    size; `iter(...)` gives a Grain iterator whose state Orbax saves.
   """
   p = jax.process_index() if process_index is None else process_index
   n = jax.process_count() if process_count is None else process_count
@@ -72,7 +111,10 @@ def train_dataset(source, *, seed: int, global_batch_size: int, image_size: int,
   if len(source) < global_batch_size:
     raise ValueError(f"batch_size {global_batch_size} is larger than the data set ({len(source)} examples).")
   ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
-  ds = ds.random_map(TrainAugment(image_size, tuple(crop_scale), tuple(crop_ratio), flip))
+  if views:
+    ds = ds.random_map(MultiViewAugment(tuple(views)))
+  else:
+    ds = ds.random_map(TrainAugment(image_size, tuple(crop_scale), tuple(crop_ratio), flip))
   ds = ds.batch(local, drop_remainder=True)[p::n]
   return _to_iter(ds, num_workers, prefetch)
 

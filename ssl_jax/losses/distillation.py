@@ -50,10 +50,30 @@ def dino_loss(student_logits: jax.Array, teacher_logits: jax.Array, center: jax.
     >>> [round(float(v), 4) for v in dino_loss(s, t, jnp.zeros(4))]   # uniform vs uniform: log(4)
     [1.3863]
   """
-  vt, vs = teacher_logits.shape[0], student_logits.shape[0]
+  q = jax.nn.softmax((teacher_logits.astype(jnp.float32) - center) / teacher_temp, axis=-1)
+  return dino_cross_entropy(student_logits, q, student_temp)
+
+
+def dino_cross_entropy(student_logits: jax.Array, teacher_probs: jax.Array, student_temp: float = 0.1) -> jax.Array:
+  """DINO's multi-crop cross-entropy from given teacher distributions (centred-softmax or Sinkhorn-Knopp ones).
+
+  Args:
+    student_logits: `[V_s, B, K]` head outputs for all crops (global crops first).
+    teacher_probs: `[V_t, B, K]` teacher distributions of the global crops (no gradient flows into them).
+    student_temp: 0.1 in DINO.
+
+  Returns:
+    `[B]` per-image mean over the `V_t * V_s - V_t` pairs of different crops of `-sum_k q_k log p_k`.
+
+  Example:
+    >>> q = jnp.full((2, 1, 4), 0.25)
+    >>> [round(float(v), 4) for v in dino_cross_entropy(jnp.zeros((3, 1, 4)), q)]
+    [1.3863]
+  """
+  vt, vs = teacher_probs.shape[0], student_logits.shape[0]
   if vt > vs:
     raise ValueError(f"dino_loss: {vt} teacher views but only {vs} student views.")
-  q = jax.lax.stop_gradient(jax.nn.softmax((teacher_logits.astype(jnp.float32) - center) / teacher_temp, axis=-1))
+  q = jax.lax.stop_gradient(teacher_probs.astype(jnp.float32))
   log_p = jax.nn.log_softmax(student_logits.astype(jnp.float32) / student_temp, axis=-1)
   ce = -jnp.einsum("ibk,vbk->ivb", q, log_p)                             # [V_t, V_s, B]
   same = (jnp.arange(vt)[:, None] == jnp.arange(vs)[None, :])[..., None]

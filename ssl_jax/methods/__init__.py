@@ -1,17 +1,28 @@
 """Self-supervised methods behind one contract; `config.method.name` picks the module from `METHODS`.
 
-A method module exposes `create(*, model, image_shape, **hyperparameters) -> Method`, where `Method` has
+A method module exposes `create(*, model, run: contract.RunInfo, **hyperparameters) -> Method`, where `Method` has
 
   init(rng, batch) -> (params, extra)          # logically partitioned (boxed) parameters; extra: teachers, centres
   loss(params, extra, batch, rng, step) -> (loss, (metrics, new_extra))      # pure, for the global batch
   after_update(params, extra, step) -> extra                                 # e.g. an EMA teacher
   representation(params, extra, images) -> [B, D] features                   # for the evaluators
+
+`batch` holds `image` (uint8 `[B, H, W, 3]`) for single-view methods, or one float `[B, V, H, W, 3]` array per view
+group (augmented on the device and normalised, see `ssl_jax.augment`), plus `label` and `index` `[B]`.
 """
 
+from ssl_jax.methods import byol
+from ssl_jax.methods import dino
 from ssl_jax.methods import mae
+from ssl_jax.methods import mocov3
+from ssl_jax.methods import simclr
 
 METHODS = {
+    "byol": byol,
+    "dino": dino,
     "mae": mae,
+    "mocov3": mocov3,
+    "simclr": simclr,
 }
 
 

@@ -7,7 +7,6 @@ after the encoder's final LayerNorm (the MAE linear-probe protocol), or the mean
 """
 
 import dataclasses
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -16,6 +15,7 @@ import jax.numpy as jnp
 from ssl_jax import image
 from ssl_jax import losses
 from ssl_jax import masking
+from ssl_jax.methods import contract
 from ssl_jax.models import vit
 
 
@@ -75,38 +75,25 @@ class MAE:
     return jnp.mean(tokens[:, 1:], axis=1).astype(jnp.float32)
 
 
-def vit_kwargs(*, variant: str | None = None, patch_size: int | None = None, width: int | None = None,
-               depth: int | None = None, num_heads: int | None = None, mlp_dim: int | None = None,
-               posemb: str = "sincos2d", dtype: str = "float32", attention_impl: str | None = None) -> dict[str, Any]:
-  """ViT keyword arguments from a named variant ("B/16") with optional explicit overrides of its sizes."""
-  size = dict(patch_size=patch_size, width=width, depth=depth, num_heads=num_heads, mlp_dim=mlp_dim)
-  if variant:
-    base = dataclasses.asdict(vit.parse_variant(variant))
-    size = {k: base[k] if v is None else v for k, v in size.items()}
-  missing = [k for k, v in size.items() if v is None]
-  if missing:
-    raise ValueError(f"model: set `variant` (e.g. 'B/16') or all of {missing}.")
-  return dict(size, posemb=posemb, dtype=jnp.dtype(dtype), attention_impl=attention_impl)
-
-
-def create(*, model: dict, image_shape: tuple[int, int, int], mask_ratio: float = 0.75, norm_pix_loss: bool = True,
+def create(*, model: dict, run: contract.RunInfo, mask_ratio: float = 0.75, norm_pix_loss: bool = True,
            feature: str = "cls", decoder: dict) -> MAE:
   """Builds MAE.
 
   Args:
-    model: encoder keyword arguments for `vit_kwargs` (variant, sizes, posemb, dtype, attention_impl).
-    image_shape: (H, W, C) of the training images.
+    model: encoder keyword arguments for `ssl_jax.models.vit.vit_kwargs` (variant, sizes, posemb, dtype,
+      attention_impl, drop_path).
+    run: the run's facts (MAE uses the image shape).
     mask_ratio: fraction of patches removed (paper: 0.75).
     norm_pix_loss: per-patch normalised pixel targets (paper: True for the reported numbers).
     feature: "cls" or "gap", the representation given to evaluators.
     decoder: width, depth, num_heads, mlp_dim of the decoder (paper: 512, 8, 16, 2048).
   """
-  enc = vit_kwargs(**model)
+  enc = vit.vit_kwargs(**model)
   if not 0.0 <= mask_ratio < 1.0:
     raise ValueError(f"method.mask_ratio must be in [0, 1), got {mask_ratio}.")
   if feature not in ("cls", "gap"):
     raise ValueError(f"method.feature must be 'cls' or 'gap', got {feature!r}.")
-  h, w, c = image_shape
+  h, w, c = run.image_shape
   p = enc["patch_size"]
   if h % p or w % p:
     raise ValueError(f"image size {h}x{w} is not divisible by the patch size {p}.")

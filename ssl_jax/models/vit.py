@@ -129,32 +129,46 @@ class MlpBlock(nn.Module):
                     bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(h)
 
 
+def drop_path(module: nn.Module, x: jax.Array, rate: float, train: bool) -> jax.Array:
+  """Stochastic depth (Huang et al. 2016) on a residual branch `x` `[B, ...]`: each example's branch is zeroed with
+  probability `rate` and the kept ones scaled by `1 / (1 - rate)`, as timm's `DropPath`. Uses the "dropout" rng."""
+  if not train or rate == 0.0:
+    return x
+  keep = jax.random.bernoulli(module.make_rng("dropout"), 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
+  return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
 class Block(nn.Module):
-  """Pre-LN transformer block: `x + attn(ln(x))`, then `x + mlp(ln(x))`."""
+  """Pre-LN transformer block: `x + attn(ln(x))`, then `x + mlp(ln(x))` (branches under stochastic depth)."""
   num_heads: int
   mlp_dim: int
   dtype: Any = jnp.float32
   attention_impl: str | None = None
+  drop_path: float = 0.0
 
   @nn.compact
-  def __call__(self, x):
-    x = x + Attention(self.num_heads, self.dtype, self.attention_impl, name="attn")(_layer_norm(self.dtype, "ln1")(x))
-    x = x + MlpBlock(self.mlp_dim, self.dtype, name="mlp")(_layer_norm(self.dtype, "ln2")(x))
+  def __call__(self, x, train: bool = False):
+    y = Attention(self.num_heads, self.dtype, self.attention_impl, name="attn")(_layer_norm(self.dtype, "ln1")(x))
+    x = x + drop_path(self, y, self.drop_path, train)
+    y = MlpBlock(self.mlp_dim, self.dtype, name="mlp")(_layer_norm(self.dtype, "ln2")(x))
+    x = x + drop_path(self, y, self.drop_path, train)
     return _constrain(x)
 
 
 class Transformer(nn.Module):
-  """`depth` blocks followed by a final LayerNorm."""
+  """`depth` blocks followed by a final LayerNorm; stochastic depth rising linearly from 0 to `drop_path`."""
   depth: int
   num_heads: int
   mlp_dim: int
   dtype: Any = jnp.float32
   attention_impl: str | None = None
+  drop_path: float = 0.0
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, train: bool = False):
     for i in range(self.depth):
-      x = Block(self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, name=f"block{i}")(x)
+      rate = self.drop_path * i / max(self.depth - 1, 1)
+      x = Block(self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, rate, name=f"block{i}")(x, train)
     return _layer_norm(self.dtype, "norm")(x)
 
 
@@ -166,6 +180,7 @@ class ViT(nn.Module):
     posemb: "sincos2d" (fixed, MAE / MoCo v3) or "learn" (N(0, 0.02) initialised).
     dtype: compute dtype (e.g. bfloat16); parameters stay float32.
     attention_impl: `implementation` of `jax.nn.dot_product_attention` (None: XLA decides; "cudnn"; "xla").
+    drop_path: stochastic-depth rate of the last block (linear from 0 over the blocks; active with `train`).
   """
   patch_size: int
   width: int
@@ -175,19 +190,21 @@ class ViT(nn.Module):
   posemb: str = "sincos2d"
   dtype: Any = jnp.float32
   attention_impl: str | None = None
+  drop_path: float = 0.0
 
   def grid(self, images_shape):
     _, h, w, _ = images_shape
     return h // self.patch_size, w // self.patch_size
 
   @nn.compact
-  def __call__(self, images, keep_ids=None):
+  def __call__(self, images, keep_ids=None, train: bool = False):
     """Encodes images, optionally keeping only some patches (MAE).
 
     Args:
       images: `[B, H, W, C]` float, already normalised.
       keep_ids: optional `[B, K]` int32 indices of the patches to encode (position embeddings are added before the
         patches are dropped, as in MAE). None encodes all `T = (H/p)(W/p)` patches.
+      train: apply stochastic depth (needs a "dropout" rng when `drop_path` > 0).
 
     Returns:
       `[B, 1 + K, width]` (K = T without `keep_ids`) after the final LayerNorm.
@@ -211,8 +228,8 @@ class ViT(nn.Module):
                      (1, 1, self.width))
     x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (x.shape[0], 1, self.width)), x], axis=1)
     x = _constrain(x)
-    return Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.attention_impl,
-                       name="encoder")(x)
+    return Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, self.drop_path,
+                       name="encoder")(x, train)
 
 
 class MAEDecoder(nn.Module):
@@ -259,3 +276,20 @@ class MAEDecoder(nn.Module):
     x = nn.Dense(self.patch_dim, dtype=self.dtype, name="pred", kernel_init=_dense_init(("embed", "patch")),
                  bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("patch",)))(x)
     return x[:, 1:].astype(jnp.float32)
+
+
+def vit_kwargs(*, variant: str | None = None, patch_size: int | None = None, width: int | None = None,
+               depth: int | None = None, num_heads: int | None = None, mlp_dim: int | None = None,
+               posemb: str = "sincos2d", dtype: str = "float32", attention_impl: str | None = None,
+               drop_path: float = 0.0) -> dict[str, Any]:
+  """ViT keyword arguments from a named variant ("B/16") with optional explicit overrides of its sizes."""
+  size = dict(patch_size=patch_size, width=width, depth=depth, num_heads=num_heads, mlp_dim=mlp_dim)
+  if variant:
+    base = dataclasses.asdict(parse_variant(variant))
+    size = {k: base[k] if v is None else v for k, v in size.items()}
+  missing = [k for k, v in size.items() if v is None]
+  if missing:
+    raise ValueError(f"model: set `variant` (e.g. 'B/16') or all of {missing}.")
+  if not 0.0 <= drop_path < 1.0:
+    raise ValueError(f"model.drop_path must be in [0, 1), got {drop_path}.")
+  return dict(size, posemb=posemb, dtype=jnp.dtype(dtype), attention_impl=attention_impl, drop_path=drop_path)

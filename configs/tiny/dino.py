@@ -1,0 +1,71 @@
+"""DINO with multi-crop on the embedded digits data set: a laptop-CPU quick start.
+
+    python main.py --config=configs/tiny/dino.py --workdir=/tmp/dino_tiny
+
+A small ViT (width 128, 4 blocks, 4 heads, patch 4) on digits: 2 global crops at 16x16 and 4 local crops at 8x8,
+DINO head (256 hidden, 64 bottleneck, 1024 prototypes), teacher temperature 0.04 -> 0.07 over 10 epochs, centre
+momentum 0.9, teacher momentum 0.99 -> 1, AdamW with weight decay 0.04 -> 0.4, gradient clip 3.0. See the README
+table for the measured time and accuracies.
+
+Known problem (2026-11-25): on digits this run collapses to the uniform distribution within about 100 steps —
+`monitor/teacher_entropy` climbs to log(1024) = 6.93 and `monitor/teacher_student_kl` falls to ~0, and the kNN
+accuracy stays at the random-init level. Sharper or constant teacher temperatures, Sinkhorn-Knopp centring
+(`method.centering="sinkhorn"`), no local crops, no photometric augmentation, other learning rates, momenta,
+prototype counts and head sizes did not prevent it in 100-step trials; the full-scale recipe is unaffected by this
+finding but is unverified here.
+
+Deviations from the ImageNet recipe (configs/dino_vit_s16.py), for 8x8-pixel digits and a 100-epoch run: crops
+scaled to the data (global (0.4, 1) at 16 px, local (0.1, 0.4) at 8 px), 4 local crops instead of 10, no flip, 1024
+prototypes, teacher momentum 0.99, teacher-temperature warm-up over 10 epochs.
+"""
+
+import ml_collections
+
+from ssl_jax import config as config_lib
+
+
+def get_config(arg=None):
+  del arg
+  c = config_lib.base_config()
+  c.batch_size = 256
+  c.total_epochs = 100.0
+  c.log_every = 50
+  c.ckpt_every = 500
+
+  c.data.name = "digits"
+  c.data.image_size = 16
+  c.data.views = ml_collections.ConfigDict({
+      "global_crops": dict(count=2, size=16, scale=(0.4, 1.0), flip=False, photometric=("byol1", "byol2")),
+      "local_crops": dict(count=4, size=8, scale=(0.1, 0.4), flip=False, photometric=("dino_local",)),
+  })
+
+  c.model = ml_collections.ConfigDict(dict(arch="vit", patch_size=4, width=128, depth=4, num_heads=4, mlp_dim=512,
+                                           posemb="sincos2d", dtype="float32", pool="cls"))
+
+  c.method.name = "dino"
+  c.method.head = dict(out_dim=1024, hidden_dim=256, bottleneck_dim=64, num_layers=3, norm_last_layer=True)
+  c.method.student_temp = 0.1
+  c.method.teacher_temp = (0.04, 0.07)
+  c.method.teacher_temp_warmup_epochs = 10.0
+  c.method.center_momentum = 0.9
+  c.method.centering = "center"
+  c.method.momentum_base = 0.99
+  c.method.freeze_last_layer_epochs = 1.0
+  c.method.online_probe = True
+
+  c.optim.name = "adamw"
+  c.optim.base_lr = 5e-4
+  c.optim.min_lr = 1e-6
+  c.optim.weight_decay = 0.04
+  c.optim.weight_decay_end = 0.4
+  c.optim.grad_clip = 3.0
+  c.optim.grad_clip_mode = "per_tensor"
+  c.optim.warmup_epochs = 10.0
+
+  c.eval.data_name = "digits"
+  c.eval.train_split = "train"
+  c.eval.test_split = "test"
+  c.eval.crop_pct = 1.0
+  c.eval.batch_size = 360
+  c.lock()
+  return c

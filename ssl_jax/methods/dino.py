@@ -1,0 +1,143 @@
+"""DINO (Caron et al. 2021, "Emerging Properties in Self-Supervised Vision Transformers").
+
+Student and teacher share an architecture (encoder -> DINOHead: 3-layer GELU MLP, 256-d bottleneck, l2-normalised,
+weight-normalised prototype layer of `out_dim`); the teacher is an EMA of the student (momentum 0.996 -> 1, cosine)
+and sees only the global crops; the student sees every crop (2 global + 10 local in the paper, each resolution one
+batch). Loss: cross-entropy from the centred, sharpened teacher distribution (temperature warmed up 0.04 -> 0.07
+over 30 epochs) to the student's (temperature 0.1) over all pairs of different crops, averaged; the centre is an
+EMA (0.9) of the teacher's outputs over the global batch. The prototype layer gets no gradient during the first
+`freeze_last_layer_epochs` (1). Representation: the teacher encoder's [CLS] token (DINO evaluates the teacher).
+
+Logged: teacher entropy and the teacher-student KL on the global crops (a collapsing DINO shows entropy -> 0 with
+KL -> 0, or entropy -> log(out_dim), uniform), and the embedding monitors of the teacher features.
+
+Deviations: the position embedding is the fixed 2-D sin-cos one (any crop size works without interpolating a learned
+table); during the frozen first epoch the prototype layer still decays with the optimizer's weight decay (DINO
+removes its gradient, and AdamW then skips it) — with `norm_last_layer` a uniform shrink leaves the normalised
+prototypes, and so the function, unchanged.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from ssl_jax import losses
+from ssl_jax import monitors
+from ssl_jax import teacher as teacher_lib
+from ssl_jax.methods import contract
+from ssl_jax.methods import joint
+from ssl_jax.models import backbone
+from ssl_jax.models import heads
+
+
+@dataclasses.dataclass(frozen=True)
+class DINO:
+  net: joint.Network
+  teacher: joint.Network
+  global_group: str
+  local_group: str | None
+  out_dim: int
+  student_temp: float
+  teacher_temp: tuple[float, float]
+  teacher_temp_warmup_steps: int
+  center_momentum: float
+  centering: str
+  momentum_base: float
+  freeze_last_layer_steps: int
+  total_steps: int
+  num_classes: int | None
+
+  def init(self, rng, batch):
+    params, stats = joint.init_network(self.net, rng, batch[self.global_group][:, 0])
+    if stats:
+      raise ValueError("DINO here has no BatchNorm handling for the teacher; use a ViT encoder (model.arch='vit').")
+    extra = {"teacher": params, "center": jnp.zeros((self.out_dim,), jnp.float32)}
+    return {"net": params, "probe": joint.init_probe(self.num_classes, self.net.encoder.num_features)}, extra
+
+  def _logits(self, net, params, views, rng=None):
+    """Features and head outputs of `[B, V, H, W, 3]` views as `[V, B, D]`, `[V, B, K]` (one batch of B * V)."""
+    feats, logits = net.apply({"params": params}, joint.flatten_views(views), rng is not None,
+                              method=joint.Network.embed, rngs={"dropout": rng} if rng is not None else {})
+    n = views.shape[1]
+    return joint.unflatten_views(feats, n), joint.unflatten_views(logits, n)
+
+  def loss(self, params, extra, batch, rng, step):
+    student = params["net"]
+    frozen = step < self.freeze_last_layer_steps
+    proto = student["projector"]["prototypes"]
+    student = dict(student, projector=dict(student["projector"],
+                                           prototypes=jnp.where(frozen, jax.lax.stop_gradient(proto), proto)))
+    global_views = batch[self.global_group]
+    t_feats, t_logits = self._logits(self.teacher, extra["teacher"], global_views)
+    t_logits = jax.lax.stop_gradient(t_logits)
+    s_feats, s_logits = self._logits(self.net, student, global_views, jax.random.fold_in(rng, 0))
+    if self.local_group is not None:
+      local = self._logits(self.net, student, batch[self.local_group], jax.random.fold_in(rng, 1))[1]
+      s_logits = jnp.concatenate([s_logits, local], axis=0)
+    temp = teacher_lib.linear_warmup(step, self.teacher_temp_warmup_steps, *self.teacher_temp)
+    n, b = t_logits.shape[:2]
+    if self.centering == "sinkhorn":
+      q = losses.sinkhorn_knopp(t_logits.reshape(n * b, -1), temp).reshape(t_logits.shape)
+    else:
+      q = jax.nn.softmax((t_logits - extra["center"]) / temp, axis=-1)
+    loss = jnp.mean(losses.dino_cross_entropy(s_logits, q, self.student_temp))
+    center = losses.update_center(extra["center"], t_logits, self.center_momentum)
+
+    t_centered = jnp.log(jnp.maximum(q, 1e-30))            # the targets' log-probabilities, for the monitors
+    s_global = s_logits[:n] / self.student_temp
+    probe, probe_metrics = joint.probe_loss(params["probe"], s_feats[0], batch.get("label"))
+    metrics = dict(probe_metrics, **monitors.collapse_metrics(jax.lax.stop_gradient(t_feats[0])), ssl_loss=loss,
+                   teacher_temp=temp,
+                   **{"monitor/teacher_entropy": monitors.entropy(t_centered.reshape(-1, self.out_dim)),
+                      "monitor/teacher_student_kl": monitors.kl_divergence(
+                          t_centered.reshape(-1, self.out_dim),
+                          jax.lax.stop_gradient(s_global).reshape(-1, self.out_dim))})
+    return loss + probe, (metrics, dict(extra, center=center))
+
+  def after_update(self, params, extra, step):
+    m = teacher_lib.cosine_increase(step, self.total_steps, self.momentum_base)
+    return dict(extra, teacher=teacher_lib.ema_update(extra["teacher"], params["net"], m))
+
+  def representation(self, params, extra, images):
+    del params
+    return joint.features(self.teacher, extra["teacher"], {}, images)
+
+
+def create(*, model: dict, run: contract.RunInfo, head: dict, student_temp: float = 0.1,
+           teacher_temp: tuple[float, float] = (0.04, 0.07), teacher_temp_warmup_epochs: float = 30.0,
+           center_momentum: float = 0.9, centering: str = "center", momentum_base: float = 0.996, freeze_last_layer_epochs: float = 1.0,
+           global_group: str = "global_crops", local_group: str | None = "local_crops",
+           online_probe: bool = True) -> DINO:
+  """Builds DINO.
+
+  Args:
+    model: encoder keywords (`ssl_jax.models.backbone.create`; a ViT, pool "cls").
+    run: the run's facts (views, steps per epoch, total steps, labels).
+    head: `heads.DINOHead` fields (paper: out_dim 65536, hidden 2048, bottleneck 256, 3 layers, norm_last_layer).
+    student_temp: 0.1.
+    teacher_temp: (start, end) of the linear teacher-temperature warm-up (0.04 -> 0.07).
+    teacher_temp_warmup_epochs: 30.
+    center_momentum: 0.9.
+    centering: "center" (DINO: subtract the EMA centre, then softmax) or "sinkhorn" (DINOv2's Sinkhorn-Knopp
+      equipartition over the global batch, 3 iterations; the centre is then only tracked).
+    momentum_base: teacher EMA momentum at step 0 (0.996), raised to 1 on a cosine over the run.
+    freeze_last_layer_epochs: epochs without gradient to the prototype layer (1).
+    global_group, local_group: the view groups (the local group may be None: no multi-crop).
+  """
+  if centering not in ("center", "sinkhorn"):
+    raise ValueError(f"method.centering={centering!r}: use 'center' or 'sinkhorn'.")
+  if run.view_count(global_group) < 2:
+    raise ValueError(f"DINO needs at least 2 global views in config.data.views.{global_group}.count.")
+  if local_group is not None:
+    run.view_count(local_group)
+    if model.get("posemb", "sincos2d") == "learn":
+      raise ValueError("DINO with local crops needs model.posemb='sincos2d' (a learned table fits one crop size).")
+  head_module = heads.DINOHead(**head)
+  net = joint.Network(backbone.create(**model), head_module)
+  teacher = joint.Network(joint.teacher_encoder(model), head_module)
+  per_epoch = run.steps_per_epoch
+  return DINO(net, teacher, global_group, local_group, head.get("out_dim", 65536), student_temp, tuple(teacher_temp),
+              int(round(teacher_temp_warmup_epochs * per_epoch)), center_momentum, centering, momentum_base,
+              int(round(freeze_last_layer_epochs * per_epoch)), run.total_steps,
+              run.num_classes if online_probe else None)

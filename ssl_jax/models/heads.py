@@ -1,0 +1,85 @@
+"""Projection, prediction and DINO heads for joint-embedding methods.
+
+`MLP` covers the SimCLR, BYOL and MoCo v3 heads (linear layers with BatchNorm over the global batch and ReLU on the
+hidden layers, and a configurable BatchNorm after the last one); `DINOHead` is DINO's 3-layer GELU MLP, bottleneck,
+l2 normalisation and weight-normalised prototype layer.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ssl_jax.models import resnet
+
+
+def _dense(features, use_bias, name, names=("embed", "mlp")):
+  return nn.Dense(features, use_bias=use_bias, name=name, kernel_init=nn.with_logical_partitioning(
+      nn.initializers.lecun_normal(), names))
+
+
+class MLP(nn.Module):
+  """`dims[0] -> ... -> dims[-1]` linear layers: `[B, D] -> [B, dims[-1]]` (float32).
+
+  Attributes:
+    dims: the output width of each layer.
+    hidden_bn: BatchNorm (global batch) after each hidden linear layer, before the activation.
+    last_bn: after the last layer: "" (nothing), "affine" (BatchNorm), "scale" (BatchNorm without the shift: SimCLR)
+      or "plain" (BatchNorm without scale and shift: MoCo v3).
+    use_bias: biases in the linear layers (MoCo v3 has none).
+    activation: "relu" or "gelu".
+  """
+  dims: tuple[int, ...]
+  hidden_bn: bool = True
+  last_bn: str = ""
+  use_bias: bool = True
+  activation: str = "relu"
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    act = {"relu": nn.relu, "gelu": lambda v: nn.gelu(v, approximate=False)}[self.activation]
+    x = x.astype(jnp.float32)
+    for i, d in enumerate(self.dims[:-1]):
+      x = _dense(d, self.use_bias and not self.hidden_bn, f"dense{i}")(x)
+      if self.hidden_bn:
+        x = resnet.batch_norm(train, f"bn{i}")(x)
+      x = act(x)
+    last = len(self.dims) - 1
+    x = _dense(self.dims[-1], self.use_bias and not self.last_bn, f"dense{last}")(x)
+    if self.last_bn:
+      if self.last_bn not in ("affine", "scale", "plain"):
+        raise ValueError(f"MLP.last_bn={self.last_bn!r}: use '', 'affine', 'scale' or 'plain'.")
+      x = resnet.batch_norm(train, f"bn{last}", use_scale=self.last_bn != "plain",
+                            use_bias=self.last_bn == "affine")(x)
+    return x
+
+
+class DINOHead(nn.Module):
+  """DINO's head (Caron et al. 2021): `[B, D] -> [B, out_dim]` logits before the temperature.
+
+  MLP `hidden_dim` x (`num_layers` - 1) with GELU -> `bottleneck_dim` -> l2-normalise -> weight-normalised linear
+  layer to `out_dim` prototypes without bias. With `norm_last_layer` the weight-norm gain is fixed at 1 (the DINO
+  default), so the logits are cosine similarities to the prototypes.
+  """
+  out_dim: int = 65536
+  hidden_dim: int = 2048
+  bottleneck_dim: int = 256
+  num_layers: int = 3
+  norm_last_layer: bool = True
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    del train
+    init = nn.initializers.truncated_normal(0.02)
+    x = x.astype(jnp.float32)
+    dims = (self.hidden_dim,) * (self.num_layers - 1) + (self.bottleneck_dim,)
+    for i, d in enumerate(dims):
+      x = nn.Dense(d, name=f"dense{i}", kernel_init=nn.with_logical_partitioning(init, ("embed", "mlp")))(x)
+      if i < len(dims) - 1:
+        x = nn.gelu(x, approximate=False)
+    x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    v = self.param("prototypes", nn.with_logical_partitioning(init, (None, "mlp")), (self.bottleneck_dim,
+                                                                                     self.out_dim))
+    w = v / jnp.maximum(jnp.linalg.norm(v, axis=0, keepdims=True), 1e-12)
+    if not self.norm_last_layer:
+      w = w * self.param("prototype_gain", nn.initializers.ones, (self.out_dim,))
+    return x @ w

@@ -1,0 +1,53 @@
+"""Collapse and representation monitors for joint-embedding methods (pure jax.numpy, global batch).
+
+A collapsing run shows as a per-dimension standard deviation of the l2-normalised embeddings falling towards 0
+(complete collapse; Chen & He 2021 compare it with 1/sqrt(D) for a healthy, spread-out embedding) or as an effective
+rank falling towards 1 (dimensional collapse; RankMe, Garrido et al. 2023).
+"""
+
+import jax
+import jax.numpy as jnp
+
+
+def _l2_normalize(z):
+  z = z.astype(jnp.float32)
+  return z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+
+
+def embedding_std(z: jax.Array) -> jax.Array:
+  """Mean over dimensions of the per-dimension std of the l2-normalised embeddings `z` `[N, D]` (SimSiam's monitor).
+
+  About `1/sqrt(D)` for embeddings spread over the sphere, 0 when every example maps to the same point.
+  """
+  return jnp.mean(jnp.std(_l2_normalize(z), axis=0))
+
+
+def effective_rank(z: jax.Array, eps: float = 1e-7) -> jax.Array:
+  """RankMe (Garrido et al. 2023): `exp(entropy(sigma / ||sigma||_1))` of the singular values of `z` `[N, D]`.
+
+  Between 1 (all embeddings on a line) and `min(N, D)`. Computed in float32 on the (gathered) global batch.
+  """
+  s = jnp.linalg.svd(z.astype(jnp.float32), compute_uv=False)
+  p = s / (jnp.sum(s) + eps) + eps
+  return jnp.exp(-jnp.sum(p * jnp.log(p)))
+
+
+def entropy(logits: jax.Array) -> jax.Array:
+  """Mean entropy (nats) of `softmax(logits)` over the rows of `[N, K]` (DINO's teacher entropy)."""
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  return jnp.mean(-jnp.sum(jnp.exp(logp) * logp, axis=-1))
+
+
+def kl_divergence(p_logits: jax.Array, q_logits: jax.Array) -> jax.Array:
+  """Mean `KL(softmax(p) || softmax(q))` over rows (DINO: teacher p vs student q)."""
+  logp = jax.nn.log_softmax(p_logits.astype(jnp.float32), axis=-1)
+  logq = jax.nn.log_softmax(q_logits.astype(jnp.float32), axis=-1)
+  return jnp.mean(jnp.sum(jnp.exp(logp) * (logp - logq), axis=-1))
+
+
+def collapse_metrics(z: jax.Array, prefix: str = "monitor/") -> dict[str, jax.Array]:
+  """`{prefix}embedding_std`, `{prefix}embedding_std_ref` (= 1/sqrt(D)) and `{prefix}rankme` of `z` `[N, D]`."""
+  z = jax.lax.stop_gradient(z)
+  return {f"{prefix}embedding_std": embedding_std(z),
+          f"{prefix}embedding_std_ref": jnp.asarray(1.0 / z.shape[-1] ** 0.5, jnp.float32),
+          f"{prefix}rankme": effective_rank(z)}

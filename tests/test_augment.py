@@ -1,0 +1,115 @@
+"""On-device photometric augmentation: determinism, sharding invariance, and the statistics of each operation."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ssl_jax import augment
+from ssl_jax import image
+from ssl_jax import sharding
+
+
+def _views(b=16, v=2, s=16, seed=0):
+  return jnp.asarray(np.random.RandomState(seed).randint(0, 256, (b, v, s, s, 3)), jnp.uint8)
+
+
+def _unit(normalised):
+  """Undo the ImageNet normalisation: back to [0, 1]."""
+  return normalised * jnp.asarray(image.IMAGENET_STD) + jnp.asarray(image.IMAGENET_MEAN)
+
+
+def test_same_key_same_views_other_key_other_views():
+  x = _views()
+  recipes = (augment.recipe("byol1"), augment.recipe("byol2"))
+  f = jax.jit(lambda v, k: augment.augment_views(v, k, recipes))
+  a, b = f(x, jax.random.key(0)), f(x, jax.random.key(0))
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert not np.allclose(np.asarray(a), np.asarray(f(x, jax.random.key(1))))
+  assert a.shape == x.shape and a.dtype == jnp.float32
+
+
+def test_one_and_eight_devices_give_the_same_views():
+  x = _views(b=16)
+  recipes = (augment.recipe("simclr"), augment.recipe("byol2"))
+  f = lambda v, k: augment.augment_views(v, k, recipes)
+  one = jax.jit(f)(jax.device_put(x, jax.devices()[0]), jax.random.key(3))
+  mesh = sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1}, jax.devices())
+  assert mesh.size == 8
+  eight = jax.jit(f)(jax.device_put(x, sharding.batch_sharding(mesh)), jax.random.key(3))
+  np.testing.assert_allclose(np.asarray(one), np.asarray(eight), atol=1e-5)   # same draws; fp fusion
+
+
+def test_identity_recipe_only_normalises():
+  x = _views()
+  out = augment.augment_views(x, jax.random.key(0), (augment.recipe("none"),) * 2)
+  np.testing.assert_allclose(np.asarray(out), np.asarray(image.normalize(x)), atol=1e-6)
+
+
+def test_grayscale_probability_and_result():
+  x = _views(b=400, v=1, s=4)
+  r = augment.Photometric(gray_p=0.3)
+  out = _unit(augment.augment_views(x, jax.random.key(0), (r,)))[:, 0]
+  gray = np.asarray(jnp.all(jnp.abs(out[..., 0] - out[..., 1]) < 1e-5, axis=(1, 2)))
+  assert 0.22 < gray.mean() < 0.38
+  # Rec. 601 luma of the original pixels.
+  y = (np.asarray(x[:, 0], np.float32) / 255) @ np.array([0.2989, 0.587, 0.114], np.float32)
+  np.testing.assert_allclose(np.asarray(out[gray][..., 0]), y[gray], atol=2e-3)
+
+
+def test_solarize_inverts_values_above_half():
+  x = jnp.asarray(np.linspace(0, 255, 4 * 4 * 3).reshape(1, 1, 4, 4, 3), jnp.uint8)
+  out = _unit(augment.augment_views(x, jax.random.key(0), (augment.Photometric(solarize_p=1.0),)))
+  u = np.asarray(x, np.float32) / 255
+  np.testing.assert_allclose(np.asarray(out), np.where(u >= 0.5, 1 - u, u), atol=1e-5)
+
+
+def test_brightness_factor_range_and_clipping():
+  x = jnp.full((300, 1, 2, 2, 3), 100, jnp.uint8)
+  r = augment.Photometric(jitter_p=1.0, brightness=0.4)
+  out = _unit(augment.augment_views(x, jax.random.key(1), (r,)))
+  factor = np.asarray(out[:, 0, 0, 0, 0]) / (100 / 255)
+  assert factor.min() >= 0.6 - 1e-4 and factor.max() <= 1.4 + 1e-4
+  assert abs(factor.mean() - 1.0) < 0.05 and factor.std() > 0.15      # U[0.6, 1.4]: std 0.23
+  bright = jnp.full((50, 1, 2, 2, 3), 250, jnp.uint8)
+  assert float(_unit(augment.augment_views(bright, jax.random.key(1), (r,))).max()) <= 1.0 + 1e-5
+
+
+def test_saturation_and_hue_leave_gray_images_gray():
+  x = jnp.broadcast_to(jnp.arange(16, dtype=jnp.uint8).reshape(1, 1, 4, 4, 1) * 10, (20, 1, 4, 4, 3))
+  r = augment.Photometric(jitter_p=1.0, saturation=0.8, hue=0.5)
+  out = _unit(augment.augment_views(x, jax.random.key(0), (r,)))
+  np.testing.assert_allclose(np.asarray(out), np.asarray(x, np.float32) / 255, atol=2e-3)
+
+
+def test_contrast_keeps_the_mean_grey_level():
+  x = _views(b=50, v=1, s=8)
+  r = augment.Photometric(jitter_p=1.0, contrast=0.5)
+  out = _unit(augment.augment_views(x, jax.random.key(0), (r,)))
+  before = np.asarray(x, np.float32).mean(axis=(1, 2, 3, 4)) / 255
+  after = np.asarray(out).mean(axis=(1, 2, 3, 4))
+  np.testing.assert_allclose(after, before, atol=0.02)   # clipping moves it slightly
+
+
+def test_blur_smooths_and_keeps_constant_interiors():
+  x = _views(b=8, v=1, s=32)
+  r = augment.Photometric(blur_p=1.0, blur_sigma=(1.5, 2.0))
+  out = _unit(augment.augment_views(x, jax.random.key(0), (r,)))
+  u = np.asarray(x, np.float32) / 255
+  assert np.asarray(out).std() < 0.5 * u.std()
+  flat = jnp.full((1, 1, 32, 32, 3), 128, jnp.uint8)
+  out = _unit(augment.augment_views(flat, jax.random.key(0), (r,)))
+  np.testing.assert_allclose(np.asarray(out)[0, 0, 8:-8, 8:-8], 128 / 255, atol=1e-5)
+
+
+def test_recipes_follow_the_papers():
+  byol1, byol2 = augment.recipe("byol1"), augment.recipe("byol2")
+  assert (byol1.blur_p, byol1.solarize_p, byol2.blur_p, byol2.solarize_p) == (1.0, 0.0, 0.1, 0.2)
+  assert (byol1.brightness, byol1.contrast, byol1.saturation, byol1.hue) == (0.4, 0.4, 0.2, 0.1)
+  simclr = augment.recipe("simclr")
+  assert dataclasses.astuple(simclr)[:6] == (0.8, 0.8, 0.8, 0.8, 0.2, 0.2) and simclr.blur_p == 0.5
+  assert augment.blur_kernel_size(224) == 23
+  with pytest.raises(ValueError, match="known recipes"):
+    augment.recipe("byol3")

@@ -1,0 +1,140 @@
+"""Parts of the joint-embedding methods: ResNet with global BatchNorm, heads, EMA schedules, monitors, optimizer
+masks and schedules, multi-view input."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ssl_jax import monitors
+from ssl_jax import optim
+from ssl_jax import sharding
+from ssl_jax import teacher
+from ssl_jax.data import pipeline
+from ssl_jax.data import sources
+from ssl_jax.models import heads
+from ssl_jax.models import resnet
+
+
+def test_resnet50_has_torchvisions_parameter_count():
+  m = resnet.ResNet(depth=50)
+  v = jax.eval_shape(lambda: m.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3)), False))
+  # torchvision resnet50: 25,557,032 parameters, minus the 2048x1000 classifier and its bias.
+  assert sum(x.size for x in jax.tree.leaves(v["params"])) == 25_557_032 - 2048 * 1000 - 1000
+  assert m.num_features == 2048
+
+
+def test_batchnorm_statistics_are_global_on_eight_devices():
+  m = resnet.ResNet(stages=(1, 1), block="basic", width=8, stem="small")
+  x = jnp.asarray(np.random.RandomState(0).normal(size=(16, 8, 8, 3)), jnp.float32)
+  # Shift half the batch so per-device statistics would differ from global ones.
+  x = x.at[8:].add(3.0)
+  variables = m.init(jax.random.key(0), x[:1], False)
+  apply = jax.jit(lambda v, x: m.apply(v, x, True, mutable=["batch_stats"]))
+  out1, upd1 = apply(variables, jax.device_put(x, jax.devices()[0]))
+  mesh = sharding.make_mesh({"data": -1, "fsdp": 1, "tensor": 1}, jax.devices())
+  out8, upd8 = apply(variables, jax.device_put(x, sharding.batch_sharding(mesh)))
+  np.testing.assert_allclose(np.asarray(out1), np.asarray(out8), atol=2e-5)
+  for a, b in zip(jax.tree.leaves(upd1), jax.tree.leaves(upd8)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5)
+  # The stem's running mean moved towards the global batch mean of its conv output (momentum 0.9, from 0).
+  conv = nn.Conv(8, (3, 3), 1, padding=1, use_bias=False)
+  y = conv.apply({"params": variables["params"]["stem_conv"]}, x)
+  np.testing.assert_allclose(np.asarray(upd8["batch_stats"]["stem_bn"]["mean"]), 0.1 * np.asarray(y.mean((0, 1, 2))),
+                             rtol=1e-4, atol=1e-6)
+
+
+def test_mlp_head_last_batchnorm_variants():
+  x = jnp.asarray(np.random.RandomState(0).normal(size=(32, 6)), jnp.float32)
+  for last_bn, n_bn_params in (("", 1), ("affine", 2), ("scale", 2), ("plain", 1)):
+    m = heads.MLP(dims=(16, 4), last_bn=last_bn, use_bias=False)
+    v = m.init(jax.random.key(0), x, False)
+    assert len(v["params"]) == 2 + n_bn_params, last_bn
+    if last_bn == "plain":
+      y, _ = m.apply(v, x, True, mutable=["batch_stats"])
+      np.testing.assert_allclose(np.asarray(y.mean(0)), 0.0, atol=1e-5)
+      np.testing.assert_allclose(np.asarray(y.std(0)), 1.0, atol=1e-3)
+
+
+def test_dino_head_gives_cosines_to_the_prototypes():
+  m = heads.DINOHead(out_dim=10, hidden_dim=16, bottleneck_dim=8)
+  x = jnp.asarray(np.random.RandomState(0).normal(size=(5, 12)), jnp.float32)
+  v = nn.unbox(m.init(jax.random.key(0), x))
+  logits = m.apply(v, x)
+  assert logits.shape == (5, 10) and float(jnp.max(jnp.abs(logits))) <= 1.0 + 1e-5
+  # Weight normalisation: the scale of the prototypes does not matter.
+  scaled = {"params": dict(v["params"], prototypes=7.0 * v["params"]["prototypes"])}
+  np.testing.assert_allclose(np.asarray(m.apply(scaled, x)), np.asarray(logits), atol=1e-5)
+
+
+def test_cosine_momentum_and_temperature_schedules():
+  cos = lambda s: float(teacher.cosine_increase(s, 100, 0.996))
+  assert cos(0) == pytest.approx(0.996) and cos(100) == pytest.approx(1.0) and cos(50) == pytest.approx(0.998)
+  assert cos(25) == pytest.approx(1 - 0.004 * (np.cos(np.pi / 4) + 1) / 2)
+  assert cos(1000) == pytest.approx(1.0)
+  warm = lambda s: float(teacher.linear_warmup(s, 30, 0.04, 0.07))
+  assert warm(0) == pytest.approx(0.04) and warm(15) == pytest.approx(0.055) and warm(60) == pytest.approx(0.07)
+  t = {"w": jnp.array([1.0, 2.0])}
+  s = {"w": jnp.array([3.0, 0.0])}
+  np.testing.assert_allclose(np.asarray(teacher.ema_update(t, s, 0.9)["w"]), [1.2, 1.8], rtol=1e-6)
+
+
+def test_weight_decay_schedule_and_frozen_parameters():
+  wd = optim.weight_decay_schedule(0.04, 0.4, 100)
+  assert float(wd(0)) == pytest.approx(0.04) and float(wd(100)) == pytest.approx(0.4)
+  assert float(wd(50)) == pytest.approx(0.22)
+  assert optim.weight_decay_schedule(0.05, None, 100) == 0.05
+  params = {"net": {"encoder": {"vit": {"embedding": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)}},
+                                "other": {"kernel": jnp.ones((3, 3))}}}}
+  tx = optim.make(name="adamw", learning_rate=0.1, weight_decay=wd, frozen=("net/encoder/vit/embedding/.*",))
+  state = tx.init(params)
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates, state = tx.update(grads, state, params)
+  new = optax.apply_updates(params, updates)
+  np.testing.assert_array_equal(np.asarray(new["net"]["encoder"]["vit"]["embedding"]["kernel"]), 1.0)
+  np.testing.assert_array_equal(np.asarray(new["net"]["encoder"]["vit"]["embedding"]["bias"]), 1.0)
+  # adamw's first step: -lr * (sign(g) + wd(0) * p) = -0.1 * (1 + 0.04)
+  np.testing.assert_allclose(np.asarray(new["net"]["encoder"]["other"]["kernel"]), 1 - 0.1 * 1.04, rtol=1e-5)
+
+
+def test_monitors_see_collapse():
+  rng = np.random.RandomState(0)
+  healthy = jnp.asarray(rng.normal(size=(256, 32)), jnp.float32)
+  collapsed = jnp.broadcast_to(healthy[:1], healthy.shape) + 1e-6 * healthy
+  m_ok, m_bad = monitors.collapse_metrics(healthy), monitors.collapse_metrics(collapsed)
+  assert float(m_ok["monitor/embedding_std"]) == pytest.approx(1 / np.sqrt(32), rel=0.1)
+  assert float(m_bad["monitor/embedding_std"]) < 1e-4
+  assert float(m_ok["monitor/rankme"]) > 25 and float(m_bad["monitor/rankme"]) < 1.5
+  assert float(monitors.effective_rank(jnp.eye(8))) == pytest.approx(8.0, rel=1e-4)
+  assert float(monitors.entropy(jnp.zeros((3, 16)))) == pytest.approx(np.log(16), rel=1e-5)
+  p = jnp.array([[2.0, 0.0]])
+  expected = float(jnp.sum(jax.nn.softmax(p) * (jax.nn.log_softmax(p) - jnp.log(0.5))))
+  assert float(monitors.kl_divergence(p, jnp.zeros((1, 2)))) == pytest.approx(expected, rel=1e-5)
+
+
+def test_multi_view_pipeline_groups_and_single_decode():
+  src = sources.digits("train[:64]")
+  calls = []
+
+  class Counting:
+    num_classes = 10
+
+    def __len__(self):
+      return len(src)
+
+    def __getitem__(self, i):
+      calls.append(i)
+      return src[i]
+
+  groups = (pipeline.ViewGroup("global_crops", 2, 16, (0.4, 1.0), flip=False),
+            pipeline.ViewGroup("local_crops", 3, 8, (0.05, 0.4)))
+  ds = pipeline.train_dataset(Counting(), seed=1, global_batch_size=16, image_size=16, views=groups)
+  batch = next(iter(ds))
+  assert batch["global_crops"].shape == (16, 2, 16, 16, 3) and batch["local_crops"].shape == (16, 3, 8, 8, 3)
+  assert "image" not in batch and batch["label"].shape == (16,)
+  assert len(calls) >= 16 and len(calls) == len(set(calls))   # each image read (decoded) once for its 5 views
+  assert not np.array_equal(batch["global_crops"][:, 0], batch["global_crops"][:, 1])
+  again = next(iter(pipeline.train_dataset(src, seed=1, global_batch_size=16, image_size=16, views=groups)))
+  np.testing.assert_array_equal(batch["local_crops"], again["local_crops"])

@@ -1,0 +1,163 @@
+"""The joint-embedding methods through the one trainer: losses finite and decreasing, 1 vs 8 devices, monitors in
+the logs, full-scale configs building and stepping at a reduced batch."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import load_config
+from ssl_jax import sharding
+from ssl_jax import train
+from ssl_jax.data import pipeline
+from ssl_jax.data import sources
+
+JOINT = ("simclr", "byol", "mocov3", "dino")
+
+
+def _small(method: str):
+  """The tiny config of `method`, shrunk to seconds: batch 32, a very small encoder and heads."""
+  method, _, variant = method.partition("-")
+  c = load_config(f"configs/tiny/{method}.py")
+  if variant:
+    c.method.centering = variant
+  c.batch_size = 32
+  c.total_epochs = None
+  c.total_steps = 12
+  c.log_every = 4
+  c.ckpt_every = 0
+  c.optim.warmup_epochs = None
+  c.optim.warmup_steps = 0
+  if c.model.arch == "resnet":
+    c.model.width = 8
+  else:
+    c.model.width, c.model.depth, c.model.num_heads, c.model.mlp_dim = 32, 1, 2, 64
+  if method == "dino":
+    c.method.head = dict(out_dim=64, hidden_dim=32, bottleneck_dim=16, num_layers=3, norm_last_layer=True)
+    c.method.teacher_temp_warmup_epochs = 0.0
+    c.method.freeze_last_layer_epochs = 0.0
+  else:
+    dims = lambda n: tuple([32] * (n - 1) + [16])
+    c.method.projector = dict(c.method.projector, dims=dims(len(c.method.projector["dims"])))
+    if "predictor" in c.method:
+      c.method.predictor = dict(c.method.predictor, dims=dims(len(c.method.predictor["dims"])))
+  c.eval.train_split = "train[:96]"
+  c.eval.test_split = "test[:48]"
+  c.eval.batch_size = 48
+  c.eval.linear_steps = 10
+  return c
+
+
+def _losses(config, devices, steps):
+  """`ssl_loss` of `steps` updates on one fixed global batch."""
+  mesh = sharding.make_mesh(config.mesh.to_dict(), devices)
+  src = sources.digits("train")
+  program = train.build(config, mesh, len(src), src.num_classes)
+  local = next(iter(pipeline.train_dataset(src, seed=0, global_batch_size=config.batch_size, image_size=16,
+                                           views=train.view_groups(config))))
+  batch = pipeline.to_global(local, sharding.batch_sharding(mesh))
+  state = program.init()
+  out = []
+  with jax.set_mesh(mesh):
+    for _ in range(steps):
+      state, m = program.step(state, batch)
+      out.append(float(m["ssl_loss"]))
+  return np.array(out), state
+
+
+@pytest.mark.parametrize("method", JOINT + ("dino-sinkhorn",))
+def test_loss_is_finite_and_decreases_against_a_fixed_teacher(method):
+  c = _small(method)
+  # A fixed target (momentum 1, centre frozen) makes the student's objective stationary: it must go down.
+  if method in ("byol",):
+    c.method.tau_base = 1.0
+  if method == "mocov3":
+    c.method.momentum_base = 1.0
+  if method.startswith("dino"):
+    c.method.momentum_base, c.method.center_momentum = 1.0, 1.0
+  if c.optim.name == "adamw":
+    c.optim.base_lr = 2e-3
+  losses, state = _losses(c, jax.devices()[:1], 10)
+  assert np.all(np.isfinite(losses)), losses
+  assert losses[-3:].mean() < losses[:3].mean() - 0.02 * abs(losses[:3].mean()), losses
+  assert int(state.health["skipped"]) == 0
+
+
+def test_byol_one_and_eight_devices_agree():
+  """Global BatchNorm, on-device augmentation, predictor and EMA target: the same numbers on 1 and 8 devices."""
+  c = _small("byol")
+  one, s1 = _losses(c, jax.devices()[:1], 3)
+  eight, s8 = _losses(c, jax.devices(), 3)
+  np.testing.assert_allclose(one, eight, rtol=2e-4)
+  t1, t8 = jax.tree.leaves(s1.extra["teacher"]), jax.tree.leaves(s8.extra["teacher"])
+  for a, b in zip(t1, t8):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5)
+
+
+def test_teacher_is_sharded_like_the_student():
+  c = _small("dino")
+  c.mesh.data, c.mesh.fsdp = 2, 4
+  mesh = sharding.make_mesh(c.mesh.to_dict(), jax.devices())
+  program = train.build(c, mesh, 1437, 10)
+  student = program.abstract_state.params["net"]
+  teacher = program.abstract_state.extra["teacher"]
+  specs = lambda t: [x.sharding.spec for x in jax.tree.leaves(t)]
+  assert specs(student) == specs(teacher)
+  assert any("fsdp" in str(s) for s in specs(teacher))
+
+
+def _check_logs(method, workdir, init_baseline=True):
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  logged = {k for r in records for k in r}
+  expected = {"monitor/embedding_std", "monitor/rankme", "probe/train_top1", "eval/knn_top1"}
+  expected |= {"eval/knn_top1_init"} if init_baseline else set()
+  if method == "dino":
+    expected |= {"monitor/teacher_entropy", "monitor/teacher_student_kl", "teacher_temp"}
+  assert expected <= logged, expected - logged
+  step4 = next(r for r in records if r["step"] == 4 and "monitor/rankme" in r)
+  assert 1.0 <= step4["monitor/rankme"] <= 32 and 0 < step4["monitor/embedding_std"] <= 1
+
+
+@pytest.mark.parametrize("method", ["simclr", "mocov3"])    # byol and dino: in the resume test below
+def test_run_logs_collapse_monitors_and_online_probe(method, tmp_path):
+  c = _small(method)
+  c.total_steps = 4
+  train.run(c, str(tmp_path), devices=jax.devices()[:1])
+  _check_logs(method, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["simclr_resnet50", "byol_resnet50", "mocov3_vit_b", "dino_vit_s16"])
+def test_full_scale_config_builds_and_steps(name, tmp_path):
+  """The paper-sized model and crops, two steps at batch 4 on digits (1 device: host memory)."""
+  c = load_config(f"configs/{name}.py")
+  c.data.name = "digits"
+  c.data.num_workers = 0
+  c.batch_size = 4
+  c.total_epochs, c.total_steps = None, 2
+  c.eval_every_epochs = None
+  c.log_every = 1
+  c.eval.data_name = "digits"
+  c.eval.train_split, c.eval.test_split, c.eval.batch_size = "train[:8]", "test[:4]", 4
+  c.eval.init_baseline = False
+  c.eval.linear_steps = 2
+  results = train.run(c, str(tmp_path), devices=jax.devices()[:1])
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert all(np.isfinite(r["loss"]) for r in records if "loss" in r)
+  assert 0.0 <= results["eval/knn_top1"] <= 1.0
+
+
+@pytest.mark.parametrize("method", ["byol", "dino"])
+def test_interrupted_run_resumes_bit_identically(method, tmp_path):
+  """Teacher, centre, BatchNorm statistics, multi-view iterator and augmentation keys all come back exactly."""
+  c = _small(method)
+  c.total_steps, c.log_every, c.ckpt_every = 4, 1, 2
+  c.eval.init_baseline = False
+  losses = lambda d: {r["step"]: r["loss"] for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())
+                      if "loss" in r}
+  straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+  train.run(c, str(straight), devices=jax.devices()[:1])
+  assert train.run(c, str(resumed), devices=jax.devices()[:1], stop_at=2) is None
+  train.run(c, str(resumed), devices=jax.devices()[:1])
+  assert losses(straight) == losses(resumed) and len(losses(straight)) == 4
+  _check_logs(method, straight, init_baseline=False)
