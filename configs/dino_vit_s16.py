@@ -60,7 +60,8 @@ def get_config(arg=None):
   c.model.attention_impl = config_dict.placeholder(str)
 
   c.method.name = "dino"
-  c.method.head = dict(out_dim=65536, hidden_dim=2048, bottleneck_dim=256, num_layers=3, norm_last_layer=True)
+  c.method.head = dict(out_dim=65536, hidden_dim=2048, bottleneck_dim=256, num_layers=3, norm_last_layer=True,
+                       use_bn=False)
   c.method.student_temp = 0.1
   c.method.teacher_temp = (0.04, 0.07)
   c.method.teacher_temp_warmup_epochs = 30.0

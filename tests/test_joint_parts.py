@@ -67,6 +67,13 @@ def test_dino_head_gives_cosines_to_the_prototypes():
   # Weight normalisation: the scale of the prototypes does not matter.
   scaled = {"params": dict(v["params"], prototypes=7.0 * v["params"]["prototypes"])}
   np.testing.assert_allclose(np.asarray(m.apply(scaled, x)), np.asarray(logits), atol=1e-5)
+  # DINO's use_bn_in_head: BatchNorm after the two hidden layers, statistics of the batch in training.
+  bn = heads.DINOHead(out_dim=10, hidden_dim=16, bottleneck_dim=8, use_bn=True)
+  v = nn.unbox(bn.init(jax.random.key(0), x))
+  assert set(v["batch_stats"]) == {"bn0", "bn1"}
+  y, upd = bn.apply(v, x, True, mutable=["batch_stats"])
+  assert y.shape == (5, 10) and float(jnp.max(jnp.abs(y))) <= 1.0 + 1e-5
+  assert not np.allclose(np.asarray(upd["batch_stats"]["bn0"]["mean"]), 0.0)
 
 
 def test_cosine_momentum_and_temperature_schedules():

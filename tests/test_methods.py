@@ -34,7 +34,7 @@ def _small(method: str):
   else:
     c.model.width, c.model.depth, c.model.num_heads, c.model.mlp_dim = 32, 1, 2, 64
   if method == "dino":
-    c.method.head = dict(out_dim=64, hidden_dim=32, bottleneck_dim=16, num_layers=3, norm_last_layer=True)
+    c.method.head = dict(c.method.head, out_dim=64, hidden_dim=32, bottleneck_dim=16)
     c.method.teacher_temp_warmup_epochs = 0.0
     c.method.freeze_last_layer_epochs = 0.0
   else:

@@ -3,20 +3,20 @@
     python main.py --config=configs/tiny/dino.py --workdir=/tmp/dino_tiny
 
 A small ViT (width 128, 4 blocks, 4 heads, patch 4) on digits: 2 global crops at 16x16 and 4 local crops at 8x8,
-DINO head (256 hidden, 64 bottleneck, 1024 prototypes), teacher temperature 0.04 -> 0.07 over 10 epochs, centre
+DINO head (256 hidden with BatchNorm, 64 bottleneck, 1024 prototypes), teacher temperature 0.04, centre
 momentum 0.9, teacher momentum 0.99 -> 1, AdamW with weight decay 0.04 -> 0.4, gradient clip 3.0. See the README
 table for the measured time and accuracies.
 
-Known problem (2026-11-25): on digits this run collapses to the uniform distribution within about 100 steps —
-`monitor/teacher_entropy` climbs to log(1024) = 6.93 and `monitor/teacher_student_kl` falls to ~0, and the kNN
-accuracy stays at the random-init level. Sharper or constant teacher temperatures, Sinkhorn-Knopp centring
-(`method.centering="sinkhorn"`), no local crops, no photometric augmentation, other learning rates, momenta,
-prototype counts and head sizes did not prevent it in 100-step trials; the full-scale recipe is unaffected by this
-finding but is unverified here.
+Without BatchNorm in the head (the ImageNet recipe) this tiny run collapses to the uniform distribution within
+about 100 steps: `monitor/teacher_entropy` climbs to log(1024) = 6.93 and `monitor/teacher_student_kl` falls to 0
+(measured 2026-11-25; sharper or constant teacher temperatures, Sinkhorn-Knopp centring, other learning rates,
+momenta, prototype counts, head sizes, no local crops or no photometric augmentation did not prevent it). DINO's
+`use_bn_in_head` option (`method.head.use_bn`) with a constant teacher temperature of 0.04 does: entropy falls to
+~5.6 and kNN top-1 rises from 0.63 (random init) to 0.81.
 
 Deviations from the ImageNet recipe (configs/dino_vit_s16.py), for 8x8-pixel digits and a 100-epoch run: crops
 scaled to the data (global (0.4, 1) at 16 px, local (0.1, 0.4) at 8 px), 4 local crops instead of 10, no flip, 1024
-prototypes, teacher momentum 0.99, teacher-temperature warm-up over 10 epochs.
+prototypes, BatchNorm in the head, teacher momentum 0.99, a constant teacher temperature of 0.04.
 """
 
 import ml_collections
@@ -43,10 +43,11 @@ def get_config(arg=None):
                                            posemb="sincos2d", dtype="float32", pool="cls"))
 
   c.method.name = "dino"
-  c.method.head = dict(out_dim=1024, hidden_dim=256, bottleneck_dim=64, num_layers=3, norm_last_layer=True)
+  c.method.head = dict(out_dim=1024, hidden_dim=256, bottleneck_dim=64, num_layers=3, norm_last_layer=True,
+                       use_bn=True)
   c.method.student_temp = 0.1
-  c.method.teacher_temp = (0.04, 0.07)
-  c.method.teacher_temp_warmup_epochs = 10.0
+  c.method.teacher_temp = (0.04, 0.04)
+  c.method.teacher_temp_warmup_epochs = 0.0
   c.method.center_momentum = 0.9
   c.method.centering = "center"
   c.method.momentum_base = 0.99

@@ -50,17 +50,20 @@ class DINO:
 
   def init(self, rng, batch):
     params, stats = joint.init_network(self.net, rng, batch[self.global_group][:, 0])
-    if stats:
-      raise ValueError("DINO here has no BatchNorm handling for the teacher; use a ViT encoder (model.arch='vit').")
-    extra = {"teacher": params, "center": jnp.zeros((self.out_dim,), jnp.float32)}
+    extra = {"teacher": params, "center": jnp.zeros((self.out_dim,), jnp.float32), "batch_stats": stats,
+             "teacher_stats": stats}
     return {"net": params, "probe": joint.init_probe(self.num_classes, self.net.encoder.num_features)}, extra
 
-  def _logits(self, net, params, views, rng=None):
-    """Features and head outputs of `[B, V, H, W, 3]` views as `[V, B, D]`, `[V, B, K]` (one batch of B * V)."""
-    feats, logits = net.apply({"params": params}, joint.flatten_views(views), rng is not None,
-                              method=joint.Network.embed, rngs={"dropout": rng} if rng is not None else {})
+  def _logits(self, net, params, stats, views, rng=None):
+    """Features `[V, B, D]` and head outputs `[V, B, K]` of views `[B, V, H, W, 3]` (one batch of B * V), and the
+    updated BatchNorm statistics. The student (`rng` given) runs with stochastic depth; the teacher without."""
+    x = joint.flatten_views(views)
+    if rng is None:
+      (feats, logits), stats = joint.teacher_forward(net, params, stats, x)
+    else:
+      (feats, logits), stats = joint.forward(net, params, stats, x, rng, method=joint.Network.embed)
     n = views.shape[1]
-    return joint.unflatten_views(feats, n), joint.unflatten_views(logits, n)
+    return joint.unflatten_views(feats, n), joint.unflatten_views(logits, n), stats
 
   def loss(self, params, extra, batch, rng, step):
     student = params["net"]
@@ -69,11 +72,12 @@ class DINO:
     student = dict(student, projector=dict(student["projector"],
                                            prototypes=jnp.where(frozen, jax.lax.stop_gradient(proto), proto)))
     global_views = batch[self.global_group]
-    t_feats, t_logits = self._logits(self.teacher, extra["teacher"], global_views)
+    t_feats, t_logits, t_stats = self._logits(self.teacher, extra["teacher"], extra["teacher_stats"], global_views)
     t_logits = jax.lax.stop_gradient(t_logits)
-    s_feats, s_logits = self._logits(self.net, student, global_views, jax.random.fold_in(rng, 0))
+    s_feats, s_logits, stats = self._logits(self.net, student, extra["batch_stats"], global_views,
+                                            jax.random.fold_in(rng, 0))
     if self.local_group is not None:
-      local = self._logits(self.net, student, batch[self.local_group], jax.random.fold_in(rng, 1))[1]
+      _, local, stats = self._logits(self.net, student, stats, batch[self.local_group], jax.random.fold_in(rng, 1))
       s_logits = jnp.concatenate([s_logits, local], axis=0)
     temp = teacher_lib.linear_warmup(step, self.teacher_temp_warmup_steps, *self.teacher_temp)
     n, b = t_logits.shape[:2]
@@ -93,7 +97,7 @@ class DINO:
                       "monitor/teacher_student_kl": monitors.kl_divergence(
                           t_centered.reshape(-1, self.out_dim),
                           jax.lax.stop_gradient(s_global).reshape(-1, self.out_dim))})
-    return loss + probe, (metrics, dict(extra, center=center))
+    return loss + probe, (metrics, dict(extra, center=center, batch_stats=stats, teacher_stats=t_stats))
 
   def after_update(self, params, extra, step):
     m = teacher_lib.cosine_increase(step, self.total_steps, self.momentum_base)
@@ -101,7 +105,7 @@ class DINO:
 
   def representation(self, params, extra, images):
     del params
-    return joint.features(self.teacher, extra["teacher"], {}, images)
+    return joint.features(self.teacher, extra["teacher"], extra["teacher_stats"], images)
 
 
 def create(*, model: dict, run: contract.RunInfo, head: dict, student_temp: float = 0.1,
@@ -114,7 +118,8 @@ def create(*, model: dict, run: contract.RunInfo, head: dict, student_temp: floa
   Args:
     model: encoder keywords (`ssl_jax.models.backbone.create`; a ViT, pool "cls").
     run: the run's facts (views, steps per epoch, total steps, labels).
-    head: `heads.DINOHead` fields (paper: out_dim 65536, hidden 2048, bottleneck 256, 3 layers, norm_last_layer).
+    head: `heads.DINOHead` fields (paper: out_dim 65536, hidden 2048, bottleneck 256, 3 layers, norm_last_layer;
+      `use_bn` is DINO's `use_bn_in_head`: the teacher then keeps its own BatchNorm statistics).
     student_temp: 0.1.
     teacher_temp: (start, end) of the linear teacher-temperature warm-up (0.04 -> 0.07).
     teacher_temp_warmup_epochs: 30.

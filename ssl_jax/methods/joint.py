@@ -4,9 +4,10 @@
   batch in training (`forward`) and running statistics in evaluation.
 - `flatten_views` / `unflatten_views`: `[B, V, ...]` <-> `[B * V, ...]` without moving data between devices (example
   major, so each device keeps its own examples' views).
-- the online linear probe: a linear classifier on the stop-gradient features of the first view group, trained with
-  the same optimizer alongside the method (solo-learn and lightly do the same), so that accuracy is visible while
-  pretraining. Its loss is added to the method's; its gradient never reaches the encoder.
+- momentum teachers: `init_with_teacher`, `teacher_forward`, `update_teacher` (EMA on a cosine schedule).
+- the online linear probe: a linear classifier on the stop-gradient features of the first view, trained beside the
+  method (solo-learn and lightly do the same; `ssl_jax.optim` gives it its own Adam), so that accuracy is visible
+  while pretraining. Its loss is added to the method's; its gradient never reaches the encoder.
 """
 
 from typing import Any

@@ -58,23 +58,26 @@ class DINOHead(nn.Module):
 
   MLP `hidden_dim` x (`num_layers` - 1) with GELU -> `bottleneck_dim` -> l2-normalise -> weight-normalised linear
   layer to `out_dim` prototypes without bias. With `norm_last_layer` the weight-norm gain is fixed at 1 (the DINO
-  default), so the logits are cosine similarities to the prototypes.
+  default), so the logits are cosine similarities to the prototypes. `use_bn` adds BatchNorm (global batch) after
+  each hidden layer, as DINO's `use_bn_in_head`.
   """
   out_dim: int = 65536
   hidden_dim: int = 2048
   bottleneck_dim: int = 256
   num_layers: int = 3
   norm_last_layer: bool = True
+  use_bn: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    del train
     init = nn.initializers.truncated_normal(0.02)
     x = x.astype(jnp.float32)
     dims = (self.hidden_dim,) * (self.num_layers - 1) + (self.bottleneck_dim,)
     for i, d in enumerate(dims):
       x = nn.Dense(d, name=f"dense{i}", kernel_init=nn.with_logical_partitioning(init, ("embed", "mlp")))(x)
       if i < len(dims) - 1:
+        if self.use_bn:
+          x = resnet.batch_norm(train, f"bn{i}")(x)
         x = nn.gelu(x, approximate=False)
     x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
     v = self.param("prototypes", nn.with_logical_partitioning(init, (None, "mlp")), (self.bottleneck_dim,
