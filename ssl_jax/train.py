@@ -205,7 +205,8 @@ def _open_sources(config):
 
 def _report(step, results, config):
   """Prints the final evaluation, pretrained next to random init when both were measured."""
-  lines = [f"\nevaluation at step {step}" + (" (pretrained / random init):" if "eval/knn_top1_init" in results else ":")]
+  both = "eval/knn_top1_init" in results
+  lines = [f"\nevaluation at step {step}" + (" (pretrained / random init):" if both else ":")]
   for name, key in ((f"kNN top-1 (k={config.eval.knn_k}, T={config.eval.knn_temperature})", "eval/knn_top1"),
                     ("linear-probe top-1", "eval/linear_top1")):
     init = f"   {results[key + '_init']:.4f}" if key + "_init" in results else ""

@@ -110,7 +110,8 @@ class DINO:
 
 def create(*, model: dict, run: contract.RunInfo, head: dict, student_temp: float = 0.1,
            teacher_temp: tuple[float, float] = (0.04, 0.07), teacher_temp_warmup_epochs: float = 30.0,
-           center_momentum: float = 0.9, centering: str = "center", momentum_base: float = 0.996, freeze_last_layer_epochs: float = 1.0,
+           center_momentum: float = 0.9, centering: str = "center", momentum_base: float = 0.996,
+           freeze_last_layer_epochs: float = 1.0,
            global_group: str = "global_crops", local_group: str | None = "local_crops",
            online_probe: bool = True) -> DINO:
   """Builds DINO.
