@@ -12,6 +12,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from ssl_jax import augment
+from ssl_jax import evaluators
 from ssl_jax import optim
 from ssl_jax import sharding
 
@@ -90,11 +91,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.test_split = "validation"
   c.eval.crop_pct = 0.875
   c.eval.batch_size = 256
-  c.eval.knn_k = 20
-  c.eval.knn_temperature = 0.07
-  c.eval.linear_l2 = 1e-4
-  c.eval.linear_steps = 500
+  # Evaluators by name, each {type, **arguments} (see `ssl_jax.evaluators`); logged as eval/<name>_top1.
+  c.eval.evaluators = ml_collections.ConfigDict(dict(
+      knn=dict(type="knn", k=20, temperature=0.07, vote="weighted"),     # DINO's weighted kNN
+      linear=dict(type="linear_lbfgs", l2=1e-4, steps=500),              # quick L-BFGS logistic regression
+  ))
   c.eval.init_baseline = True                          # also evaluate the encoder at random initialisation
+  # End-of-run report (workdir/report/ and TensorBoard): collapse statistics, alignment/uniformity, PCA and t-SNE of
+  # the test features (at most report_points of them), and for MAE a grid of reconstructions.
+  c.eval.report = True
+  c.eval.report_points = 1000
 
   c.debug = ml_collections.ConfigDict()
   c.debug.log_example_ids = False                      # write example_ids/process_<i>.jsonl (ids per step)
@@ -146,8 +152,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.data.num_workers < 0:
     raise ValueError(f"config.data.num_workers must be >= 0, got {config.data.num_workers}.")
   _validate_views(config.data.views)
-  if config.eval.batch_size <= 0 or config.eval.knn_k <= 0 or config.eval.knn_temperature <= 0:
-    raise ValueError("config.eval.batch_size, knn_k and knn_temperature must be positive.")
+  if config.eval.batch_size <= 0:
+    raise ValueError(f"config.eval.batch_size must be positive, got {config.eval.batch_size}.")
+  for name, spec in config.eval.evaluators.items():
+    evaluators.check(name, spec.to_dict() if hasattr(spec, "to_dict") else dict(spec))
   if not 0 < config.eval.crop_pct <= 1:
     raise ValueError(f"config.eval.crop_pct must be in (0, 1], got {config.eval.crop_pct}.")
 

@@ -16,3 +16,9 @@ def normalize_unit(x: jax.Array, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> jax.Ar
 def normalize(images: jax.Array, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> jax.Array:
   """uint8 `[..., H, W, C]` (0..255) -> float32 `(x / 255 - mean) / std`, per channel."""
   return normalize_unit(images.astype(jnp.float32) / 255.0, mean, std)
+
+
+def denormalize(x: jax.Array, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> jax.Array:
+  """The inverse of `normalize`, rounded and clipped: float `[..., H, W, C]` -> uint8."""
+  unit = x.astype(jnp.float32) * jnp.asarray(std, jnp.float32) + jnp.asarray(mean, jnp.float32)
+  return jnp.clip(jnp.round(unit * 255.0), 0, 255).astype(jnp.uint8)

@@ -68,6 +68,12 @@ class Writer:
           self._tb.add_scalar(k, v, step)
       self._tb.flush()
 
+  def image(self, tag: str, image, step: int) -> None:
+    """An RGB uint8 `[H, W, 3]` image to TensorBoard (process 0)."""
+    if self.active and self._tb is not None:
+      self._tb.add_image(tag, image, step, dataformats="HWC")
+      self._tb.flush()
+
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()

@@ -36,6 +36,26 @@ def effective_rank(z: jax.Array, eps: float = 1e-7) -> jax.Array:
   return jnp.exp(-jnp.sum(p * jnp.log(p)))
 
 
+def alignment(z1: jax.Array, z2: jax.Array, alpha: float = 2.0) -> jax.Array:
+  """Alignment (Wang & Isola 2020): `E ||n(z1) - n(z2)||^alpha` over positive pairs (rows of `[N, D]` arrays of two
+  views of the same examples), n = l2 normalisation. 0 when the views map to the same point; lower is better."""
+  d = jnp.linalg.norm(_l2_normalize(z1) - _l2_normalize(z2), axis=-1)
+  return jnp.mean(d ** alpha)
+
+
+def uniformity(z: jax.Array, t: float = 2.0) -> jax.Array:
+  """Uniformity (Wang & Isola 2020): `log E_{i<j} exp(-t ||n(z_i) - n(z_j)||^2)` of `[N, D]`, N >= 2.
+
+  0 for a fully collapsed embedding; lower (more negative) is more uniform on the sphere.
+  """
+  z = _l2_normalize(z)
+  n = z.shape[0]
+  sq = jnp.maximum(2.0 - 2.0 * (z @ z.T), 0.0)       # squared distances of unit vectors
+  upper = jnp.triu(jnp.ones((n, n), bool), k=1)
+  m = jnp.max(jnp.where(upper, -t * sq, -jnp.inf))
+  return m + jnp.log(jnp.sum(jnp.where(upper, jnp.exp(-t * sq - m), 0.0)) / (n * (n - 1) / 2))
+
+
 def entropy(logits: jax.Array) -> jax.Array:
   """Mean entropy (nats) of `softmax(logits)` over the rows of `[N, K]` (DINO's teacher entropy)."""
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)

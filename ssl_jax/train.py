@@ -165,10 +165,17 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
       abstract_state=checkpoint.abstract_like(nn.unbox(boxed), state_sharding))
 
 
-def extract_features(program: Program, state: TrainState, source, config):
-  """Representations of a whole labelled source: (`[N', D]` features, `[N']` labels, -1 on padding)."""
-  ds, _ = pipeline.eval_dataset(source, global_batch_size=config.eval.batch_size,
-                                image_size=config.data.image_size, crop_pct=config.eval.crop_pct)
+def extract_features(program: Program, state: TrainState, source, config, augment_seed: int | None = None):
+  """Representations of a whole labelled source: (`[N', D]` features, `[N']` labels, -1 on padding).
+
+  `augment_seed`: features of a random training view (crop scale and flip of `config.data`) instead of the centre
+  view, seeded — for the alignment of two augmented views in the report.
+  """
+  d = config.data
+  augment = None if augment_seed is None else pipeline.TrainAugment(d.image_size, tuple(d.crop_scale),
+                                                                     tuple(d.crop_ratio), d.flip)
+  ds, _ = pipeline.eval_dataset(source, global_batch_size=config.eval.batch_size, image_size=d.image_size,
+                                crop_pct=config.eval.crop_pct, augment=augment, seed=augment_seed or 0)
   batch_sharding = sharding.batch_sharding(program.mesh)
   feats, labels = [], []
   for local in ds:
@@ -178,20 +185,53 @@ def extract_features(program: Program, state: TrainState, source, config):
   return jnp.concatenate(feats), jnp.concatenate(labels)
 
 
-def evaluate(program: Program, state: TrainState, eval_sources, config, suffix: str = "") -> dict[str, float]:
-  """kNN and linear-probe top-1 accuracy of the method's representation under `state`."""
+def evaluate(program: Program, state: TrainState, eval_sources, config, suffix: str = "",
+             features=None) -> dict[str, float]:
+  """The evaluators of `config.eval.evaluators` on the method's representation under `state`.
+
+  `features`: precomputed ((train features, labels), (test features, labels)).
+  """
   train_src, test_src = eval_sources
-  train_f, train_y = extract_features(program, state, train_src, config)
-  test_f, test_y = extract_features(program, state, test_src, config)
-  num_classes = getattr(train_src, "num_classes", None)
-  e = config.eval
-  return {
-      f"eval/knn_top1{suffix}": evaluators.knn_accuracy(train_f, train_y, test_f, test_y, k=e.knn_k,
-                                                        temperature=e.knn_temperature, num_classes=num_classes),
-      f"eval/linear_top1{suffix}": evaluators.linear_probe_accuracy(train_f, train_y, test_f, test_y,
-                                                                    l2=e.linear_l2, steps=e.linear_steps,
-                                                                    num_classes=num_classes),
-  }
+  if features is None:
+    features = (extract_features(program, state, train_src, config),
+                extract_features(program, state, test_src, config))
+  return evaluators.run(config.eval.evaluators.to_dict(), *features, suffix=suffix, mesh=program.mesh,
+                        num_classes=getattr(train_src, "num_classes", None))
+
+
+def representation_report(program: Program, state: TrainState, eval_sources, config, workdir: str, writer,
+                          test_features) -> dict[str, float]:
+  """The end-of-run report: collapse and geometry numbers, the embedding picture, and MAE's reconstructions.
+
+  Writes `workdir/report/embedding.png` (and `reconstructions.png` for methods with `reconstruct`) and the same
+  images to TensorBoard; returns the numbers (logged by the caller).
+  """
+  from ssl_jax.evaluators import report as report_lib
+  test_src = eval_sources[1]
+  feats, labels = test_features
+  view1, _ = extract_features(program, state, test_src, config, augment_seed=1)
+  view2, _ = extract_features(program, state, test_src, config, augment_seed=2)
+  valid = report_lib.host_array(labels) >= 0
+  feats, view1, view2 = (report_lib.host_array(x)[valid] for x in (feats, view1, view2))
+  labels = report_lib.host_array(labels)[valid]
+  numbers = report_lib.representation_metrics(feats, view1, view2)
+  step = int(state.step)
+  if jax.process_index() == 0:
+    n = config.eval.report_points
+    picture = report_lib.embedding_figure(feats[:n], labels[:n], title=f"{config.method.name}, step {step}")
+    report_lib.save_png(picture, epath.Path(workdir) / "report" / "embedding.png")
+    writer.image("report/embedding", picture, step)
+  if hasattr(program.method, "reconstruct"):
+    ds, _ = pipeline.eval_dataset(test_src, global_batch_size=config.eval.batch_size,
+                                  image_size=config.data.image_size, crop_pct=config.eval.crop_pct)
+    images = pipeline.to_global(next(iter(ds)), sharding.batch_sharding(program.mesh))["image"]
+    masked, recon = jax.jit(program.method.reconstruct)(state.params, state.extra, images, jax.random.key(0))
+    rows = [report_lib.host_array(x)[:8] for x in (images, masked, recon)]
+    if jax.process_index() == 0:
+      grid = report_lib.reconstruction_figure(*rows)
+      report_lib.save_png(grid, epath.Path(workdir) / "report" / "reconstructions.png")
+      writer.image("report/reconstructions", grid, step)
+  return numbers
 
 
 def _open_sources(config):
@@ -205,12 +245,11 @@ def _open_sources(config):
 
 def _report(step, results, config):
   """Prints the final evaluation, pretrained next to random init when both were measured."""
-  both = "eval/knn_top1_init" in results
+  both = any(k.endswith("_init") for k in results)
   lines = [f"\nevaluation at step {step}" + (" (pretrained / random init):" if both else ":")]
-  for name, key in ((f"kNN top-1 (k={config.eval.knn_k}, T={config.eval.knn_temperature})", "eval/knn_top1"),
-                    ("linear-probe top-1", "eval/linear_top1")):
+  for key in sorted(k for k in results if not k.endswith("_init")):
     init = f"   {results[key + '_init']:.4f}" if key + "_init" in results else ""
-    lines.append(f"  {name:30s} {results[key]:.4f}{init}")
+    lines.append(f"  {key.split('/', 1)[1]:32s} {results[key]:.4f}{init}")
   metrics.say("\n".join(lines))
 
 
@@ -336,13 +375,16 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
       if stop_at is not None and start < stop_at < dur.total:
         return None
 
-      done = [r for r in writer.records() if r["step"] == dur.total and "eval/knn_top1" in r]
+      done = [r for r in writer.records() if r["step"] == dur.total and any(k.startswith("eval/") for k in r)]
       if done:
-        results = {k: v for r in done for k, v in r.items() if k.startswith("eval/")}
+        results = {k: v for r in done for k, v in r.items() if k.startswith(("eval/", "report/"))}
       else:
-        results = evaluate(program, state, eval_sources, config)
+        features = tuple(extract_features(program, state, src, config) for src in eval_sources)
+        results = evaluate(program, state, eval_sources, config, features=features)
         if config.eval.init_baseline:
           results.update(evaluate(program, program.init(), eval_sources, config, suffix="_init"))
+        if config.eval.report:
+          results.update(representation_report(program, state, eval_sources, config, workdir, writer, features[1]))
         writer.write(dur.total, results)
   except BaseException:
     failed = True

@@ -48,5 +48,6 @@ def tiny_config():
   c.eval.train_split = "train[:200]"
   c.eval.test_split = "test[:80]"
   c.eval.batch_size = 40
-  c.eval.linear_steps = 20
+  c.eval.evaluators.linear.steps = 20
+  c.eval.report = False                 # its own tests cover it; t-SNE would slow every run
   return c

@@ -63,3 +63,97 @@ def test_linear_probe_matches_scikit_learn_on_digits():
   scaler = StandardScaler().fit(x[:n])
   ref = LogisticRegression(C=1 / (n * 1e-3), max_iter=5000).fit(scaler.transform(x[:n]), y[:n])
   assert ours == pytest.approx(ref.score(scaler.transform(x[n:]), y[n:]), abs=0.01)
+
+
+def _digits_split():
+  from sklearn.datasets import load_digits
+  d = load_digits()
+  x, y = d.data.astype(np.float32), d.target
+  return x[:1400], y[:1400], x[1400:], y[1400:]
+
+
+def test_knn_matches_scikit_learn_on_digits():
+  from sklearn.neighbors import KNeighborsClassifier
+  xtr, ytr, xte, yte = _digits_split()
+  ref = KNeighborsClassifier(n_neighbors=20, metric="cosine", algorithm="brute").fit(xtr, ytr)
+  ours = np.asarray(knn.knn_predict(xtr, ytr, xte, num_classes=10, k=20, vote="majority"))
+  # The same neighbours and votes: predictions differ only on exact vote ties (broken differently).
+  assert np.mean(ours == ref.predict(xte)) > 0.99
+  acc_ref = ref.score(xte, yte)
+  assert evaluators.knn_accuracy(xtr, ytr, xte, yte, vote="majority") == pytest.approx(acc_ref, abs=0.01)
+  assert evaluators.knn_accuracy(xtr, ytr, xte, yte) == pytest.approx(acc_ref, abs=0.02)   # DINO's weighted vote
+
+
+def test_sharded_knn_equals_single_device_and_padding_never_votes():
+  import jax
+  from ssl_jax import sharding
+  rng = np.random.default_rng(2)
+  centers = rng.normal(size=(7, 12)) * 2
+  y_train, y_test = rng.integers(0, 7, 400), rng.integers(0, 7, 100)
+  x_train = (centers[y_train] + rng.normal(size=(400, 12))).astype(np.float32)
+  x_test = (centers[y_test] + rng.normal(size=(100, 12))).astype(np.float32)
+  mesh = sharding.make_mesh(dict(data=-1, fsdp=1, tensor=1))
+  assert mesh.size == 8
+  for vote in ("weighted", "majority"):
+    single = knn.knn_predict(x_train, y_train, x_test, num_classes=7, k=15, vote=vote, chunk=64)
+    sharded = knn.knn_predict(jax.device_put(x_train, sharding.batch_sharding(mesh)), y_train, x_test,
+                              num_classes=7, k=15, vote=vote, chunk=64, mesh=mesh)
+    np.testing.assert_array_equal(np.asarray(single), np.asarray(sharded))
+  # Padding rows (label -1) that sit exactly on the queries must not take neighbour slots: with k=1 the prediction
+  # is the nearest real example's label, on one device and sharded.
+  bank = np.concatenate([x_train, x_test]).astype(np.float32)
+  labels = np.concatenate([y_train, -np.ones(100, int)])
+  nearest = y_train[np.argmax((x_test / np.linalg.norm(x_test, axis=1, keepdims=True))
+                              @ (x_train / np.linalg.norm(x_train, axis=1, keepdims=True)).T, axis=1)]
+  for m in (None, mesh):
+    pred = knn.knn_predict(bank, labels, x_test, num_classes=7, k=1, mesh=m)
+    np.testing.assert_array_equal(np.asarray(pred), nearest)
+
+
+@pytest.mark.parametrize("n", [30, 200])    # fewer and more examples than feature dimensions (+ bias): both branches
+def test_fewshot_least_squares_equals_the_normal_equations(n):
+  from ssl_jax.evaluators import fewshot
+  rng = np.random.default_rng(3)
+  x, y = rng.normal(size=(n, 40)).astype(np.float32), rng.integers(0, 4, n)
+  w, mean, std = fewshot.fit_least_squares(x, y, num_classes=4, l2=3.0)
+  xs = np.pad((x - x.mean(0)) / (x.std(0) + 1e-5), ((0, 0), (0, 1)), constant_values=fewshot.BIAS_FEATURE)
+  t = 2.0 * np.eye(4)[y] - 1.0
+  expected = np.linalg.solve(xs.T.astype(np.float64) @ xs + 3.0 * np.eye(41), xs.T @ t)
+  np.testing.assert_allclose(w, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_fewshot_accuracy_grows_with_shots_on_digits():
+  xtr, ytr, xte, yte = _digits_split()
+  accs = {k: evaluators.fewshot_accuracy(xtr, ytr, xte, yte, shots=k, l2=32.0) for k in (1, 5, 25)}
+  # Raw pixels, mean of 3 draws: 1-shot ~0.53, 5-shot ~0.80, 25-shot ~0.85; chance is 0.1.
+  assert 0.4 < accs[1] < accs[5] < accs[25]
+  assert accs[25] > 0.8
+
+
+def test_lars_probe_matches_scikit_learn_on_digits():
+  from sklearn.linear_model import LogisticRegression
+  from sklearn.preprocessing import StandardScaler
+  xtr, ytr, xte, yte = _digits_split()
+  scaler = StandardScaler().fit(xtr)
+  ref = LogisticRegression(max_iter=5000).fit(scaler.transform(xtr), ytr).score(scaler.transform(xte), yte)
+  ours = evaluators.lars_probe_accuracy(xtr, ytr, xte, yte, epochs=60, batch_size=128, base_lr=16.0,
+                                        warmup_epochs=5)
+  assert ours == pytest.approx(ref, abs=0.02)
+  # Padding rows (label -1) are dropped before training: garbage features on them change nothing.
+  x_pad = np.concatenate([xtr, np.full((40, 64), 1e3, np.float32)])
+  y_pad = np.concatenate([ytr, -np.ones(40, int)])
+  assert evaluators.lars_probe_accuracy(x_pad, y_pad, xte, yte, epochs=60, batch_size=128, base_lr=16.0,
+                                        warmup_epochs=5) == ours
+
+
+def test_evaluator_registry_runs_and_checks_arguments():
+  xtr, ytr, xte, yte = _digits_split()
+  specs = {"knn": dict(type="knn", k=10), "few": dict(type="fewshot", shots=(5,), l2=1.0),
+           "lin": dict(type="linear_lbfgs", steps=50)}
+  out = evaluators.run(specs, (xtr, ytr), (xte, yte), num_classes=10, suffix="_x")
+  assert set(out) == {"eval/knn_top1_x", "eval/few_5shot_top1_x", "eval/lin_top1_x"}
+  assert out["eval/knn_top1_x"] == evaluators.knn_accuracy(xtr, ytr, xte, yte, k=10)
+  with pytest.raises(ValueError, match=r"config.eval.evaluators.knn has unknown arguments \['kk'\]"):
+    evaluators.check("knn", dict(type="knn", kk=3))
+  with pytest.raises(ValueError, match=r"evaluators.x.type='svm'; use one of"):
+    evaluators.check("x", dict(type="svm"))

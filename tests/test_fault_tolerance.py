@@ -24,8 +24,9 @@ TINY = ["--config.batch_size=32", "--config.total_steps=40", "--config.log_every
         "--config.model.depth=1", "--config.model.num_heads=2", "--config.model.mlp_dim=64",
         "--config.method.decoder.width=32", "--config.method.decoder.depth=1", "--config.method.decoder.num_heads=2",
         "--config.method.decoder.mlp_dim=64", "--config.eval.train_split=train[:200]",
-        "--config.eval.test_split=test[:80]", "--config.eval.batch_size=40", "--config.eval.linear_steps=20",
-        "--config.eval.init_baseline=False", "--config.debug.log_example_ids=True"]
+        "--config.eval.test_split=test[:80]", "--config.eval.batch_size=40", "--config.eval.evaluators.linear.steps=20",
+        "--config.eval.init_baseline=False", "--config.eval.report=False",
+        "--config.debug.log_example_ids=True"]
 
 
 def _start(workdir, *extra):

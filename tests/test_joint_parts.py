@@ -145,3 +145,15 @@ def test_multi_view_pipeline_groups_and_single_decode():
   assert not np.array_equal(batch["global_crops"][:, 0], batch["global_crops"][:, 1])
   again = next(iter(pipeline.train_dataset(src, seed=1, global_batch_size=16, image_size=16, views=groups)))
   np.testing.assert_array_equal(batch["local_crops"], again["local_crops"])
+
+
+def test_alignment_and_uniformity_by_hand():
+  from ssl_jax import monitors
+  z1 = np.array([[3.0, 0.0], [0.0, 2.0], [1.0, 1.0]], np.float32)
+  z2 = np.array([[0.0, 5.0], [0.0, 1.0], [-1.0, -1.0]], np.float32)
+  # Unit vectors: the pairs are at distances sqrt(2), 0 and 2.
+  assert float(monitors.alignment(z1, z2)) == pytest.approx((2.0 + 0.0 + 4.0) / 3, rel=1e-6)
+  # Pairs of z1 (normalised): squared distances 2, 2 - sqrt(2), 2 - sqrt(2).
+  d2 = np.array([2.0, 2 - np.sqrt(2), 2 - np.sqrt(2)])
+  assert float(monitors.uniformity(z1)) == pytest.approx(np.log(np.mean(np.exp(-2 * d2))), rel=1e-5)
+  assert float(monitors.uniformity(np.ones((5, 3)))) == pytest.approx(0.0, abs=1e-6)   # collapsed

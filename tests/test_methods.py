@@ -45,7 +45,8 @@ def _small(method: str):
   c.eval.train_split = "train[:96]"
   c.eval.test_split = "test[:48]"
   c.eval.batch_size = 48
-  c.eval.linear_steps = 10
+  c.eval.evaluators.linear.steps = 10
+  c.eval.report = False
   return c
 
 
@@ -140,7 +141,8 @@ def test_full_scale_config_builds_and_steps(name, tmp_path):
   c.eval.data_name = "digits"
   c.eval.train_split, c.eval.test_split, c.eval.batch_size = "train[:8]", "test[:4]", 4
   c.eval.init_baseline = False
-  c.eval.linear_steps = 2
+  c.eval.evaluators.linear.steps = 2
+  c.eval.report = False
   results = train.run(c, str(tmp_path), devices=jax.devices()[:1])
   records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert all(np.isfinite(r["loss"]) for r in records if "loss" in r)

@@ -94,7 +94,8 @@ def test_full_scale_mae_vit_b_smoke_runs_on_digits(tmp_path):
   c.total_steps, c.log_every, c.optim.warmup_steps = 2, 1, 1   # step values win over the config's epochs
   # data.name alone points the config at digits (evaluation included); the slices only keep the test short.
   c.eval.update(dict(train_split="train[:16]", test_split="validation[:8]", batch_size=8, init_baseline=False,
-                     linear_steps=5))
+                     report=False))
+  c.eval.evaluators.linear.steps = 5
   # One device: on 8 virtual CPU devices the replicated ViT-B state would be held 8 times in host memory.
   results = train.run(c, str(tmp_path), devices=jax.devices()[:1])
   losses = _losses(tmp_path)
@@ -112,3 +113,38 @@ def test_tfds_path_under_mock_data(tiny_config, tmp_path):
     results = train.run(tiny_config, str(tmp_path))
   assert sorted(_losses(tmp_path)) == [1, 2]
   assert 0 <= results["eval/linear_top1"] <= 1
+
+
+def test_end_of_run_report_and_extra_evaluators(tiny_config, tmp_path):
+  from PIL import Image
+  tiny_config.total_steps, tiny_config.eval.init_baseline, tiny_config.eval.report = 3, False, True
+  tiny_config.eval.evaluators.fewshot = dict(type="fewshot", shots=(1, 5))
+  tiny_config.eval.evaluators.majority = dict(type="knn", k=5, vote="majority")
+  results = train.run(tiny_config, str(tmp_path))
+  assert {"eval/fewshot_1shot_top1", "eval/fewshot_5shot_top1", "eval/majority_top1", "report/rankme",
+          "report/alignment", "report/uniformity", "report/embedding_std"} <= set(results)
+  assert 1.0 <= results["report/rankme"] <= 32 and results["report/uniformity"] < 0   # width 32, not collapsed
+  assert 0.0 <= results["report/alignment"] <= 4.0
+  emb = np.asarray(Image.open(tmp_path / "report" / "embedding.png"))
+  rec = np.asarray(Image.open(tmp_path / "report" / "reconstructions.png"))
+  assert emb.ndim == 3 and emb.shape[1] > emb.shape[0] > 200      # PCA and t-SNE side by side
+  assert rec.shape[0] > rec.shape[1]                               # 8 rows of 3 pictures
+  assert _records(tmp_path)[-1]["report/rankme"] == results["report/rankme"]
+
+
+def test_mae_reconstruction_pictures(tiny_config):
+  from ssl_jax import methods
+  from ssl_jax.methods import contract
+  m = methods.create("mae", model=tiny_config.model.to_dict(), run=contract.RunInfo(image_shape=(16, 16, 3)),
+                     **{k: v for k, v in tiny_config.method.to_dict().items() if k != "name"})
+  images = jax.random.randint(jax.random.key(0), (4, 16, 16, 3), 0, 256).astype(np.uint8)
+  params, extra = m.init(jax.random.key(1), {"image": images})
+  masked, recon = m.reconstruct(nn.unbox(params), extra, images, jax.random.key(2))
+  assert masked.dtype == recon.dtype == np.uint8 and masked.shape == recon.shape == images.shape
+  patches = lambda x: np.asarray(x).reshape(4, 4, 4, 4, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(4, 16, 48)
+  grey = np.all(patches(masked) == 128, axis=-1)
+  assert np.all(grey.sum(1) == 12)                                  # 75% of the 16 patches are masked
+  # Visible patches come back exactly (uint8 -> normalised -> uint8); masked ones are the model's prediction.
+  np.testing.assert_array_equal(patches(recon)[~grey], patches(images)[~grey])
+  np.testing.assert_array_equal(patches(masked)[~grey], patches(images)[~grey])
+  assert not np.array_equal(patches(recon)[grey], patches(images)[grey])

@@ -133,8 +133,13 @@ class _Padded:
 
 
 def eval_dataset(source, *, global_batch_size: int, image_size: int, crop_pct: float = 0.875,
-                 num_workers: int = 0, process_index: int | None = None, process_count: int | None = None):
+                 augment: TrainAugment | None = None, seed: int = 0, num_workers: int = 0,
+                 process_index: int | None = None, process_count: int | None = None):
   """One pass over `source` in order, padded to whole global batches, each element carrying `valid`.
+
+  Args:
+    augment: instead of the centre view, a random training view of each image (seeded by `seed` and the index):
+      for measuring the alignment of two augmented views of the same images.
 
   Returns:
     (an `IterDataset` of host-local batches, the number of global batches).
@@ -144,7 +149,11 @@ def eval_dataset(source, *, global_batch_size: int, image_size: int, crop_pct: f
   local = _check_batch(global_batch_size, n)
   num_batches = -(-len(source) // global_batch_size)
   ds = grain.MapDataset.source(_Padded(source, num_batches * global_batch_size))
-  ds = ds.map(EvalView(image_size, crop_pct)).batch(local, drop_remainder=True)[p::n]
+  if augment is None:
+    ds = ds.map(EvalView(image_size, crop_pct))
+  else:
+    ds = ds.seed(seed).map(lambda e: {k: v for k, v in e.items() if k != "bad"}).random_map(augment)
+  ds = ds.batch(local, drop_remainder=True)[p::n]
   return _to_iter(ds, num_workers, 2), num_batches
 
 

@@ -6,6 +6,11 @@ A method module exposes `create(*, model, run: contract.RunInfo, **hyperparamete
   loss(params, extra, batch, rng, step) -> (loss, (metrics, new_extra))      # pure, for the global batch
   after_update(params, extra, step) -> extra                                 # e.g. an EMA teacher
   representation(params, extra, images) -> [B, D] features                   # for the evaluators
+  encoder(params, extra) -> (spec, variables)    # the released encoder: `models.backbone.create(**spec)` applied
+                                                 # to `variables` (for probing, fine-tuning and export)
+
+and optionally `reconstruct(params, extra, images, rng) -> (masked, reconstruction)` uint8 pictures (MAE), which
+the end-of-run report draws.
 
 `batch` holds `image` (uint8 `[B, H, W, 3]`) for single-view methods, or one float `[B, V, H, W, 3]` array per view
 group (augmented on the device and normalised, see `ssl_jax.augment`), plus `label` and `index` `[B]`.

@@ -27,3 +27,9 @@ class RunInfo:
         return count
     raise ValueError(f"this method needs the view group {name!r} in config.data.views; the config has "
                      f"{[n for n, _, _ in self.views] or 'none'}.")
+
+
+def freeze(spec: dict) -> tuple:
+  """A hashable form of a keyword dict (lists become tuples), for frozen method dataclasses; `dict(...)` undoes it."""
+  fix = lambda v: tuple(fix(x) for x in v) if isinstance(v, (list, tuple)) else v
+  return tuple(sorted((k, fix(v)) for k, v in spec.items()))

@@ -48,6 +48,8 @@ class DINO:
   total_steps: int
   num_classes: int | None
 
+  model_spec: tuple = ()
+
   def init(self, rng, batch):
     params, stats = joint.init_network(self.net, rng, batch[self.global_group][:, 0])
     extra = {"teacher": params, "center": jnp.zeros((self.out_dim,), jnp.float32), "batch_stats": stats,
@@ -103,6 +105,11 @@ class DINO:
     m = teacher_lib.cosine_increase(step, self.total_steps, self.momentum_base)
     return dict(extra, teacher=teacher_lib.ema_update(extra["teacher"], params["net"], m))
 
+  def encoder(self, params, extra):
+    """The teacher's encoder (DINO evaluates and releases the teacher) as `(backbone.create keywords, variables)`."""
+    del params
+    return dict(self.model_spec), joint.encoder_variables(extra["teacher"], extra["teacher_stats"])
+
   def representation(self, params, extra, images):
     del params
     return joint.features(self.teacher, extra["teacher"], extra["teacher_stats"], images)
@@ -146,4 +153,4 @@ def create(*, model: dict, run: contract.RunInfo, head: dict, student_temp: floa
   return DINO(net, teacher, global_group, local_group, head.get("out_dim", 65536), student_temp, tuple(teacher_temp),
               int(round(teacher_temp_warmup_epochs * per_epoch)), center_momentum, centering, momentum_base,
               int(round(freeze_last_layer_epochs * per_epoch)), run.total_steps,
-              run.num_classes if online_probe else None)
+              run.num_classes if online_probe else None, contract.freeze(model))

@@ -66,6 +66,14 @@ def features(net: Network, params, stats, images: jax.Array) -> jax.Array:
   return net.apply(variables, image.normalize(images), method=Network.features)
 
 
+def encoder_variables(net_params: dict, stats: dict) -> dict:
+  """The variables of the encoder inside a `Network`'s (params, batch_stats), as `backbone.create(...)` takes them."""
+  variables = {"params": net_params["encoder"]}
+  if stats and "encoder" in stats:
+    variables["batch_stats"] = stats["encoder"]
+  return variables
+
+
 def flatten_views(x: jax.Array) -> jax.Array:
   """`[B, V, ...]` -> `[B * V, ...]`, example major (a free reshape for a batch sharded on axis 0)."""
   return x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:])

@@ -46,6 +46,7 @@ class MAE:
   mask_ratio: float
   norm_pix_loss: bool
   feature: str
+  encoder_spec: tuple = ()
 
   def init(self, rng, batch):
     images = image.normalize(batch["image"])
@@ -66,6 +67,34 @@ class MAE:
   def after_update(self, params, extra, step):
     del params, step
     return extra
+
+  def encoder(self, params, extra):
+    """The encoder as `(backbone.create keywords, variables)` (for fine-tuning, probing and export)."""
+    del extra
+    return dict(self.encoder_spec), {"params": {"vit": params["encoder"]}}
+
+  def reconstruct(self, params, extra, images, rng):
+    """Pictures of MAE at work: uint8 `[B, H, W, 3]` images -> (masked input, reconstruction), both uint8.
+
+    Masked patches are grey in the masked input; the reconstruction shows the predicted pixels of the masked patches
+    with the visible patches pasted in (MAE's "reconstruction + visible"). With `norm_pix_loss` the predictions are
+    per-patch normalised, so each is mapped back with its true patch's mean and variance, as MAE's demo does.
+    """
+    del extra
+    b, h, w, _ = images.shape
+    x = image.normalize(images)
+    m = masking.random_masking(rng, b, self.num_patches, self.mask_ratio)
+    pred = self.model.apply({"params": params}, x, m.ids_keep, m.ids_restore)
+    target = masking.patchify(x, self.patch_size)
+    if self.norm_pix_loss:
+      mean, var = jnp.mean(target, -1, keepdims=True), jnp.var(target, -1, keepdims=True, ddof=1)
+      pred = pred * jnp.sqrt(var + 1e-6) + mean
+    masked = m.mask[..., None] > 0
+    grey = image.normalize(jnp.full((3,), 128, jnp.uint8))
+    grey = masking.patchify(jnp.broadcast_to(grey, x.shape), self.patch_size)
+    to_uint8 = lambda patches: image.denormalize(masking.unpatchify(patches, self.patch_size, h, w))
+    masked_input = jnp.where(masked, grey, target)
+    return to_uint8(masked_input), to_uint8(jnp.where(masked, pred, target))
 
   def representation(self, params, extra, images):
     del extra
@@ -99,4 +128,5 @@ def create(*, model: dict, run: contract.RunInfo, mask_ratio: float = 0.75, norm
     raise ValueError(f"image size {h}x{w} is not divisible by the patch size {p}.")
   dec = dict(decoder, dtype=enc["dtype"], attention_impl=enc["attention_impl"])
   mae_model = MAEModel(encoder=enc, decoder=dec, patch_dim=p * p * c, grid=(h // p, w // p))
-  return MAE(mae_model, p, (h // p) * (w // p), mask_ratio, norm_pix_loss, feature)
+  spec = contract.freeze(dict(model, arch="vit", pool=feature))
+  return MAE(mae_model, p, (h // p) * (w // p), mask_ratio, norm_pix_loss, feature, spec)

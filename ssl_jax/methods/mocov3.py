@@ -30,6 +30,8 @@ class MoCoV3:
   total_steps: int
   num_classes: int | None
 
+  model_spec: tuple = ()
+
   def init(self, rng, batch):
     return joint.init_with_teacher(self.net, rng, batch[self.view_group][:, 0], self.num_classes)
 
@@ -44,6 +46,10 @@ class MoCoV3:
 
   def after_update(self, params, extra, step):
     return joint.update_teacher(extra, params, step, self.total_steps, self.momentum_base)
+
+  def encoder(self, params, extra):
+    """The encoder as `(backbone.create keywords, variables)` (for fine-tuning, probing and export)."""
+    return dict(self.model_spec), joint.encoder_variables(params["net"], extra["batch_stats"])
 
   def representation(self, params, extra, images):
     return joint.features(self.net, params["net"], extra["batch_stats"], images)
@@ -66,4 +72,4 @@ def create(*, model: dict, run: contract.RunInfo, projector: dict, predictor: di
   proj = heads.MLP(**projector)
   net = joint.Network(backbone.create(**model), proj, heads.MLP(**predictor))
   return MoCoV3(net, joint.Network(joint.teacher_encoder(model), proj), view_group, temperature, momentum_base,
-                run.total_steps, run.num_classes if online_probe else None)
+                run.total_steps, run.num_classes if online_probe else None, contract.freeze(model))

@@ -27,6 +27,8 @@ class SimCLR:
   temperature: float
   num_classes: int | None
 
+  model_spec: tuple = ()
+
   def init(self, rng, batch):
     x = batch[self.view_group][:, 0]
     params, stats = joint.init_network(self.net, rng, x)
@@ -48,6 +50,10 @@ class SimCLR:
     del params, step
     return extra
 
+  def encoder(self, params, extra):
+    """The encoder as `(backbone.create keywords, variables)` (for fine-tuning, probing and export)."""
+    return dict(self.model_spec), joint.encoder_variables(params["net"], extra["batch_stats"])
+
   def representation(self, params, extra, images):
     return joint.features(self.net, params["net"], extra["batch_stats"], images)
 
@@ -68,4 +74,4 @@ def create(*, model: dict, run: contract.RunInfo, projector: dict, temperature: 
     raise ValueError(f"SimCLR needs exactly 2 views in config.data.views.{view_group}.count, got "
                      f"{run.view_count(view_group)}.")
   net = joint.Network(backbone.create(**model), heads.MLP(**projector))
-  return SimCLR(net, view_group, temperature, run.num_classes if online_probe else None)
+  return SimCLR(net, view_group, temperature, run.num_classes if online_probe else None, contract.freeze(model))

@@ -1,0 +1,108 @@
+"""The end-of-run representation report: collapse statistics and pictures of the embedding.
+
+- numbers: per-dimension std of the normalised features (vs 1/sqrt(D)), effective rank (RankMe), alignment of two
+  augmented views and uniformity (Wang & Isola 2020) — see `ssl_jax.monitors`;
+- `embedding_figure`: the test features in 2-D, by PCA and by t-SNE (scikit-learn), coloured by label;
+- `reconstruction_figure` (MAE): rows of input, masked input and reconstruction.
+
+Figures are RGB uint8 arrays (for TensorBoard) and PNG files (matplotlib, Agg backend, no display needed).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from etils import epath
+
+from ssl_jax import monitors
+
+
+def representation_metrics(features, view1, view2, prefix: str = "report/") -> dict[str, float]:
+  """Collapse and geometry statistics of `features` `[N, D]` and two augmented views `[N, D]` of the same examples.
+
+  Uniformity is computed on at most 4096 examples (it compares all pairs).
+  """
+  f = jnp.asarray(features, jnp.float32)
+  return {
+      f"{prefix}embedding_std": float(monitors.embedding_std(f)),
+      f"{prefix}embedding_std_ref": 1.0 / f.shape[-1] ** 0.5,
+      f"{prefix}rankme": float(monitors.effective_rank(f)),
+      f"{prefix}alignment": float(monitors.alignment(view1, view2)),
+      f"{prefix}uniformity": float(monitors.uniformity(f[:4096])),
+  }
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+  """`[N, D]` -> `[N, 2]` projection on the two leading principal components."""
+  x = x - x.mean(0)
+  _, _, vt = np.linalg.svd(x, full_matrices=False)
+  return x @ vt[:2].T
+
+
+def _figure_to_array(fig) -> np.ndarray:
+  fig.canvas.draw()
+  return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def embedding_figure(features, labels, title: str = "", tsne: bool = True, seed: int = 0) -> np.ndarray:
+  """A scatter plot of `features` `[N, D]` coloured by `labels` `[N]`: PCA, and t-SNE beside it when `tsne`.
+
+  Returns:
+    the figure as RGB uint8 `[H, W, 3]`.
+  """
+  import matplotlib
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt
+  x = np.asarray(features, np.float64)
+  y = np.asarray(labels)
+  panels = [("PCA", pca_2d(x))]
+  if tsne and len(x) > 5:
+    from sklearn.manifold import TSNE
+    perplexity = float(min(30, (len(x) - 1) / 3))
+    panels.append(("t-SNE", TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)))
+  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6), squeeze=False)
+  for ax, (name, xy) in zip(axes[0], panels):
+    sc = ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10" if y.max() < 10 else "tab20", s=6)
+    ax.set_title(f"{name} of the features{': ' + title if title else ''}", fontsize=9)
+    ax.set_xticks([]), ax.set_yticks([])
+  fig.colorbar(sc, ax=list(axes[0]), label="label")
+  out = _figure_to_array(fig)
+  plt.close(fig)
+  return out
+
+
+def reconstruction_figure(images, masked, reconstructions) -> np.ndarray:
+  """Rows of (input, masked input, reconstruction), each uint8 `[N, H, W, 3]`; returns RGB uint8 of the grid."""
+  import matplotlib
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt
+  n = len(images)
+  fig, axes = plt.subplots(n, 3, figsize=(4.5, 1.5 * n + 0.4), squeeze=False)
+  for i in range(n):
+    for j, (name, img) in enumerate((("input", images), ("masked", masked), ("reconstruction", reconstructions))):
+      axes[i, j].imshow(np.asarray(img[i]), interpolation="nearest")
+      axes[i, j].axis("off")
+      if i == 0:
+        axes[i, j].set_title(name, fontsize=8)
+  fig.tight_layout()
+  out = _figure_to_array(fig)
+  plt.close(fig)
+  return out
+
+
+def save_png(array: np.ndarray, path) -> None:
+  """Writes RGB uint8 `[H, W, 3]` as PNG to `path` (local or gs://), creating its directory."""
+  from PIL import Image
+  import io
+  path = epath.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  buf = io.BytesIO()
+  Image.fromarray(array).save(buf, format="PNG")
+  path.write_bytes(buf.getvalue())
+
+
+def host_array(x) -> np.ndarray:
+  """A (possibly multi-process sharded) global array as one numpy array on every process."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))
