@@ -88,19 +88,7 @@ class Checkpointer:
 
   def damage(self, step: int) -> str | None:
     """Why the files of `step` cannot be trusted, or None. Reads only inside the checkpoint directory."""
-    for item in ("",) + ITEMS:
-      if not (self.directory / str(step) / item / COMMIT_MARKER).exists():   # epath: local or object store
-        return f"{step}/{item + '/' if item else ''}{COMMIT_MARKER} is missing"
-    if not self._local:
-      return None        # object stores have no symbolic links
-    root = os.path.realpath(str(self.directory))
-    step_dir = os.path.join(str(self.directory), str(step))
-    for dirpath, dirnames, filenames in os.walk(step_dir, followlinks=False):
-      for name in dirnames + filenames:
-        path = os.path.join(dirpath, name)
-        if os.path.islink(path) and not os.path.realpath(path).startswith(root + os.sep):
-          return f"{os.path.relpath(path, str(self.directory))} links outside the checkpoint directory"
-    return None
+    return step_damage(self.directory, step)
 
   def quarantine(self, step: int) -> str:
     """Moves a damaged step out of Orbax's view, to `checkpoints_damaged/<step>-<time>/` beside it.
@@ -155,6 +143,25 @@ class Checkpointer:
       self._mngr.close()
     except Exception as e:  # noqa: BLE001
       raise self._write_error(e) from e
+
+
+def step_damage(directory, step: int) -> str | None:
+  """Why the files of checkpoint `step` under `directory` cannot be trusted (a missing commit marker, a symbolic
+  link leading out of `directory`), or None. Reads only inside `directory`."""
+  directory = epath.Path(directory)
+  for item in ("",) + ITEMS:
+    if not (directory / str(step) / item / COMMIT_MARKER).exists():   # epath: local or object store
+      return f"{step}/{item + '/' if item else ''}{COMMIT_MARKER} is missing"
+  if "://" in str(directory):
+    return None        # object stores have no symbolic links
+  root = os.path.realpath(str(directory))
+  step_dir = os.path.join(str(directory), str(step))
+  for dirpath, dirnames, filenames in os.walk(step_dir, followlinks=False):
+    for name in dirnames + filenames:
+      path = os.path.join(dirpath, name)
+      if os.path.islink(path) and not os.path.realpath(path).startswith(root + os.sep):
+        return f"{os.path.relpath(path, str(directory))} links outside the checkpoint directory"
+  return None
 
 
 def _now() -> str:

@@ -23,6 +23,10 @@ def base_config() -> ml_collections.ConfigDict:
   """Defaults shared by every experiment (an MAE ViT-B/16 on ImageNet unless a config says otherwise)."""
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # A pretraining workdir whose newest intact checkpoint initialises the encoder (fine-tuning, linear probing,
+  # standalone evaluation with total_steps=0); the encoder's architecture comes from that run's config unless
+  # config.model sets it.
+  c.init_from = config_dict.placeholder(str)
   c.batch_size = 256                                   # global, over all processes and devices
   # Durations: in steps, or in epochs (`*_epochs`); when both are set the step value wins, so that
   # `--config.total_steps=2` shortens an epoch-based config. Converted once at start-up.
@@ -52,6 +56,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.crop_scale = (0.2, 1.0)
   c.data.crop_ratio = (3 / 4, 4 / 3)
   c.data.flip = True
+  c.data.rand_augment = config_dict.placeholder(tuple)   # (num_ops, magnitude, magnitude_std): timm rand-m9-mstd0.5
   c.data.num_workers = 0                               # Grain worker processes (0: in the main process)
   c.data.prefetch = 2
   c.data.synthetic_examples = 4096                     # size of the "synthetic" data set
@@ -78,6 +83,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.weight_decay_end = config_dict.placeholder(float)   # set: cosine from weight_decay to this (DINO)
   c.optim.frozen = ()                                  # regexes of parameter paths ("net/encoder/vit/embedding/.*")
   c.optim.probe_lr = 1e-3                              # Adam lr of the online linear probe (joint-embedding methods)
+  c.optim.no_decay = ("pos_embedding",)                # parameter names without weight decay (besides biases, norms)
+  c.optim.layer_decay = config_dict.placeholder(float)  # layer-wise lr decay of a ViT (MAE fine-tuning: 0.65)
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999
   c.optim.eps = 1e-8
@@ -124,8 +131,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _positive(config, name)
     _positive(config, name + "_epochs")
   for key in ("total_steps", "total_epochs"):
-    if config[key] is not None and config[key] <= 0:
-      raise ValueError(f"config.{key} must be positive, got {config[key]}.")
+    value = config[key]
+    if value is not None and (value < 0 or (value == 0 and not config.init_from)):
+      raise ValueError(f"config.{key} must be positive (0 only evaluates, with config.init_from), got {value}.")
+  ra = config.data.rand_augment
+  if ra is not None and (len(ra) != 3 or ra[0] < 0 or not 0 <= ra[1] <= 10 or ra[2] < 0):
+    raise ValueError(f"config.data.rand_augment={ra}: give (num_ops >= 0, magnitude in [0, 10], magnitude_std >= 0), "
+                     "e.g. (2, 9, 0.5).")
+  if config.optim.layer_decay is not None and not 0 < config.optim.layer_decay <= 1:
+    raise ValueError(f"config.optim.layer_decay must be in (0, 1], got {config.optim.layer_decay}.")
   if config.ckpt_timeout_s <= 0:
     raise ValueError(f"config.ckpt_timeout_s must be positive, got {config.ckpt_timeout_s}.")
   if config.nonfinite_policy not in ("skip", "stop"):
@@ -208,7 +222,7 @@ def resolve_durations(config: ml_collections.ConfigDict, num_train_examples: int
     return 0 if value_epochs is None else int(round(value_epochs * steps_per_epoch))
 
   total = steps(config.total_steps, config.total_epochs)
-  if total <= 0:
+  if total <= 0 and not (config.init_from and total == 0):
     raise ValueError(f"the run has {total} steps: total_epochs={config.total_epochs} of {steps_per_epoch} "
                      "steps each rounds to nothing; raise it.")
   warmup = steps(config.optim.warmup_steps, config.optim.warmup_epochs)

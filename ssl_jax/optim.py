@@ -59,10 +59,36 @@ def param_groups(params, frozen_patterns) -> object:
   return jax.tree_util.tree_map_with_path(group, params)
 
 
+def layer_id(path: str, num_blocks: int) -> int:
+  """A ViT parameter's depth for layer-wise lr decay (BEiT; MAE's `get_layer_id_for_vit`): the patch embedding, [CLS]
+  token and position embedding are layer 0, block i is layer i + 1, everything after the blocks (final norm, pooling
+  norm, head) is layer `num_blocks + 1`."""
+  block = re.search(r"(?:^|/)block(\d+)/", path)
+  if block:
+    return int(block.group(1)) + 1
+  if re.search(r"(?:^|/)(embedding|cls|pos_embedding)(?:/|$)", path):
+    return 0
+  return num_blocks + 1
+
+
+def scale_by_layer_decay(decay: float) -> optax.GradientTransformation:
+  """Multiplies each update by `decay ** (num_blocks + 1 - layer_id)` (layer-wise lr decay, Clark et al. 2020; BEiT,
+  MAE fine-tuning). Placed last in the chain, it scales the learning rate of each layer's parameter group, weight
+  decay included, exactly as MAE's per-group `lr_scale` does with PyTorch's AdamW."""
+  def scale(updates, params=None):
+    del params
+    paths = [param_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(updates)[0]]
+    blocks = [int(m.group(1)) for p in paths for m in [re.search(r"(?:^|/)block(\d+)/", p)] if m]
+    num_blocks = max(blocks) + 1 if blocks else 0
+    return jax.tree_util.tree_map_with_path(
+        lambda path, u: u * decay ** (num_blocks + 1 - layer_id(param_path(path), num_blocks)), updates)
+  return optax.stateless(scale)
+
+
 def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | optax.Schedule = 0.0, b1: float = 0.9,
          b2: float = 0.999, eps: float = 1e-8, momentum: float = 0.9, grad_clip: float | None = None,
          grad_clip_mode: str = "global", no_decay_names=("pos_embedding",), frozen=(),
-         probe_lr: float = 1e-3) -> optax.GradientTransformation:
+         probe_lr: float = 1e-3, layer_decay: float | None = None) -> optax.GradientTransformation:
   """An optax optimizer with decoupled weight decay masked by `decay_mask`, optionally after global-norm clipping.
 
   Args:
@@ -79,6 +105,7 @@ def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | opta
     probe_lr: the parameters under "probe" (an online linear probe on stop-gradient features) are trained by Adam
       at this constant rate, without weight decay, clipping or LARS adaptation (which would never move its zero
       initialisation), as solo-learn trains its online classifier with its own learning rate.
+    layer_decay: layer-wise lr decay of a ViT (`scale_by_layer_decay`; MAE fine-tuning: 0.65); None: off.
   """
   mask = lambda p: decay_mask(p, no_decay_names)
   if name == "adamw":
@@ -97,6 +124,8 @@ def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | opta
       raise ValueError(f"grad_clip_mode={grad_clip_mode!r}: use 'global' or 'per_tensor'.")
     clip = optax.clip_by_global_norm(grad_clip) if grad_clip_mode == "global" else clip_per_tensor(grad_clip)
     tx = optax.chain(clip, tx)
+  if layer_decay is not None:
+    tx = optax.chain(tx, scale_by_layer_decay(layer_decay))
   return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero(), "probe": optax.adam(probe_lr)},
                                lambda p: param_groups(p, frozen))
 

@@ -24,6 +24,7 @@ from ssl_jax import methods
 from ssl_jax import metrics
 from ssl_jax import optim
 from ssl_jax import preemption
+from ssl_jax import pretrained
 from ssl_jax import sharding
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
@@ -105,6 +106,8 @@ class Program:
   represent: Callable                               # jitted: (params, extra, images) -> [B, D] features
   abstract_state: TrainState                        # ShapeDtypeStructs with shardings: the restore target
   mesh: jax.sharding.Mesh
+  predict: Callable | None = None                   # jitted: (params, extra, images) -> [B, C] logits (classifiers)
+  source: pretrained.Source | pretrained.FileSource | None = None   # config.init_from
 
 
 def view_groups(config) -> tuple[pipeline.ViewGroup, ...]:
@@ -138,7 +141,14 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
   run = contract.RunInfo(
       image_shape=(size, size, 3), views=tuple((g.name, g.count, g.size) for g in view_groups(config)),
       total_steps=durations.total, steps_per_epoch=durations.steps_per_epoch, num_classes=num_classes)
-  method = methods.create(config.method.name, model=config.model.to_dict(), run=run,
+  model, source = config.model.to_dict(), None
+  if config.init_from:
+    if not getattr(methods.METHODS.get(config.method.name), "ACCEPTS_PRETRAINED_ENCODER", False):
+      raise ValueError(f"config.init_from: method {config.method.name!r} cannot start from a pretrained encoder; use "
+                       "method 'classify' (configs/finetune_*.py, configs/linear_probe.py, configs/knn.py).")
+    source = pretrained.open_source(config.init_from, model)
+    model = dict(source.spec, **{k: v for k, v in model.items() if v is not None})
+  method = methods.create(config.method.name, model=model, run=run,
                           **{k: v for k, v in config.method.to_dict().items() if k != "name"})
   o = config.optim
   schedule = optim.lr_schedule(peak_lr=optim.peak_learning_rate(o.base_lr, config.batch_size, o.lr_batch_base),
@@ -147,7 +157,8 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
   tx = optim.make(name=o.name, learning_rate=schedule,
                   weight_decay=optim.weight_decay_schedule(o.weight_decay, o.weight_decay_end, durations.total),
                   b1=o.b1, b2=o.b2, eps=o.eps, momentum=o.momentum, grad_clip=o.grad_clip,
-                  grad_clip_mode=o.grad_clip_mode, frozen=tuple(o.frozen), probe_lr=o.probe_lr)
+                  grad_clip_mode=o.grad_clip_mode, frozen=tuple(o.frozen), probe_lr=o.probe_lr,
+                  no_decay_names=tuple(o.no_decay), layer_decay=o.layer_decay)
 
   # Shapes -> shardings -> a jitted initialiser that creates every array directly in its shard.
   init = functools.partial(_initial_state, method, tx, config.seed, run)
@@ -162,7 +173,20 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
                    in_shardings=(state_sharding, batch_sharding),
                    out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0),
       represent=jax.jit(method.representation, out_shardings=batch_sharding),
-      abstract_state=checkpoint.abstract_like(nn.unbox(boxed), state_sharding))
+      predict=jax.jit(method.predict, out_shardings=batch_sharding) if hasattr(method, "predict") else None,
+      abstract_state=checkpoint.abstract_like(nn.unbox(boxed), state_sharding), source=source)
+
+
+def load_pretrained(program: Program, state: TrainState) -> TrainState:
+  """`state` with its encoder replaced by `program.source`'s (config.init_from), placed in the state's shardings."""
+  _, target = program.method.encoder(state.params, state.extra)
+  merged, report = pretrained.merge(target, program.source.variables())
+  place = lambda value, like: like if isinstance(value, jax.Array) else jax.make_array_from_callback(
+      like.shape, like.sharding, lambda index: value[index])
+  merged = jax.tree.map(place, merged, target)
+  params, extra = program.method.with_encoder(state.params, state.extra, merged)
+  metrics.say(f"init_from {program.source.label}: {report.summary()}")
+  return state.replace(params=params, extra=extra)
 
 
 def extract_features(program: Program, state: TrainState, source, config, augment_seed: int | None = None):
@@ -195,8 +219,28 @@ def evaluate(program: Program, state: TrainState, eval_sources, config, suffix: 
   if features is None:
     features = (extract_features(program, state, train_src, config),
                 extract_features(program, state, test_src, config))
-  return evaluators.run(config.eval.evaluators.to_dict(), *features, suffix=suffix, mesh=program.mesh,
-                        num_classes=getattr(train_src, "num_classes", None))
+  results = evaluators.run(config.eval.evaluators.to_dict(), *features, suffix=suffix, mesh=program.mesh,
+                           num_classes=getattr(train_src, "num_classes", None))
+  if program.predict is not None and program.durations.total > 0:    # an untrained head predicts nothing
+    results.update({k + suffix: v for k, v in classification_accuracy(program, state, test_src, config).items()})
+  return results
+
+
+def classification_accuracy(program: Program, state: TrainState, source, config) -> dict[str, float]:
+  """Top-1 and top-5 accuracy of a classifier method's own predictions on `source` (centre view)."""
+  ds, _ = pipeline.eval_dataset(source, global_batch_size=config.eval.batch_size, image_size=config.data.image_size,
+                                crop_pct=config.eval.crop_pct)
+  batch_sharding = sharding.batch_sharding(program.mesh)
+  hits1 = hits5 = count = 0
+  for local in ds:
+    batch = pipeline.to_global(local, batch_sharding)
+    logits = program.predict(state.params, state.extra, batch["image"])
+    top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+    valid = batch["valid"] > 0
+    hits1 += jnp.sum((top5[:, 0] == batch["label"]) & valid)
+    hits5 += jnp.sum(jnp.any(top5 == batch["label"][:, None], axis=-1) & valid)
+    count += jnp.sum(valid)
+  return {"eval/top1": float(hits1 / count), "eval/top5": float(hits5 / count)}
 
 
 def representation_report(program: Program, state: TrainState, eval_sources, config, workdir: str, writer,
@@ -316,6 +360,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
   train_iter = iter(pipeline.train_dataset(
       train_source, seed=config.seed, global_batch_size=config.batch_size, image_size=config.data.image_size,
       crop_scale=config.data.crop_scale, crop_ratio=config.data.crop_ratio, flip=config.data.flip,
+      rand_augment=tuple(config.data.rand_augment) if config.data.rand_augment else None,
       views=view_groups(config), num_workers=config.data.num_workers, prefetch=config.data.prefetch))
   _prepare_workdir(workdir, restart)
 
@@ -332,6 +377,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
         "new --workdir, or pass --restart to archive that run and start afresh.") from None
   if state is None:
     state = program.init()
+    if program.source is not None:
+      state = load_pretrained(program, state)
   else:
     metrics.say(f"resuming from step {int(state.step)} in {workdir}")
   start = int(state.step)
@@ -340,8 +387,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
   progress = metrics.Progress(dur.total, config.batch_size, start)
   batch_sharding = sharding.batch_sharding(mesh)
   watcher = preemption.Watcher()
-  metrics.say(f"training {config.method.name} for {dur.total} steps ({dur.steps_per_epoch} per epoch) on "
-              f"{mesh.size} devices, mesh {dict(mesh.shape)}")
+  if dur.total:
+    metrics.say(f"training {config.method.name} for {dur.total} steps ({dur.steps_per_epoch} per epoch) on "
+                f"{mesh.size} devices, mesh {dict(mesh.shape)}")
+  else:
+    metrics.say(f"evaluating {program.source.label} (total_steps=0: no training) on {mesh.size} devices")
 
   every = lambda n, s: n > 0 and s % n == 0
   failed, bad_images = False, 0

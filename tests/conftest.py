@@ -51,3 +51,20 @@ def tiny_config():
   c.eval.evaluators.linear.steps = 20
   c.eval.report = False                 # its own tests cover it; t-SNE would slow every run
   return c
+
+
+@pytest.fixture(scope="session")
+def mae_workdir(tmp_path_factory):
+  """A tiny MAE pretraining run of 4 steps (ViT width 32, depth 2, 4 heads) that downstream protocols and export
+  start from: (workdir, its final evaluation)."""
+  from ssl_jax import train
+  c = load_config("configs/tiny/mae.py")
+  c.update(dict(batch_size=32, total_epochs=None, total_steps=4, log_every=2, ckpt_every=4))
+  c.optim.warmup_epochs, c.optim.warmup_steps = None, 1
+  c.model.update(dict(width=32, depth=2, num_heads=4, mlp_dim=64))
+  c.method.decoder = dict(width=32, depth=1, num_heads=2, mlp_dim=64)
+  c.eval.update(dict(train_split="train[:200]", test_split="test[:80]", batch_size=40, init_baseline=False,
+                     report=False))
+  c.eval.evaluators.linear.steps = 20
+  workdir = tmp_path_factory.mktemp("mae")
+  return workdir, train.run(c, str(workdir))

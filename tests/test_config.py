@@ -24,6 +24,11 @@ from ssl_jax import train
     (lambda c: c.model.update(dict(width=None)), r"set `variant` .* or all of \['width'\]"),
     (lambda c: c.data.update(dict(name="digits", train_split="val")), "digits has splits"),
     (lambda c: c.data.update(dict(name="imagenet2012", data_dir="/nonexistent/tfds")), "tfds build imagenet2012"),
+    (lambda c: c.eval.evaluators.update(dict(knn=dict(type="knn", kk=5))), r"evaluators.knn has unknown arguments"),
+    (lambda c: c.eval.evaluators.update(dict(svm=dict(type="svm"))), r"evaluators.svm.type='svm'; use one of"),
+    (lambda c: c.data.update(dict(rand_augment=(2, 11, 0.5))), r"config.data.rand_augment=\(2, 11, 0.5\)"),
+    (lambda c: c.optim.update(dict(layer_decay=1.5)), r"config.optim.layer_decay must be in \(0, 1\]"),
+    (lambda c: setattr(c, "init_from", "/nonexistent/run"), "method 'mae' cannot start from a pretrained"),
 ])
 def test_invalid_config_fails_before_writing(tiny_config, tmp_path, edit, message):
   edit(tiny_config)

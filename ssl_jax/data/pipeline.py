@@ -25,16 +25,22 @@ from ssl_jax.data import transforms
 
 @dataclasses.dataclass(frozen=True)
 class TrainAugment(grain.transforms.RandomMap):
-  """Random-resized-crop to `size`, then a horizontal flip with probability 1/2 (if `flip`)."""
+  """Random-resized-crop to `size`, then a horizontal flip with probability 1/2 (if `flip`), then RandAugment with
+  `rand_augment = (num_ops, magnitude, magnitude_std)` if given (supervised fine-tuning)."""
   size: int
   scale: tuple[float, float]
   ratio: tuple[float, float]
   flip: bool
+  rand_augment: tuple[int, float, float] | None = None
 
   def random_map(self, element, rng: np.random.Generator):
     img = transforms.random_resized_crop(element["image"], rng, self.size, self.scale, self.ratio)
     if self.flip and rng.random() < 0.5:
       img = img[:, ::-1]
+    if self.rand_augment is not None:
+      num_ops, magnitude, std = self.rand_augment
+      img = transforms.rand_augment(np.ascontiguousarray(img), rng, num_ops=num_ops, magnitude=magnitude,
+                                    magnitude_std=std)
     return dict(element, image=np.ascontiguousarray(img))
 
 
@@ -91,14 +97,16 @@ def _to_iter(ds, num_workers, prefetch):
 
 
 def train_dataset(source, *, seed: int, global_batch_size: int, image_size: int, crop_scale=(0.2, 1.0),
-                  crop_ratio=(3 / 4, 4 / 3), flip: bool = True, views: tuple[ViewGroup, ...] = (),
+                  crop_ratio=(3 / 4, 4 / 3), flip: bool = True, rand_augment: tuple | None = None,
+                  views: tuple[ViewGroup, ...] = (),
                   num_workers: int = 0, prefetch: int = 2, process_index: int | None = None,
                   process_count: int | None = None) -> grain.IterDataset:
   """The infinite, checkpointable training stream of host-local batches (see the module docstring).
 
   Args:
+    rand_augment: (num_ops, magnitude, magnitude_std) of RandAugment after the crop and flip (None: none).
     views: view groups for multi-view methods; when given they replace the single crop (`image_size`,
-      `crop_scale`, `crop_ratio` and `flip` are then unused).
+      `crop_scale`, `crop_ratio`, `flip` and `rand_augment` are then unused).
 
   Returns:
     an `IterDataset` whose elements are `{"image": uint8 [L, S, S, 3], "label": [L], "index": [L]}` (or, with
@@ -114,7 +122,7 @@ def train_dataset(source, *, seed: int, global_batch_size: int, image_size: int,
   if views:
     ds = ds.random_map(MultiViewAugment(tuple(views)))
   else:
-    ds = ds.random_map(TrainAugment(image_size, tuple(crop_scale), tuple(crop_ratio), flip))
+    ds = ds.random_map(TrainAugment(image_size, tuple(crop_scale), tuple(crop_ratio), flip, rand_augment))
   ds = ds.batch(local, drop_remainder=True)[p::n]
   return _to_iter(ds, num_workers, prefetch)
 

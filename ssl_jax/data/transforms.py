@@ -54,3 +54,72 @@ def center_crop(image: np.ndarray, size: int, crop_pct: float = 0.875) -> np.nda
   image = resize(image, (nh, nw))
   top, left = (nh - size) // 2, (nw - size) // 2
   return image[top:top + size, left:left + size]
+
+
+# RandAugment (Cubuk et al. 2020) as timm's `rand-m{M}-mstd{S}-inc1` (the MAE / DeiT / BEiT fine-tuning recipe):
+# `num_ops` operations drawn uniformly with replacement from the 15 below, each applied with probability `prob` at
+# a magnitude drawn per operation from N(M, S) clipped to [0, 10]; the "increasing" variants, whose strength grows
+# with the magnitude. Geometric operations fill with the ImageNet mean colour and resample bicubically.
+_FILL = (124, 116, 104)
+_MAX_LEVEL = 10.0
+
+
+def _signed(rng, value):
+  return -value if rng.random() < 0.5 else value
+
+
+def _affine(img, rng, matrix):
+  return img.transform(img.size, Image.AFFINE, matrix, resample=Image.BICUBIC, fillcolor=_FILL)
+
+
+def _enhance(cls):
+  def op(img, rng, m):
+    return cls(img).enhance(1.0 + _signed(rng, m / _MAX_LEVEL * 0.9))
+  return op
+
+
+def _solarize_add(img, rng, m):
+  add = int(m / _MAX_LEVEL * 110)
+  lut = [min(255, i + add) if i < 128 else i for i in range(256)]
+  return img.point(lut * len(img.getbands()))
+
+
+def _rand_augment_ops():
+  from PIL import ImageEnhance
+  from PIL import ImageOps
+  return {
+      "AutoContrast": lambda img, rng, m: ImageOps.autocontrast(img),
+      "Equalize": lambda img, rng, m: ImageOps.equalize(img),
+      "Invert": lambda img, rng, m: ImageOps.invert(img),
+      "Rotate": lambda img, rng, m: img.rotate(_signed(rng, m / _MAX_LEVEL * 30.0), resample=Image.BICUBIC,
+                                               fillcolor=_FILL),
+      "PosterizeIncreasing": lambda img, rng, m: ImageOps.posterize(img, 4 - int(m / _MAX_LEVEL * 4)),
+      "SolarizeIncreasing": lambda img, rng, m: ImageOps.solarize(img, 256 - int(m / _MAX_LEVEL * 256)),
+      "SolarizeAdd": _solarize_add,
+      "ColorIncreasing": _enhance(ImageEnhance.Color),
+      "ContrastIncreasing": _enhance(ImageEnhance.Contrast),
+      "BrightnessIncreasing": _enhance(ImageEnhance.Brightness),
+      "SharpnessIncreasing": _enhance(ImageEnhance.Sharpness),
+      "ShearX": lambda img, rng, m: _affine(img, rng, (1, _signed(rng, m / _MAX_LEVEL * 0.3), 0, 0, 1, 0)),
+      "ShearY": lambda img, rng, m: _affine(img, rng, (1, 0, 0, _signed(rng, m / _MAX_LEVEL * 0.3), 1, 0)),
+      "TranslateXRel": lambda img, rng, m: _affine(
+          img, rng, (1, 0, _signed(rng, m / _MAX_LEVEL * 0.45) * img.size[0], 0, 1, 0)),
+      "TranslateYRel": lambda img, rng, m: _affine(
+          img, rng, (1, 0, 0, 0, 1, _signed(rng, m / _MAX_LEVEL * 0.45) * img.size[1])),
+  }
+
+
+RAND_AUGMENT_OPS = tuple(_rand_augment_ops())
+
+
+def rand_augment(image: np.ndarray, rng: np.random.Generator, *, num_ops: int = 2, magnitude: float = 9.0,
+                 magnitude_std: float = 0.5, prob: float = 0.5) -> np.ndarray:
+  """RandAugment of a uint8 `[H, W, 3]` image (see the comment above for the semantics)."""
+  ops = _rand_augment_ops()
+  img = Image.fromarray(image)
+  for name in rng.choice(RAND_AUGMENT_OPS, size=num_ops):
+    if rng.random() > prob:
+      continue
+    m = magnitude if magnitude_std <= 0 else float(np.clip(rng.normal(magnitude, magnitude_std), 0, _MAX_LEVEL))
+    img = ops[name](img, rng, m)
+  return np.asarray(img)

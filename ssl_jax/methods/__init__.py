@@ -17,6 +17,7 @@ group (augmented on the device and normalised, see `ssl_jax.augment`), plus `lab
 """
 
 from ssl_jax.methods import byol
+from ssl_jax.methods import classify
 from ssl_jax.methods import dino
 from ssl_jax.methods import mae
 from ssl_jax.methods import mocov3
@@ -24,6 +25,7 @@ from ssl_jax.methods import simclr
 
 METHODS = {
     "byol": byol,
+    "classify": classify,
     "dino": dino,
     "mae": mae,
     "mocov3": mocov3,

@@ -13,8 +13,17 @@ from ssl_jax.models import resnet
 from ssl_jax.models import vit
 
 
+POOLS = ("cls", "gap", "gap_fc_norm")
+
+
 class ViTEncoder(nn.Module):
-  """A ViT whose output is the [CLS] token after the final LayerNorm ("cls") or the mean patch token ("gap")."""
+  """A ViT giving one vector per image, by `pool`:
+
+  - "cls": the [CLS] token after the final LayerNorm (MAE linear probe, MoCo v3, DINO);
+  - "gap": the mean of the patch tokens after the final LayerNorm;
+  - "gap_fc_norm": the mean of the patch tokens before any final LayerNorm, then a LayerNorm of its own (`fc_norm`;
+    MAE fine-tuning's `global_pool`, timm's `global_pool="avg"` with `fc_norm`): the pretrained final norm is unused.
+  """
   vit: dict
   pool: str = "cls"
 
@@ -24,16 +33,21 @@ class ViTEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    tokens = vit.ViT(**self.vit, name="vit")(x, train=train)
-    feats = tokens[:, 0] if self.pool == "cls" else jnp.mean(tokens[:, 1:], axis=1)
+    tokens = vit.ViT(**self.vit, final_norm=self.pool != "gap_fc_norm", name="vit")(x, train=train)
+    if self.pool == "cls":
+      feats = tokens[:, 0]
+    else:
+      feats = jnp.mean(tokens[:, 1:], axis=1)
+      if self.pool == "gap_fc_norm":
+        feats = vit.layer_norm(self.vit["dtype"], "fc_norm")(feats)
     return feats.astype(jnp.float32)
 
 
 def create(*, arch: str = "vit", pool: str = "cls", **kw: Any) -> nn.Module:
   """The encoder `arch` ("vit": keywords of `vit.vit_kwargs`; "resnet": fields of `resnet.ResNet`)."""
   if arch == "vit":
-    if pool not in ("cls", "gap"):
-      raise ValueError(f"model.pool must be 'cls' or 'gap', got {pool!r}.")
+    if pool not in POOLS:
+      raise ValueError(f"model.pool must be one of {POOLS}, got {pool!r}.")
     return ViTEncoder(vit.vit_kwargs(**kw), pool)
   if arch == "resnet":
     kw = dict(kw)

@@ -86,3 +86,25 @@ class DINOHead(nn.Module):
     if not self.norm_last_layer:
       w = w * self.param("prototype_gain", nn.initializers.ones, (self.out_dim,))
     return x @ w
+
+
+class ClassifierHead(nn.Module):
+  """A linear classifier `[B, D] -> [B, num_classes]` (float32), optionally after BatchNorm without affine parameters.
+
+  Attributes:
+    num_classes: C.
+    batchnorm: BatchNorm(affine=False, eps=1e-6) over the global batch first (MAE's linear-probe head).
+    init_std: N(0, init_std) kernel initialisation (MAE: 0.01 for the linear probe, 2e-5 for fine-tuning); zero bias.
+  """
+  num_classes: int
+  batchnorm: bool = False
+  init_std: float = 0.01
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = x.astype(jnp.float32)
+    if self.batchnorm:
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-6, use_scale=False, use_bias=False,
+                       name="bn")(x)
+    return nn.Dense(self.num_classes, name="fc", kernel_init=nn.with_logical_partitioning(
+        nn.initializers.normal(self.init_std), ("embed", None)))(x)

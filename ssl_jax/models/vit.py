@@ -74,7 +74,7 @@ def _dense_init(names):
   return nn.with_logical_partitioning(nn.initializers.xavier_uniform(), names)
 
 
-def _layer_norm(dtype, name=None):
+def layer_norm(dtype, name=None):
   return nn.LayerNorm(epsilon=1e-6, dtype=dtype, name=name,
                       scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
                       bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))
@@ -148,28 +148,30 @@ class Block(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    y = Attention(self.num_heads, self.dtype, self.attention_impl, name="attn")(_layer_norm(self.dtype, "ln1")(x))
+    y = Attention(self.num_heads, self.dtype, self.attention_impl, name="attn")(layer_norm(self.dtype, "ln1")(x))
     x = x + drop_path(self, y, self.drop_path, train)
-    y = MlpBlock(self.mlp_dim, self.dtype, name="mlp")(_layer_norm(self.dtype, "ln2")(x))
+    y = MlpBlock(self.mlp_dim, self.dtype, name="mlp")(layer_norm(self.dtype, "ln2")(x))
     x = x + drop_path(self, y, self.drop_path, train)
     return _constrain(x)
 
 
 class Transformer(nn.Module):
-  """`depth` blocks followed by a final LayerNorm; stochastic depth rising linearly from 0 to `drop_path`."""
+  """`depth` blocks followed by a final LayerNorm (unless `final_norm` is False); stochastic depth rising linearly
+  from 0 to `drop_path`."""
   depth: int
   num_heads: int
   mlp_dim: int
   dtype: Any = jnp.float32
   attention_impl: str | None = None
   drop_path: float = 0.0
+  final_norm: bool = True
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     for i in range(self.depth):
       rate = self.drop_path * i / max(self.depth - 1, 1)
       x = Block(self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, rate, name=f"block{i}")(x, train)
-    return _layer_norm(self.dtype, "norm")(x)
+    return layer_norm(self.dtype, "norm")(x) if self.final_norm else x
 
 
 class ViT(nn.Module):
@@ -181,6 +183,8 @@ class ViT(nn.Module):
     dtype: compute dtype (e.g. bfloat16); parameters stay float32.
     attention_impl: `implementation` of `jax.nn.dot_product_attention` (None: XLA decides; "cudnn"; "xla").
     drop_path: stochastic-depth rate of the last block (linear from 0 over the blocks; active with `train`).
+    final_norm: end with the final LayerNorm (False: MAE/timm global-pool fine-tuning, which normalises the pooled
+      tokens with a fresh `fc_norm` instead).
   """
   patch_size: int
   width: int
@@ -191,6 +195,7 @@ class ViT(nn.Module):
   dtype: Any = jnp.float32
   attention_impl: str | None = None
   drop_path: float = 0.0
+  final_norm: bool = True
 
   def grid(self, images_shape):
     _, h, w, _ = images_shape
@@ -207,7 +212,7 @@ class ViT(nn.Module):
       train: apply stochastic depth (needs a "dropout" rng when `drop_path` > 0).
 
     Returns:
-      `[B, 1 + K, width]` (K = T without `keep_ids`) after the final LayerNorm.
+      `[B, 1 + K, width]` (K = T without `keep_ids`) after the final LayerNorm (if `final_norm`).
     """
     gh, gw = self.grid(images.shape)
     x = masking.patchify(images, self.patch_size).astype(self.dtype)
@@ -229,7 +234,7 @@ class ViT(nn.Module):
     x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (x.shape[0], 1, self.width)), x], axis=1)
     x = _constrain(x)
     return Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, self.drop_path,
-                       name="encoder")(x, train)
+                       self.final_norm, name="encoder")(x, train)
 
 
 class MAEDecoder(nn.Module):

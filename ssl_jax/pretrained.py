@@ -1,0 +1,200 @@
+"""Pretrained encoders from a pretraining workdir, for `config.init_from`, standalone evaluation and export.
+
+`open_workdir(workdir)` finds the newest intact checkpoint (read-only: nothing in the workdir is moved or written),
+rebuilds the pretraining method from the config saved beside it, and knows the encoder it releases (the method's
+`encoder(params, extra)`: e.g. DINO's teacher). `Source.variables()` then reads only the parameters and method state
+of that step (not the optimizer state) into host memory, so that they can be placed on any mesh.
+`merge` copies them into a freshly initialised encoder by parameter path, with a report of what was loaded.
+"""
+
+import dataclasses
+import re
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from etils import epath
+
+from ssl_jax import checkpoint
+from ssl_jax import methods
+from ssl_jax.methods import contract
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """A pretraining run's newest intact checkpoint."""
+  workdir: str
+  step: int
+  config: ml_collections.ConfigDict
+  method: object
+  _metadata: dict
+
+  @property
+  def label(self) -> str:
+    return f"{self.workdir} (step {self.step})"
+
+  @property
+  def spec(self) -> dict:
+    """The released encoder's `backbone.create` keywords."""
+    return self.method.encoder(self._metadata["params"], self._metadata["extra"])[0]
+
+  def variables(self) -> dict:
+    """The released encoder's variables (`{"params": ..., "batch_stats": ...}`) as numpy arrays."""
+    path = epath.Path(self.workdir) / "checkpoints" / str(self.step) / "state"
+    item = {k: self._metadata[k] for k in ("params", "extra")}
+    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+    with ocp.PyTreeCheckpointer() as ckptr:
+      state = ckptr.restore(path, args=ocp.args.PyTreeRestore(item=item, restore_args=args, partial_restore=True))
+    return self.method.encoder(state["params"], state["extra"])[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class FileSource:
+  """A timm ViT safetensors file (public weights) as a pretrained source: see `ssl_jax.export.load_timm_vit`."""
+  workdir: str
+  spec: dict
+  _variables: dict
+
+  @property
+  def label(self) -> str:
+    return f"{self.workdir} (timm safetensors)"
+
+  def variables(self) -> dict:
+    return self._variables
+
+
+def open_source(init_from: str, model: dict):
+  """`config.init_from` as a source: a pretraining workdir, or a timm ViT `.safetensors` file (whose head count and
+  pooled feature come from `model["num_heads"]` and `model["pool"]` when set)."""
+  if str(init_from).endswith(".safetensors"):
+    from ssl_jax import export
+    if not epath.Path(init_from).exists():
+      raise FileNotFoundError(f"config.init_from={init_from!r} does not exist.")
+    spec, variables = export.load_timm_vit(str(init_from), num_heads=model.get("num_heads"),
+                                           pool=model.get("pool") or "cls")
+    return FileSource(str(init_from), spec, variables)
+  return open_workdir(init_from)
+
+
+def _intact_steps(directory: epath.Path) -> list[int]:
+  if not directory.exists():
+    return []
+  steps = sorted((int(p.name) for p in directory.iterdir() if p.name.isdigit()), reverse=True)
+  return [s for s in steps if checkpoint.step_damage(directory, s) is None]
+
+
+def open_workdir(workdir: str) -> Source:
+  """The newest intact checkpoint of the pretraining run in `workdir` (local or gs://).
+
+  Raises:
+    FileNotFoundError: no intact checkpoint there (the message says what was found).
+  """
+  directory = epath.Path(workdir) / "checkpoints"
+  steps = _intact_steps(directory)
+  if not steps:
+    raise FileNotFoundError(f"config.init_from={workdir!r} holds no complete checkpoint (looked in {directory}); "
+                            "point it at the --workdir of a pretraining run that saved at least one step.")
+  step = steps[0]
+  with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as ckptr:
+    config = ml_collections.ConfigDict(ckptr.restore(directory / str(step) / "config"))
+  metadata = ocp.PyTreeCheckpointHandler().metadata(directory / str(step) / "state").tree
+  method = build_method(config)
+  if not hasattr(method, "encoder"):
+    raise ValueError(f"the {config.method.name!r} run in {workdir} has no encoder to release.")
+  return Source(str(workdir), step, config, method, metadata)
+
+
+def build_method(config: ml_collections.ConfigDict):
+  """The method of a (saved) config, enough to name its parameters: no data, schedules or labels."""
+  views = tuple((name, g["count"], g["size"]) for name, g in sorted(config.data.views.items()))
+  size = config.data.image_size
+  run = contract.RunInfo(image_shape=(size, size, 3), views=views, total_steps=1, steps_per_epoch=1, num_classes=None)
+  hp = {k: v for k, v in config.method.to_dict().items() if k != "name"}
+  return methods.create(config.method.name, model=config.model.to_dict(), run=run, **hp)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f"{prefix}{k}/"))
+    else:
+      out[prefix + k] = v
+  return out
+
+
+def _unflatten(flat: dict[str, object]) -> dict:
+  out: dict = {}
+  for path, v in flat.items():
+    node = out
+    *parents, leaf = path.split("/")
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = v
+  return out
+
+
+def resize_pos_embedding(table: np.ndarray, num_tokens: int) -> np.ndarray:
+  """A learned position-embedding table `[1, g*g, D]` resized to `[1, num_tokens, D]` (square grids), bicubically
+  over the grid as MAE's `interpolate_pos_embed` does when fine-tuning at another resolution."""
+  old, new = int(round(table.shape[1] ** 0.5)), int(round(num_tokens ** 0.5))
+  if old * old != table.shape[1] or new * new != num_tokens:
+    raise ValueError(f"cannot resize a position embedding of {table.shape[1]} tokens to {num_tokens}: not square.")
+  grid = table.reshape(old, old, -1)
+  resized = jax.image.resize(grid, (new, new, grid.shape[-1]), method="cubic")
+  return np.asarray(resized).reshape(1, new * new, -1).astype(table.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class MergeReport:
+  loaded: tuple[str, ...]
+  missing: tuple[str, ...]        # in the new encoder, not in the pretrained one: left at initialisation
+  unused: tuple[str, ...]         # in the pretrained encoder, not in the new one
+  resized: tuple[str, ...]
+
+  def summary(self) -> str:
+    lines = [f"loaded {len(self.loaded)} pretrained arrays"]
+    if self.resized:
+      lines.append(f"resized: {', '.join(self.resized)}")
+    if self.missing:
+      lines.append(f"kept at initialisation (not in the pretrained encoder): {', '.join(self.missing)}")
+    if self.unused:
+      lines.append(f"not used from the pretrained encoder: {', '.join(self.unused)}")
+    return "; ".join(lines)
+
+
+def merge(target: dict, pretrained: dict) -> tuple[dict, MergeReport]:
+  """Copies `pretrained` variables into `target` (a freshly initialised encoder's variables) by path.
+
+  Arrays are taken where the paths match and the shapes agree; a learned `pos_embedding` of another grid is
+  resized; any other shape disagreement is an error. The result keeps `target`'s structure (and its leaves where
+  nothing was loaded); loaded leaves are numpy arrays of the target's dtype.
+
+  Raises:
+    ValueError: shapes disagree, or nothing at all matched (the encoders are not the same architecture).
+  """
+  t, p = _flatten(target), _flatten(pretrained)
+  out, loaded, resized, mismatched = dict(t), [], [], []
+  for path, leaf in t.items():
+    if path not in p:
+      continue
+    value = np.asarray(p[path])
+    if value.shape != tuple(leaf.shape):
+      if re.search(r"(^|/)pos_embedding$", path) and value.ndim == 3 and value.shape[2] == leaf.shape[2]:
+        value = resize_pos_embedding(value, leaf.shape[1])
+        resized.append(path)
+      else:
+        mismatched.append(f"{path}: pretrained {value.shape} vs {tuple(leaf.shape)}")
+        continue
+    out[path] = value.astype(leaf.dtype)
+    loaded.append(path)
+  if mismatched:
+    raise ValueError("the pretrained encoder does not fit the configured one: " + "; ".join(mismatched) +
+                     ". Leave config.model's architecture keys unset to take the pretrained run's.")
+  if not loaded:
+    raise ValueError(f"no pretrained array matches the configured encoder (its arrays: {sorted(p)[:5]}...; the "
+                     f"encoder's: {sorted(t)[:5]}...).")
+  report = MergeReport(tuple(loaded), tuple(k for k in t if k not in p), tuple(k for k in p if k not in t),
+                       tuple(resized))
+  return _unflatten(out), report
