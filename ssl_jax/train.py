@@ -287,13 +287,17 @@ def _open_sources(config):
   return train, (sources.make(eval_name, e.train_split, **kw), sources.make(eval_name, e.test_split, **kw))
 
 
-def _report(step, results, config):
-  """Prints the final evaluation, pretrained next to random init when both were measured."""
+def _report(step, results, config, workdir):
+  """Prints the final evaluation (pretrained next to random init when both were measured) and the report's numbers."""
   both = any(k.endswith("_init") for k in results)
   lines = [f"\nevaluation at step {step}" + (" (pretrained / random init):" if both else ":")]
-  for key in sorted(k for k in results if not k.endswith("_init")):
+  for key in sorted(k for k in results if k.startswith("eval/") and not k.endswith("_init")):
     init = f"   {results[key + '_init']:.4f}" if key + "_init" in results else ""
     lines.append(f"  {key.split('/', 1)[1]:32s} {results[key]:.4f}{init}")
+  report = sorted(k for k in results if k.startswith("report/"))
+  if report:
+    lines.append(f"representation report (pictures in {os.path.join(workdir, 'report')}):")
+    lines += [f"  {key.split('/', 1)[1]:32s} {results[key]:.4f}" for key in report]
   metrics.say("\n".join(lines))
 
 
@@ -450,5 +454,5 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
       if not failed:
         raise
       metrics.say(f"also: {e}")   # keep the first error; report the write failure beside it
-  _report(dur.total, results, config)
+  _report(dur.total, results, config, workdir)
   return results

@@ -182,3 +182,20 @@ def test_init_from_errors_name_the_problem(mae_workdir, tmp_path):
   mae.init_from, mae.total_epochs, mae.total_steps = None, None, 0
   with pytest.raises(ValueError, match=r"total_steps must be positive \(0 only evaluates, with config.init_from\)"):
     train.run(mae, str(tmp_path / "c"))
+
+
+@pytest.mark.parametrize("method", ["byol", "dino"])
+def test_joint_methods_release_their_encoder_with_its_batchnorm_statistics(method, tmp_path):
+  """BYOL (ResNet: running BatchNorm statistics travel with the weights) and DINO (the teacher is released): the
+  standalone kNN of the released encoder equals the pretraining run's own final kNN."""
+  from test_methods import _small
+  c = _small(method)
+  c.total_steps, c.ckpt_every = 4, 4
+  c.eval.init_baseline = False
+  pre = train.run(c, str(tmp_path / "pre"), devices=jax.devices()[:1])
+  k = _downstream("knn", tmp_path / "pre")
+  k.eval.update(dict(train_split=c.eval.train_split, test_split=c.eval.test_split, batch_size=c.eval.batch_size,
+                     init_baseline=False))
+  k.eval.evaluators = dict(knn=dict(type="knn", k=20, temperature=0.07))
+  post = train.run(k, str(tmp_path / "knn"), devices=jax.devices()[:1])
+  assert post["eval/knn_top1"] == pre["eval/knn_top1"]
