@@ -79,3 +79,11 @@ def logical_shardings(boxed_tree, mesh: jax.sharding.Mesh, rules) -> object:
       return x.value    # a box around optax's leafless MaskedNode (a masked optimizer state): stays leafless
     return NamedSharding(mesh, nn.logical_to_mesh_axes(x.names, rules) if boxed(x) else P())
   return jax.tree.map(sharding, boxed_tree, is_leaf=boxed)
+
+
+def to_host(x) -> np.ndarray:
+  """A global array as one numpy array on every process (all-gathered when other processes hold parts of it)."""
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    from jax.experimental import multihost_utils
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))

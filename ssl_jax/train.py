@@ -255,9 +255,9 @@ def representation_report(program: Program, state: TrainState, eval_sources, con
   feats, labels = test_features
   view1, _ = extract_features(program, state, test_src, config, augment_seed=1)
   view2, _ = extract_features(program, state, test_src, config, augment_seed=2)
-  valid = report_lib.host_array(labels) >= 0
-  feats, view1, view2 = (report_lib.host_array(x)[valid] for x in (feats, view1, view2))
-  labels = report_lib.host_array(labels)[valid]
+  valid = sharding.to_host(labels) >= 0
+  feats, view1, view2 = (sharding.to_host(x)[valid] for x in (feats, view1, view2))
+  labels = sharding.to_host(labels)[valid]
   numbers = report_lib.representation_metrics(feats, view1, view2)
   step = int(state.step)
   if jax.process_index() == 0:
@@ -270,7 +270,7 @@ def representation_report(program: Program, state: TrainState, eval_sources, con
                                   image_size=config.data.image_size, crop_pct=config.eval.crop_pct)
     images = pipeline.to_global(next(iter(ds)), sharding.batch_sharding(program.mesh))["image"]
     masked, recon = jax.jit(program.method.reconstruct)(state.params, state.extra, images, jax.random.key(0))
-    rows = [report_lib.host_array(x)[:8] for x in (images, masked, recon)]
+    rows = [sharding.to_host(x)[:8] for x in (images, masked, recon)]
     if jax.process_index() == 0:
       grid = report_lib.reconstruction_figure(*rows)
       report_lib.save_png(grid, epath.Path(workdir) / "report" / "reconstructions.png")

@@ -199,3 +199,14 @@ def test_joint_methods_release_their_encoder_with_its_batchnorm_statistics(metho
   k.eval.evaluators = dict(knn=dict(type="knn", k=20, temperature=0.07))
   post = train.run(k, str(tmp_path / "knn"), devices=jax.devices()[:1])
   assert post["eval/knn_top1"] == pre["eval/knn_top1"]
+
+
+def test_fine_tuning_from_scratch_takes_the_architecture_from_the_config(tmp_path):
+  c = _downstream("tiny/finetune", "unused")
+  c.init_from = None
+  c.model.update(dict(patch_size=4, width=32, depth=1, num_heads=2, mlp_dim=64))   # posemb, dtype: defaults
+  results = train.run(c, str(tmp_path))
+  assert 0.0 <= results["eval/top1"] <= results["eval/top5"] <= 1.0
+  with pytest.raises(ValueError, match=r"model: set `variant` \(e.g. 'B/16'\) or all of \['patch_size'"):
+    c.model.patch_size = None
+    train.run(c, str(tmp_path / "b"))

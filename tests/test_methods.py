@@ -124,8 +124,12 @@ def _check_logs(method, workdir, init_baseline=True):
 def test_run_logs_collapse_monitors_and_online_probe(method, tmp_path):
   c = _small(method)
   c.total_steps = 4
-  train.run(c, str(tmp_path), devices=jax.devices()[:1])
+  c.eval.report = True
+  results = train.run(c, str(tmp_path), devices=jax.devices()[:1])
   _check_logs(method, tmp_path)
+  # The end-of-run report of a joint-embedding method (no reconstructions: only MAE draws those).
+  assert {"report/rankme", "report/alignment", "report/uniformity"} <= set(results)
+  assert (tmp_path / "report" / "embedding.png").exists() and not (tmp_path / "report" / "reconstructions.png").exists()
 
 
 @pytest.mark.parametrize("name", ["simclr_resnet50", "byol_resnet50", "mocov3_vit_b", "dino_vit_s16"])

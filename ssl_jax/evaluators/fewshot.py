@@ -6,8 +6,9 @@ and standard deviation, a constant bias feature is appended, and a ridge regress
 arg-max prediction is averaged over the seeds.
 """
 
-import jax
 import numpy as np
+
+from ssl_jax import sharding
 
 BIAS_FEATURE = 100.0    # large, so that the bias is almost unregularised
 
@@ -47,9 +48,8 @@ def fewshot_accuracy(train_features, train_labels, test_features, test_labels, *
 
   Classes with fewer than `shots` training examples use all they have. Labels < 0 (padding) are ignored.
   """
-  xtr = np.asarray(jax.device_get(train_features), np.float32)
-  ytr = np.asarray(jax.device_get(train_labels))
-  xte, yte = np.asarray(jax.device_get(test_features), np.float32), np.asarray(jax.device_get(test_labels))
+  xtr, ytr, xte, yte = (sharding.to_host(x) for x in (train_features, train_labels, test_features, test_labels))
+  xtr, xte = xtr.astype(np.float32), xte.astype(np.float32)
   keep = yte >= 0
   xte, yte = xte[keep], yte[keep]
   if num_classes is None:

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ssl_jax import sharding
+
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "steps"))
 def fit_linear(features, labels, weights, *, num_classes: int, l2: float = 1e-4, steps: int = 500):
@@ -132,7 +134,7 @@ def lars_probe_accuracy(train_features, train_labels, test_features, test_labels
                         num_classes: int | None = None) -> float:
   """Top-1 accuracy in [0, 1] of `fit_lars_probe` (the MAE linear-probe protocol on cached features); labels < 0
   are ignored."""
-  ytr = np.asarray(jax.device_get(train_labels))
+  ytr = sharding.to_host(train_labels)
   yte = jnp.asarray(test_labels, jnp.int32)
   if num_classes is None:
     num_classes = int(max(ytr.max(), int(jnp.max(yte)))) + 1

@@ -8,7 +8,6 @@
 Figures are RGB uint8 arrays (for TensorBoard) and PNG files (matplotlib, Agg backend, no display needed).
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from etils import epath
@@ -98,11 +97,3 @@ def save_png(array: np.ndarray, path) -> None:
   buf = io.BytesIO()
   Image.fromarray(array).save(buf, format="PNG")
   path.write_bytes(buf.getvalue())
-
-
-def host_array(x) -> np.ndarray:
-  """A (possibly multi-process sharded) global array as one numpy array on every process."""
-  if isinstance(x, jax.Array) and not x.is_fully_addressable:
-    from jax.experimental import multihost_utils
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-  return np.asarray(jax.device_get(x))

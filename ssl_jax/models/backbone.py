@@ -43,14 +43,16 @@ class ViTEncoder(nn.Module):
     return feats.astype(jnp.float32)
 
 
-def create(*, arch: str = "vit", pool: str = "cls", **kw: Any) -> nn.Module:
-  """The encoder `arch` ("vit": keywords of `vit.vit_kwargs`; "resnet": fields of `resnet.ResNet`)."""
+def create(*, arch: str = "vit", pool: str | None = "cls", **kw: Any) -> nn.Module:
+  """The encoder `arch` ("vit": keywords of `vit.vit_kwargs`; "resnet": fields of `resnet.ResNet`); pool None:
+  "cls"."""
   if arch == "vit":
+    pool = pool or "cls"
     if pool not in POOLS:
       raise ValueError(f"model.pool must be one of {POOLS}, got {pool!r}.")
     return ViTEncoder(vit.vit_kwargs(**kw), pool)
   if arch == "resnet":
-    kw = dict(kw)
+    kw = {k: v for k, v in kw.items() if v is not None}
     if "dtype" in kw:
       kw["dtype"] = jnp.dtype(kw["dtype"])
     if kw.get("stages") is not None:

@@ -285,9 +285,14 @@ class MAEDecoder(nn.Module):
 
 def vit_kwargs(*, variant: str | None = None, patch_size: int | None = None, width: int | None = None,
                depth: int | None = None, num_heads: int | None = None, mlp_dim: int | None = None,
-               posemb: str = "sincos2d", dtype: str = "float32", attention_impl: str | None = None,
-               drop_path: float = 0.0) -> dict[str, Any]:
-  """ViT keyword arguments from a named variant ("B/16") with optional explicit overrides of its sizes."""
+               posemb: str | None = "sincos2d", dtype: str | None = "float32", attention_impl: str | None = None,
+               drop_path: float | None = 0.0) -> dict[str, Any]:
+  """ViT keyword arguments from a named variant ("B/16") with optional explicit overrides of its sizes.
+
+  None (an unset config placeholder) means the default for `posemb` ("sincos2d"), `dtype` ("float32") and
+  `drop_path` (0).
+  """
+  posemb, dtype, drop_path = posemb or "sincos2d", dtype or "float32", drop_path or 0.0
   size = dict(patch_size=patch_size, width=width, depth=depth, num_heads=num_heads, mlp_dim=mlp_dim)
   if variant:
     base = dataclasses.asdict(parse_variant(variant))
