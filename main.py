@@ -12,6 +12,10 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory (local or gs://) for checkpoints and metrics.")
 _RESTART = flags.DEFINE_bool("restart", False, "Archive a previous run in --workdir to <workdir>/archive/<time>/ "
                              "and start afresh, instead of resuming it (or refusing it if its config differs).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-process runs: host:port of process 0 "
+                                   "(launch/local.sh sets it; Slurm and multi-host TPU slices are detected).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process runs: the number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process runs: this process's index, from 0.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -19,7 +23,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)   # Orbax and Grain log every file at INFO
-  from ssl_jax import preemption   # after flag parsing, so that --help is fast
+  from ssl_jax import distributed   # after flag parsing, so that --help is fast
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)   # before any device is used
+  from ssl_jax import preemption
   from ssl_jax import train
   try:
     train.run(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)

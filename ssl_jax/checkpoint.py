@@ -74,9 +74,23 @@ class Checkpointer:
     self._pending = step
 
   def restore(self, step: int, abstract_state, data_iterator):
-    """Restores `step` into `abstract_state`'s shapes and shardings; sets `data_iterator` to its saved position."""
-    out = self._mngr.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), data=grain.checkpoint.CheckpointRestore(data_iterator)))
+    """Restores `step` into `abstract_state`'s shapes and shardings; sets `data_iterator` to its saved position.
+
+    A step written by another number of processes restores too: the arrays onto the current mesh (Orbax), and the
+    data position from process 0's iterator state — every process's stream is the same dataset sliced by process
+    (`ssl_jax.data.pipeline`), so the state (a position within the slice, `next_index`) is the same for all of them.
+    """
+    data_dir = self.directory / str(step) / "data"
+    mine = data_dir / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    if mine.exists():
+      out = self._mngr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), data=grain.checkpoint.CheckpointRestore(data_iterator)))
+      return out["state"]
+    written = sorted(data_dir.glob("process_0-of-*.json"))
+    if not written:
+      raise FileNotFoundError(f"checkpoint step {step} has no data iterator state in {data_dir}.")
+    out = self._mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+    data_iterator.set_state(json.loads(written[0].read_text()))
     return out["state"]
 
   def saved_config(self, step: int) -> dict:
