@@ -87,3 +87,44 @@ def to_host(x) -> np.ndarray:
     from jax.experimental import multihost_utils
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
   return np.asarray(jax.device_get(x))
+
+
+def per_device_bytes(tree) -> int:
+  """Bytes one device holds of a tree of `jax.ShapeDtypeStruct`s (or arrays) carrying shardings."""
+  total = 0
+  for x in jax.tree.leaves(tree):
+    shape = x.sharding.shard_shape(x.shape) if getattr(x, "sharding", None) is not None else x.shape
+    total += math.prod(shape) * np.dtype(x.dtype).itemsize
+  return total
+
+
+def check_sufficiently_sharded(params, mesh: jax.sharding.Mesh, tolerance: float = 0.05) -> None:
+  """Fails loudly when parameters meant to be split over the `fsdp` and `tensor` axes are held whole (MaxText's
+  `assert_params_sufficiently_sharded`).
+
+  With FSDP x tensor parallelism over `k = fsdp * tensor` devices, each device should hold about `1/k` of the
+  parameters; some small ones (biases, norms, tokens) stay replicated, which `tolerance` allows for.
+
+  Args:
+    params: a tree of `jax.ShapeDtypeStruct`s (or arrays) with their shardings.
+    mesh: the mesh.
+    tolerance: the allowed excess of the per-device bytes over `total / k`, as a fraction of the total.
+
+  Raises:
+    ValueError: naming the largest replicated parameters and the rule to add.
+  """
+  k = mesh.shape["fsdp"] * mesh.shape["tensor"]
+  if k == 1:
+    return
+  leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+  total = sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for _, x in leaves)
+  held = per_device_bytes([x for _, x in leaves])
+  if held <= total / k + tolerance * total:
+    return
+  whole = sorted(((math.prod(x.shape) * np.dtype(x.dtype).itemsize, jax.tree_util.keystr(p)) for p, x in leaves
+                  if x.sharding.shard_shape(x.shape) == tuple(x.shape)), reverse=True)[:5]
+  raise ValueError(
+      f"parameters are not sufficiently sharded over fsdp x tensor = {k} devices: each device holds {held / 2**20:.1f} "
+      f"MiB of {total / 2**20:.1f} MiB (ideal {total / k / 2**20:.1f} MiB, tolerance {tolerance:.0%}). The largest "
+      f"replicated ones: {', '.join(f'{n} ({b / 2**20:.2f} MiB)' for b, n in whole)}. Give them logical axis names "
+      "that config.sharding_rules map to fsdp/tensor, or set config.sharding_tolerance=None to allow it.")

@@ -164,6 +164,9 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
   init = functools.partial(_initial_state, method, tx, config.seed, run)
   boxed = jax.eval_shape(init)
   state_sharding = sharding.logical_shardings(boxed, mesh, config.sharding_rules)
+  abstract_state = checkpoint.abstract_like(nn.unbox(boxed), state_sharding)
+  if config.sharding_tolerance is not None:
+    sharding.check_sufficiently_sharded(abstract_state.params, mesh, config.sharding_tolerance)
   batch_sharding = sharding.batch_sharding(mesh)
   return Program(
       method=method, durations=durations, mesh=mesh,
@@ -174,7 +177,7 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
                    out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0),
       represent=jax.jit(method.representation, out_shardings=batch_sharding),
       predict=jax.jit(method.predict, out_shardings=batch_sharding) if hasattr(method, "predict") else None,
-      abstract_state=checkpoint.abstract_like(nn.unbox(boxed), state_sharding), source=source)
+      abstract_state=abstract_state, source=source)
 
 
 def load_pretrained(program: Program, state: TrainState) -> TrainState:
