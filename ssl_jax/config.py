@@ -48,7 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.sharding_rules = sharding.DEFAULT_RULES
   # With fsdp x tensor > 1: fail at start-up when a device would hold more than 1/(fsdp x tensor) of the parameters
-  # plus this fraction of them (replicated parameters that should be split); None: no check.
+  # plus this fraction of them (and over 1 MiB more: replicated parameters that should be split); None: no check.
   c.sharding_tolerance = 0.05
 
   c.data = ml_collections.ConfigDict()

@@ -98,6 +98,9 @@ def per_device_bytes(tree) -> int:
   return total
 
 
+MIN_EXCESS_BYTES = 2 ** 20    # below this, replicated parameters cost nothing worth stopping a run for (toy models)
+
+
 def check_sufficiently_sharded(params, mesh: jax.sharding.Mesh, tolerance: float = 0.05) -> None:
   """Fails loudly when parameters meant to be split over the `fsdp` and `tensor` axes are held whole (MaxText's
   `assert_params_sufficiently_sharded`).
@@ -108,7 +111,8 @@ def check_sufficiently_sharded(params, mesh: jax.sharding.Mesh, tolerance: float
   Args:
     params: a tree of `jax.ShapeDtypeStruct`s (or arrays) with their shardings.
     mesh: the mesh.
-    tolerance: the allowed excess of the per-device bytes over `total / k`, as a fraction of the total.
+    tolerance: the allowed excess of the per-device bytes over `total / k`, as a fraction of the total (an excess
+      under `MIN_EXCESS_BYTES` always passes).
 
   Raises:
     ValueError: naming the largest replicated parameters and the rule to add.
@@ -119,7 +123,7 @@ def check_sufficiently_sharded(params, mesh: jax.sharding.Mesh, tolerance: float
   leaves = jax.tree_util.tree_flatten_with_path(params)[0]
   total = sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for _, x in leaves)
   held = per_device_bytes([x for _, x in leaves])
-  if held <= total / k + tolerance * total:
+  if held - total / k <= max(tolerance * total, MIN_EXCESS_BYTES):
     return
   whole = sorted(((math.prod(x.shape) * np.dtype(x.dtype).itemsize, jax.tree_util.keystr(p)) for p, x in leaves
                   if x.sharding.shard_shape(x.shape) == tuple(x.shape)), reverse=True)[:5]
