@@ -136,13 +136,6 @@ def to_hf(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.nd
   return out, config
 
 
-def _flatten(tree, prefix=""):
-  out = {}
-  for k, v in tree.items():
-    out.update(_flatten(v, f"{prefix}{k}/") if isinstance(v, dict) else {prefix + k: np.asarray(v)})
-  return out
-
-
 def load_timm_vit(path: str, *, num_heads: int | None = None, pool: str = "cls") -> tuple[dict, dict]:
   """(spec, variables) of an ssl_jax ViT from a timm ViT safetensors file (class token, learned positions).
 
@@ -200,7 +193,7 @@ def export(workdir: str, fmt: str, out: str) -> str:
   spec, variables = source.spec, source.variables()
   image_size = source.config.data.image_size
   if fmt == "npz":
-    flat = _flatten(variables)
+    flat = {k: np.asarray(v) for k, v in pretrained.flatten(variables).items()}
     flat["__spec__"] = np.asarray(json.dumps(spec))
     with epath.Path(out).open("wb") as f:
       np.savez(f, **flat)

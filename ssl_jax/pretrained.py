@@ -114,11 +114,12 @@ def build_method(config: ml_collections.ConfigDict):
   return methods.create(config.method.name, model=config.model.to_dict(), run=run, **hp)
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+  """A nested dict as `{'/'-joined path: leaf}`."""
   out = {}
   for k, v in tree.items():
     if isinstance(v, dict):
-      out.update(_flatten(v, f"{prefix}{k}/"))
+      out.update(flatten(v, f"{prefix}{k}/"))
     else:
       out[prefix + k] = v
   return out
@@ -174,7 +175,7 @@ def merge(target: dict, pretrained: dict) -> tuple[dict, MergeReport]:
   Raises:
     ValueError: shapes disagree, or nothing at all matched (the encoders are not the same architecture).
   """
-  t, p = _flatten(target), _flatten(pretrained)
+  t, p = flatten(target), flatten(pretrained)
   out, loaded, resized, mismatched = dict(t), [], [], []
   for path, leaf in t.items():
     if path not in p:

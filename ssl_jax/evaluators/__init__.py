@@ -56,7 +56,8 @@ EVALUATORS = {
     "linear_lars": (_linear_lars, lars_probe_accuracy),
     "fewshot": (_fewshot, fewshot_accuracy),
 }
-_NOT_SETTABLE = {"train_features", "train_labels", "test_features", "test_labels", "num_classes", "mesh"}
+_NOT_SETTABLE = {"train_features", "train_labels", "test_features", "test_labels", "num_classes", "mesh", "name",
+                 "train", "test", "kw"}
 
 
 def check(name: str, spec: dict) -> None:
@@ -64,9 +65,8 @@ def check(name: str, spec: dict) -> None:
   where = f"config.eval.evaluators.{name}"
   if "type" not in spec or spec["type"] not in EVALUATORS:
     raise ValueError(f"{where}.type={spec.get('type')!r}; use one of {sorted(EVALUATORS)}.")
-  fn = EVALUATORS[spec["type"]][1]
-  allowed = (set(inspect.signature(fn).parameters) - _NOT_SETTABLE) | ({"shots"} if spec["type"] == "fewshot"
-                                                                        else set())
+  runner, fn = EVALUATORS[spec["type"]]
+  allowed = (set(inspect.signature(fn).parameters) | set(inspect.signature(runner).parameters)) - _NOT_SETTABLE
   unknown = sorted(set(spec) - allowed - {"type"})
   if unknown:
     raise ValueError(f"{where} has unknown arguments {unknown}; a {spec['type']!r} evaluator takes "
