@@ -58,6 +58,7 @@ def get_config(arg=None):
   c.model = ml_collections.ConfigDict(dict(arch="vit", variant="S/16", posemb="sincos2d", dtype="bfloat16",
                                            pool="cls", drop_path=0.1))
   c.model.attention_impl = config_dict.placeholder(str)
+  config_lib.add_vit_execution_options(c.model)
 
   c.method.name = "dino"
   c.method.head = dict(out_dim=65536, hidden_dim=2048, bottleneck_dim=256, num_layers=3, norm_last_layer=True,

@@ -43,6 +43,7 @@ def get_config(arg=None):
 
   # Only what fine-tuning changes; the rest (variant, patch size, position embeddings) comes from init_from.
   c.model = config_dict.ConfigDict(dict(drop_path=0.1, pool="gap_fc_norm", dtype="bfloat16"))
+  config_lib.add_vit_execution_options(c.model, remat=None, scan=None)
 
   c.method.name = "classify"
   c.method.head_init_std = 2e-5

@@ -38,6 +38,7 @@ def get_config(arg=None):
 
   # The architecture and pooled feature come from init_from.
   c.model = config_dict.ConfigDict(dict(pool=config_dict.placeholder(str), dtype="bfloat16"))
+  config_lib.add_vit_execution_options(c.model, remat=None, scan=None)
 
   c.method.name = "classify"
   c.method.freeze_encoder = True

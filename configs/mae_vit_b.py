@@ -52,6 +52,7 @@ def get_config(arg=None):
   c.model.attention_impl = config_lib.config_dict.placeholder(str)   # None: XLA picks; "cudnn" on GPUs
   for k in ("patch_size", "width", "depth", "num_heads", "mlp_dim"):
     c.model[k] = config_lib.config_dict.placeholder(int)
+  config_lib.add_vit_execution_options(c.model)
 
   c.method.name = "mae"
   c.method.mask_ratio = 0.75

@@ -46,6 +46,7 @@ def get_config(arg=None):
   c.model = ml_collections.ConfigDict(dict(arch="vit", variant="B/16", posemb="sincos2d", dtype="bfloat16",
                                            pool="cls"))
   c.model.attention_impl = config_dict.placeholder(str)
+  config_lib.add_vit_execution_options(c.model)
 
   c.method.name = "mocov3"
   c.method.projector = dict(dims=(4096, 4096, 256), hidden_bn=True, last_bn="plain", use_bias=False)

@@ -205,10 +205,20 @@ def _lookup(d: dict, dotted: str):
   return d
 
 
+# Model keys that change how the model runs but not what it computes (nor its parameters): a run may resume with
+# other values (e.g. turn on rematerialisation to fit memory), and runs saved before they existed still match.
+EXECUTION_KEYS = ("remat", "scan")
+
+
 def identity_differences(saved: dict, current: dict, keys=IDENTITY_KEYS) -> list[str]:
-  """The dotted keys among `keys` whose values differ between two configs (as JSON-like dicts)."""
-  norm = lambda v: json.loads(json.dumps(v))  # tuples vs lists, as JSON stores them
-  return [k for k in keys if norm(_lookup(saved, k)) != norm(_lookup(current, k))]
+  """The dotted keys among `keys` whose values differ between two configs (as JSON-like dicts), ignoring the
+  model's `EXECUTION_KEYS`."""
+  def norm(key, config):
+    value = json.loads(json.dumps(_lookup(config, key)))  # tuples vs lists, as JSON stores them
+    if key == "model" and isinstance(value, dict):
+      value = {k: v for k, v in value.items() if k not in EXECUTION_KEYS}
+    return value
+  return [k for k in keys if norm(k, saved) != norm(k, current)]
 
 
 def abstract_like(shapes, shardings):

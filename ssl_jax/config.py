@@ -28,6 +28,9 @@ def base_config() -> ml_collections.ConfigDict:
   # config.model sets it.
   c.init_from = config_dict.placeholder(str)
   c.batch_size = 256                                   # global, over all processes and devices
+  # Gradient accumulation: each step's batch is processed in this many sequential micro-batches (their mean
+  # gradient makes one update); see the README for what it means for contrastive methods and BatchNorm.
+  c.grad_accum_steps = 1
   # Durations: in steps, or in epochs (`*_epochs`); when both are set the step value wins, so that
   # `--config.total_steps=2` shortens an epoch-based config. Converted once at start-up.
   c.total_steps = config_dict.placeholder(int)
@@ -118,6 +121,21 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def add_vit_execution_options(model: ml_collections.ConfigDict, remat: str | None = "none",
+                              scan: bool | None = False) -> None:
+  """Adds to a ViT's `config.model` the keys that change how it runs, not what it computes (the same parameters and
+  results; see `ssl_jax.models.vit.Transformer`):
+
+  - `remat`: rematerialisation of each transformer block in the backward pass: "none", "full" (keep only the
+    block inputs), "dots_saveable" (keep matmul outputs) or "dots_with_no_batch_dims_saveable";
+  - `scan`: run the blocks as one `lax.scan` (one block compiled instead of `depth`).
+
+  None (downstream configs) takes the value of the pretrained run (`config.init_from`).
+  """
+  model.remat = remat if remat is not None else config_dict.placeholder(str)
+  model.scan = scan if scan is not None else config_dict.placeholder(bool)
+
+
 def _positive(config, key):
   v = config[key]
   if v is not None and v < 0:
@@ -128,6 +146,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Checks values that do not depend on devices or data; raises ValueError naming the key and the fix."""
   if config.batch_size <= 0:
     raise ValueError(f"config.batch_size must be positive, got {config.batch_size}.")
+  if config.grad_accum_steps < 1 or config.batch_size % config.grad_accum_steps:
+    raise ValueError(f"config.grad_accum_steps={config.grad_accum_steps} must be >= 1 and divide config.batch_size="
+                     f"{config.batch_size}.")
   if config.total_steps is None and config.total_epochs is None:
     raise ValueError("set config.total_steps or config.total_epochs (both are None).")
   for name in ("log_every", "ckpt_every", "eval_every"):

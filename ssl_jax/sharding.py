@@ -1,8 +1,8 @@
 """The device mesh, logical-axis rules, and shardings of the train state and batches.
 
 This is the only module that knows the device layout. Models name their parameter and activation axes logically
-(`embed`, `mlp`, `heads`, `kv`, `patch`, `batch`, `length`); the rules given in the config map those names to the
-mesh axes `data`, `fsdp` and `tensor`.
+(`embed`, `mlp`, `heads`, `kv`, `patch`, `batch`, `length`; `conv_in`, `conv_out` for convolution kernels); the
+rules given in the config map those names to the mesh axes `data`, `fsdp` and `tensor`.
 """
 
 import math
@@ -17,7 +17,7 @@ MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")   # the batch is split over both the data and the FSDP axes
 
 # Pure data parallelism with FSDP available: parameters split over `fsdp` along `embed` (a no-op while fsdp == 1),
-# heads and MLP hidden units over `tensor` (a no-op while tensor == 1).
+# heads and MLP hidden units over `tensor` (a no-op while tensor == 1), convolution output channels over `fsdp`.
 DEFAULT_RULES = (
     ("batch", BATCH_AXES),
     ("embed", "fsdp"),
@@ -26,6 +26,8 @@ DEFAULT_RULES = (
     ("kv", None),
     ("patch", None),
     ("length", None),
+    ("conv_in", None),
+    ("conv_out", "fsdp"),
 )
 
 

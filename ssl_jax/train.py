@@ -46,12 +46,54 @@ def _initial_health():
   return dict(skipped=zero, streak=zero, worst_streak=zero, first_bad=zero - 1)
 
 
+def split_micro_batches(batch: dict, k: int) -> dict:
+  """`[B, ...]` leaves -> `[k, B/k, ...]`: micro-batch `i` takes examples `i, i + k, i + 2k, ...`.
+
+  With the batch split over devices in contiguous blocks, every device keeps its own examples in every micro-batch
+  (each micro-batch stays spread over all devices); nothing moves between devices. Needs `B/k` divisible by the
+  number of batch shards.
+  """
+  return jax.tree.map(lambda x: jnp.moveaxis(x.reshape((x.shape[0] // k, k) + x.shape[1:]), 1, 0), batch)
+
+
+def loss_and_grads(method, params, extra, batch: dict, rng, step, micro_batches: int = 1):
+  """`(loss, (metrics, extra)), grads` of `method.loss` on `batch`, in `micro_batches` sequential pieces.
+
+  With `micro_batches = k > 1` the gradients, loss and metrics are the means over the k micro-batches (a
+  `lax.scan`, so only one micro-batch's activations are alive at a time), which is the large batch's gradient for a
+  loss that is a mean over independent examples; micro-batch `i` draws its random numbers from `fold_in(rng, i)`.
+  The method state (`extra`) is threaded through the micro-batches in order. What this means for methods whose loss
+  couples the examples of a batch — contrastive negatives, BatchNorm statistics, DINO's centre, a MoCo queue — is
+  in the README ("Gradient accumulation"): each micro-batch is then a batch of its own.
+  """
+  grad_fn = jax.value_and_grad(method.loss, has_aux=True)
+  if micro_batches == 1:
+    return grad_fn(params, extra, batch, rng, step)
+
+  def accumulate(carry, xs):
+    i, micro = xs
+    grads, extra, loss, metrics_sum = carry
+    (l, (m, extra)), g = grad_fn(params, extra, micro, jax.random.fold_in(rng, i), step)
+    add = lambda a, b: a + b / micro_batches
+    return (jax.tree.map(add, grads, g), extra, add(loss, l), jax.tree.map(add, metrics_sum, m)), None
+
+  micro = split_micro_batches(batch, micro_batches)
+  first = jax.tree.map(lambda x: x[0], micro)
+  shapes = jax.eval_shape(grad_fn, params, extra, first, rng, step)
+  zeros = lambda tree: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), tree)
+  (_, (metrics_shape, _)), _ = shapes
+  init = (zeros(params), extra, jnp.zeros((), jnp.float32), zeros(metrics_shape))
+  (grads, extra, loss, step_metrics), _ = jax.lax.scan(accumulate, init, (jnp.arange(micro_batches), micro))
+  return (loss, (step_metrics, extra)), grads
+
+
 def train_step(method, tx, schedule, augment_views, nonfinite_policy: str, poison_steps: tuple[int, ...],
-               state: TrainState, batch: dict):
+               micro_batches: int, state: TrainState, batch: dict):
   """One optimizer update on a global batch. Pure; jitted with the state donated.
 
   `augment_views` (None for single-view methods) applies the photometric augmentation to the view groups first,
-  with a key of its own drawn from the step's key.
+  with a key of its own drawn from the step's key. The gradient is computed in `micro_batches` pieces (see
+  `loss_and_grads`).
 
   An update whose loss or gradients are not finite is not applied (parameters, optimizer and method state stay as
   they were; the step counter and data advance). With `nonfinite_policy == "stop"` no update is applied after the
@@ -62,8 +104,8 @@ def train_step(method, tx, schedule, augment_views, nonfinite_policy: str, poiso
   if augment_views is not None:
     aug_rng, rng = jax.random.split(rng)
     batch = augment_views(batch, aug_rng)
-  (loss, (step_metrics, extra)), grads = jax.value_and_grad(method.loss, has_aux=True)(
-      state.params, state.extra, batch, rng, state.step)
+  (loss, (step_metrics, extra)), grads = loss_and_grads(method, state.params, state.extra, batch, rng, state.step,
+                                                        micro_batches)
   number = state.step + 1
   if poison_steps:
     poisoned = jnp.isin(number, jnp.asarray(poison_steps))
@@ -172,7 +214,7 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
       method=method, durations=durations, mesh=mesh,
       init=jax.jit(lambda: nn.unbox(init()), out_shardings=state_sharding),
       step=jax.jit(functools.partial(train_step, method, tx, schedule, _augmenter(config), config.nonfinite_policy,
-                                     tuple(config.debug.nonfinite_at_steps)),
+                                     tuple(config.debug.nonfinite_at_steps), config.grad_accum_steps),
                    in_shardings=(state_sharding, batch_sharding),
                    out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0),
       represent=jax.jit(method.representation, out_shardings=batch_sharding),
@@ -361,6 +403,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
     if value % shards:
       raise ValueError(f"config.{key}={value} is not divisible by the {shards} batch shards of the mesh "
                        f"{dict(mesh.shape)}; use a multiple of {shards}.")
+  if config.batch_size % (shards * config.grad_accum_steps):
+    raise ValueError(f"config.batch_size={config.batch_size} in config.grad_accum_steps={config.grad_accum_steps} "
+                     f"micro-batches does not split evenly over the {shards} batch shards of the mesh; use a batch "
+                     f"size that is a multiple of {shards * config.grad_accum_steps}.")
   train_source, eval_sources = _open_sources(config)
   program = build(config, mesh, len(train_source), getattr(train_source, "num_classes", None))
   dur = program.durations

@@ -28,6 +28,24 @@ def load_config(path: str, arg=None):
   return config
 
 
+def train_steps(config, mesh_sizes: dict, batches):
+  """Builds `config` on a mesh of `mesh_sizes` and applies one step per host batch: (program, state, losses)."""
+  import flax.linen as nn
+  import jax
+  from ssl_jax import sharding
+  from ssl_jax import train
+  from ssl_jax.data import pipeline
+  config.mesh = mesh_sizes
+  mesh = sharding.make_mesh(mesh_sizes)
+  program = train.build(config, mesh, 1437, 10)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
+    state, losses = program.init(), []
+    for b in batches:
+      state, m = program.step(state, pipeline.to_global(b, sharding.batch_sharding(mesh)))
+      losses.append(float(m["loss"]))
+  return program, state, losses
+
+
 @pytest.fixture
 def tiny_config():
   """The tiny MAE config shrunk further: a run of a few steps takes seconds."""

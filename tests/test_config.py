@@ -1,5 +1,6 @@
 """Invalid configs fail with a message naming the key and the fix, before anything is compiled or written."""
 
+import json
 import os
 import subprocess
 import sys
@@ -72,3 +73,16 @@ def test_main_rejects_unknown_keys_and_bad_values(tmp_path):
   out = _main("--config.batch_size=abc", workdir=tmp_path / "c")
   assert out.returncode != 0 and "batch_size" in out.stderr
   assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_execution_keys_do_not_change_a_runs_identity():
+  """A run may resume with remat/scan switched (same parameters and results), or from a run saved before those keys
+  existed; any architecture key still counts."""
+  from ssl_jax import checkpoint
+  saved = dict(method=dict(name="mae"), model=dict(variant="B/16"), batch_size=8, seed=0,
+               data=dict(name="digits", image_size=16))
+  current = json.loads(json.dumps(saved))
+  current["model"].update(remat="full", scan=True)
+  assert checkpoint.identity_differences(saved, current) == []
+  current["model"]["variant"] = "S/16"
+  assert checkpoint.identity_differences(saved, current) == ["model"]

@@ -85,3 +85,30 @@ def test_mae_decoder_output_and_bfloat16_compute():
   pred = method.model.apply({"params": params}, jnp.zeros((3, 16, 16, 3)), m.ids_keep, m.ids_restore)
   assert pred.shape == (3, 16, 4 * 4 * 3) and pred.dtype == jnp.float32
   assert method.representation(params, extra, batch["image"]).shape == (3, 32)
+
+
+def test_remat_and_scan_keep_parameters_outputs_and_gradients():
+  """Every remat policy, with and without scan over the blocks, in training mode with stochastic depth: the same
+  parameter tree, the same output, and gradients equal up to float reassociation."""
+  images = jax.random.normal(jax.random.key(0), (4, 16, 16, 3))
+  weights = jax.random.normal(jax.random.key(1), (4, 17, 32))
+  results = {}
+  for remat in ("none", "full", "dots_saveable"):
+    for scan in (False, True):
+      model = vit.ViT(**vit.vit_kwargs(patch_size=4, width=32, depth=3, num_heads=2, mlp_dim=64, drop_path=0.3,
+                                       remat=remat, scan=scan))
+      params = nn.unbox(model.init(jax.random.key(2), images))["params"]
+      loss = lambda p: jnp.sum(weights * model.apply({"params": p}, images, train=True,
+                                                     rngs={"dropout": jax.random.key(3)}))
+      results[remat, scan] = (params, *jax.jit(jax.value_and_grad(loss))(params))
+  params, loss, grads = results["none", False]
+  for key, (p, value, g) in results.items():
+    assert jax.tree.structure(p) == jax.tree.structure(params), key
+    np.testing.assert_allclose(value, loss, rtol=1e-6, err_msg=str(key))
+    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(grads)):
+      np.testing.assert_allclose(a, b, atol=1e-5 * float(jnp.max(jnp.abs(b))), err_msg=str(key))
+  # Stochastic depth is on (the same keys in every mode): without it the loss differs.
+  plain = vit.ViT(**vit.vit_kwargs(patch_size=4, width=32, depth=3, num_heads=2, mlp_dim=64))
+  assert abs(float(jnp.sum(weights * plain.apply({"params": params}, images))) - float(loss)) > 1e-2
+  with pytest.raises(ValueError, match="model.remat='some' is unknown"):
+    vit.vit_kwargs(variant="Ti/16", remat="some")

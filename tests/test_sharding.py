@@ -1,13 +1,13 @@
 """Data parallelism, FSDP (ZeRO-3) and FSDP + tensor parallelism on 8 CPU devices: the intended partition specs, the
 same losses, optimizer state sharded like the parameters, and the check against replicated parameters."""
 
-import flax.linen as nn
 import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
 from conftest import load_config
+from conftest import train_steps
 from ssl_jax import sharding
 from ssl_jax import train
 from ssl_jax.data import pipeline
@@ -17,24 +17,17 @@ MESHES = {"dp": dict(data=8, fsdp=1, tensor=1), "fsdp": dict(data=1, fsdp=8, ten
           "fsdp_tp": dict(data=1, fsdp=4, tensor=2), "dp_fsdp_tp": dict(data=2, fsdp=2, tensor=2)}
 
 
-def _train(config, mesh_sizes, batches):
-  config.mesh = mesh_sizes
-  mesh = sharding.make_mesh(mesh_sizes)
-  program = train.build(config, mesh, 1437)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
-    state, losses = program.init(), []
-    for b in batches:
-      state, m = program.step(state, pipeline.to_global(b, sharding.batch_sharding(mesh)))
-      losses.append(float(m["loss"]))
-  return program, state, losses
-
-
 def test_fsdp_and_tensor_parallel_shard_as_intended_and_train_like_data_parallel(tiny_config):
-  tiny_config.model.update(dict(width=64, num_heads=4, mlp_dim=128))
+  tiny_config.model.update(dict(width=64, num_heads=4, mlp_dim=128, depth=2))
   it = iter(pipeline.train_dataset(sources.digits("train"), seed=0, global_batch_size=tiny_config.batch_size,
                                    image_size=16))
   batches = [next(it) for _ in range(3)]
-  runs = {name: _train(tiny_config.copy_and_resolve_references(), m, batches) for name, m in MESHES.items()}
+  runs = {name: train_steps(tiny_config.copy_and_resolve_references(), m, batches) for name, m in MESHES.items()}
+  # Scanned, rematerialised blocks (encoder and decoder) under FSDP + TP: the stacked parameters shard like the
+  # per-block ones.
+  scanned = tiny_config.copy_and_resolve_references()
+  scanned.model.update(dict(scan=True, remat="full"))
+  runs["fsdp_tp_scan_remat"] = train_steps(scanned, MESHES["fsdp_tp"], batches)
 
   # The logical rules give every preset the same PartitionSpecs; the mesh sizes decide what each device holds.
   shard = lambda state, *path: _get(state.params, path).sharding.shard_shape(_get(state.params, path).shape)
@@ -55,7 +48,7 @@ def test_fsdp_and_tensor_parallel_shard_as_intended_and_train_like_data_parallel
   held = {name: sharding.per_device_bytes(state.params) for name, (_, state, _) in runs.items()}
   assert held["fsdp"] < held["dp"] / 6 and held["fsdp_tp"] < held["dp"] / 6
 
-  for name in ("fsdp", "fsdp_tp", "dp_fsdp_tp"):
+  for name in ("fsdp", "fsdp_tp", "dp_fsdp_tp", "fsdp_tp_scan_remat"):
     np.testing.assert_allclose(runs[name][2], runs["dp"][2], rtol=2e-5, err_msg=name)
 
 
@@ -65,12 +58,28 @@ def _get(tree, path):
   return tree
 
 
+def test_resnet_under_fsdp_splits_convolutions_and_trains_like_data_parallel():
+  """SimCLR's ResNet with global BatchNorm: convolution kernels split over output channels, same losses as DP."""
+  c = load_config("configs/tiny/simclr.py")
+  c.batch_size, c.eval.batch_size = 16, 16
+  it = iter(pipeline.train_dataset(sources.digits("train"), seed=0, global_batch_size=16, image_size=16,
+                                   views=train.view_groups(c)))
+  batches = [next(it) for _ in range(2)]
+  dp, fsdp = (train_steps(c.copy_and_resolve_references(), MESHES[name], batches) for name in ("dp", "fsdp"))
+  kernels = [(p, x) for p, x in jax.tree_util.tree_flatten_with_path(fsdp[1].params)[0] if x.ndim == 4]
+  assert kernels and all(x.sharding.spec == P(None, None, None, "fsdp") for _, x in kernels)
+  assert sharding.per_device_bytes(fsdp[1].params) < sharding.per_device_bytes(dp[1].params) / 2
+  np.testing.assert_allclose(fsdp[2], dp[2], rtol=2e-5)
+
+
 def test_replicated_parameters_under_fsdp_fail_loudly():
-  c = load_config("configs/tiny/simclr.py")     # ResNet convolutions carry no logical axis names: replicated
+  c = load_config("configs/tiny/simclr.py")
+  c.sharding_rules = tuple(r for r in c.sharding_rules if r[0] != "conv_out") + (("conv_out", None),)
   c.mesh = dict(data=1, fsdp=8, tensor=1)
   c.batch_size, c.eval.batch_size = 64, 64
   mesh = sharding.make_mesh(c.mesh.to_dict())
-  with pytest.raises(ValueError, match=r"not sufficiently sharded over fsdp x tensor = 8 devices.*largest replicated"):
+  with pytest.raises(ValueError, match=r"not sufficiently sharded over fsdp x tensor = 8 devices.*largest replicated"
+                                       r".*stage3_block1.*conv2"):
     train.build(c, mesh, 1437, 10)
   c.sharding_tolerance = None                   # explicitly allowed
   train.build(c, mesh, 1437, 10)

@@ -41,6 +41,7 @@ def get_config(arg=None):
 
   c.model = ml_collections.ConfigDict(dict(arch="vit", patch_size=4, width=128, depth=4, num_heads=4, mlp_dim=512,
                                            posemb="sincos2d", dtype="float32", pool="cls"))
+  config_lib.add_vit_execution_options(c.model)
 
   c.method.name = "dino"
   c.method.head = dict(out_dim=1024, hidden_dim=256, bottleneck_dim=64, num_layers=3, norm_last_layer=True,

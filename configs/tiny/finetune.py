@@ -40,6 +40,7 @@ def get_config(arg=None):
       width=config_dict.placeholder(int), depth=config_dict.placeholder(int),
       num_heads=config_dict.placeholder(int), mlp_dim=config_dict.placeholder(int),
       posemb=config_dict.placeholder(str)))
+  config_lib.add_vit_execution_options(c.model, remat=None, scan=None)
 
   c.method.name = "classify"
   c.method.head_init_std = 2e-5

@@ -43,6 +43,7 @@ def get_config(arg=None):
   c.model.posemb = "sincos2d"
   c.model.dtype = "float32"
   c.model.attention_impl = config_dict.placeholder(str)
+  config_lib.add_vit_execution_options(c.model)
 
   c.method.name = "mae"
   c.method.mask_ratio = 0.75

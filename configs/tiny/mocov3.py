@@ -30,6 +30,7 @@ def get_config(arg=None):
 
   c.model = ml_collections.ConfigDict(dict(arch="vit", patch_size=4, width=128, depth=4, num_heads=4, mlp_dim=512,
                                            posemb="sincos2d", dtype="float32", pool="gap"))
+  config_lib.add_vit_execution_options(c.model)
 
   c.method.name = "mocov3"
   c.method.projector = dict(dims=(256, 256, 64), hidden_bn=True, last_bn="plain", use_bias=False)

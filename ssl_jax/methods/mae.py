@@ -110,7 +110,7 @@ def create(*, model: dict, run: contract.RunInfo, mask_ratio: float = 0.75, norm
 
   Args:
     model: encoder keyword arguments for `ssl_jax.models.vit.vit_kwargs` (variant, sizes, posemb, dtype,
-      attention_impl, drop_path).
+      attention_impl, drop_path, remat, scan; the decoder follows dtype, attention_impl, remat and scan).
     run: the run's facts (MAE uses the image shape).
     mask_ratio: fraction of patches removed (paper: 0.75).
     norm_pix_loss: per-patch normalised pixel targets (paper: True for the reported numbers).
@@ -126,7 +126,7 @@ def create(*, model: dict, run: contract.RunInfo, mask_ratio: float = 0.75, norm
   p = enc["patch_size"]
   if h % p or w % p:
     raise ValueError(f"image size {h}x{w} is not divisible by the patch size {p}.")
-  dec = dict(decoder, dtype=enc["dtype"], attention_impl=enc["attention_impl"])
+  dec = dict(decoder, dtype=enc["dtype"], attention_impl=enc["attention_impl"], remat=enc["remat"], scan=enc["scan"])
   mae_model = MAEModel(encoder=enc, decoder=dec, patch_dim=p * p * c, grid=(h // p, w // p))
   spec = contract.freeze(dict(model, arch="vit", pool=feature))
   return MAE(mae_model, p, (h // p) * (w // p), mask_ratio, norm_pix_loss, feature, spec)

@@ -53,6 +53,8 @@ def create(*, arch: str = "vit", pool: str | None = "cls", **kw: Any) -> nn.Modu
     return ViTEncoder(vit.vit_kwargs(**kw), pool)
   if arch == "resnet":
     kw = {k: v for k, v in kw.items() if v is not None}
+    if kw.pop("remat", "none") != "none" or kw.pop("scan", False):
+      raise ValueError("model.remat and model.scan apply to ViT blocks; a ResNet takes neither (leave them unset).")
     if "dtype" in kw:
       kw["dtype"] = jnp.dtype(kw["dtype"])
     if kw.get("stages") is not None:

@@ -9,7 +9,9 @@ turns into a cross-device reduction, so the statistics are those of the global b
 hosts — the "sync BN" that SimCLR and BYOL need — without `axis_name`. Running statistics live in the `batch_stats`
 collection, which the methods keep in their extra state.
 
-Parameters are not logically partitioned: a ResNet-50 (25.6M parameters) is replicated and the batch is sharded.
+Convolution kernels `[kh, kw, C_in, C_out]` carry the logical axis names (None, None, `conv_in`, `conv_out`):
+the default rules split output channels over `fsdp` (FSDP/ZeRO-3 of a ResNet) and keep input channels whole.
+BatchNorm scales, shifts and running statistics (a few KiB per layer) stay replicated.
 """
 
 import functools
@@ -27,7 +29,8 @@ DEPTHS = {
     152: ("bottleneck", (3, 8, 36, 3)),
 }
 
-_conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+_conv_init = nn.with_logical_partitioning(nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+                                         (None, None, "conv_in", "conv_out"))
 
 
 def batch_norm(train: bool, name: str | None = None, zero_scale: bool = False, **kw) -> nn.BatchNorm:

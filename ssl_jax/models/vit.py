@@ -129,17 +129,22 @@ class MlpBlock(nn.Module):
                     bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(h)
 
 
-def drop_path(module: nn.Module, x: jax.Array, rate: float, train: bool) -> jax.Array:
+def drop_path(module: nn.Module, x: jax.Array, rate, train: bool, key: jax.Array | None = None) -> jax.Array:
   """Stochastic depth (Huang et al. 2016) on a residual branch `x` `[B, ...]`: each example's branch is zeroed with
-  probability `rate` and the kept ones scaled by `1 / (1 - rate)`, as timm's `DropPath`. Uses the "dropout" rng."""
-  if not train or rate == 0.0:
+  probability `rate` and the kept ones scaled by `1 / (1 - rate)`, as timm's `DropPath`.
+
+  `rate` may be traced (a scanned layer's rate); `key` defaults to the module's "dropout" rng.
+  """
+  if not train or (isinstance(rate, (int, float)) and rate == 0.0):
     return x
-  keep = jax.random.bernoulli(module.make_rng("dropout"), 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
+  key = module.make_rng("dropout") if key is None else key
+  keep = jax.random.bernoulli(key, 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
   return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
 
 
 class Block(nn.Module):
-  """Pre-LN transformer block: `x + attn(ln(x))`, then `x + mlp(ln(x))` (branches under stochastic depth)."""
+  """Pre-LN transformer block: `x + attn(ln(x))`, then `x + mlp(ln(x))` (branches under stochastic depth at rate
+  `drop_path`, or `rate` when given, with the two branches' keys split from `key` when given)."""
   num_heads: int
   mlp_dim: int
   dtype: Any = jnp.float32
@@ -147,17 +152,37 @@ class Block(nn.Module):
   drop_path: float = 0.0
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, train: bool = False, rate=None, key=None):
+    rate = self.drop_path if rate is None else rate
+    keys = (None, None) if key is None else tuple(jax.random.split(key))
     y = Attention(self.num_heads, self.dtype, self.attention_impl, name="attn")(layer_norm(self.dtype, "ln1")(x))
-    x = x + drop_path(self, y, self.drop_path, train)
+    x = x + drop_path(self, y, rate, train, keys[0])
     y = MlpBlock(self.mlp_dim, self.dtype, name="mlp")(layer_norm(self.dtype, "ln2")(x))
-    x = x + drop_path(self, y, self.drop_path, train)
+    x = x + drop_path(self, y, rate, train, keys[1])
     return _constrain(x)
+
+
+# Rematerialisation policies of the transformer blocks (`jax.checkpoint`): what the backward pass keeps from the
+# forward pass. "full" keeps only each block's input; "dots_saveable" keeps matmul outputs and recomputes the rest.
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
 
 
 class Transformer(nn.Module):
   """`depth` blocks followed by a final LayerNorm (unless `final_norm` is False); stochastic depth rising linearly
-  from 0 to `drop_path`."""
+  from 0 to `drop_path`.
+
+  `remat` (a `REMAT_POLICIES` name) recomputes each block's activations in the backward pass instead of storing
+  them; `scan` runs the blocks as one `lax.scan` over their parameters stacked on the fly, so that XLA compiles one
+  block instead of `depth` (deep models compile in seconds). Neither changes the parameters (`block{i}/...` in both
+  cases: checkpoints, exports and per-layer optimizer rules are the same), nor the result: the stochastic-depth keys
+  are split per layer from one "dropout" key in every mode. The cost of `scan`: a stacked copy of the block
+  parameters (and of their gradients) lives for the duration of the step.
+  """
   depth: int
   num_heads: int
   mlp_dim: int
@@ -165,12 +190,33 @@ class Transformer(nn.Module):
   attention_impl: str | None = None
   drop_path: float = 0.0
   final_norm: bool = True
+  remat: str = "none"
+  scan: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    for i in range(self.depth):
-      rate = self.drop_path * i / max(self.depth - 1, 1)
-      x = Block(self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, rate, name=f"block{i}")(x, train)
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f"model.remat={self.remat!r} is unknown; use one of {sorted(REMAT_POLICIES)}.")
+    block = lambda **kw: Block(self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, **kw)
+    rates = [self.drop_path * i / max(self.depth - 1, 1) for i in range(self.depth)]
+    stochastic = train and self.drop_path > 0.0
+    keys = jax.random.split(self.make_rng("dropout"), self.depth) if stochastic else None
+    if self.is_initializing() or (self.remat == "none" and not self.scan):
+      for i in range(self.depth):
+        x = block(drop_path=rates[i], name=f"block{i}")(x, train, key=None if keys is None else keys[i])
+    else:
+      def apply(params, x, rate, key):
+        return block().apply({"params": params}, x, train, rate, key)
+      if self.remat != "none":
+        apply = jax.checkpoint(apply, policy=REMAT_POLICIES[self.remat], prevent_cse=not self.scan)
+      params = [nn.unbox(self.variables["params"][f"block{i}"]) for i in range(self.depth)]
+      if self.scan:
+        stacked = jax.tree.map(lambda *p: jnp.stack(p), *params)
+        x, _ = jax.lax.scan(lambda x, xs: (apply(xs[0], x, xs[1] if stochastic else None, xs[2]), None), x,
+                            (stacked, jnp.asarray(rates, jnp.float32), keys))
+      else:
+        for i in range(self.depth):
+          x = apply(params[i], x, rates[i] if stochastic else None, None if keys is None else keys[i])
     return layer_norm(self.dtype, "norm")(x) if self.final_norm else x
 
 
@@ -185,6 +231,7 @@ class ViT(nn.Module):
     drop_path: stochastic-depth rate of the last block (linear from 0 over the blocks; active with `train`).
     final_norm: end with the final LayerNorm (False: MAE/timm global-pool fine-tuning, which normalises the pooled
       tokens with a fresh `fc_norm` instead).
+    remat, scan: memory and compile-time options of the blocks (see `Transformer`); the same parameters and results.
   """
   patch_size: int
   width: int
@@ -196,6 +243,8 @@ class ViT(nn.Module):
   attention_impl: str | None = None
   drop_path: float = 0.0
   final_norm: bool = True
+  remat: str = "none"
+  scan: bool = False
 
   def grid(self, images_shape):
     _, h, w, _ = images_shape
@@ -234,7 +283,7 @@ class ViT(nn.Module):
     x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (x.shape[0], 1, self.width)), x], axis=1)
     x = _constrain(x)
     return Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, self.drop_path,
-                       self.final_norm, name="encoder")(x, train)
+                       self.final_norm, self.remat, self.scan, name="encoder")(x, train)
 
 
 class MAEDecoder(nn.Module):
@@ -253,6 +302,8 @@ class MAEDecoder(nn.Module):
   grid: tuple[int, int]
   dtype: Any = jnp.float32
   attention_impl: str | None = None
+  remat: str = "none"
+  scan: bool = False
 
   @nn.compact
   def __call__(self, tokens, ids_restore):
@@ -277,7 +328,8 @@ class MAEDecoder(nn.Module):
     pos = sincos_2d(self.width, *self.grid)
     pos = np.concatenate([np.zeros((1, self.width), np.float32), pos])[None]
     x = _constrain(x + jnp.asarray(pos, self.dtype))
-    x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, name="decoder")(x)
+    x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, remat=self.remat,
+                    scan=self.scan, name="decoder")(x)
     x = nn.Dense(self.patch_dim, dtype=self.dtype, name="pred", kernel_init=_dense_init(("embed", "patch")),
                  bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("patch",)))(x)
     return x[:, 1:].astype(jnp.float32)
@@ -286,13 +338,16 @@ class MAEDecoder(nn.Module):
 def vit_kwargs(*, variant: str | None = None, patch_size: int | None = None, width: int | None = None,
                depth: int | None = None, num_heads: int | None = None, mlp_dim: int | None = None,
                posemb: str | None = "sincos2d", dtype: str | None = "float32", attention_impl: str | None = None,
-               drop_path: float | None = 0.0) -> dict[str, Any]:
+               drop_path: float | None = 0.0, remat: str | None = "none", scan: bool | None = False) -> dict[str, Any]:
   """ViT keyword arguments from a named variant ("B/16") with optional explicit overrides of its sizes.
 
-  None (an unset config placeholder) means the default for `posemb` ("sincos2d"), `dtype` ("float32") and
-  `drop_path` (0).
+  None (an unset config placeholder) means the default for `posemb` ("sincos2d"), `dtype` ("float32"),
+  `drop_path` (0), `remat` ("none") and `scan` (False).
   """
   posemb, dtype, drop_path = posemb or "sincos2d", dtype or "float32", drop_path or 0.0
+  remat, scan = remat or "none", bool(scan)
+  if remat not in REMAT_POLICIES:
+    raise ValueError(f"model.remat={remat!r} is unknown; use one of {sorted(REMAT_POLICIES)}.")
   size = dict(patch_size=patch_size, width=width, depth=depth, num_heads=num_heads, mlp_dim=mlp_dim)
   if variant:
     base = dataclasses.asdict(parse_variant(variant))
@@ -302,4 +357,5 @@ def vit_kwargs(*, variant: str | None = None, patch_size: int | None = None, wid
     raise ValueError(f"model: set `variant` (e.g. 'B/16') or all of {missing}.")
   if not 0.0 <= drop_path < 1.0:
     raise ValueError(f"model.drop_path must be in [0, 1), got {drop_path}.")
-  return dict(size, posemb=posemb, dtype=jnp.dtype(dtype), attention_impl=attention_impl, drop_path=drop_path)
+  return dict(size, posemb=posemb, dtype=jnp.dtype(dtype), attention_impl=attention_impl, drop_path=drop_path,
+              remat=remat, scan=scan)
