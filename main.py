@@ -16,15 +16,27 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "Multi-process r
                                    "(launch/local.sh sets it; Slurm and multi-host TPU slices are detected).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process runs: the number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process runs: this process's index, from 0.")
-flags.mark_flags_as_required(["config", "workdir"])
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Compile the train step for the configured mesh with abstract inputs "
+                              "and print the parameter shardings and per-device memory; read no data, write nothing.")
+_TOPOLOGY = flags.DEFINE_string("topology", None, "With --dry_run: compile for this TPU topology (e.g. v5e:4x4, "
+                                "v5p:2x2x2) instead of the local devices; needs libtpu (the tpu extra), not a TPU.")
+flags.mark_flags_as_required(["config"])
+flags.register_validator("workdir", lambda v: v is not None or flags.FLAGS.dry_run,
+                         "--workdir is required (unless --dry_run)")
+flags.register_validator("topology", lambda v: v is None or flags.FLAGS.dry_run, "--topology needs --dry_run")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)   # Orbax and Grain log every file at INFO
+  if _DRY_RUN.value:
+    from ssl_jax import dry_run
+    dry_run.check(_CONFIG.value, topology=_TOPOLOGY.value)
+    return
   from ssl_jax import distributed   # after flag parsing, so that --help is fast
-  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)   # before any device is used
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,   # before any device is used
+                         **_CONFIG.value.distributed.to_dict())
   from ssl_jax import preemption
   from ssl_jax import train
   try:

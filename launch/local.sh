@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Runs N processes of main.py on this machine, each with its own CPU devices, coordinated over 127.0.0.1: the
 # multi-host code paths (jax.distributed, per-process data shards, global arrays, multi-process Orbax checkpoints)
-# without a cluster.
+# without a cluster. Needs bash >= 5.1.
 #
 #   launch/local.sh N CONFIG [main.py flags...]
 #   launch/local.sh 2 configs/tiny/mae.py --workdir=/tmp/mae_2proc --config.total_steps=20
 #
 # Environment: DEVICES_PER_PROCESS (default 4), PORT (default: a free one), PYTHON (default: python3),
 # LOG_DIR (default: the current directory; process i > 0 writes LOG_DIR/local_process_<i>.log, process 0 prints),
-# DRY_RUN=1 prints the commands instead of running them. The exit status is the first failing process's (a failure
-# stops the others), else 0.
+# DRY_RUN=1 prints the commands instead of running them, KILL_AFTER (default 30) is the grace in seconds between
+# SIGTERM and SIGKILL when the launcher stops the other processes. The exit status is the first failing process's
+# (a failure stops the others: SIGTERM, then SIGKILL after KILL_AFTER seconds, so that a hung or frozen process
+# cannot keep the job alive), 75 if the run was preempted (every process saves the agreed step and exits 75 on its
+# own), else 0.
 set -euo pipefail
 
 if [[ $# -lt 2 || ! "$1" =~ ^[1-9][0-9]*$ ]]; then
@@ -29,7 +32,8 @@ fi
 
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null && kill -CONT "$pid" 2>/dev/null || true; done
+  (sleep "${KILL_AFTER:-30}"; for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done) &
 }
 trap cleanup INT TERM
 
@@ -50,11 +54,17 @@ for ((i = 0; i < n; i++)); do
   pids+=($!)
 done
 
+preempted=75
 status=0
-for ((left = ${#pids[@]}; left > 0; left--)); do
+live=("${pids[@]}")
+while ((${#live[@]} > 0)); do
   code=0
-  wait -n || code=$?            # whichever process ends first: a failure stops the rest at once
-  if ((code != 0 && status == 0)); then
+  finished=
+  wait -n -p finished "${live[@]}" || code=$?    # whichever process ends first: a failure stops the rest at once
+  for i in "${!live[@]}"; do [[ "${live[$i]}" == "$finished" ]] && unset "live[$i]"; done
+  if ((code == preempted)); then
+    ((status == 0)) && status=$preempted   # the others are saving the same step: let them finish
+  elif ((code != 0 && (status == 0 || status == preempted))); then
     status=$code
     cleanup
   fi

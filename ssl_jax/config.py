@@ -48,6 +48,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.nonfinite_policy = "skip"
   c.max_nonfinite_streak = 10
 
+  # Multi-process runs (`ssl_jax.distributed`): every process joins within initialization_timeout_s; a process
+  # silent for heartbeat_timeout_s (dead or hung) stops the whole job with an error instead of a hang.
+  c.distributed = ml_collections.ConfigDict(dict(initialization_timeout_s=300, heartbeat_timeout_s=100,
+                                                 shutdown_timeout_s=300))
+
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
   c.sharding_rules = sharding.DEFAULT_RULES
   # With fsdp x tensor > 1: fail at start-up when a device would hold more than 1/(fsdp x tensor) of the parameters

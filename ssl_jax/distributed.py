@@ -10,6 +10,12 @@ run has several processes:
   `jax.distributed.initialize()` reads the cluster's environment (Slurm variables, the TPU metadata) itself.
 
 A single process does nothing here.
+
+Bounded waits (`config.distributed`, passed here): every process must join within `initialization_timeout_s`; a
+process that stops sending heartbeats (dead, hung, or frozen by SIGSTOP) for `heartbeat_timeout_s` is declared
+dead by the coordination service, which then stops every other process with an error, so that a job blocked in a
+collective on a lost peer ends instead of hanging until the scheduler's time limit; `shutdown_timeout_s` bounds the
+exit barrier. Checkpoint writes and their host barriers are bounded by `config.ckpt_timeout_s`.
 """
 
 import os
@@ -30,12 +36,17 @@ def cluster_kind() -> str | None:
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> bool:
+               process_id: int | None = None, *, initialization_timeout_s: int = 300, heartbeat_timeout_s: int = 100,
+               shutdown_timeout_s: int = 300) -> bool:
   """Starts `jax.distributed` for a multi-process run (see the module docstring); returns whether it did.
 
   Raises:
     ValueError: an incomplete explicit setting (all three of address, count and id are needed).
   """
+  timeouts = dict(initialization_timeout=initialization_timeout_s, heartbeat_timeout_seconds=heartbeat_timeout_s,
+                  shutdown_timeout_seconds=shutdown_timeout_s)
+  if min(timeouts.values()) <= 0:
+    raise ValueError(f"config.distributed timeouts must be positive, got {timeouts}.")
   explicit = (coordinator_address, num_processes, process_id)
   if any(v is not None for v in explicit):
     if any(v is None for v in explicit):
@@ -45,9 +56,9 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
       raise ValueError(f"--process_id={process_id} must be in [0, --num_processes={num_processes}).")
     if num_processes == 1:
       return False
-    jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id)
+    jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id, **timeouts)
     return True
   if cluster_kind() is not None:
-    jax.distributed.initialize()
+    jax.distributed.initialize(**timeouts)
     return True
   return False

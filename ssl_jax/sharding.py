@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -55,8 +56,11 @@ def make_mesh(sizes: dict[str, int], devices: Sequence[jax.Device] | None = None
   if len(devices) == jax.device_count():
     return jax.make_mesh(shape, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES),
                          devices=devices)
-  return jax.sharding.Mesh(np.asarray(devices).reshape(shape), MESH_AXES,
-                           axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES))
+  # A subset of the devices, or compile-only devices of a described topology (`ssl_jax.dry_run`): on TPUs the
+  # axes follow the physical interconnect, as jax.make_mesh lays them out.
+  grid = (mesh_utils.create_device_mesh(shape, devices, allow_split_physical_axes=True)
+          if devices[0].platform == "tpu" else np.asarray(devices).reshape(shape))
+  return jax.sharding.Mesh(grid, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES))
 
 
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:

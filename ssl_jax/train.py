@@ -222,6 +222,20 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
       abstract_state=abstract_state, source=source)
 
 
+def check_batch_split(config, mesh: jax.sharding.Mesh) -> None:
+  """Raises ValueError unless the train and eval batches (and each micro-batch) split evenly over the batch shards."""
+  shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  for key in ("batch_size", "eval.batch_size"):
+    value = config[key] if key == "batch_size" else config.eval.batch_size
+    if value % shards:
+      raise ValueError(f"config.{key}={value} is not divisible by the {shards} batch shards of the mesh "
+                       f"{dict(mesh.shape)}; use a multiple of {shards}.")
+  if config.batch_size % (shards * config.grad_accum_steps):
+    raise ValueError(f"config.batch_size={config.batch_size} in config.grad_accum_steps={config.grad_accum_steps} "
+                     f"micro-batches does not split evenly over the {shards} batch shards of the mesh; use a batch "
+                     f"size that is a multiple of {shards * config.grad_accum_steps}.")
+
+
 def load_pretrained(program: Program, state: TrainState) -> TrainState:
   """`state` with its encoder replaced by `program.source`'s (config.init_from), placed in the state's shardings."""
   _, target = program.method.encoder(state.params, state.extra)
@@ -397,16 +411,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
   workdir = str(workdir) if "://" in str(workdir) else os.path.abspath(workdir)   # Orbax needs absolute paths
   config_lib.validate(config)
   mesh = sharding.make_mesh(config.mesh.to_dict(), devices)
-  shards = mesh.shape["data"] * mesh.shape["fsdp"]
-  for key in ("batch_size", "eval.batch_size"):
-    value = config[key] if key == "batch_size" else config.eval.batch_size
-    if value % shards:
-      raise ValueError(f"config.{key}={value} is not divisible by the {shards} batch shards of the mesh "
-                       f"{dict(mesh.shape)}; use a multiple of {shards}.")
-  if config.batch_size % (shards * config.grad_accum_steps):
-    raise ValueError(f"config.batch_size={config.batch_size} in config.grad_accum_steps={config.grad_accum_steps} "
-                     f"micro-batches does not split evenly over the {shards} batch shards of the mesh; use a batch "
-                     f"size that is a multiple of {shards * config.grad_accum_steps}.")
+  check_batch_split(config, mesh)
   train_source, eval_sources = _open_sources(config)
   program = build(config, mesh, len(train_source), getattr(train_source, "num_classes", None))
   dur = program.durations

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from ssl_jax import sharding
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
 from ssl_jax.data import transforms
@@ -132,3 +133,15 @@ def test_unknown_tfds_split_is_named(monkeypatch):
   monkeypatch.setattr(tfds, "data_source", fake_data_source)
   with pytest.raises(ValueError, match="has no split 'valid'.*Should be one of \\['train', 'validation'\\]"):
     sources.make("imagenet2012", "valid")
+
+
+def test_train_batch_spec_matches_the_global_batches():
+  """The abstract batch of the ahead-of-time compile is what the pipeline delivers (single and multi-view)."""
+  mesh = sharding.make_mesh(dict(data=-1, fsdp=1, tensor=1))
+  views = (pipeline.ViewGroup("global_crops", 2, 16, (0.3, 1.0), (3 / 4, 4 / 3), True),
+           pipeline.ViewGroup("local_crops", 3, 8, (0.05, 0.3), (3 / 4, 4 / 3), True))
+  for kw in (dict(image_size=16), dict(image_size=16, views=views)):
+    local = next(iter(pipeline.train_dataset(sources.digits("train"), seed=0, global_batch_size=16, **kw)))
+    real = pipeline.to_global(local, sharding.batch_sharding(mesh))
+    spec = pipeline.train_batch_spec(16, kw["image_size"], kw.get("views", ()))
+    assert {k: (v.shape, v.dtype) for k, v in real.items()} == {k: (v.shape, v.dtype) for k, v in spec.items()}

@@ -108,6 +108,70 @@ def test_kill_9_at_any_moment_loses_only_uncommitted_work(reference, tmp_path):
   assert len(ids) == 40
 
 
+LAUNCH = ROOT / "launch" / "local.sh"
+
+
+def _launch(workdir, log_dir, *extra):
+  """The same run as `_start`, as 2 processes x 4 CPU devices through launch/local.sh."""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env.update(PYTHONUNBUFFERED="1", JAX_PLATFORMS="cpu", PYTHON=sys.executable, DEVICES_PER_PROCESS="4",
+             LOG_DIR=str(log_dir), KILL_AFTER="5")
+  return subprocess.Popen(["bash", str(LAUNCH), "2", "configs/tiny/mae.py", f"--workdir={workdir}", *TINY, *extra],
+                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _pid(workdir, process_id):
+  pattern = f"--process_id={process_id} --workdir={workdir} "
+  out = subprocess.run(["pgrep", "-f", "--", pattern], capture_output=True, text=True, check=True)
+  return int(out.stdout.split()[0])
+
+
+def _ids_of_processes(workdir, n):
+  """Per step, the example ids of the global batch (process 0's slice, then process 1's...)."""
+  logs = [[json.loads(l) for l in (pathlib.Path(workdir) / "example_ids" / f"process_{i}.jsonl").read_text()
+           .splitlines()] for i in range(n)]
+  return {rs[0]["step"]: sum((r["ids"] for r in rs), []) for rs in zip(*logs)}
+
+
+def test_sigterm_on_one_of_two_processes_saves_an_agreed_step_on_both(reference, tmp_path):
+  """A preemption notice reaching one host: JAX's preemption service makes both processes stop at the same step,
+  both save it, both exit 75 (and the launcher with them); the restart continues like the uninterrupted run."""
+  workdir = tmp_path / "run"
+  proc = _launch(workdir, tmp_path)
+  _wait_for_step(workdir, 6, proc)
+  os.kill(_pid(workdir, 1), signal.SIGTERM)
+  out, _ = proc.communicate(timeout=180)
+  assert proc.returncode == preemption.PREEMPTED_EXIT_CODE, out
+  saved = checkpoint.Checkpointer(workdir / "checkpoints").latest_step()
+  assert saved >= 6 and checkpoint.step_damage(workdir / "checkpoints", saved) is None
+  for log in (out, (tmp_path / "local_process_1.log").read_text()):
+    assert f"checkpoint of step {saved} saved" in log
+  proc = _launch(workdir, tmp_path)
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out
+  assert f"resuming from step {saved}" in out
+  losses, ref = _losses(workdir), _losses(reference)    # 2 x 4 devices vs 1 x 8: equal up to reduction order
+  assert sorted(losses) == sorted(ref)
+  np.testing.assert_allclose([losses[k] for k in sorted(losses)], [ref[k] for k in sorted(ref)], rtol=2e-6)
+  assert _ids_of_processes(workdir, 2) == _ids(reference)   # every example exactly once across the restart
+
+
+def test_a_frozen_process_ends_the_job_instead_of_hanging(tmp_path):
+  """A process that stops responding (SIGSTOP: no crash, no closed socket) is declared dead after
+  config.distributed.heartbeat_timeout_s and the job ends with an error; committed checkpoints stay intact."""
+  workdir = tmp_path / "run"
+  proc = _launch(workdir, tmp_path, "--config.distributed.heartbeat_timeout_s=5")
+  _wait_for_step(workdir, 5, proc)
+  os.kill(_pid(workdir, 1), signal.SIGSTOP)
+  start = time.time()
+  out, _ = proc.communicate(timeout=180)
+  assert proc.returncode not in (0, preemption.PREEMPTED_EXIT_CODE)
+  assert time.time() - start < 90, "the job outlived the heartbeat timeout by far"
+  assert "stopped sending heartbeats" in out
+  steps = _steps_on_disk(workdir)
+  assert 4 in steps and all(checkpoint.step_damage(workdir / "checkpoints", s) is None for s in steps)
+
+
 def _steps_on_disk(workdir):
   return sorted(int(p.name) for p in (pathlib.Path(workdir) / "checkpoints").iterdir() if p.name.isdigit())
 

@@ -2,6 +2,7 @@
 the logs, full-scale configs building and stepping at a reduced batch."""
 
 import json
+import re
 
 import jax
 import numpy as np
@@ -167,3 +168,37 @@ def test_interrupted_run_resumes_bit_identically(method, tmp_path):
   train.run(c, str(resumed), devices=jax.devices()[:1])
   assert losses(straight) == losses(resumed) and len(losses(straight)) == 4
   _check_logs(method, straight, init_baseline=False)
+
+
+@pytest.mark.parametrize("method", ["mae", "simclr"])
+def test_bfloat16_compute_keeps_float32_parameters_and_loss(method):
+  """Mixed precision (`model.dtype="bfloat16"`): the matmuls and convolutions run in bfloat16, the parameters and
+  the loss stay float32, and the loss is the float32 model's up to bfloat16 rounding."""
+  if method == "mae":
+    c = load_config("configs/tiny/mae.py")
+    c.model.update(dict(width=32, depth=1, num_heads=2, mlp_dim=64))
+    c.method.decoder = dict(width=32, depth=1, num_heads=2, mlp_dim=64)
+    c.update(dict(batch_size=32, total_epochs=None, total_steps=4))
+  else:
+    c = _small(method)
+  mesh = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
+  local = next(iter(pipeline.train_dataset(sources.digits("train"), seed=0, global_batch_size=32, image_size=16,
+                                           views=train.view_groups(c))))
+  batch, key = pipeline.to_global(local, sharding.batch_sharding(mesh)), jax.random.key(0)
+  augment = train._augmenter(c)
+  batch = augment(batch, key) if augment else batch
+  losses = {}
+  for dtype in ("float32", "bfloat16"):
+    c.model.dtype = dtype
+    program = train.build(c, mesh, 1437, 10)
+    with jax.set_mesh(mesh):
+      state = program.init()
+      loss = jax.jit(lambda p, e, b: program.method.loss(p, e, b, key, 0)[0])
+      hlo = loss.lower(state.params, state.extra, batch).as_text()
+      value = loss(state.params, state.extra, batch)
+    assert {x.dtype for x in jax.tree.leaves(state.params)} == {np.dtype(np.float32)}
+    assert value.dtype == np.float32
+    low_precision = re.findall(r"stablehlo\.(?:dot_general|convolution)[^\n]*xbf16>", hlo)
+    assert bool(low_precision) == (dtype == "bfloat16")
+    losses[dtype] = float(value)
+  np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=0.03)

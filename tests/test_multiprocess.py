@@ -133,3 +133,10 @@ def test_distributed_initialisation_needs_a_complete_setting(monkeypatch):
   monkeypatch.setenv("SLURM_NTASKS", "1")
   monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "w0,w1,w2,w3")
   assert distributed.cluster_kind() == "tpu"
+  # A detected cluster initialises with the configured bounds on every wait.
+  calls = []
+  monkeypatch.setattr(distributed.jax.distributed, "initialize", lambda *a, **kw: calls.append((a, kw)))
+  assert distributed.initialize(heartbeat_timeout_s=7) is True
+  assert calls == [((), dict(initialization_timeout=300, heartbeat_timeout_seconds=7, shutdown_timeout_seconds=300))]
+  with pytest.raises(ValueError, match="timeouts must be positive"):
+    distributed.initialize(initialization_timeout_s=0)

@@ -127,6 +127,15 @@ def train_dataset(source, *, seed: int, global_batch_size: int, image_size: int,
   return _to_iter(ds, num_workers, prefetch)
 
 
+def train_batch_spec(global_batch_size: int, image_size: int, views: tuple[ViewGroup, ...] = ()) -> dict:
+  """The global batch `train_dataset` yields (after `to_global`), as `jax.ShapeDtypeStruct`s without shardings: the
+  abstract input of an ahead-of-time compile, known without reading any data."""
+  b = global_batch_size
+  spec = {g.name: jax.ShapeDtypeStruct((b, g.count, g.size, g.size, 3), np.uint8) for g in views} if views else {
+      "image": jax.ShapeDtypeStruct((b, image_size, image_size, 3), np.uint8)}
+  return dict(spec, label=jax.ShapeDtypeStruct((b,), np.int32), index=jax.ShapeDtypeStruct((b,), np.int32))
+
+
 class _Padded:
   """`source` padded by repetition to `length`, with `valid` = 0 on the padding."""
 
