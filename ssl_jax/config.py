@@ -54,6 +54,9 @@ def base_config() -> ml_collections.ConfigDict:
                                                  shutdown_timeout_s=300))
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  # A named layout instead of the sizes above: "dp", "fsdp" (ZeRO-3 over every device) or "fsdp_tp" (FSDP x
+  # config.mesh.tensor-way tensor parallelism); see `ssl_jax.sharding.preset_sizes`.
+  c.mesh_preset = config_dict.placeholder(str)
   c.sharding_rules = sharding.DEFAULT_RULES
   # With fsdp x tensor > 1: fail at start-up when a device would hold more than 1/(fsdp x tensor) of the parameters
   # plus this fraction of them (and over 1 MiB more: replicated parameters that should be split); None: no check.
@@ -185,6 +188,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.optim.base_lr must be positive, got {config.optim.base_lr}.")
   if set(config.mesh.keys()) != set(sharding.MESH_AXES):
     raise ValueError(f"config.mesh must have exactly the axes {sharding.MESH_AXES}, got {sorted(config.mesh)}.")
+  sharding.preset_sizes(config.mesh_preset, config.mesh.to_dict())
   lo, hi = config.data.crop_scale
   if not 0 < lo <= hi <= 1:
     raise ValueError(f"config.data.crop_scale must satisfy 0 < lo <= hi <= 1, got {config.data.crop_scale}.")

@@ -85,7 +85,7 @@ def check(config: ml_collections.ConfigDict, topology: str | None = None, device
   if topology is not None:
     devices = topology_devices(topology)
   devices = list(jax.devices() if devices is None else devices)
-  mesh = sharding.make_mesh(config.mesh.to_dict(), devices)
+  mesh = sharding.make_mesh(config.mesh.to_dict(), devices, config.mesh_preset)
   train.check_batch_split(config, mesh)
   num_examples, num_classes, note = _num_examples_and_classes(config)
   program = train.build(config, mesh, num_examples, num_classes)

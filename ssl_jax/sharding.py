@@ -32,6 +32,29 @@ DEFAULT_RULES = (
 )
 
 
+# Named layouts (config.mesh_preset) and the mesh sizes they stand for; "fsdp_tp" keeps config.mesh.tensor.
+PRESETS = ("dp", "fsdp", "fsdp_tp")
+
+
+def preset_sizes(preset: str | None, sizes: dict[str, int]) -> dict[str, int]:
+  """The mesh sizes of a preset: "dp" pure data parallelism (data=-1), "fsdp" parameters, gradients and optimizer
+  state split over every device (fsdp=-1, ZeRO-3), "fsdp_tp" FSDP over the devices left by `sizes["tensor"]`-way
+  tensor parallelism; None: `sizes` as given."""
+  if preset is None:
+    return dict(sizes)
+  if preset == "dp":
+    return dict(data=-1, fsdp=1, tensor=1)
+  if preset == "fsdp":
+    return dict(data=1, fsdp=-1, tensor=1)
+  if preset == "fsdp_tp":
+    if sizes["tensor"] < 2:
+      raise ValueError("config.mesh_preset='fsdp_tp' takes the tensor-parallel size from config.mesh.tensor; "
+                       "set it (e.g. --config.mesh.tensor=4).")
+    return dict(data=1, fsdp=-1, tensor=sizes["tensor"])
+  raise ValueError(f"config.mesh_preset={preset!r} is unknown; use one of {PRESETS}, or None for config.mesh as "
+                   "given.")
+
+
 def mesh_shape(sizes: dict[str, int], num_devices: int) -> tuple[int, ...]:
   """Resolves the axis sizes (one may be -1: "the rest") against the number of devices."""
   shape = [int(sizes[a]) for a in MESH_AXES]
@@ -49,10 +72,11 @@ def mesh_shape(sizes: dict[str, int], num_devices: int) -> tuple[int, ...]:
   return tuple(shape)
 
 
-def make_mesh(sizes: dict[str, int], devices: Sequence[jax.Device] | None = None) -> jax.sharding.Mesh:
-  """A mesh over `devices` (default: all) with axes `data`, `fsdp`, `tensor`."""
+def make_mesh(sizes: dict[str, int], devices: Sequence[jax.Device] | None = None,
+              preset: str | None = None) -> jax.sharding.Mesh:
+  """A mesh over `devices` (default: all) with axes `data`, `fsdp`, `tensor`, sized by `sizes` or `preset`."""
   devices = list(jax.devices() if devices is None else devices)
-  shape = mesh_shape(sizes, len(devices))
+  shape = mesh_shape(preset_sizes(preset, sizes), len(devices))
   if len(devices) == jax.device_count():
     return jax.make_mesh(shape, MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES),
                          devices=devices)

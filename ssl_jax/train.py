@@ -410,7 +410,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
   # Config and mesh: every check that can fail does so before anything is compiled or written.
   workdir = str(workdir) if "://" in str(workdir) else os.path.abspath(workdir)   # Orbax needs absolute paths
   config_lib.validate(config)
-  mesh = sharding.make_mesh(config.mesh.to_dict(), devices)
+  mesh = sharding.make_mesh(config.mesh.to_dict(), devices, config.mesh_preset)
   check_batch_split(config, mesh)
   train_source, eval_sources = _open_sources(config)
   program = build(config, mesh, len(train_source), getattr(train_source, "num_classes", None))

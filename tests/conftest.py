@@ -28,15 +28,19 @@ def load_config(path: str, arg=None):
   return config
 
 
-def train_steps(config, mesh_sizes: dict, batches):
-  """Builds `config` on a mesh of `mesh_sizes` and applies one step per host batch: (program, state, losses)."""
+def train_steps(config, mesh_sizes, batches):
+  """Builds `config` on a mesh of `mesh_sizes` (a dict, or a `config.mesh_preset` name) and applies one step per
+  host batch: (program, state, losses)."""
   import flax.linen as nn
   import jax
   from ssl_jax import sharding
   from ssl_jax import train
   from ssl_jax.data import pipeline
-  config.mesh = mesh_sizes
-  mesh = sharding.make_mesh(mesh_sizes)
+  if isinstance(mesh_sizes, str):
+    config.mesh_preset = mesh_sizes
+  else:
+    config.mesh = mesh_sizes
+  mesh = sharding.make_mesh(config.mesh.to_dict(), preset=config.mesh_preset)
   program = train.build(config, mesh, 1437, 10)
   with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
     state, losses = program.init(), []

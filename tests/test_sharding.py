@@ -13,12 +13,13 @@ from ssl_jax import train
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
 
-MESHES = {"dp": dict(data=8, fsdp=1, tensor=1), "fsdp": dict(data=1, fsdp=8, tensor=1),
-          "fsdp_tp": dict(data=1, fsdp=4, tensor=2), "dp_fsdp_tp": dict(data=2, fsdp=2, tensor=2)}
+# The presets (config.mesh_preset; "fsdp_tp" with config.mesh.tensor=2) and an explicit mesh.
+MESHES = {"dp": "dp", "fsdp": "fsdp", "fsdp_tp": "fsdp_tp", "dp_fsdp_tp": dict(data=2, fsdp=2, tensor=2)}
 
 
 def test_fsdp_and_tensor_parallel_shard_as_intended_and_train_like_data_parallel(tiny_config):
   tiny_config.model.update(dict(width=64, num_heads=4, mlp_dim=128, depth=2))
+  tiny_config.mesh.tensor = 2            # the tensor-parallel size of the fsdp_tp preset
   it = iter(pipeline.train_dataset(sources.digits("train"), seed=0, global_batch_size=tiny_config.batch_size,
                                    image_size=16))
   batches = [next(it) for _ in range(3)]
@@ -29,7 +30,9 @@ def test_fsdp_and_tensor_parallel_shard_as_intended_and_train_like_data_parallel
   scanned.model.update(dict(scan=True, remat="full"))
   runs["fsdp_tp_scan_remat"] = train_steps(scanned, MESHES["fsdp_tp"], batches)
 
-  # The logical rules give every preset the same PartitionSpecs; the mesh sizes decide what each device holds.
+  # The logical rules give every layout the same PartitionSpecs; the mesh sizes decide what each device holds.
+  assert [dict(runs[n][0].mesh.shape) for n in ("dp", "fsdp", "fsdp_tp")] == [
+      dict(data=8, fsdp=1, tensor=1), dict(data=1, fsdp=8, tensor=1), dict(data=1, fsdp=4, tensor=2)]
   shard = lambda state, *path: _get(state.params, path).sharding.shard_shape(_get(state.params, path).shape)
   attn = ("encoder", "encoder", "block0", "attn")
   fc1 = ("encoder", "encoder", "block0", "mlp", "fc1", "kernel")
@@ -75,9 +78,9 @@ def test_resnet_under_fsdp_splits_convolutions_and_trains_like_data_parallel():
 def test_replicated_parameters_under_fsdp_fail_loudly():
   c = load_config("configs/tiny/simclr.py")
   c.sharding_rules = tuple(r for r in c.sharding_rules if r[0] != "conv_out") + (("conv_out", None),)
-  c.mesh = dict(data=1, fsdp=8, tensor=1)
+  c.mesh_preset = "fsdp"
   c.batch_size, c.eval.batch_size = 64, 64
-  mesh = sharding.make_mesh(c.mesh.to_dict())
+  mesh = sharding.make_mesh(c.mesh.to_dict(), preset=c.mesh_preset)
   with pytest.raises(ValueError, match=r"not sufficiently sharded over fsdp x tensor = 8 devices.*largest replicated"
                                        r".*stage3_block1.*conv2"):
     train.build(c, mesh, 1437, 10)
