@@ -27,6 +27,14 @@ KNOWN_NUM_CLASSES = {"imagenet2012": 1000, "imagenet2012_subset": 1000, "imagene
                      "cifar10": 10, "cifar100": 100, "food101": 101, "oxford_iiit_pet": 37}
 
 
+ADVICE = ("To fit: shard the parameters (config.mesh_preset=fsdp), rematerialise the blocks (model.remat=full, "
+          "with model.scan=True for deep models), split the batch (config.grad_accum_steps), or lower the batch.")
+
+
+class DoesNotFit(RuntimeError):
+  """The compiler reports that the train step needs more device memory than the device has."""
+
+
 def topology_devices(name: str) -> list:
   """The compile-only devices of a TPU topology such as "v5e:4x4", "v5p:2x2x2", "v4:2x2x1" or "v6e:2x4"."""
   from jax.experimental import topologies
@@ -95,7 +103,14 @@ def check(config: ml_collections.ConfigDict, topology: str | None = None, device
            pipeline.train_batch_spec(config.batch_size, config.data.image_size, train.view_groups(config)).items()}
   start = time.perf_counter()
   with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
-    compiled = program.step.lower(state, batch).compile()
+    lowered = program.step.lower(state, batch)
+    try:
+      compiled = lowered.compile()
+    except jax.errors.JaxRuntimeError as e:
+      if "RESOURCE_EXHAUSTED" not in str(e):
+        raise
+      raise DoesNotFit(f"the train step of this config does not fit in the memory of a {devices[0].device_kind} "
+                       f"device on the mesh {dict(mesh.shape)}: {str(e).splitlines()[0].rstrip('.')}. {ADVICE}") from None
   compile_s = time.perf_counter() - start
 
   memory = compiled.memory_analysis()
@@ -136,7 +151,6 @@ def _print(config, report, table, note, capacity) -> None:
   lines += [f"  {k:18s} {_size(v)}" for k, v in report["bytes_per_device"].items()]
   peak = report["bytes_per_device"].get("step_peak")
   if capacity and peak is not None:
-    verdict = "fits" if peak <= capacity else "DOES NOT FIT: shard more (config.mesh fsdp/tensor), model.remat, " \
-                                              "config.grad_accum_steps or a smaller batch"
+    verdict = "fits" if peak <= capacity else f"DOES NOT FIT. {ADVICE}"
     lines.append(f"  device memory      {_size(capacity)}: {verdict}")
   print("\n".join(lines), flush=True)

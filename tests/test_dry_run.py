@@ -75,3 +75,6 @@ def test_dry_run_compiles_for_a_tpu_topology_without_a_tpu(tiny_config):
   assert report["mesh"] == dict(data=1, fsdp=4, tensor=1) and report["bytes_per_device"]["step_peak"] > 0
   with pytest.raises(ValueError, match="is not a TPU topology libtpu knows"):
     dry_run.check(c, topology="v5e-nonsense")
+  c.batch_size = 2 ** 20                          # 28 GiB of temporaries per 16 GiB chip: the compiler refuses it
+  with pytest.raises(dry_run.DoesNotFit, match=r"does not fit in the memory of a TPU v5 lite device.*HBM.*To fit: "):
+    dry_run.check(c, topology="v5e:2x2")

@@ -178,7 +178,8 @@ class Transformer(nn.Module):
 
   `remat` (a `REMAT_POLICIES` name) recomputes each block's activations in the backward pass instead of storing
   them; `scan` runs the blocks as one `lax.scan` over their parameters stacked on the fly, so that XLA compiles one
-  block instead of `depth` (deep models compile in seconds). Neither changes the parameters (`block{i}/...` in both
+  block instead of `depth` (shorter compiles of deep models for TPUs; use it with a remat policy, since a scanned
+  loop otherwise keeps every intermediate of every block). Neither changes the parameters (`block{i}/...` in both
   cases: checkpoints, exports and per-layer optimizer rules are the same), nor the result: the stochastic-depth keys
   are split per layer from one "dropout" key in every mode. The cost of `scan`: a stacked copy of the block
   parameters (and of their gradients) lives for the duration of the step.
