@@ -1,9 +1,17 @@
-"""Test setup: 8 CPU devices (set before jax is imported), absl flags parsed, quiet Orbax/Grain logs."""
+"""Test setup: 8 CPU devices (set before jax is imported), a session-wide XLA compilation cache, absl flags parsed,
+quiet Orbax/Grain logs."""
 
 import os
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent compilation cache for the session, shared with the main.py subprocesses: the many runs of the same
+# tiny programs (resume tests run a config two or three times) compile once.
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+  import tempfile
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="ssl_jax_test_xla_cache_")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import importlib.util  # noqa: E402
 import pathlib  # noqa: E402
@@ -16,6 +24,14 @@ flags.FLAGS.mark_as_parsed()
 logging.set_verbosity(logging.WARNING)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_own_compilation_cache():
+  yield
+  if _OWN_CACHE:
+    import shutil
+    shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 def load_config(path: str, arg=None):
