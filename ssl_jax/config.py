@@ -126,6 +126,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.debug = ml_collections.ConfigDict()
   c.debug.log_example_ids = False                      # write example_ids/process_<i>.jsonl (ids per step)
   c.debug.nonfinite_at_steps = ()                      # fault injection: NaN gradients at these steps
+  # jax.transfer_guard level of the training loop outside log, eval and checkpoint steps: "disallow" makes any
+  # implicit host<->device transfer there (a hidden sync) an error; "log" reports them. (On CPUs jax guards only
+  # host-to-device transfers.)
+  c.debug.transfer_guard = "allow"
   return c
 
 
@@ -176,6 +180,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.ckpt_timeout_s must be positive, got {config.ckpt_timeout_s}.")
   if config.nonfinite_policy not in ("skip", "stop"):
     raise ValueError(f"config.nonfinite_policy={config.nonfinite_policy!r}: use 'skip' or 'stop'.")
+  if config.debug.transfer_guard not in ("allow", "log", "disallow", "log_explicit", "disallow_explicit"):
+    raise ValueError(f"config.debug.transfer_guard={config.debug.transfer_guard!r}: use 'allow', 'log', "
+                     "'disallow', 'log_explicit' or 'disallow_explicit' (jax.transfer_guard levels).")
   if config.max_nonfinite_streak < 1:
     raise ValueError(f"config.max_nonfinite_streak must be >= 1, got {config.max_nonfinite_streak}.")
   if config.optim.name not in optim.OPTIMIZERS:

@@ -20,7 +20,6 @@ from ssl_jax import config as config_lib
 from ssl_jax import sharding
 from ssl_jax import train
 from ssl_jax.data import pipeline
-from ssl_jax.data import sources
 
 # Classes of the data sets a config may name when their files are not on this machine (only the shapes matter).
 KNOWN_NUM_CLASSES = {"imagenet2012": 1000, "imagenet2012_subset": 1000, "imagenet_v2": 1000, "digits": 10,
@@ -48,12 +47,11 @@ def topology_devices(name: str) -> list:
                      "'v5p:2x2x2'.") from e
 
 
-def _num_examples_and_classes(config) -> tuple[int, int | None, str]:
+def dataset_facts(config) -> tuple[int, int | None, str]:
   """The training split's size and classes, from its metadata; for data not on this machine, placeholders (they
   change the schedules' lengths, not the compiled program), with a note saying so."""
   try:
-    source = sources.make(config.data.name, config.data.train_split, data_dir=config.data.data_dir,
-                          image_size=config.data.image_size, num_examples=config.data.synthetic_examples)
+    source = train.open_source(config, config.data.train_split)
     return len(source), getattr(source, "num_classes", None), ""
   except Exception as e:  # noqa: BLE001 -- any failure to open the data only makes durations unknown
     classes = KNOWN_NUM_CLASSES.get(config.data.name)
@@ -95,7 +93,7 @@ def check(config: ml_collections.ConfigDict, topology: str | None = None, device
   devices = list(jax.devices() if devices is None else devices)
   mesh = sharding.make_mesh(config.mesh.to_dict(), devices, config.mesh_preset)
   train.check_batch_split(config, mesh)
-  num_examples, num_classes, note = _num_examples_and_classes(config)
+  num_examples, num_classes, note = dataset_facts(config)
   program = train.build(config, mesh, num_examples, num_classes)
   state = program.abstract_state
   batch_sharding = sharding.batch_sharding(mesh)
@@ -109,8 +107,9 @@ def check(config: ml_collections.ConfigDict, topology: str | None = None, device
     except jax.errors.JaxRuntimeError as e:
       if "RESOURCE_EXHAUSTED" not in str(e):
         raise
+      reason = str(e).splitlines()[0].rstrip(".")
       raise DoesNotFit(f"the train step of this config does not fit in the memory of a {devices[0].device_kind} "
-                       f"device on the mesh {dict(mesh.shape)}: {str(e).splitlines()[0].rstrip('.')}. {ADVICE}") from None
+                       f"device on the mesh {dict(mesh.shape)}: {reason}. {ADVICE}") from None
   compile_s = time.perf_counter() - start
 
   memory = compiled.memory_analysis()

@@ -158,6 +158,16 @@ def view_groups(config) -> tuple[pipeline.ViewGroup, ...]:
                                   g.get("flip", True)) for name, g in config.data.views.items())
 
 
+def train_dataset(config, source):
+  """The training stream of `config.data` over `source` (`pipeline.train_dataset`)."""
+  d = config.data
+  return pipeline.train_dataset(
+      source, seed=config.seed, global_batch_size=config.batch_size, image_size=d.image_size,
+      crop_scale=d.crop_scale, crop_ratio=d.crop_ratio, flip=d.flip,
+      rand_augment=tuple(d.rand_augment) if d.rand_augment else None, views=view_groups(config),
+      num_workers=d.num_workers, prefetch=d.prefetch)
+
+
 def _augmenter(config) -> Callable | None:
   """(batch, key) -> batch with each view group photometrically augmented and normalised (None: no views)."""
   if not config.data.views:
@@ -337,13 +347,18 @@ def representation_report(program: Program, state: TrainState, eval_sources, con
   return numbers
 
 
-def _open_sources(config):
-  d, e = config.data, config.eval
-  kw = dict(data_dir=d.data_dir, image_size=d.image_size, num_examples=d.synthetic_examples,
-            bad_images=d.bad_images)
-  train = sources.make(d.name, d.train_split, **kw)
-  eval_name = e.data_name or d.name
-  return train, (sources.make(eval_name, e.train_split, **kw), sources.make(eval_name, e.test_split, **kw))
+def open_source(config, split: str, name: str | None = None):
+  """The source `name` (default `config.data.name`) / `split`, with `config.data`'s location and options."""
+  d = config.data
+  return sources.make(name or d.name, split, data_dir=d.data_dir, image_size=d.image_size,
+                      num_examples=d.synthetic_examples, bad_images=d.bad_images)
+
+
+def open_sources(config):
+  """The training source and the evaluators' (train, test) sources of `config`."""
+  e = config.eval
+  return open_source(config, config.data.train_split), (open_source(config, e.train_split, e.data_name),
+                                                        open_source(config, e.test_split, e.data_name))
 
 
 def _report(step, results, config, workdir):
@@ -412,14 +427,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
   config_lib.validate(config)
   mesh = sharding.make_mesh(config.mesh.to_dict(), devices, config.mesh_preset)
   check_batch_split(config, mesh)
-  train_source, eval_sources = _open_sources(config)
+  train_source, eval_sources = open_sources(config)
   program = build(config, mesh, len(train_source), getattr(train_source, "num_classes", None))
   dur = program.durations
-  train_iter = iter(pipeline.train_dataset(
-      train_source, seed=config.seed, global_batch_size=config.batch_size, image_size=config.data.image_size,
-      crop_scale=config.data.crop_scale, crop_ratio=config.data.crop_ratio, flip=config.data.flip,
-      rand_augment=tuple(config.data.rand_augment) if config.data.rand_augment else None,
-      views=view_groups(config), num_workers=config.data.num_workers, prefetch=config.data.prefetch))
+  train_iter = iter(train_dataset(config, train_source))
   _prepare_workdir(workdir, restart)
 
   # Resume from the newest intact checkpoint, or start.
@@ -456,15 +467,17 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
   try:
     with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
       for step in range(start + 1, dur.total + 1):
-        local = next(train_iter)
-        bad_images += int(np.sum(local.pop("bad", 0)))      # undecodable files replaced (data.bad_images="skip")
-        if ids_log is not None:
-          ids_log.write(step, local["index"])
-        state, step_metrics = program.step(state, pipeline.to_global(local, batch_sharding))
-        if step == start + 1:   # one sync, so that examples/s does not count compilation
-          jax.block_until_ready(step_metrics)
-          metrics.say(f"compiled and ran step {step} in {progress.restart(step):.1f}s")
-        preempted = watcher(step)
+        # Between log steps nothing waits for the devices: config.debug.transfer_guard="disallow" proves it.
+        with jax.transfer_guard(config.debug.transfer_guard):
+          local = next(train_iter)
+          bad_images += int(np.sum(local.pop("bad", 0)))      # undecodable files replaced (data.bad_images="skip")
+          if ids_log is not None:
+            ids_log.write(step, local["index"])
+          state, step_metrics = program.step(state, pipeline.to_global(local, batch_sharding))
+          if step == start + 1:   # one sync, so that examples/s does not count compilation
+            jax.block_until_ready(step_metrics)
+            metrics.say(f"compiled and ran step {step} in {progress.restart(step):.1f}s")
+          preempted = watcher(step)
         if every(dur.log_every, step) or step == dur.total:
           step_metrics = jax.device_get(step_metrics)
           _check_health(state, config)

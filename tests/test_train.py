@@ -179,3 +179,15 @@ def test_gradient_accumulation_equals_the_large_batch():
   c.grad_accum_steps, c.mesh = 16, dict(data=8, fsdp=1, tensor=1)
   with pytest.raises(ValueError, match="does not split evenly over the 8 batch shards.*multiple of 128"):
     train.run(c, "/nonexistent/never_written")
+
+
+def test_training_loop_never_syncs_with_the_devices_between_log_steps(tiny_config, tmp_path):
+  """Under `jax.transfer_guard("disallow")` outside log, eval and checkpoint steps, any implicit transfer between host
+  and devices in the loop (a hidden synchronisation that would stall the device queue) is an error. On the CPU jax
+  guards host-to-device transfers only (its device arrays are host memory): this catches implicit uploads (a numpy
+  or Python value fed to the step each iteration); on GPUs and TPUs the same setting also catches downloads."""
+  tiny_config.update(dict(log_every=3, ckpt_every=6))
+  tiny_config.debug.transfer_guard = "disallow"
+  tiny_config.eval.evaluators = {}
+  train.run(tiny_config, str(tmp_path))
+  assert sorted(_losses(tmp_path)) == [3, 6]

@@ -1,0 +1,131 @@
+"""The train-step benchmark as functions (`train_step.py` is its command line; `input_pipeline.py` reuses it)."""
+
+import json
+import statistics
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ssl_jax import config as config_lib
+from ssl_jax import dry_run
+from ssl_jax import flops
+from ssl_jax import sharding
+from ssl_jax import train
+from ssl_jax.data import pipeline
+
+# Dense bfloat16 peak FLOP/s per device (datasheets).
+DATASHEET_PEAK = {"NVIDIA H100 80GB HBM3": 989e12, "NVIDIA H100": 989e12, "NVIDIA H200": 989e12,
+                  "NVIDIA A100-SXM4-80GB": 312e12, "NVIDIA A100-SXM4-40GB": 312e12, "TPU v4": 275e12,
+                  "TPU v5 lite": 197e12, "TPU v5": 459e12, "TPU v6 lite": 918e12}
+
+
+def measure_matmul_peak(dtype, device, n: int | None = None, repeats: int = 5) -> float:
+  """FLOP/s of the fastest of `repeats` `n x n` matmuls in `dtype` on one device (n: 2048 on CPUs, 8192 else)."""
+  n = n or (2048 if device.platform == "cpu" else 8192)
+  a = jax.device_put(jax.random.normal(jax.random.key(0), (n, n), dtype), device)
+  b = jax.device_put(jax.random.normal(jax.random.key(1), (n, n), dtype), device)
+  f = jax.jit(lambda x, y: x @ y)
+  f(a, b).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    f(a, b).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * n ** 3 / best
+
+
+def synthetic_batch(spec: dict, sharding, seed: int = 0) -> dict:
+  """Random arrays of the global batch `spec` (`pipeline.train_batch_spec`), created on the devices."""
+  keys = jax.random.split(jax.random.key(seed), len(spec))
+
+  def make(key, s):
+    if s.dtype == jnp.uint8:
+      return jax.random.randint(key, s.shape, 0, 256, jnp.int32).astype(jnp.uint8)
+    return jax.random.randint(key, s.shape, 0, 10, s.dtype)
+  return {k: jax.jit(make, static_argnums=1, out_shardings=sharding)(key, s)
+          for key, (k, s) in zip(keys, spec.items())}
+
+
+def benchmark(config, steps: int = 10, warmup: int = 2, peak: str = "auto") -> dict:
+  """Builds, compiles and times `config`'s train step; returns the result dict (described in train_step.py)."""
+  config_lib.validate(config)
+  mesh = sharding.make_mesh(config.mesh.to_dict(), preset=config.mesh_preset)
+  train.check_batch_split(config, mesh)
+  num_examples, num_classes, _ = dry_run.dataset_facts(config)
+  program = train.build(config, mesh, num_examples, num_classes)
+  spec = pipeline.train_batch_spec(config.batch_size, config.data.image_size, train.view_groups(config))
+  batch = synthetic_batch(spec, sharding.batch_sharding(mesh), config.seed)
+  device = mesh.devices.flat[0]
+
+  with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
+    state = program.init()
+    start = time.perf_counter()
+    compiled = program.step.lower(state, batch).compile()
+    compile_s = time.perf_counter() - start
+    # Model FLOPs, from the loss the step differentiates, on the batch the method sees (augmented views).
+    augment = train._augmenter(config)
+    seen = jax.eval_shape(augment, batch, jax.random.key(0)) if augment else batch
+    model_flops = flops.train_step_flops(program.method, state.params, state.extra, seen, jax.random.key(0))
+    for _ in range(warmup):
+      state, metrics = compiled(state, batch)
+    jax.block_until_ready((state, metrics))
+    times = []
+    for _ in range(steps):
+      start = time.perf_counter()
+      state, metrics = compiled(state, batch)
+      jax.block_until_ready((state, metrics))
+      times.append(time.perf_counter() - start)
+
+  cost = compiled.cost_analysis()
+  cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
+  step_time = statistics.median(times)
+  kind = device.device_kind
+  if peak == "auto" and kind in DATASHEET_PEAK:
+    peak_flops, peak_source = DATASHEET_PEAK[kind], "datasheet"
+  elif peak in ("auto", "measure"):
+    dtype = jnp.dtype(config.model.get("dtype") or "float32")
+    peak_flops, peak_source = measure_matmul_peak(dtype, device), f"measured ({dtype.name} matmul)"
+  else:
+    peak_flops, peak_source = float(peak), "given"
+  peak_flops *= mesh.size
+  stats = getattr(device, "memory_stats", lambda: None)() or {}
+  if "peak_bytes_in_use" in stats:
+    memory, memory_source = stats["peak_bytes_in_use"], "allocator"
+  else:
+    m = compiled.memory_analysis()
+    memory = m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
+    memory_source = "xla estimate"
+  achieved = model_flops / step_time
+  return dict(config=config.method.name, device_kind=kind, devices=mesh.size, mesh=dict(mesh.shape),
+              batch_size=config.batch_size, dtype=str(config.model.get("dtype") or "float32"),
+              step_time_s=step_time, step_time_min_s=min(times), examples_per_s=config.batch_size / step_time,
+              model_flops_per_step=model_flops, xla_flops_per_step=float(cost.get("flops", -1.0)) * mesh.size,
+              achieved_flops_per_s=achieved, peak_flops_per_s=peak_flops, peak_source=peak_source,
+              mfu=achieved / peak_flops, compile_time_s=compile_s, peak_memory_bytes=int(memory),
+              memory_source=memory_source, steps=steps)
+
+
+def table(result: dict) -> str:
+  rows = [("device", f"{result['devices']} x {result['device_kind']}, mesh {result['mesh']}"),
+          ("batch / dtype", f"{result['batch_size']} / {result['dtype']}"),
+          ("step time (median)", f"{result['step_time_s'] * 1e3:.1f} ms (min {result['step_time_min_s'] * 1e3:.1f})"),
+          ("examples/s", f"{result['examples_per_s']:.1f}"),
+          ("model FLOPs / step", f"{result['model_flops_per_step'] / 1e9:.2f} GFLOP (XLA cost analysis: "
+                                 f"{result['xla_flops_per_step'] / 1e9:.2f})"),
+          ("achieved", f"{result['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s"),
+          ("peak", f"{result['peak_flops_per_s'] / 1e9:.1f} GFLOP/s ({result['peak_source']})"),
+          ("MFU", f"{result['mfu']:.3f}"),
+          ("compile", f"{result['compile_time_s']:.1f} s"),
+          ("peak memory", f"{result['peak_memory_bytes'] / 2**30:.2f} GiB ({result['memory_source']})")]
+  return "\n".join(f"  {k:20s} {v}" for k, v in rows)
+
+
+def emit(result: dict, json_out: str | None) -> None:
+  """Prints `result` as the final JSON line (and writes it to `json_out` when given)."""
+  line = json.dumps(result)
+  print(line, flush=True)
+  if json_out:
+    with open(json_out, "w") as f:
+      f.write(line + "\n")

@@ -1,0 +1,67 @@
+"""Model FLOPs (matmuls only, 2 per MAC, train = 3 x forward) against closed forms, and the benchmark harness."""
+
+import json
+import os
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import pytest
+
+from conftest import ROOT
+from ssl_jax import flops
+from ssl_jax.methods import contract
+from ssl_jax.methods import mae
+from ssl_jax.models import vit
+
+
+@pytest.mark.parametrize("scan,remat", [(False, "none"), (True, "full")])
+def test_vit_flops_match_the_closed_form(scan, remat):
+  model = vit.ViT(**vit.vit_kwargs(patch_size=4, width=32, depth=3, num_heads=2, mlp_dim=64, scan=scan, remat=remat))
+  params = jax.eval_shape(lambda: nn.unbox(model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))))
+  images = jax.ShapeDtypeStruct((2, 16, 16, 3), jnp.float32)
+  counted = flops.matmul_flops(model.apply, params, images)
+  embedding = 2 * 2 * 16 * (4 * 4 * 3) * 32                      # 16 patches of 48 pixels -> width 32
+  assert counted == embedding + flops.vit_forward_flops(batch=2, tokens=17, width=32, depth=3, mlp_dim=64)
+
+
+def test_convolution_flops():
+  conv = nn.Conv(8, (3, 3), strides=2, padding=1, use_bias=False)
+  params = jax.eval_shape(conv.init, jax.random.key(0), jnp.zeros((1, 16, 16, 4)))
+  counted = flops.matmul_flops(conv.apply, params, jax.ShapeDtypeStruct((2, 16, 16, 4), jnp.float32))
+  assert counted == 2 * (2 * 8 * 8 * 8) * (3 * 3 * 4)
+
+
+def test_mae_step_counts_the_visible_tokens_in_the_encoder_and_all_in_the_decoder():
+  method = mae.create(model=dict(patch_size=4, width=32, depth=2, num_heads=2, mlp_dim=64),
+                      run=contract.RunInfo((16, 16, 3)), mask_ratio=0.75,
+                      decoder=dict(width=16, depth=1, num_heads=2, mlp_dim=32))
+  batch = {"image": jax.ShapeDtypeStruct((2, 16, 16, 3), jnp.uint8)}
+  params, extra = jax.eval_shape(lambda: method.init(jax.random.key(0), {"image": jnp.zeros((1, 16, 16, 3),
+                                                                                              jnp.uint8)}))
+  counted = flops.train_step_flops(method, nn.unbox(params), extra, batch, jax.random.key(1))
+  b, t, k, p = 2, 16, 4, 48                    # 16 patches, 4 visible, 48 values per patch
+  forward = (2 * b * t * p * 32                                                  # patch embedding (before dropping)
+             + flops.vit_forward_flops(batch=b, tokens=1 + k, width=32, depth=2, mlp_dim=64)
+             + 2 * b * (1 + k) * 32 * 16                                         # decoder embedding
+             + flops.vit_forward_flops(batch=b, tokens=1 + t, width=16, depth=1, mlp_dim=32)
+             + 2 * b * (1 + t) * 16 * p)                                         # pixel prediction
+  assert counted == 3 * forward
+
+
+def test_train_step_benchmark_reports_mfu_and_a_consistent_flop_count(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  out = subprocess.run(
+      [sys.executable, "benchmarks/train_step.py", "--config=configs/tiny/mae.py", "--config.batch_size=16",
+       "--config.model.depth=1", "--steps=2", "--warmup=1", f"--json_out={tmp_path / 'r.json'}"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result == json.loads((tmp_path / "r.json").read_text())
+  assert 0 < result["mfu"] <= 1 and result["peak_source"].startswith("measured")
+  # XLA also counts elementwise work and the optimizer, so it is somewhat above the matmul-only model count.
+  assert 0.7 < result["model_flops_per_step"] / result["xla_flops_per_step"] <= 1.0
+  assert result["examples_per_s"] == pytest.approx(16 / result["step_time_s"])
+  assert "MFU" in out.stdout and result["config"].endswith("configs/tiny/mae.py")
