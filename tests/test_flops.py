@@ -65,3 +65,19 @@ def test_train_step_benchmark_reports_mfu_and_a_consistent_flop_count(tmp_path):
   assert 0.7 < result["model_flops_per_step"] / result["xla_flops_per_step"] <= 1.0
   assert result["examples_per_s"] == pytest.approx(16 / result["step_time_s"])
   assert "MFU" in out.stdout and result["config"].endswith("configs/tiny/mae.py")
+
+
+def test_pytorch_reference_is_the_same_model():
+  """benchmarks/torch_reference/mae.py: the parameter count and position embeddings of configs/mae_vit_b.py."""
+  torch = pytest.importorskip("torch", reason="the PyTorch reference needs the bench extra: pip install -e '.[bench]'")
+  pytest.importorskip("timm", reason="the PyTorch reference needs the bench extra: pip install -e '.[bench]'")
+  sys.path.insert(0, str(ROOT / "benchmarks" / "torch_reference"))
+  import mae as torch_mae
+  import numpy as np
+  reference = torch_mae.MAE()
+  ours = mae.create(model=dict(variant="B/16"), run=contract.RunInfo((224, 224, 3)),
+                    decoder=dict(width=512, depth=8, num_heads=16, mlp_dim=2048))
+  params, _ = jax.eval_shape(lambda: ours.init(jax.random.key(0), {"image": jnp.zeros((1, 224, 224, 3), jnp.uint8)}))
+  assert sum(p.numel() for p in reference.parameters()) == sum(x.size for x in jax.tree.leaves(nn.unbox(params)))
+  np.testing.assert_allclose(torch_mae.sincos_table(768, 14)[1:], vit.sincos_2d(768, 14, 14), atol=1e-6)
+  assert float(reference(torch.randn(2, 3, 224, 224))) > 0

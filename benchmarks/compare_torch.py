@@ -1,0 +1,56 @@
+"""MAE ViT-B/16, ssl_jax against the PyTorch reference, on the same machine in the same invocation.
+
+    python benchmarks/compare_torch.py --batch_size=8 --dtype=float32 --steps=10
+
+Runs `train_step.py`'s benchmark of `configs/mae_vit_b.py` (batch, dtype as given) and then
+`torch_reference/mae.py` (the same model sizes, batch, mask ratio and optimizer) in a subprocess of the same Python,
+and prints both step times and the ratio ssl_jax / PyTorch (below 1: ssl_jax is faster). Needs the `bench` extra
+(torch, timm) besides ssl_jax. Final line: JSON.
+"""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+from absl import app
+from absl import flags
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import harness  # noqa: E402
+
+_BATCH = flags.DEFINE_integer("batch_size", 8, "Global batch.")
+_DTYPE = flags.DEFINE_string("dtype", "float32", "ssl_jax compute dtype (the PyTorch reference runs float32 on CPU).")
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps of each.")
+_TORCH_COMPILE = flags.DEFINE_bool("torch_compile", False, "Also torch.compile the reference.")
+_JSON = flags.DEFINE_string("json_out", None, "Also write the JSON result to this file.")
+
+
+def main(argv):
+  del argv
+  from ssl_jax import config as config_lib  # noqa: F401 -- the config file imports it
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("mae_vit_b", HERE.parent / "configs" / "mae_vit_b.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.unlock()
+  config.batch_size = _BATCH.value
+  config.model.dtype = _DTYPE.value
+  ours = harness.benchmark(config, steps=_STEPS.value, warmup=2)
+  cmd = [sys.executable, str(HERE / "torch_reference" / "mae.py"), f"--batch_size={_BATCH.value}",
+         f"--steps={_STEPS.value}"] + (["--compile"] if _TORCH_COMPILE.value else [])
+  out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+  torch_result = json.loads(out.stdout.strip().splitlines()[-1])
+  ratio = ours["step_time_s"] / torch_result["step_time_s"]
+  print(harness.table(ours))
+  print(f"  {'PyTorch reference':20s} {torch_result['step_time_s'] * 1e3:.1f} ms (torch {torch_result['torch']}, "
+        f"{torch_result['device']}, {torch_result['threads']} threads, compiled={torch_result['compiled']}; "
+        f"MFU {ours['model_flops_per_step'] / torch_result['step_time_s'] / ours['peak_flops_per_s']:.3f})")
+  print(f"  {'ratio ssl_jax/torch':20s} {ratio:.3f} (step time; below 1: ssl_jax is faster)")
+  harness.emit(dict(ssl_jax=ours, torch=torch_result, ratio=ratio), _JSON.value)
+
+
+if __name__ == "__main__":
+  app.run(main)
