@@ -74,15 +74,15 @@ def loss_and_grads(method, params, extra, batch: dict, rng, step, micro_batches:
     i, micro = xs
     grads, extra, loss, metrics_sum = carry
     (l, (m, extra)), g = grad_fn(params, extra, micro, jax.random.fold_in(rng, i), step)
-    add = lambda a, b: a + b / micro_batches
+    add = lambda a, b: a + (b / micro_batches).astype(a.dtype)
     return (jax.tree.map(add, grads, g), extra, add(loss, l), jax.tree.map(add, metrics_sum, m)), None
 
   micro = split_micro_batches(batch, micro_batches)
   first = jax.tree.map(lambda x: x[0], micro)
-  shapes = jax.eval_shape(grad_fn, params, extra, first, rng, step)
-  zeros = lambda tree: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), tree)
-  (_, (metrics_shape, _)), _ = shapes
-  init = (zeros(params), extra, jnp.zeros((), jnp.float32), zeros(metrics_shape))
+  (_, (metrics_shape, _)), _ = jax.eval_shape(grad_fn, params, extra, first, rng, step)
+  zeros = lambda tree, dtype=None: jax.tree.map(lambda x: jnp.zeros(x.shape, dtype or x.dtype), tree)
+  # Metrics are averaged in float32 (a count becomes its mean over the micro-batches).
+  init = (zeros(params), extra, jnp.zeros((), jnp.float32), zeros(metrics_shape, jnp.float32))
   (grads, extra, loss, step_metrics), _ = jax.lax.scan(accumulate, init, (jnp.arange(micro_batches), micro))
   return (loss, (step_metrics, extra)), grads
 
