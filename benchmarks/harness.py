@@ -94,8 +94,7 @@ def benchmark(config, steps: int = 10, warmup: int = 2, peak: str = "auto") -> d
   if "peak_bytes_in_use" in stats:
     memory, memory_source = stats["peak_bytes_in_use"], "allocator"
   else:
-    m = compiled.memory_analysis()
-    memory = m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
+    memory = dry_run.peak_bytes(compiled.memory_analysis())
     memory_source = "xla estimate"
   achieved = model_flops / step_time
   return dict(config=config.method.name, device_kind=kind, devices=mesh.size, mesh=dict(mesh.shape),

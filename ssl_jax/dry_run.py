@@ -118,8 +118,7 @@ def check(config: ml_collections.ConfigDict, topology: str | None = None, device
   if memory is not None:
     held.update(step_arguments=memory.argument_size_in_bytes, step_outputs=memory.output_size_in_bytes,
                 step_aliased=memory.alias_size_in_bytes, step_temporaries=memory.temp_size_in_bytes)
-    held["step_peak"] = (memory.argument_size_in_bytes + memory.output_size_in_bytes - memory.alias_size_in_bytes +
-                         memory.temp_size_in_bytes)
+    held["step_peak"] = peak_bytes(memory)
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   report = dict(devices=len(devices), device_kind=devices[0].device_kind, mesh=dict(mesh.shape),
@@ -127,6 +126,13 @@ def check(config: ml_collections.ConfigDict, topology: str | None = None, device
                 compile_s=round(compile_s, 2), flops_per_device=float((cost or {}).get("flops", -1.0)))
   _print(config, report, parameter_table(state.params), note, _capacity(devices[0]))
   return report
+
+
+def peak_bytes(memory) -> int:
+  """A compiled program's peak per-device bytes from its `memory_analysis()`: arguments + outputs - donated
+  (aliased) buffers + temporaries."""
+  return (memory.argument_size_in_bytes + memory.output_size_in_bytes - memory.alias_size_in_bytes +
+          memory.temp_size_in_bytes)
 
 
 def _capacity(device) -> int | None:

@@ -48,15 +48,28 @@ def param_path(path) -> str:
 
 def param_groups(params, frozen_patterns) -> object:
   """Each parameter's group: "frozen" (its path fully matches one of the regexes `frozen_patterns`), "probe" (under
-  the top-level key "probe": an online linear probe) or "trained"."""
+  the top-level key "probe": an online linear probe) or "trained".
+
+  Raises:
+    ValueError: a pattern matches no parameter (a typo would otherwise train what was meant to stay frozen).
+  """
   compiled = [re.compile(p) for p in frozen_patterns]
+  used = set()
 
   def group(path, _):
     name = param_path(path)
-    if any(c.fullmatch(name) for c in compiled):
+    hits = [c.pattern for c in compiled if c.fullmatch(name)]
+    used.update(hits)
+    if hits:
       return "frozen"
     return "probe" if name.startswith("probe/") else "trained"
-  return jax.tree_util.tree_map_with_path(group, params)
+  groups = jax.tree_util.tree_map_with_path(group, params)
+  unused = [c.pattern for c in compiled if c.pattern not in used]
+  if unused:
+    paths = [param_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    raise ValueError(f"config.optim.frozen: {unused} match no parameter path (full match); the paths look like "
+                     f"{paths[:3]}...")
+  return groups
 
 
 def layer_id(path: str, num_blocks: int) -> int:

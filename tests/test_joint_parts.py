@@ -95,6 +95,8 @@ def test_weight_decay_schedule_and_frozen_parameters():
   assert optim.weight_decay_schedule(0.05, None, 100) == 0.05
   params = {"net": {"encoder": {"vit": {"embedding": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones(3)}},
                                 "other": {"kernel": jnp.ones((3, 3))}}}}
+  with pytest.raises(ValueError, match=r"optim.frozen: \['net/encoder/embedding/.\*'\] match no parameter path"):
+    optim.make(name="adamw", learning_rate=0.1, frozen=("net/encoder/embedding/.*",)).init(params)   # a typo
   tx = optim.make(name="adamw", learning_rate=0.1, weight_decay=wd, frozen=("net/encoder/vit/embedding/.*",))
   state = tx.init(params)
   grads = jax.tree.map(jnp.ones_like, params)
