@@ -1,11 +1,12 @@
 """MAE ViT-B/16, ssl_jax against the PyTorch reference, on the same machine in the same invocation.
 
     python benchmarks/compare_torch.py --batch_size=8 --dtype=float32 --steps=10
+    python benchmarks/compare_torch.py --batch_size=256 --dtype=bfloat16 --attention_impl=cudnn   # on a GPU
 
-Runs `train_step.py`'s benchmark of `configs/mae_vit_b.py` (batch, dtype as given) and then
-`torch_reference/mae.py` (the same model sizes, batch, mask ratio and optimizer) in a subprocess of the same Python,
-and prints both step times and the ratio ssl_jax / PyTorch (below 1: ssl_jax is faster). Needs the `bench` extra
-(torch, timm) besides ssl_jax. Final line: JSON.
+Runs `torch_reference/mae.py` (the same model sizes, batch, mask ratio, optimizer and compute dtype — bf16 through
+`torch.autocast` — with PyTorch's fused attention) in a subprocess of the same Python, then `train_step.py`'s
+benchmark of `configs/mae_vit_b.py` (batch, dtype as given), and prints both step times and the ratio ssl_jax /
+PyTorch (below 1: ssl_jax is faster). Needs the `bench` extra (torch, timm) besides ssl_jax. Final line: JSON.
 """
 
 import json
@@ -21,10 +22,14 @@ sys.path.insert(0, str(HERE))
 import harness  # noqa: E402
 
 _BATCH = flags.DEFINE_integer("batch_size", 8, "Global batch.")
-_DTYPE = flags.DEFINE_string("dtype", "float32", "ssl_jax compute dtype (the PyTorch reference runs float32 on CPU).")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of both.")
+_ATTENTION = flags.DEFINE_enum("attention_impl", None, ["xla", "cudnn"], "ssl_jax's attention implementation "
+                               "(default: the config's, None: XLA decides).")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps of each.")
 _TORCH_COMPILE = flags.DEFINE_bool("torch_compile", False, "Also torch.compile the reference.")
 _JSON = flags.DEFINE_string("json_out", None, "Also write the JSON result to this file.")
+_PROFILE = flags.DEFINE_string("profile_dir", None, "Profile ssl_jax's step there (see train_step.py) "
+                               "and write the PyTorch reference's top kernels to torch_profile.txt.")
 
 
 def main(argv):
@@ -38,11 +43,18 @@ def main(argv):
   config.unlock()
   config.batch_size = _BATCH.value
   config.model.dtype = _DTYPE.value
-  ours = harness.benchmark(config, steps=_STEPS.value, warmup=2)
+  if _ATTENTION.value:
+    config.model.attention_impl = _ATTENTION.value
+  # PyTorch first, before JAX initialises the device: XLA keeps most of an accelerator's memory once it has started.
   cmd = [sys.executable, str(HERE / "torch_reference" / "mae.py"), f"--batch_size={_BATCH.value}",
-         f"--steps={_STEPS.value}"] + (["--compile"] if _TORCH_COMPILE.value else [])
+         f"--steps={_STEPS.value}", f"--dtype={_DTYPE.value}"] + (["--compile"] if _TORCH_COMPILE.value else [])
+  cmd += ["--profile"] if _PROFILE.value else []
   out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+  if _PROFILE.value:
+    pathlib.Path(_PROFILE.value).mkdir(parents=True, exist_ok=True)
+    pathlib.Path(_PROFILE.value, "torch_profile.txt").write_text(out.stderr)
   torch_result = json.loads(out.stdout.strip().splitlines()[-1])
+  ours = harness.benchmark(config, steps=_STEPS.value, warmup=2, profile_dir=_PROFILE.value)
   ratio = ours["step_time_s"] / torch_result["step_time_s"]
   print(harness.table(ours))
   print(f"  {'PyTorch reference':20s} {torch_result['step_time_s'] * 1e3:.1f} ms (torch {torch_result['torch']}, "

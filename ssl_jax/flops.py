@@ -13,7 +13,8 @@ import jax
 from jax.extend import core as jex_core
 
 # FLOPs of primitives that hide their matmuls from the jaxpr: fused attention (q, k, v: [B, T, N, H]).
-_ATTENTION_PRIMITIVES = ("cudnn_dot_product_attention", "dot_product_attention_fwd")
+# The cuDNN path of `jax.nn.dot_product_attention` binds the `_wrapper` primitive inside its custom VJP.
+_ATTENTION_PRIMITIVES = ("dot_product_attention_fwd_wrapper", "dot_product_attention_fwd")
 
 
 def _dot_general_flops(eqn) -> int:

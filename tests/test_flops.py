@@ -1,5 +1,6 @@
 """Model FLOPs (matmuls only, 2 per MAC, train = 3 x forward) against closed forms, and the benchmark harness."""
 
+import gzip
 import json
 import os
 import subprocess
@@ -15,6 +16,9 @@ from ssl_jax import flops
 from ssl_jax.methods import contract
 from ssl_jax.methods import mae
 from ssl_jax.models import vit
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import profile_summary  # noqa: E402
 
 
 @pytest.mark.parametrize("scan,remat", [(False, "none"), (True, "full")])
@@ -55,7 +59,8 @@ def test_train_step_benchmark_reports_mfu_and_a_consistent_flop_count(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   out = subprocess.run(
       [sys.executable, "benchmarks/train_step.py", "--config=configs/tiny/mae.py", "--config.batch_size=16",
-       "--config.model.depth=1", "--steps=2", "--warmup=1", f"--json_out={tmp_path / 'r.json'}"],
+       "--config.model.depth=1", "--steps=2", "--warmup=1", f"--json_out={tmp_path / 'r.json'}",
+       f"--profile_dir={tmp_path / 'profile'}"],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -64,7 +69,41 @@ def test_train_step_benchmark_reports_mfu_and_a_consistent_flop_count(tmp_path):
   # XLA also counts elementwise work and the optimizer, so it is somewhat above the matmul-only model count.
   assert 0.7 < result["model_flops_per_step"] / result["xla_flops_per_step"] <= 1.0
   assert result["examples_per_s"] == pytest.approx(16 / result["step_time_s"])
+  assert result["step_time_min_s"] <= result["step_time_blocking_s"]
+  # The profile: a Perfetto trace and the compiled step's HLO, whose fusions name the model code.
+  assert list((tmp_path / "profile").rglob("*.trace.json.gz"))
+  sources = profile_summary.hlo_sources(str(tmp_path / "profile" / "step.hlo.txt"))
+  assert any("mlp" in op for op in sources.values())
   assert "MFU" in out.stdout and result["config"].endswith("configs/tiny/mae.py")
+
+
+def test_cudnn_attention_is_counted():
+  """The fused-attention primitive that jax's cuDNN path binds is one the counter knows (a rename in jax would
+  otherwise silently drop attention from the GPU step's model FLOPs, as it once did)."""
+  from jax._src.cudnn import fused_attention_stablehlo as cudnn
+  assert cudnn._dot_product_attention_fwd_p_wrapper.name in flops._ATTENTION_PRIMITIVES
+
+
+def test_profile_summary_ties_kernels_to_model_code(tmp_path):
+  trace = {"traceEvents": [
+      {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/device:GPU:0"}},
+      {"ph": "M", "pid": 7, "name": "process_name", "args": {"name": "/host:CPU"}},
+      {"ph": "X", "pid": 7, "ts": 0, "dur": 999, "name": "host work"},
+      *({"ph": "X", "pid": 1, "ts": 100 * i, "dur": d, "name": n} for i, (n, d) in enumerate(
+          [("loop_add_fusion_7", 30), ("loop_add_fusion_12", 10), ("nvjet_sm90_tst", 50), ("input_reduce_fusion", 6),
+           ("loop_add_fusion_7", 30), ("loop_add_fusion_12", 10), ("nvjet_sm90_tst", 50), ("input_reduce_fusion", 6)])),
+  ]}
+  with gzip.open(tmp_path / "t.json.gz", "wt") as f:
+    json.dump(trace, f)
+  (tmp_path / "step.hlo.txt").write_text(
+      '  %loop_add_fusion.7 = f32[4] fusion(%p), metadata={op_name="jit(train_step)/jvp(M)/block3/mlp/add"}\n'
+      '  %loop_add_fusion.12 = f32[4] fusion(%p), metadata={op_name="jit(train_step)/jvp(M)/block11/mlp/add"}\n')
+  events = profile_summary.kernel_events(str(tmp_path / "t.json.gz"))
+  assert len(events) == 8                                    # device kernels only
+  text = profile_summary.summarise(events, profile_summary.hlo_sources(str(tmp_path / "step.hlo.txt")), steps=2)
+  assert "device busy 0.10 ms" in text                       # (30 + 10 + 50 + 6) us per step
+  assert "0.04  element-wise fusion  jvp(M)/block*/mlp/add" in text       # blocks 3 and 11 folded: 40 us
+  assert "0.05 ms   52.1%  matmul" in text and "reduction fusion" in text
 
 
 def test_pytorch_reference_is_the_same_model():

@@ -112,3 +112,24 @@ def test_remat_and_scan_keep_parameters_outputs_and_gradients():
   assert abs(float(jnp.sum(weights * plain.apply({"params": params}, images))) - float(loss)) > 1e-2
   with pytest.raises(ValueError, match="model.remat='some' is unknown"):
     vit.vit_kwargs(variant="Ti/16", remat="some")
+
+
+@pytest.mark.parametrize("length", [17, 50])
+def test_attention_padded_for_cudnn_equals_unpadded_attention(length):
+  """`vit.dot_product_attention` pads odd lengths (197 = 1 + 14 x 14) for cuDNN's gradient; the padded keys are
+  masked and the padded queries dropped, so values and gradients are those of plain attention (run here with XLA's
+  implementation and padding to 8, since this machine has no cuDNN)."""
+  q, k, v = (jax.random.normal(jax.random.key(i), (2, length, 3, 8)) for i in range(3))
+  weights = jax.random.normal(jax.random.key(3), (2, length, 3, 8))
+
+  def loss(attention, q, k, v):
+    return jnp.sum(attention(q, k, v) * weights)
+
+  plain = lambda q, k, v: jax.nn.dot_product_attention(q, k, v)
+  padded = lambda q, k, v: vit.dot_product_attention(q, k, v, "xla", pad_to=8)
+  np.testing.assert_allclose(padded(q, k, v), plain(q, k, v), atol=1e-6)
+  for got, want in zip(jax.grad(loss, (1, 2, 3))(padded, q, k, v), jax.grad(loss, (1, 2, 3))(plain, q, k, v)):
+    np.testing.assert_allclose(got, want, atol=1e-5)
+  # Without cuDNN nothing is padded: the same primitive as jax.nn.dot_product_attention.
+  assert str(jax.make_jaxpr(lambda *a: vit.dot_product_attention(*a, "xla"))(q, k, v)) == str(
+      jax.make_jaxpr(lambda *a: jax.nn.dot_product_attention(*a, implementation="xla"))(q, k, v))

@@ -1,18 +1,23 @@
 """The PyTorch reference for MAE: what users would otherwise run (the official MAE recipe on timm blocks).
 
-    python benchmarks/torch_reference/mae.py --batch_size=8 --steps=10 [--compile]
+    python benchmarks/torch_reference/mae.py --batch_size=8 --steps=10 [--compile] [--dtype=bfloat16]
 
 ViT-B/16 encoder (timm `Block`s: qkv bias, LayerNorm eps 1e-6, exact GELU, mlp ratio 4) on the visible 25% of the
 patches of 224-px images, [CLS] token, fixed 2-D sin-cos position embeddings; decoder 512 wide, 8 blocks, 16 heads;
 per-patch normalised pixel targets, MSE on the masked patches; AdamW (betas 0.9, 0.95, weight decay 0.05 except
 biases and norms) — the sizes and optimizer of `configs/mae_vit_b.py`. Random uint8 images on the device, cast and
-normalised inside the timed step, as the JAX step does. Prints one JSON line: step_time_s (median), step_time_min_s,
-examples_per_s, threads, device, compiled. Needs `pip install -e '.[bench]'` (torch, timm).
+normalised inside the timed step, as the JAX step does. `--dtype=bfloat16` runs the step under `torch.autocast`
+(bf16 matmuls and attention, float32 parameters and optimizer: the official code's mixed precision, in bf16, which
+needs no loss scaling), the counterpart of `--config.model.dtype=bfloat16`. Prints one JSON line: step_time_s
+(steps back to back, one sync at the end, as a training loop runs), step_time_blocking_s (median of steps synced
+one at a time), step_time_min_s, examples_per_s, threads, device, compiled, dtype. Needs `pip install -e
+'.[bench]'` (torch, timm).
 """
 
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -102,6 +107,10 @@ def main():
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--compile", action="store_true", help="torch.compile the step's model")
+  parser.add_argument("--profile", action="store_true",
+                      help="after timing, profile 3 steps and print the top kernels (torch.profiler) to stderr")
+  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                      help="bfloat16: mixed precision with torch.autocast")
   parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
   args = parser.parse_args()
   torch.manual_seed(0)
@@ -119,8 +128,11 @@ def main():
   mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
   std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
 
+  autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bfloat16")
+
   def step():
-    loss = net((images.float() / 255.0 - mean) / std)
+    with autocast:
+      loss = net((images.float() / 255.0 - mean) / std)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -136,10 +148,26 @@ def main():
     step().item()
     sync()
     times.append(time.perf_counter() - start)
+  if args.profile:
+    activities = [torch.profiler.ProfilerActivity.CPU] + (
+        [torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch.profiler.profile(activities=activities) as prof:
+      for _ in range(3):
+        step().item()
+      sync()
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort, row_limit=40, max_name_column_width=80), file=sys.stderr)
+  sync()
+  start = time.perf_counter()
+  for _ in range(args.steps):   # as a training loop runs: no host sync between steps
+    step()
+  sync()
+  pipelined = (time.perf_counter() - start) / args.steps
   median = statistics.median(times)
-  print(json.dumps(dict(step_time_s=median, step_time_min_s=min(times), examples_per_s=args.batch_size / median,
+  print(json.dumps(dict(step_time_s=pipelined, step_time_blocking_s=median, step_time_min_s=min(times),
+                        examples_per_s=args.batch_size / pipelined,
                         threads=torch.get_num_threads(), device=str(device), compiled=args.compile,
-                        torch=torch.__version__, batch_size=args.batch_size)), flush=True)
+                        dtype=args.dtype, torch=torch.__version__, batch_size=args.batch_size)), flush=True)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,28 @@ def _constrain(x):
   return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
+def dot_product_attention(q, k, v, implementation: str | None = None, pad_to: int | None = None) -> jax.Array:
+  """`jax.nn.dot_product_attention` over `[B, T, heads, head_dim]` q/k/v (no mask), padding odd lengths for cuDNN.
+
+  JAX's cuDNN flash-attention gradient (jax <= 0.11) refuses odd sequence lengths ("Unsupported sequence length Q
+  197, KV 197": its training path always counts a bias, and biased cuDNN attention needs even lengths), which every
+  ViT with a [CLS] token has (1 + 14 x 14). With `implementation="cudnn"` (or `pad_to` given, which the tests use
+  with XLA's implementation), q/k/v are zero-padded along T to a multiple of `pad_to` (default 2), the padded keys
+  are masked out by the kernel's padding mask (`key_value_seq_lengths`), and the padded query rows are dropped, so
+  the result is exactly the unpadded attention; the cost is one pad of q/k/v and one slice of the output.
+  """
+  t = q.shape[1]
+  multiple = pad_to or (2 if implementation == "cudnn" else 1)
+  extra = -t % multiple
+  if not extra:
+    return jax.nn.dot_product_attention(q, k, v, implementation=implementation)
+  pad = lambda x: jnp.pad(x, ((0, 0), (0, extra), (0, 0), (0, 0)))
+  lengths = jnp.full((q.shape[0],), t, jnp.int32)
+  y = jax.nn.dot_product_attention(pad(q), pad(k), pad(v), query_seq_lengths=lengths,
+                                   key_value_seq_lengths=lengths, implementation=implementation)
+  return y[:, :t]
+
+
 class Attention(nn.Module):
   """Multi-head self-attention with a fused q/k/v projection, `[B, T, D] -> [B, T, D]`.
 
@@ -107,7 +129,7 @@ class Attention(nn.Module):
                   (width, 3, self.num_heads, head_dim))
     b_qkv = param("qkv_bias", nn.initializers.zeros, (None, "heads", "kv"), (3, self.num_heads, head_dim))
     qkv = jnp.einsum("btd,dshk->btshk", x.astype(self.dtype), w_qkv) + b_qkv
-    y = jax.nn.dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], implementation=self.attention_impl)
+    y = dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], self.attention_impl)
     w_out = param("out_kernel", xavier(in_axis=(0, 1), out_axis=2), ("heads", "kv", "embed"),
                   (self.num_heads, head_dim, width))
     b_out = param("out_bias", nn.initializers.zeros, ("embed",), (width,))

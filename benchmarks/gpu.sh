@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The accelerator benchmarks of benchmarks/README.md in one prepared run (one GPU or TPU host, a short lease):
+#
+#   OUT=/tmp/ssl_jax_bench bash benchmarks/gpu.sh            # from the repository root; BATCH=256 STEPS=20 by default
+#   PARTS="compare double" PROFILE=1 OUT=... bash benchmarks/gpu.sh     # some parts; profile the first
+#
+# Parts (PARTS, default all):
+#   compare  MAE ViT-B/16, bf16: the PyTorch reference (eager, torch.autocast bf16, fused attention) against ssl_jax
+#            with cuDNN attention, same batch, same invocation (compare_torch.py). With PROFILE=1 both are profiled:
+#            $OUT/trace.json.gz and $OUT/step.hlo.txt.gz (read them with benchmarks/profile_summary.py) and
+#            $OUT/torch_profile.txt.
+#   xla      ssl_jax with XLA's own attention (the cuDNN kernel's gain).
+#   double   ssl_jax at twice the batch (does the chip fill at BATCH?).
+#   compiled The PyTorch reference under torch.compile.
+#   peak     The measured bf16 matmul peak of the device (the MFU above uses the datasheet's dense peak).
+# Each part has its own time limit and a failure does not stop the others. Everything goes to $OUT/all.log and one
+# JSON object per part to $OUT/results.jsonl; a summary table is printed last.
+set -u
+OUT=${OUT:-/tmp/ssl_jax_bench}
+BATCH=${BATCH:-256}
+STEPS=${STEPS:-20}
+PYTHON=${PYTHON:-python3}
+LIMIT=${LIMIT:-150}
+PARTS=${PARTS:-compare xla double compiled peak}
+PROFILE=${PROFILE:-0}
+ATTENTION=${ATTENTION:-cudnn}   # ssl_jax's attention in "compare" and "double" (xla to try this script on a CPU)
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
+RESULTS="$OUT/results.jsonl"
+: > "$RESULTS"
+
+part() {  # part KEY NAME COMMAND...: runs COMMAND under the time limit if KEY is in PARTS, keeps its last JSON line
+  local key=$1 name=$2 log="$OUT/part.log"
+  shift 2
+  [[ " $PARTS " == *" $key "* ]] || return 0
+  echo "=== $name: $*" | tee -a "$OUT/all.log"
+  local start=$SECONDS
+  timeout "$LIMIT" "$@" > "$log" 2>&1
+  local rc=$?
+  cat "$log" >> "$OUT/all.log"
+  grep -v '^{' "$log" | tail -n 12
+  local json
+  json=$(grep '^{' "$log" | tail -n 1)
+  echo "{\"part\": \"$name\", \"rc\": $rc, \"wall_s\": $((SECONDS - start)), \"result\": ${json:-null}}" >> "$RESULTS"
+  echo "--- $name: rc=$rc in $((SECONDS - start)) s"
+  rm -f "$log"
+}
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>/dev/null || true
+  "$PYTHON" -c 'import jax, flax, optax; print("jax", jax.__version__, "flax", flax.__version__, "optax",
+optax.__version__, jax.devices())'; } 2>&1 | tee -a "$OUT/all.log"
+
+B=$BATCH
+PROFILE_DIR=$(mktemp -d)
+profile_flag=()
+[[ $PROFILE == 1 ]] && profile_flag=("--profile_dir=$PROFILE_DIR")
+part compare "mae_b${B}_${ATTENTION}_vs_torch" "$PYTHON" benchmarks/compare_torch.py --batch_size="$B" \
+  --dtype=bfloat16 --attention_impl="$ATTENTION" --steps="$STEPS" "${profile_flag[@]}"
+if [[ $PROFILE == 1 ]]; then  # $OUT keeps flat files: the trace, the HLO it names, the PyTorch kernel table
+  trace=$(find "$PROFILE_DIR" -name '*.trace.json.gz' | head -n 1)
+  [[ -n $trace ]] && cp "$trace" "$OUT/trace.json.gz"
+  gzip -c "$PROFILE_DIR"/step.hlo.txt > "$OUT"/step.hlo.txt.gz; cp "$PROFILE_DIR"/torch_profile.txt "$OUT"/
+fi
+rm -rf "$PROFILE_DIR"
+part xla "mae_b${B}_xla_attention" "$PYTHON" benchmarks/train_step.py --config=configs/mae_vit_b.py \
+  --config.batch_size="$B" --config.model.dtype=bfloat16 --config.model.attention_impl=xla --steps="$STEPS"
+part double "mae_b$((2 * B))_${ATTENTION}" "$PYTHON" benchmarks/train_step.py --config=configs/mae_vit_b.py \
+  --config.batch_size=$((2 * B)) --config.model.dtype=bfloat16 --config.model.attention_impl="$ATTENTION" \
+  --steps="$STEPS"
+part compiled "torch_b${B}_compiled" "$PYTHON" benchmarks/torch_reference/mae.py --batch_size="$B" \
+  --dtype=bfloat16 --steps="$STEPS" --compile
+part peak "matmul_peak_bf16" "$PYTHON" -c 'import json, sys, jax, jax.numpy as jnp
+sys.path.insert(0, "benchmarks")
+import harness
+d = jax.devices()[0]
+print(json.dumps(dict(device_kind=d.device_kind, bf16_matmul_flops_per_s=harness.measure_matmul_peak(jnp.bfloat16, d))))'
+
+"$PYTHON" - "$RESULTS" <<'EOF'
+import json, sys
+print(f"\n{'part':32s} {'rc':>3s} {'step ms':>9s} {'1-by-1':>8s} {'ex/s':>8s} {'MFU':>6s} {'compile s':>9s} {'mem GiB':>8s}  other")
+for line in open(sys.argv[1]):
+  p = json.loads(line)
+  r = p["result"] or {}
+  other = ""
+  if "ratio" in r:
+    t = r["torch"]
+    other = (f"torch {t['step_time_s'] * 1e3:.1f} ms (1-by-1 {t.get('step_time_blocking_s', 0) * 1e3:.1f}), "
+             f"ratio ssl_jax/torch {r['ratio']:.3f}")
+    r = r["ssl_jax"]
+  elif "bf16_matmul_flops_per_s" in r:
+    other = f"{r['device_kind']}: bf16 matmul {r['bf16_matmul_flops_per_s'] / 1e12:.0f} TFLOP/s"
+  elif "compiled" in r:
+    other = f"torch {r['torch']} compiled={r['compiled']} {r['dtype']}"
+  ms = f"{r['step_time_s'] * 1e3:.1f}" if "step_time_s" in r else "-"
+  ex = f"{r['examples_per_s']:.0f}" if "examples_per_s" in r else "-"
+  one = f"{r['step_time_blocking_s'] * 1e3:.1f}" if "step_time_blocking_s" in r else "-"
+  mfu = f"{r['mfu']:.3f}" if "mfu" in r else "-"
+  comp = f"{r['compile_time_s']:.1f}" if "compile_time_s" in r else "-"
+  mem = f"{r['peak_memory_bytes'] / 2**30:.1f}" if "peak_memory_bytes" in r else "-"
+  print(f"{p['part']:32s} {p['rc']:3d} {ms:>9s} {one:>8s} {ex:>8s} {mfu:>6s} {comp:>9s} {mem:>8s}  {other}")
+EOF
