@@ -43,7 +43,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every_epochs = config_dict.placeholder(float)
   c.keep_ckpts = 3
   c.ckpt_timeout_s = 1200                              # an asynchronous save (and its host barrier) fails after this
-  # A step with a non-finite loss or gradient is never applied. "skip": go on, and stop after
+  # A step with a non-finite loss or gradient (global norm) is never applied. "skip": go on, and stop after
   # max_nonfinite_streak such steps in a row; "stop": stop at the next log or checkpoint step, saving nothing after.
   c.nonfinite_policy = "skip"
   c.max_nonfinite_streak = 10
@@ -125,7 +125,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.debug = ml_collections.ConfigDict()
   c.debug.log_example_ids = False                      # write example_ids/process_<i>.jsonl (ids per step)
-  c.debug.nonfinite_at_steps = ()                      # fault injection: NaN gradients at these steps
+  c.debug.nonfinite_at_steps = ()                      # fault injection: a NaN gradient element at these steps
   # jax.transfer_guard level of the training loop outside log, eval and checkpoint steps: "disallow" makes any
   # implicit host<->device transfer there (a hidden sync) an error; "log" reports them. (On CPUs jax guards only
   # host-to-device transfers.)
