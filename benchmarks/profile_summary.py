@@ -2,11 +2,13 @@
 
     python benchmarks/profile_summary.py --trace=DIR/trace.json.gz --hlo=DIR/step.hlo.txt[.gz] --steps=3
 
-Reads the Perfetto trace and the compiled HLO that `train_step.py --profile_dir=DIR` (or `gpu.sh` with PROFILE=1)
-writes. Each device kernel is tied to its HLO instruction by name (the trace's `loop_add_fusion_7` is the HLO's
-`%loop_add_fusion.7`) and, through the instruction's `op_name` metadata, to the JAX code that produced it; block
-indices are folded (`block*`), so the twelve encoder blocks add up in one row. Prints, per step: device busy time
-and span, time by kind (matmul, attention, reduction fusion, element-wise fusion, copy) and the top rows by source.
+Reads the Perfetto trace (`DIR/plugins/profile/*/*.trace.json.gz`) and the compiled HLO that `train_step.py
+--profile_dir=DIR` (or `gpu.sh` with PROFILE=1) writes, from a GPU/TPU or from XLA:CPU (whose operations run in host
+threads: their times are summed over the threads, so "busy" can exceed the span). Each kernel is tied to its HLO
+instruction by name (the trace's `loop_add_fusion_7` is the HLO's `%loop_add_fusion.7`) and, through the
+instruction's `op_name` metadata, to the JAX code that produced it; block indices are folded (`block*`), so the
+twelve encoder blocks add up in one row. Prints, per step: busy time and span, time by kind (matmul, attention,
+reduction fusion, element-wise fusion, copy) and the top rows by source.
 """
 
 import argparse
@@ -20,14 +22,26 @@ def _open(path):
   return gzip.open(path, "rt") if path.endswith(".gz") else open(path)
 
 
+# Host threads in which XLA:CPU runs the compiled program's operations, and the bookkeeping events among them.
+_CPU_THREADS = ("tf_XLAEigen", "tf_XLAPjRtCpuClient")
+_CPU_BOOKKEEPING = ("ThunkExecutor", "SlinkyThreadPool", "ThreadpoolListener", "end: ", "$")
+
+
 def kernel_events(trace_path: str) -> list[dict]:
-  """The device kernels ("X" events of the GPU/TPU processes) of a Perfetto trace, sorted by start."""
+  """The device kernels of a Perfetto trace, sorted by start: the "X" events of the GPU/TPU processes or, for a CPU
+  trace, XLA's operations in its host threads (summed over the threads that run them in parallel)."""
   with _open(trace_path) as f:
     data = json.load(f)
   events = data["traceEvents"] if isinstance(data, dict) else data
-  devices = {e["pid"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"
-             and "/device:" in e.get("args", {}).get("name", "")}
-  return sorted((e for e in events if e.get("ph") == "X" and e.get("pid") in devices), key=lambda e: e["ts"])
+  names = {(e["pid"], e.get("tid")): e.get("args", {}).get("name", "") for e in events
+           if e.get("ph") == "M" and e.get("name") in ("process_name", "thread_name")}
+  devices = {pid for (pid, tid), name in names.items() if tid is None and re.search(r"/device:(GPU|TPU)", name)}
+  if devices:
+    keep = lambda e: e["pid"] in devices
+  else:
+    threads = {key for key, name in names.items() if name.startswith(_CPU_THREADS)}
+    keep = lambda e: (e["pid"], e.get("tid")) in threads and not e["name"].startswith(_CPU_BOOKKEEPING)
+  return sorted((e for e in events if e.get("ph") == "X" and keep(e)), key=lambda e: e["ts"])
 
 
 def hlo_sources(hlo_path: str) -> dict[str, str]:
@@ -44,6 +58,8 @@ def hlo_sources(hlo_path: str) -> dict[str, str]:
 
 def kind(name: str) -> str:
   if name.startswith("nvjet") or "gemm" in name or "cutlass" in name or "convolution" in name:
+    return "matmul"
+  if name.startswith("ynn_fusion") or name.startswith("dot") or "onednn" in name or "xnn" in name:
     return "matmul"
   if "cudnn" in name or "sdpa" in name or "flash" in name:
     return "attention"
@@ -64,8 +80,7 @@ def source(name: str, sources: dict[str, str]) -> str:
 
 def summarise(events: list[dict], sources: dict[str, str], steps: int, top: int = 30) -> str:
   if not events:
-    raise SystemExit("No device kernels in this trace: it has no /device: process (a CPU run's trace has only "
-                     "host threads; profile on a GPU or TPU).")
+    raise SystemExit("No kernels in this trace: no /device: process and no XLA:CPU threads.")
   busy = sum(e["dur"] for e in events) / steps / 1e3
   span = (max(e["ts"] + e["dur"] for e in events) - events[0]["ts"]) / steps / 1e3
   lines = [f"per step: device busy {busy:.2f} ms, span {span:.2f} ms ({len(events) // steps} kernels)", ""]

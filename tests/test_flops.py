@@ -104,6 +104,21 @@ def test_profile_summary_ties_kernels_to_model_code(tmp_path):
   assert "device busy 0.10 ms" in text                       # (30 + 10 + 50 + 6) us per step
   assert "0.04  element-wise fusion  jvp(M)/block*/mlp/add" in text       # blocks 3 and 11 folded: 40 us
   assert "0.05 ms   52.1%  matmul" in text and "reduction fusion" in text
+  # XLA:CPU: the operations run in its host threads, among bookkeeping events that are not kernels.
+  cpu = {"traceEvents": [
+      {"ph": "M", "pid": 701, "name": "process_name", "args": {"name": "/host:CPU"}},
+      {"ph": "M", "pid": 701, "tid": 5, "name": "thread_name", "args": {"name": "tf_XLAEigen/123"}},
+      {"ph": "M", "pid": 701, "tid": 6, "name": "thread_name", "args": {"name": "main/1"}},
+      {"ph": "X", "pid": 701, "tid": 5, "ts": 0, "dur": 500, "name": "ThunkExecutor::Execute"},
+      {"ph": "X", "pid": 701, "tid": 5, "ts": 0, "dur": 20, "name": "ynn_fusion.3"},
+      {"ph": "X", "pid": 701, "tid": 5, "ts": 30, "dur": 10, "name": "loop_add_fusion.7"},
+      {"ph": "X", "pid": 701, "tid": 6, "ts": 0, "dur": 900, "name": "python work"}]}
+  with gzip.open(tmp_path / "cpu.json.gz", "wt") as f:
+    json.dump(cpu, f)
+  events = profile_summary.kernel_events(str(tmp_path / "cpu.json.gz"))
+  assert [e["name"] for e in events] == ["ynn_fusion.3", "loop_add_fusion.7"]
+  text = profile_summary.summarise(events, profile_summary.hlo_sources(str(tmp_path / "step.hlo.txt")), steps=1)
+  assert "0.02 ms   66.7%  matmul" in text and "0.01  element-wise fusion  jvp(M)/block*/mlp/add" in text
 
 
 def test_pytorch_reference_is_the_same_model():
