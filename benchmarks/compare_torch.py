@@ -26,7 +26,7 @@ _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute
 _ATTENTION = flags.DEFINE_enum("attention_impl", None, ["xla", "cudnn"], "ssl_jax's attention implementation "
                                "(default: the config's, None: XLA decides).")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps of each.")
-_TORCH_COMPILE = flags.DEFINE_bool("torch_compile", False, "Also torch.compile the reference.")
+_TORCH_COMPILE = flags.DEFINE_bool("torch_compile", False, "Run the reference under torch.compile (instead of eager).")
 _JSON = flags.DEFINE_string("json_out", None, "Also write the JSON result to this file.")
 _PROFILE = flags.DEFINE_string("profile_dir", None, "Profile ssl_jax's step there (see train_step.py) "
                                "and write the PyTorch reference's top kernels to torch_profile.txt.")

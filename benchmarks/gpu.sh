@@ -59,7 +59,8 @@ part compare "mae_b${B}_${ATTENTION}_vs_torch" "$PYTHON" benchmarks/compare_torc
 if [[ $PROFILE == 1 ]]; then  # $OUT keeps flat files: the trace, the HLO it names, the PyTorch kernel table
   trace=$(find "$PROFILE_DIR" -name '*.trace.json.gz' | head -n 1)
   [[ -n $trace ]] && cp "$trace" "$OUT/trace.json.gz"
-  gzip -c "$PROFILE_DIR"/step.hlo.txt > "$OUT"/step.hlo.txt.gz; cp "$PROFILE_DIR"/torch_profile.txt "$OUT"/
+  [[ -f $PROFILE_DIR/step.hlo.txt ]] && gzip -c "$PROFILE_DIR"/step.hlo.txt > "$OUT"/step.hlo.txt.gz
+  [[ -f $PROFILE_DIR/torch_profile.txt ]] && cp "$PROFILE_DIR"/torch_profile.txt "$OUT"/
 fi
 rm -rf "$PROFILE_DIR"
 part xla "mae_b${B}_xla_attention" "$PYTHON" benchmarks/train_step.py --config=configs/mae_vit_b.py \
