@@ -23,8 +23,8 @@ import harness  # noqa: E402
 
 _BATCH = flags.DEFINE_integer("batch_size", 8, "Global batch.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of both.")
-_ATTENTION = flags.DEFINE_enum("attention_impl", None, ["xla", "cudnn"], "ssl_jax's attention implementation "
-                               "(default: the config's, None: XLA decides).")
+_ATTENTION = flags.DEFINE_enum("attention_impl", None, ["einsum", "xla", "cudnn"], "ssl_jax's attention "
+                               "implementation (default: the config's: cuDNN on GPUs in bf16, else 'einsum').")
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps of each.")
 _TORCH_COMPILE = flags.DEFINE_bool("torch_compile", False, "Run the reference under torch.compile (instead of eager).")
 _JSON = flags.DEFINE_string("json_out", None, "Also write the JSON result to this file.")

@@ -9,10 +9,12 @@
 #            with cuDNN attention, same batch, same invocation (compare_torch.py). With PROFILE=1 both are profiled:
 #            $OUT/trace.json.gz and $OUT/step.hlo.txt.gz (read them with benchmarks/profile_summary.py) and
 #            $OUT/torch_profile.txt.
-#   xla      ssl_jax with XLA's own attention (the cuDNN kernel's gain).
+#   einsum   ssl_jax with its own XLA attention (`vit.einsum_attention`, the default off cuDNN) instead of cuDNN.
+#   xla      ssl_jax with jax's XLA attention (the cuDNN kernel's gain).
 #   double   ssl_jax at twice the batch (does the chip fill at BATCH?).
 #   compiled The PyTorch reference under torch.compile.
 #   peak     The measured bf16 matmul peak of the device (the MFU above uses the datasheet's dense peak).
+#   attention The attention implementations alone at the MAE shapes (benchmarks/attention.py, bf16).
 # Each part has its own time limit and a failure does not stop the others. Everything goes to $OUT/all.log and one
 # JSON object per part to $OUT/results.jsonl; a summary table is printed last.
 set -u
@@ -21,7 +23,7 @@ BATCH=${BATCH:-256}
 STEPS=${STEPS:-20}
 PYTHON=${PYTHON:-python3}
 LIMIT=${LIMIT:-150}
-PARTS=${PARTS:-compare xla double compiled peak}
+PARTS=${PARTS:-compare einsum xla double compiled peak attention}
 PROFILE=${PROFILE:-0}
 ATTENTION=${ATTENTION:-cudnn}   # ssl_jax's attention in "compare" and "double" (xla to try this script on a CPU)
 mkdir -p "$OUT"
@@ -63,6 +65,8 @@ if [[ $PROFILE == 1 ]]; then  # $OUT keeps flat files: the trace, the HLO it nam
   [[ -f $PROFILE_DIR/torch_profile.txt ]] && cp "$PROFILE_DIR"/torch_profile.txt "$OUT"/
 fi
 rm -rf "$PROFILE_DIR"
+part einsum "mae_b${B}_einsum_attention" "$PYTHON" benchmarks/train_step.py --config=configs/mae_vit_b.py \
+  --config.batch_size="$B" --config.model.dtype=bfloat16 --config.model.attention_impl=einsum --steps="$STEPS"
 part xla "mae_b${B}_xla_attention" "$PYTHON" benchmarks/train_step.py --config=configs/mae_vit_b.py \
   --config.batch_size="$B" --config.model.dtype=bfloat16 --config.model.attention_impl=xla --steps="$STEPS"
 part double "mae_b$((2 * B))_${ATTENTION}" "$PYTHON" benchmarks/train_step.py --config=configs/mae_vit_b.py \
@@ -75,6 +79,8 @@ sys.path.insert(0, "benchmarks")
 import harness
 d = jax.devices()[0]
 print(json.dumps(dict(device_kind=d.device_kind, bf16_matmul_flops_per_s=harness.measure_matmul_peak(jnp.bfloat16, d))))'
+part attention "attention_b${B}_bf16" "$PYTHON" benchmarks/attention.py --batch_size="$B" --dtype=bfloat16 \
+  --impls=einsum,xla,cudnn
 
 "$PYTHON" - "$RESULTS" <<'EOF'
 import json, sys
@@ -90,6 +96,9 @@ for line in open(sys.argv[1]):
     r = r["ssl_jax"]
   elif "bf16_matmul_flops_per_s" in r:
     other = f"{r['device_kind']}: bf16 matmul {r['bf16_matmul_flops_per_s'] / 1e12:.0f} TFLOP/s"
+  elif "rows" in r:
+    other = "; ".join(f"{x['shape']} {x['impl']} {x['forward_backward_s'] * 1e3:.2f} ms" for x in r["rows"])
+    r = {}
   elif "compiled" in r:
     other = f"torch {r['torch']} compiled={r['compiled']} {r['dtype']}"
   ms = f"{r['step_time_s'] * 1e3:.1f}" if "step_time_s" in r else "-"

@@ -49,7 +49,7 @@ def get_config(arg=None):
   c.model.variant = "B/16"
   c.model.posemb = "sincos2d"
   c.model.dtype = "bfloat16"
-  c.model.attention_impl = config_lib.config_dict.placeholder(str)   # None: XLA picks; "cudnn" on GPUs
+  c.model.attention_impl = config_lib.config_dict.placeholder(str)   # None: cuDNN on GPUs (bf16), else "einsum"
   for k in ("patch_size", "width", "depth", "num_heads", "mlp_dim"):
     c.model[k] = config_lib.config_dict.placeholder(int)
   config_lib.add_vit_execution_options(c.model)

@@ -29,6 +29,11 @@ class ConfigMismatch(ValueError):
   """The workdir holds a run of another experiment."""
 
 
+class StateMismatch(ValueError):
+  """The workdir's newest step holds arrays of other shapes than the current code builds (another ssl_jax version's
+  parameter layout); args: (step, differences)."""
+
+
 class CheckpointWriteError(RuntimeError):
   """An (asynchronous) checkpoint write failed: disk full, permissions, a vanished directory..."""
 
@@ -124,17 +129,23 @@ class Checkpointer:
 
     Raises:
       ConfigMismatch: the newest intact step was written by a different experiment (see IDENTITY_KEYS).
+      StateMismatch: the newest intact step's arrays have other shapes than `abstract_state`'s (written by a version
+        of ssl_jax with another parameter layout): intact, so it is neither moved nor skipped.
     """
     for step in sorted(self._mngr.all_steps(), reverse=True):
       reason = self.damage(step)
       if reason is None:
         try:
           diffs = identity_differences(self.saved_config(step), config)
+          stored = self._mngr.item_metadata(step)["state"]
         except Exception as e:  # noqa: BLE001 -- any failure to read the step means it is damaged
-          reason = f"its config cannot be read: {type(e).__name__}: {e}"
+          reason = f"its config or metadata cannot be read: {type(e).__name__}: {e}"
         else:
           if diffs:
             raise ConfigMismatch(diffs)
+          shapes = state_differences(stored, abstract_state)
+          if shapes:
+            raise StateMismatch(step, shapes)
           try:
             return self.restore(step, abstract_state, data_iterator)
           except Exception as e:  # noqa: BLE001
@@ -207,7 +218,33 @@ def _lookup(d: dict, dotted: str):
 
 # Model keys that change how the model runs but not what it computes (nor its parameters): a run may resume with
 # other values (e.g. turn on rematerialisation to fit memory), and runs saved before they existed still match.
-EXECUTION_KEYS = ("remat", "scan")
+EXECUTION_KEYS = ("remat", "scan", "attention_impl")
+
+
+def _path_name(path) -> str:
+  """'params/encoder/block0/attn/qkv_kernel' for a key path, whichever pytree node types it went through."""
+  names = []
+  for key in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(key, attr):
+        names.append(str(getattr(key, attr)))
+        break
+    else:
+      names.append(str(key))
+  return "/".join(names)
+
+
+def state_differences(stored, abstract_state, limit: int = 3) -> list[str]:
+  """"path: stored (a, b), this code builds (b, a)" for the arrays, present in both trees, whose stored shape (from
+  Orbax's metadata) differs from `abstract_state`'s; at most `limit` of them, then a count of the rest."""
+  stored_shapes = {_path_name(p): tuple(m.shape) for p, m in jax.tree_util.tree_leaves_with_path(stored)
+                   if getattr(m, "shape", None) is not None}
+  diffs = []
+  for path, leaf in jax.tree_util.tree_leaves_with_path(abstract_state):
+    name = _path_name(path)
+    if name in stored_shapes and stored_shapes[name] != tuple(leaf.shape):
+      diffs.append(f"{name}: stored {stored_shapes[name]}, this code builds {tuple(leaf.shape)}")
+  return diffs[:limit] + ([f"and {len(diffs) - limit} more"] if len(diffs) > limit else [])
 
 
 def identity_differences(saved: dict, current: dict, keys=IDENTITY_KEYS) -> list[str]:

@@ -72,8 +72,9 @@ def to_timm(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.
     b, t = enc[f"block{i}"], f"blocks.{i}."
     out.update({
         t + "norm1.weight": f32(b["ln1"]["scale"]), t + "norm1.bias": f32(b["ln1"]["bias"]),
-        t + "attn.qkv.weight": f32(b["attn"]["qkv_kernel"]).reshape(d, 3 * d).T,
-        t + "attn.qkv.bias": f32(b["attn"]["qkv_bias"]).reshape(3 * d),
+        # Ours: [D, heads, 3, head_dim]; timm's fused Linear(D, 3D): [3D, D] with outputs ordered (q|k|v, heads, dim).
+        t + "attn.qkv.weight": f32(b["attn"]["qkv_kernel"]).transpose(0, 2, 1, 3).reshape(d, 3 * d).T,
+        t + "attn.qkv.bias": f32(b["attn"]["qkv_bias"]).transpose(1, 0, 2).reshape(3 * d),
         t + "attn.proj.weight": f32(b["attn"]["out_kernel"]).reshape(d, d).T,
         t + "attn.proj.bias": f32(b["attn"]["out_bias"]),
         t + "norm2.weight": f32(b["ln2"]["scale"]), t + "norm2.bias": f32(b["ln2"]["bias"]),
@@ -165,8 +166,8 @@ def load_timm_vit(path: str, *, num_heads: int | None = None, pool: str = "cls")
     enc[f"block{i}"] = {
         "ln1": {"scale": sd[t + "norm1.weight"], "bias": sd[t + "norm1.bias"]},
         "ln2": {"scale": sd[t + "norm2.weight"], "bias": sd[t + "norm2.bias"]},
-        "attn": {"qkv_kernel": sd[t + "attn.qkv.weight"].T.reshape(d, 3, heads, hd),
-                 "qkv_bias": sd[t + "attn.qkv.bias"].reshape(3, heads, hd),
+        "attn": {"qkv_kernel": sd[t + "attn.qkv.weight"].T.reshape(d, 3, heads, hd).transpose(0, 2, 1, 3),
+                 "qkv_bias": sd[t + "attn.qkv.bias"].reshape(3, heads, hd).transpose(1, 0, 2),
                  "out_kernel": sd[t + "attn.proj.weight"].T.reshape(heads, hd, d),
                  "out_bias": sd[t + "attn.proj.bias"]},
         "mlp": {"fc1": {"kernel": sd[t + "mlp.fc1.weight"].T, "bias": sd[t + "mlp.fc1.bias"]},

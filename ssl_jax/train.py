@@ -432,6 +432,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
   Raises:
     preemption.Preempted: after a SIGTERM (or a multi-host preemption notice), once the checkpoint is committed.
     checkpoint.ConfigMismatch: `workdir` holds a run of another experiment.
+    checkpoint.StateMismatch: `workdir`'s checkpoint has another parameter layout (another ssl_jax version).
     NonFiniteError: see `config.nonfinite_policy`.
   """
   # Config and mesh: every check that can fail does so before anything is compiled or written.
@@ -456,6 +457,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
     raise checkpoint.ConfigMismatch(
         f"{workdir} holds a run with a different config ({', '.join(e.args[0])}); nothing was changed there. Use a "
         "new --workdir, or pass --restart to archive that run and start afresh.") from None
+  except checkpoint.StateMismatch as e:
+    ckpt.close()
+    step, diffs = e.args
+    raise checkpoint.StateMismatch(
+        f"checkpoint step {step} in {workdir} holds arrays of other shapes than this code's model builds "
+        f"({'; '.join(diffs)}): it was written by a version of ssl_jax with another parameter layout. Nothing was "
+        "changed there. Resume it with the version that wrote it, or pass --restart to archive that run and start "
+        "afresh (or use a new --workdir).") from None
   if state is None:
     state = program.init()
     if program.source is not None:

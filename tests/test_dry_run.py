@@ -36,8 +36,8 @@ def test_dry_run_reports_shardings_and_memory_per_device(tiny_config, capsys):
   assert dp["step_arguments"] >= dp["params"] + dp["opt_state"] + 64 // 8 * 16 * 16 * 3
   assert dp["step_peak"] > dp["step_arguments"] and reports["dp"]["flops_per_device"] > 0
   out = capsys.readouterr().out
-  assert "encoder/encoder/block*/attn/qkv_kernel  x2  (32, 3, 2, 16)  ('fsdp', None, 'tensor', None)  " \
-         "(4, 3, 2, 16)" in out
+  assert "encoder/encoder/block*/attn/qkv_kernel  x2  (32, 2, 3, 16)  ('fsdp', 'tensor', None, None)  " \
+         "(4, 2, 3, 16)" in out
   assert "per-device memory:" in out and "step_peak" in out
 
 

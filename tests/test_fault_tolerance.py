@@ -259,6 +259,32 @@ def test_other_experiment_in_workdir_is_refused_or_archived_on_restart(tiny_conf
   assert sorted(_losses(tmp_path)) == [1, 2]
 
 
+def test_checkpoint_of_another_parameter_layout_is_refused_and_kept(tmp_path):
+  """A step whose arrays have other shapes than the current code builds (written by a version with another parameter
+  layout, e.g. the q/k/v kernel's `[D, 3, heads, d]` before it became `[D, heads, 3, d]`) is intact: it stops the run
+  with the arrays named, and is neither moved aside as damaged nor skipped for an older step."""
+  import grain
+  ckpt = checkpoint.Checkpointer(tmp_path / "checkpoints", async_save=False)
+  data = iter(grain.MapDataset.range(8).to_iter_dataset())
+  state = {"attn": {"qkv_kernel": np.zeros((8, 3, 2, 4), np.float32)}, "bias": np.zeros(3, np.float32)}
+  config = {"method": "mae", "model": {"remat": "none"}}
+  for step in (1, 2):
+    ckpt.save(step, state, data, config)
+  ckpt.wait()
+  before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+  replicated = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), tree)
+  now = {"attn": {"qkv_kernel": np.zeros((8, 2, 3, 4), np.float32)}, "bias": np.zeros(3, np.float32)}
+  with pytest.raises(checkpoint.StateMismatch) as e:
+    ckpt.restore_latest(abstract(now), data, dict(config, model={"remat": "full", "attention_impl": "xla"}))
+  assert e.value.args == (2, ["attn/qkv_kernel: stored (8, 3, 2, 4), this code builds (8, 2, 3, 4)"])
+  assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+  # The layout it was written with restores (execution keys such as attention_impl may differ).
+  restored = ckpt.restore_latest(abstract(state), data, dict(config, model={"remat": "full", "attention_impl": "xla"}))
+  assert restored["attn"]["qkv_kernel"].shape == (8, 3, 2, 4)
+  ckpt.close()
+
+
 def test_unwritable_workdir_fails_before_compiling(tiny_config, tmp_path):
   blocker = tmp_path / "file"
   blocker.write_text("not a directory")

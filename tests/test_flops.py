@@ -18,6 +18,7 @@ from ssl_jax.methods import mae
 from ssl_jax.models import vit
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import attention  # noqa: E402
 import profile_summary  # noqa: E402
 
 
@@ -75,6 +76,12 @@ def test_train_step_benchmark_reports_mfu_and_a_consistent_flop_count(tmp_path):
   sources = profile_summary.hlo_sources(str(tmp_path / "profile" / "step.hlo.txt"))
   assert any("mlp" in op for op in sources.values())
   assert "MFU" in out.stdout and result["config"].endswith("configs/tiny/mae.py")
+
+
+def test_attention_benchmark_times_each_implementation():
+  for impl, module in (("einsum", False), ("xla", False), ("einsum", True)):
+    r = attention.measure(impl, batch=2, tokens=9, width=16, heads=2, dtype=jnp.float32, module=module, repeats=2)
+    assert 0 < r["forward_s"] < r["forward_backward_s"], (impl, module, r)
 
 
 def test_cudnn_attention_is_counted():

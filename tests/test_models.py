@@ -133,3 +133,52 @@ def test_attention_padded_for_cudnn_equals_unpadded_attention(length):
   # Without cuDNN nothing is padded: the same primitive as jax.nn.dot_product_attention.
   assert str(jax.make_jaxpr(lambda *a: vit.dot_product_attention(*a, "xla"))(q, k, v)) == str(
       jax.make_jaxpr(lambda *a: jax.nn.dot_product_attention(*a, implementation="xla"))(q, k, v))
+
+
+@pytest.mark.parametrize("shape", [(2, 17, 3, 8), (3, 50, 4, 16)])
+def test_einsum_attention_equals_jax_attention(shape):
+  """`einsum_attention` (the default off cuDNN) has the values and gradients of `jax.nn.dot_product_attention`: its
+  hand-written backward pass (FlashAttention's dS = P * (dP - rowsum(dY * Y))) is the softmax's exact gradient."""
+  q, k, v = (jax.random.normal(jax.random.key(i), shape) * (1.0 + i) for i in range(3))
+  weights = jax.random.normal(jax.random.key(3), shape)
+  loss = lambda attention, q, k, v: jnp.sum(jnp.sin(attention(q, k, v)) * weights)
+  ours = lambda q, k, v: vit.dot_product_attention(q, k, v)        # None -> "einsum" on this CPU
+  theirs = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, implementation="xla")
+  np.testing.assert_allclose(ours(q, k, v), theirs(q, k, v), atol=2e-6)
+  for got, want in zip(jax.grad(loss, (1, 2, 3))(ours, q, k, v), jax.grad(loss, (1, 2, 3))(theirs, q, k, v)):
+    np.testing.assert_allclose(got, want, atol=2e-5 * float(jnp.max(jnp.abs(want))))
+  assert "custom_vjp_call" in str(jax.make_jaxpr(ours)(q, k, v))
+  # Second order through the custom VJP is not needed by any method; first order under jit and vmap is.
+  per_query = lambda attention: jax.jit(jax.vmap(jax.grad(lambda q1: jnp.sum(jnp.sin(attention(q1, k[:1], v[:1]))))))
+  np.testing.assert_allclose(per_query(vit.einsum_attention)(q[:, None]), per_query(theirs)(q[:, None]), atol=1e-4)
+
+
+def test_einsum_attention_in_bfloat16():
+  """In bfloat16 the scores and softmax run in float32 (as jax's XLA attention); outputs and gradients stay
+  bfloat16 and within bfloat16 rounding of the float32 attention."""
+  q, k, v = (jax.random.normal(jax.random.key(i), (2, 50, 4, 16)) for i in range(3))
+  weights = jax.random.normal(jax.random.key(3), (2, 50, 4, 16))
+  loss = lambda q, k, v: jnp.sum(vit.einsum_attention(q, k, v).astype(jnp.float32) * weights)
+  half = [x.astype(jnp.bfloat16) for x in (q, k, v)]
+  y = vit.einsum_attention(*half)
+  assert y.dtype == jnp.bfloat16
+  np.testing.assert_allclose(y.astype(jnp.float32), vit.einsum_attention(q, k, v), atol=3e-2)
+  for got, want in zip(jax.grad(loss, (0, 1, 2))(*half), jax.grad(loss, (0, 1, 2))(q, k, v)):
+    assert got.dtype == jnp.bfloat16
+    np.testing.assert_allclose(got.astype(jnp.float32), want, atol=0.05 * float(jnp.max(jnp.abs(want))))
+
+
+def test_attention_implementation_choice(monkeypatch):
+  """None picks cuDNN only where it can run (never on this CPU); an explicit choice is passed on; a wrong name fails
+  before anything is traced, naming the choices."""
+  q = jnp.zeros((2, 17, 3, 8), jnp.bfloat16)
+  assert not vit._cudnn_likely(q)
+  calls = []
+  fake = lambda *a, implementation=None, **kw: calls.append(implementation) or a[0][:, :17]
+  monkeypatch.setattr(jax.nn, "dot_product_attention", fake)
+  vit.dot_product_attention(q, q, q, "xla")
+  monkeypatch.setattr(vit, "_cudnn_likely", lambda q: True)
+  vit.dot_product_attention(q, q, q)
+  assert calls == ["xla", "cudnn"]
+  with pytest.raises(ValueError, match=r"'flash' is unknown; use one of \('einsum', 'xla', 'cudnn'\)"):
+    vit.vit_kwargs(variant="Ti/16", attention_impl="flash")

@@ -37,17 +37,17 @@ def test_fsdp_and_tensor_parallel_shard_as_intended_and_train_like_data_parallel
   attn = ("encoder", "encoder", "block0", "attn")
   fc1 = ("encoder", "encoder", "block0", "mlp", "fc1", "kernel")
   _, tp, _ = runs["fsdp_tp"]
-  assert _get(tp.params, attn + ("qkv_kernel",)).sharding.spec == P("fsdp", None, "tensor", None)   # [D, 3, H, d]
+  assert _get(tp.params, attn + ("qkv_kernel",)).sharding.spec == P("fsdp", "tensor", None, None)   # [D, H, 3, d]
   assert _get(tp.params, attn + ("out_kernel",)).sharding.spec == P("tensor", None, "fsdp")          # [H, d, D]
   assert _get(tp.params, fc1).sharding.spec == P("fsdp", "tensor")
-  expected = {"dp": [(64, 3, 4, 16), (64, 128)], "fsdp": [(8, 3, 4, 16), (8, 128)],
-              "fsdp_tp": [(16, 3, 2, 16), (16, 64)], "dp_fsdp_tp": [(32, 3, 2, 16), (32, 64)]}
+  expected = {"dp": [(64, 4, 3, 16), (64, 128)], "fsdp": [(8, 4, 3, 16), (8, 128)],
+              "fsdp_tp": [(16, 2, 3, 16), (16, 64)], "dp_fsdp_tp": [(32, 2, 3, 16), (32, 64)]}
   for name, (qkv, mlp) in expected.items():
     state = runs[name][1]
     assert (shard(state, *attn, "qkv_kernel"), shard(state, *fc1)) == (qkv, mlp), name
   # Adam's moments shard exactly like the parameters they follow (ZeRO-3: nothing held whole).
-  mu = [x for x in jax.tree.leaves(tp.opt_state) if getattr(x, "shape", None) == (64, 3, 4, 16)]
-  assert mu and all(x.sharding.shard_shape(x.shape) == (16, 3, 2, 16) for x in mu)
+  mu = [x for x in jax.tree.leaves(tp.opt_state) if getattr(x, "shape", None) == (64, 4, 3, 16)]
+  assert mu and all(x.sharding.shard_shape(x.shape) == (16, 2, 3, 16) for x in mu)
   held = {name: sharding.per_device_bytes(state.params) for name, (_, state, _) in runs.items()}
   assert held["fsdp"] < held["dp"] / 6 and held["fsdp_tp"] < held["dp"] / 6
 

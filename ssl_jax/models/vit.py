@@ -1,9 +1,10 @@
 """Vision Transformer (Dosovitskiy et al. 2021) with MAE token dropping, and the MAE decoder (He et al. 2022).
 
 Pre-LayerNorm blocks (LayerNorm eps 1e-6, exact GELU), a [CLS] token, fixed 2-D sin-cos or learned position
-embeddings, and attention through `jax.nn.dot_product_attention` (which lowers to cuDNN flash attention on GPUs when
-`attention_impl="cudnn"`). Initialisation follows the official MAE code: Xavier-uniform for every linear map (the
-patch embedding included, on its flattened kernel), zero biases, N(0, 0.02) for the [CLS] and mask tokens.
+embeddings, and attention by `dot_product_attention` (cuDNN flash attention on recent NVIDIA GPUs in half precision,
+elsewhere plain XLA ops with FlashAttention's backward pass). Initialisation follows the official MAE code:
+Xavier-uniform for every linear map (the patch embedding included, on its flattened kernel), zero biases, N(0, 0.02)
+for the [CLS] and mask tokens.
 
 Parameters carry logical axis names (`embed`, `mlp`, `heads`, `kv`, `patch`) that `ssl_jax.sharding` maps to mesh
 axes; activations are constrained to (`batch`, `length`, `embed`) between blocks.
@@ -84,16 +85,85 @@ def _constrain(x):
   return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
+# Values of `attention_impl` (None picks one: see `dot_product_attention`).
+ATTENTION_IMPLS = ("einsum", "xla", "cudnn")
+
+
+@jax.custom_vjp
+def einsum_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
+  """`softmax(q k^T / sqrt(head_dim)) v` over `[B, T, heads, head_dim]` q/k/v (no mask), with a hand-written backward.
+
+  The forward pass is the math of `jax.nn.dot_product_attention`'s XLA implementation (scores and softmax in float32,
+  probabilities cast to the value dtype for the weighted sum). The backward pass is FlashAttention's (Dao et al. 2022,
+  Alg. 2, untiled): with the probabilities `P` kept from the forward pass, `dV = P^T dY`, `dP = dY V^T`,
+  `dS = P * (dP - rowsum(dY * Y))`, `dQ = dS K / sqrt(d)`, `dK = dS^T Q / sqrt(d)` — four matmuls and one
+  element-wise pass over the `[B, heads, T, T]` scores, where autodiff of the softmax makes several. MAE ViT-B's
+  decoder attention (197 tokens, 16 heads of 32, batch 8) on the 2-core CPU: forward 24 -> 11 ms, forward + backward
+  57 -> 41 ms against jax's XLA implementation (`benchmarks/attention.py`).
+  """
+  return _einsum_attention_fwd(q, k, v)[0]
+
+
+def _einsum_attention_fwd(q, k, v):
+  # Heads-major [B, heads, T, head_dim] inside: XLA:CPU runs the batched matmuls several times faster in this layout
+  # than on [B, T, heads, head_dim] operands (benchmarks/attention.py).
+  q, k, v = (x.transpose(0, 2, 1, 3) for x in (q, k, v))
+  logits = jnp.einsum("bhtd,bhsd->bhts", q, k, preferred_element_type=jnp.float32) * q.shape[-1] ** -0.5
+  p = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+  y = jnp.einsum("bhts,bhsd->bhtd", p, v)
+  return y.transpose(0, 2, 1, 3), (q, k, v, p, y)
+
+
+def _einsum_attention_bwd(residuals, dy):
+  q, k, v, p, y = residuals
+  dy = dy.transpose(0, 2, 1, 3)
+  dv = jnp.einsum("bhts,bhtd->bhsd", p, dy.astype(p.dtype))
+  dp = jnp.einsum("bhtd,bhsd->bhts", dy, v, preferred_element_type=jnp.float32)
+  # rowsum(P * dP) = rowsum(dY * Y), without another pass over the scores.
+  delta = jnp.sum(dy.astype(jnp.float32) * y.astype(jnp.float32), axis=-1, keepdims=True)
+  ds = (p.astype(jnp.float32) * (dp - delta) * q.shape[-1] ** -0.5).astype(q.dtype)
+  dq = jnp.einsum("bhts,bhsd->bhtd", ds, k)
+  dk = jnp.einsum("bhts,bhtd->bhsd", ds, q)
+  return tuple(x.transpose(0, 2, 1, 3) for x in (dq, dk, dv))
+
+
+einsum_attention.defvjp(_einsum_attention_fwd, _einsum_attention_bwd)
+
+
+def _cudnn_likely(q: jax.Array) -> bool:
+  """Whether cuDNN flash attention can run `q`: an NVIDIA GPU of compute capability >= 8.0, bfloat16/float16, head
+  dimension a multiple of 8 up to 128 (cuDNN's conditions for jax's fused attention)."""
+  if jax.default_backend() != "gpu" or q.dtype not in (jnp.bfloat16, jnp.float16):
+    return False
+  if q.shape[-1] % 8 or q.shape[-1] > 128:
+    return False
+  try:
+    return float(jax.devices()[0].compute_capability) >= 8.0
+  except (AttributeError, TypeError, ValueError):
+    return False
+
+
 def dot_product_attention(q, k, v, implementation: str | None = None, pad_to: int | None = None) -> jax.Array:
-  """`jax.nn.dot_product_attention` over `[B, T, heads, head_dim]` q/k/v (no mask), padding odd lengths for cuDNN.
+  """Attention over `[B, T, heads, head_dim]` q/k/v (no mask), by one of `ATTENTION_IMPLS`.
+
+  "einsum": `einsum_attention` (plain XLA ops, FlashAttention's backward); "xla": `jax.nn.dot_product_attention`'s
+  XLA implementation; "cudnn": its cuDNN flash attention (GPUs, bfloat16/float16). None picks "cudnn" where cuDNN
+  can run it (an NVIDIA GPU of compute capability 8.0 or more, half precision) and "einsum" elsewhere (CPUs, TPUs,
+  float32).
 
   JAX's cuDNN flash-attention gradient (jax <= 0.11) refuses odd sequence lengths ("Unsupported sequence length Q
   197, KV 197": its training path always counts a bias, and biased cuDNN attention needs even lengths), which every
-  ViT with a [CLS] token has (1 + 14 x 14). With `implementation="cudnn"` (or `pad_to` given, which the tests use
-  with XLA's implementation), q/k/v are zero-padded along T to a multiple of `pad_to` (default 2), the padded keys
-  are masked out by the kernel's padding mask (`key_value_seq_lengths`), and the padded query rows are dropped, so
-  the result is exactly the unpadded attention; the cost is one pad of q/k/v and one slice of the output.
+  ViT with a [CLS] token has (1 + 14 x 14). With "cudnn" (or "xla" and `pad_to` given, as the tests do), q/k/v are
+  zero-padded along T to a multiple of `pad_to` (default 2), the padded keys are masked out by the kernel's padding
+  mask (`key_value_seq_lengths`), and the padded query rows are dropped, so the result is exactly the unpadded
+  attention; the cost is one pad of q/k/v and one slice of the output.
   """
+  if implementation is None:
+    implementation = "cudnn" if _cudnn_likely(q) else "einsum"
+  if implementation not in ATTENTION_IMPLS:
+    raise ValueError(f"attention implementation {implementation!r} is unknown; use one of {ATTENTION_IMPLS} or None.")
+  if implementation == "einsum":
+    return einsum_attention(q, k, v)
   t = q.shape[1]
   multiple = pad_to or (2 if implementation == "cudnn" else 1)
   extra = -t % multiple
@@ -109,8 +179,11 @@ def dot_product_attention(q, k, v, implementation: str | None = None, pad_to: in
 class Attention(nn.Module):
   """Multi-head self-attention with a fused q/k/v projection, `[B, T, D] -> [B, T, D]`.
 
-  The q/k/v kernel is `[D, 3, heads, head_dim]` (so tensor parallelism splits heads, not q|k|v), initialised with
-  the fan-in/fan-out of the fused `Linear(D, 3D)` of MAE/timm; the output kernel is `[heads, head_dim, D]`.
+  The q/k/v kernel is `[D, heads, 3, head_dim]` (heads outermost, so tensor parallelism splits heads, not q|k|v, and
+  flattening the kernel to `[D, 3 D]` keeps each device's heads contiguous), initialised with the fan-in/fan-out of
+  the fused `Linear(D, 3D)` of MAE/timm; the output kernel is `[heads, head_dim, D]`. Both projections run as 2-D
+  matmuls on `[B * T, D]` tokens: XLA:CPU runs them markedly faster than the equivalent 4-D einsums, whose gradients
+  it computes through transposed copies of the kernels (benchmarks/README.md).
   """
   num_heads: int
   dtype: Any = jnp.float32
@@ -118,22 +191,24 @@ class Attention(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    width = x.shape[-1]
+    batch, length, width = x.shape
     if width % self.num_heads:
       raise ValueError(f"width {width} is not divisible by num_heads {self.num_heads}.")
     head_dim = width // self.num_heads
     param = lambda name, init, names, shape: self.param(
         name, nn.with_logical_partitioning(init, names), shape).astype(self.dtype)
     xavier = nn.initializers.xavier_uniform
-    w_qkv = param("qkv_kernel", xavier(in_axis=0, out_axis=(1, 2, 3)), ("embed", None, "heads", "kv"),
-                  (width, 3, self.num_heads, head_dim))
-    b_qkv = param("qkv_bias", nn.initializers.zeros, (None, "heads", "kv"), (3, self.num_heads, head_dim))
-    qkv = jnp.einsum("btd,dshk->btshk", x.astype(self.dtype), w_qkv) + b_qkv
-    y = dot_product_attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], self.attention_impl)
+    w_qkv = param("qkv_kernel", xavier(in_axis=0, out_axis=(1, 2, 3)), ("embed", "heads", None, "kv"),
+                  (width, self.num_heads, 3, head_dim))
+    b_qkv = param("qkv_bias", nn.initializers.zeros, ("heads", None, "kv"), (self.num_heads, 3, head_dim))
     w_out = param("out_kernel", xavier(in_axis=(0, 1), out_axis=2), ("heads", "kv", "embed"),
                   (self.num_heads, head_dim, width))
     b_out = param("out_bias", nn.initializers.zeros, ("embed",), (width,))
-    return jnp.einsum("bthk,hkd->btd", y, w_out) + b_out
+    tokens = x.astype(self.dtype).reshape(batch * length, width)
+    qkv = (tokens @ w_qkv.reshape(width, 3 * width)).reshape(batch, length, self.num_heads, 3, head_dim) + b_qkv
+    y = dot_product_attention(qkv[:, :, :, 0], qkv[:, :, :, 1], qkv[:, :, :, 2], self.attention_impl)
+    y = y.reshape(batch * length, width) @ w_out.reshape(width, width) + b_out
+    return y.reshape(batch, length, width)
 
 
 class MlpBlock(nn.Module):
@@ -250,7 +325,8 @@ class ViT(nn.Module):
     patch_size, width, depth, num_heads, mlp_dim: the architecture (see `parse_variant`).
     posemb: "sincos2d" (fixed, MAE / MoCo v3) or "learn" (N(0, 0.02) initialised).
     dtype: compute dtype (e.g. bfloat16); parameters stay float32.
-    attention_impl: `implementation` of `jax.nn.dot_product_attention` (None: XLA decides; "cudnn"; "xla").
+    attention_impl: one of `ATTENTION_IMPLS` ("einsum", "xla", "cudnn"), or None to pick (see
+      `dot_product_attention`).
     drop_path: stochastic-depth rate of the last block (linear from 0 over the blocks; active with `train`).
     final_norm: end with the final LayerNorm (False: MAE/timm global-pool fine-tuning, which normalises the pooled
       tokens with a fresh `fc_norm` instead).
@@ -369,6 +445,9 @@ def vit_kwargs(*, variant: str | None = None, patch_size: int | None = None, wid
   """
   posemb, dtype, drop_path = posemb or "sincos2d", dtype or "float32", drop_path or 0.0
   remat, scan = remat or "none", bool(scan)
+  if attention_impl is not None and attention_impl not in ATTENTION_IMPLS:
+    raise ValueError(f"model.attention_impl={attention_impl!r} is unknown; use one of {ATTENTION_IMPLS} or leave it "
+                     "unset (cuDNN on recent NVIDIA GPUs in half precision, 'einsum' elsewhere).")
   if remat not in REMAT_POLICIES:
     raise ValueError(f"model.remat={remat!r} is unknown; use one of {sorted(REMAT_POLICIES)}.")
   size = dict(patch_size=patch_size, width=width, depth=depth, num_heads=num_heads, mlp_dim=mlp_dim)
