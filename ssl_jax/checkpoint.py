@@ -137,13 +137,15 @@ class Checkpointer:
       if reason is None:
         try:
           diffs = identity_differences(self.saved_config(step), config)
-          stored = self._mngr.item_metadata(step)["state"]
         except Exception as e:  # noqa: BLE001 -- any failure to read the step means it is damaged
-          reason = f"its config or metadata cannot be read: {type(e).__name__}: {e}"
+          reason = f"its config cannot be read: {type(e).__name__}: {e}"
         else:
           if diffs:
             raise ConfigMismatch(diffs)
-          shapes = state_differences(stored, abstract_state)
+          try:
+            shapes = state_differences(self._mngr.item_metadata(step)["state"], abstract_state)
+          except Exception:  # noqa: BLE001 -- unreadable metadata: the restore below says why
+            shapes = []
           if shapes:
             raise StateMismatch(step, shapes)
           try:

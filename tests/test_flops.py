@@ -78,10 +78,12 @@ def test_train_step_benchmark_reports_mfu_and_a_consistent_flop_count(tmp_path):
   assert "MFU" in out.stdout and result["config"].endswith("configs/tiny/mae.py")
 
 
-def test_attention_benchmark_times_each_implementation():
+def test_attention_benchmark_runs_each_implementation():
+  """benchmarks/attention.py builds and times each implementation, alone and inside vit.Attention (its numbers are
+  for the README, never asserted here)."""
   for impl, module in (("einsum", False), ("xla", False), ("einsum", True)):
-    r = attention.measure(impl, batch=2, tokens=9, width=16, heads=2, dtype=jnp.float32, module=module, repeats=2)
-    assert 0 < r["forward_s"] < r["forward_backward_s"], (impl, module, r)
+    r = attention.measure(impl, batch=2, tokens=9, width=16, heads=2, dtype=jnp.float32, module=module, repeats=1)
+    assert set(r) == {"forward_s", "forward_backward_s"} and all(0 < t < 60 for t in r.values()), (impl, module, r)
 
 
 def test_cudnn_attention_is_counted():

@@ -64,6 +64,13 @@ def test_dino_head_gives_cosines_to_the_prototypes():
   v = nn.unbox(m.init(jax.random.key(0), x))
   logits = m.apply(v, x)
   assert logits.shape == (5, 10) and float(jnp.max(jnp.abs(logits))) <= 1.0 + 1e-5
+  # The prototypes start as DINO's do (PyTorch's default nn.Linear init: U(-1/sqrt(8), 1/sqrt(8)) for 8 inputs);
+  # the MLP layers truncated-normal with std 0.02.
+  wide = nn.unbox(heads.DINOHead(out_dim=4096, hidden_dim=16, bottleneck_dim=8).init(jax.random.key(1), x))["params"]
+  proto = np.asarray(wide["prototypes"])
+  assert proto.shape == (8, 4096) and np.abs(proto).max() <= 8 ** -0.5
+  assert abs(proto.std() - 8 ** -0.5 / 3 ** 0.5) < 0.01 and abs(proto.mean()) < 0.01
+  assert abs(np.asarray(wide["dense0"]["kernel"]).std() - 0.02) < 0.004
   # Weight normalisation: the scale of the prototypes does not matter.
   scaled = {"params": dict(v["params"], prototypes=7.0 * v["params"]["prototypes"])}
   np.testing.assert_allclose(np.asarray(m.apply(scaled, x)), np.asarray(logits), atol=1e-5)

@@ -80,8 +80,12 @@ class DINOHead(nn.Module):
           x = resnet.batch_norm(train, f"bn{i}")(x)
         x = nn.gelu(x, approximate=False)
     x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-    v = self.param("prototypes", nn.with_logical_partitioning(init, (None, "mlp")), (self.bottleneck_dim,
-                                                                                     self.out_dim))
+    # DINO creates the prototype layer after its truncated-normal init pass, so it keeps PyTorch's default nn.Linear
+    # init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Weight normalisation hides the scale from the forward pass but not
+    # from Adam: the direction of a prototype moves by ~lr / scale a step (3.6 x faster at N(0, 0.02) with 64 inputs).
+    proto_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+    v = self.param("prototypes", nn.with_logical_partitioning(proto_init, (None, "mlp")),
+                   (self.bottleneck_dim, self.out_dim))
     w = v / jnp.maximum(jnp.linalg.norm(v, axis=0, keepdims=True), 1e-12)
     if not self.norm_last_layer:
       w = w * self.param("prototype_gain", nn.initializers.ones, (self.out_dim,))
