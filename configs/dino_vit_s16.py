@@ -21,9 +21,13 @@ Hyperparameters (official `main_dino.py` defaults and README commands for ViT-S/
   AdamW, lr 5e-4 x batch / 256 = 2e-3, 10 warm-up epochs, cosine to min_lr 1e-6; weight decay 0.04 -> 0.4 (cosine);
   gradient clipping 3.0 on each parameter tensor's norm.
 Deviations: fixed 2-D sin-cos position embeddings (DINO learns them and interpolates for the local crops); the
-frozen prototype layer still gets weight decay in the first epoch (which leaves its weight-normalised columns, and
-so the function, unchanged); the final evaluation is the quick kNN / L-BFGS probe on a 50k-image subset of train,
+teacher temperature warms up per step (DINO: per epoch) and the learning rate reaches its peak at the end of the
+warm-up (DINO: one step earlier); the final evaluation is the quick kNN / L-BFGS probe on a 50k-image subset of train,
 on the teacher's [CLS] features as DINO evaluates.
+
+Step for step, the method equals a PyTorch transcription of the official training step (ViT, head, multi-crop
+wrapper, loss, centre, per-tensor clipping, last-layer freezing, AdamW parameter groups, schedules, EMA):
+tests/test_dino_reference.py.
 
 Smoke-run the full-scale model on a laptop: add `--config.data.name=digits --config.batch_size=8
 --config.total_steps=2 --config.eval.data_name=digits --config.eval.train_split='train[:64]'

@@ -30,8 +30,8 @@ class ConfigMismatch(ValueError):
 
 
 class StateMismatch(ValueError):
-  """The workdir's newest step holds arrays of other shapes than the current code builds (another ssl_jax version's
-  parameter layout); args: (step, differences)."""
+  """The workdir's newest step holds other arrays, or arrays of other shapes, than the current code builds (another
+  ssl_jax version's parameter or optimizer-state layout); args: (step, differences)."""
 
 
 class CheckpointWriteError(RuntimeError):
@@ -237,15 +237,17 @@ def _path_name(path) -> str:
 
 
 def state_differences(stored, abstract_state, limit: int = 3) -> list[str]:
-  """"path: stored (a, b), this code builds (b, a)" for the arrays, present in both trees, whose stored shape (from
-  Orbax's metadata) differs from `abstract_state`'s; at most `limit` of them, then a count of the rest."""
+  """What differs between the arrays of a stored state (Orbax's metadata) and `abstract_state`: "path: stored (a, b),
+  this code builds (b, a)" for an array in both with another shape, "path: not in the checkpoint" for one the code
+  builds that the step lacks, "path: stored, not built by this code" for the converse (another parameter or
+  optimizer-state layout); at most `limit` of them, then a count of the rest."""
   stored_shapes = {_path_name(p): tuple(m.shape) for p, m in jax.tree_util.tree_leaves_with_path(stored)
                    if getattr(m, "shape", None) is not None}
-  diffs = []
-  for path, leaf in jax.tree_util.tree_leaves_with_path(abstract_state):
-    name = _path_name(path)
-    if name in stored_shapes and stored_shapes[name] != tuple(leaf.shape):
-      diffs.append(f"{name}: stored {stored_shapes[name]}, this code builds {tuple(leaf.shape)}")
+  built = {_path_name(p): tuple(leaf.shape) for p, leaf in jax.tree_util.tree_leaves_with_path(abstract_state)}
+  diffs = [f"{name}: stored {stored_shapes[name]}, this code builds {shape}" if name in stored_shapes
+           else f"{name}: not in the checkpoint"
+           for name, shape in built.items() if stored_shapes.get(name) != shape]
+  diffs += [f"{name}: stored, not built by this code" for name in stored_shapes if name not in built]
   return diffs[:limit] + ([f"and {len(diffs) - limit} more"] if len(diffs) > limit else [])
 
 

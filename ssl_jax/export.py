@@ -9,7 +9,7 @@ newest intact checkpoint of the workdir. The conversion is pure numpy (no PyTorc
 
 - timm `VisionTransformer` (class token, pre-norm blocks, LayerNorm eps 1e-6, exact GELU, qkv bias): the patch
   embedding kernel `[p*p*3, D]` (patches flattened row, column, channel) becomes the conv weight `[D, 3, p, p]`;
-  the fused q/k/v kernel `[D, 3, H, d]` becomes `qkv.weight` `[3D, D]`; Linear kernels are transposed; fixed sin-cos
+  the fused q/k/v kernel `[D, H, 3, d]` becomes `qkv.weight` `[3D, D]`; Linear kernels are transposed; fixed sin-cos
   position embeddings are written out as `pos_embed` `[1, 1 + T, D]` with a zero [CLS] slot (the [CLS] token carries
   no position embedding, as in MAE). The pooled feature maps to timm's `global_pool`: "cls" -> "token",
   "gap" -> "avg" without `fc_norm`, "gap_fc_norm" -> "avg" with `fc_norm`. The exact `timm.create_model(...)` call

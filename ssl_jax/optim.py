@@ -46,29 +46,32 @@ def param_path(path) -> str:
   return "/".join(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey))
 
 
-def param_groups(params, frozen_patterns) -> object:
-  """Each parameter's group: "frozen" (its path fully matches one of the regexes `frozen_patterns`), "probe" (under
-  the top-level key "probe": an online linear probe) or "trained".
+def param_groups(params, frozen_patterns, frozen_until=()) -> object:
+  """Each parameter's group: "frozen" (its path fully matches one of the regexes `frozen_patterns`), "from_<n>"
+  (it matches the regex of a `(regex, n)` pair of `frozen_until`: trained from step n), "probe" (under the top-level
+  key "probe": an online linear probe) or "trained".
 
   Raises:
     ValueError: a pattern matches no parameter (a typo would otherwise train what was meant to stay frozen).
   """
-  compiled = [re.compile(p) for p in frozen_patterns]
+  compiled = [(re.compile(p), "frozen") for p in frozen_patterns]
+  compiled += [(re.compile(p), f"from_{int(n)}") for p, n in frozen_until]
   used = set()
 
   def group(path, _):
     name = param_path(path)
-    hits = [c.pattern for c in compiled if c.fullmatch(name)]
-    used.update(hits)
+    hits = [(c.pattern, g) for c, g in compiled if c.fullmatch(name)]
+    used.update(p for p, _ in hits)
     if hits:
-      return "frozen"
+      return hits[0][1]
     return "probe" if name.startswith("probe/") else "trained"
   groups = jax.tree_util.tree_map_with_path(group, params)
-  unused = [c.pattern for c in compiled if c.pattern not in used]
-  if unused:
-    paths = [param_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
-    raise ValueError(f"config.optim.frozen: {unused} match no parameter path (full match); the paths look like "
-                     f"{paths[:3]}...")
+  paths = [param_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+  for what, patterns in (("config.optim.frozen", frozen_patterns),
+                         ("the method's frozen_until", [p for p, _ in frozen_until])):
+    unused = [p for p in patterns if p not in used]
+    if unused:
+      raise ValueError(f"{what}: {unused} match no parameter path (full match); the paths look like {paths[:3]}...")
   return groups
 
 
@@ -100,9 +103,9 @@ def scale_by_layer_decay(decay: float) -> optax.GradientTransformation:
 
 def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | optax.Schedule = 0.0, b1: float = 0.9,
          b2: float = 0.999, eps: float = 1e-8, momentum: float = 0.9, grad_clip: float | None = None,
-         grad_clip_mode: str = "global", no_decay_names=("pos_embedding",), frozen=(),
+         grad_clip_mode: str = "global", no_decay_names=("pos_embedding",), frozen=(), frozen_until=(),
          probe_lr: float = 1e-3, layer_decay: float | None = None) -> optax.GradientTransformation:
-  """An optax optimizer with decoupled weight decay masked by `decay_mask`, optionally after global-norm clipping.
+  """An optax optimizer with decoupled weight decay masked by `decay_mask`, optionally after gradient clipping.
 
   Args:
     name: "adamw" (Loshchilov & Hutter), "lars" (You et al.; no adaptation or decay on biases and norms),
@@ -110,37 +113,53 @@ def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | opta
     learning_rate: a schedule (see `lr_schedule`).
     weight_decay: a value, or a schedule of the step (DINO's cosine 0.04 -> 0.4).
     b1, b2, eps, momentum: the optimizer's hyperparameters.
-    grad_clip: clip the gradient norm to this value first (None: no clipping).
-    grad_clip_mode: "global" (the norm of all gradients together) or "per_tensor" (each parameter's gradient on
-      its own, as DINO's `clip_gradients`).
+    grad_clip: clip the gradients first (None: no clipping), all trained parameters' but the probe's.
+    grad_clip_mode: "global" (the norm of all those gradients together) or "per_tensor" (each parameter's gradient
+      on its own, as DINO's `clip_gradients`).
     frozen: regexes of parameter paths (`param_path`) that are never updated, nor decayed (MoCo v3's patch
       projection).
+    frozen_until: `(regex, n)` pairs: those parameters stay untouched for the first n updates — no update, no weight
+      decay, and no optimizer state either (moments, step count): their optimizer starts at update n as a fresh one
+      would, with the learning rate and weight decay of step n — which is what PyTorch's AdamW does with a parameter
+      whose gradient is None (DINO's frozen last layer in its first epoch).
     probe_lr: the parameters under "probe" (an online linear probe on stop-gradient features) are trained by Adam
       at this constant rate, without weight decay, clipping or LARS adaptation (which would never move its zero
       initialisation), as solo-learn trains its online classifier with its own learning rate.
     layer_decay: layer-wise lr decay of a ViT (`scale_by_layer_decay`; MAE fine-tuning: 0.65); None: off.
   """
   mask = lambda p: decay_mask(p, no_decay_names)
-  if name == "adamw":
-    tx = optax.adamw(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=mask)
-  elif name == "lars":
-    tx = optax.lars(learning_rate, weight_decay=weight_decay, weight_decay_mask=mask, trust_ratio_mask=mask,
-                    momentum=momentum)
-  elif name == "lamb":
-    tx = optax.lamb(learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay, mask=mask)
-  elif name == "sgd":
-    tx = optax.chain(optax.add_decayed_weights(weight_decay, mask), optax.sgd(learning_rate, momentum=momentum))
-  else:
-    raise ValueError(f"unknown optimizer {name!r}; use one of {OPTIMIZERS}.")
+
+  def optimizer(lr, wd):
+    if name == "adamw":
+      tx = optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd, mask=mask)
+    elif name == "lars":
+      tx = optax.lars(lr, weight_decay=wd, weight_decay_mask=mask, trust_ratio_mask=mask, momentum=momentum)
+    elif name == "lamb":
+      tx = optax.lamb(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd, mask=mask)
+    elif name == "sgd":
+      tx = optax.chain(optax.add_decayed_weights(wd, mask), optax.sgd(lr, momentum=momentum))
+    else:
+      raise ValueError(f"unknown optimizer {name!r}; use one of {OPTIMIZERS}.")
+    return optax.chain(tx, scale_by_layer_decay(layer_decay)) if layer_decay is not None else tx
+
+  def starting_at(n):
+    # The inner optimizer's own counts start at 0 on update n: its schedules are shifted by n.
+    shift = lambda v: (lambda count: v(count + n)) if callable(v) else v
+    return optax.transforms.conditionally_mask(optimizer(shift(learning_rate), shift(weight_decay)),
+                                               lambda count: count >= n)
+
+  groups = lambda p: param_groups(p, frozen, frozen_until)
+  transforms = {"trained": optimizer(learning_rate, weight_decay), "frozen": optax.set_to_zero(),
+                "probe": optax.adam(probe_lr)}
+  transforms.update({f"from_{int(n)}": starting_at(int(n)) for _, n in frozen_until})
+  tx = optax.multi_transform(transforms, groups)
   if grad_clip:
     if grad_clip_mode not in ("global", "per_tensor"):
       raise ValueError(f"grad_clip_mode={grad_clip_mode!r}: use 'global' or 'per_tensor'.")
     clip = optax.clip_by_global_norm(grad_clip) if grad_clip_mode == "global" else clip_per_tensor(grad_clip)
-    tx = optax.chain(clip, tx)
-  if layer_decay is not None:
-    tx = optax.chain(tx, scale_by_layer_decay(layer_decay))
-  return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero(), "probe": optax.adam(probe_lr)},
-                               lambda p: param_groups(p, frozen))
+    clipped = lambda p: jax.tree.map(lambda g: g not in ("frozen", "probe"), groups(p))
+    tx = optax.chain(optax.masked(clip, clipped), tx)
+  return tx
 
 
 def clip_per_tensor(max_norm: float) -> optax.GradientTransformation:

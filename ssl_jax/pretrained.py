@@ -48,6 +48,10 @@ class Source:
       state = ckptr.restore(path, args=ocp.args.PyTreeRestore(item=item, restore_args=args, partial_restore=True))
     return self.method.encoder(state["params"], state["extra"])[1]
 
+  def shapes(self) -> dict:
+    """The released encoder's variables as Orbax metadata (their `.shape`s), without reading any array."""
+    return self.method.encoder(self._metadata["params"], self._metadata["extra"])[1]
+
 
 @dataclasses.dataclass(frozen=True)
 class FileSource:
@@ -61,6 +65,9 @@ class FileSource:
     return f"{self.workdir} (timm safetensors)"
 
   def variables(self) -> dict:
+    return self._variables
+
+  def shapes(self) -> dict:
     return self._variables
 
 
@@ -165,6 +172,30 @@ class MergeReport:
     return "; ".join(lines)
 
 
+def _resizable(path: str, stored: tuple, wanted: tuple) -> bool:
+  """A learned position embedding `[1, T, D]` of another grid, which `merge` resizes."""
+  return bool(re.search(r"(^|/)pos_embedding$", path)) and len(stored) == 3 and stored[2] == wanted[2]
+
+
+def check_fit(target: dict, pretrained: dict) -> None:
+  """Raises `merge`'s errors from the shapes alone (of arrays, ShapeDtypeStructs or Orbax metadata): the run
+  checks a pretrained encoder this way before it writes anything.
+
+  Raises:
+    ValueError: shapes disagree, or nothing at all matches (the encoders are not the same architecture).
+  """
+  t, p = flatten(target), flatten(pretrained)
+  shape = lambda x: tuple(x.shape)
+  mismatched = [f"{path}: pretrained {shape(p[path])} vs {shape(leaf)}" for path, leaf in t.items()
+                if path in p and shape(p[path]) != shape(leaf) and not _resizable(path, shape(p[path]), shape(leaf))]
+  if mismatched:
+    raise ValueError("the pretrained encoder does not fit the configured one: " + "; ".join(mismatched) +
+                     ". Leave config.model's architecture keys unset to take the pretrained run's.")
+  if not any(path in p for path in t):
+    raise ValueError(f"no pretrained array matches the configured encoder (its arrays: {sorted(p)[:5]}...; the "
+                     f"encoder's: {sorted(t)[:5]}...).")
+
+
 def merge(target: dict, pretrained: dict) -> tuple[dict, MergeReport]:
   """Copies `pretrained` variables into `target` (a freshly initialised encoder's variables) by path.
 
@@ -173,29 +204,20 @@ def merge(target: dict, pretrained: dict) -> tuple[dict, MergeReport]:
   nothing was loaded); loaded leaves are numpy arrays of the target's dtype.
 
   Raises:
-    ValueError: shapes disagree, or nothing at all matched (the encoders are not the same architecture).
+    ValueError: see `check_fit`.
   """
+  check_fit(target, pretrained)
   t, p = flatten(target), flatten(pretrained)
-  out, loaded, resized, mismatched = dict(t), [], [], []
+  out, loaded, resized = dict(t), [], []
   for path, leaf in t.items():
     if path not in p:
       continue
     value = np.asarray(p[path])
     if value.shape != tuple(leaf.shape):
-      if re.search(r"(^|/)pos_embedding$", path) and value.ndim == 3 and value.shape[2] == leaf.shape[2]:
-        value = resize_pos_embedding(value, leaf.shape[1])
-        resized.append(path)
-      else:
-        mismatched.append(f"{path}: pretrained {value.shape} vs {tuple(leaf.shape)}")
-        continue
+      value = resize_pos_embedding(value, leaf.shape[1])
+      resized.append(path)
     out[path] = value.astype(leaf.dtype)
     loaded.append(path)
-  if mismatched:
-    raise ValueError("the pretrained encoder does not fit the configured one: " + "; ".join(mismatched) +
-                     ". Leave config.model's architecture keys unset to take the pretrained run's.")
-  if not loaded:
-    raise ValueError(f"no pretrained array matches the configured encoder (its arrays: {sorted(p)[:5]}...; the "
-                     f"encoder's: {sorted(t)[:5]}...).")
   report = MergeReport(tuple(loaded), tuple(k for k in t if k not in p), tuple(k for k in p if k not in t),
                        tuple(resized))
   return _unflatten(out), report

@@ -221,7 +221,8 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
   tx = optim.make(name=o.name, learning_rate=schedule,
                   weight_decay=optim.weight_decay_schedule(o.weight_decay, o.weight_decay_end, durations.total),
                   b1=o.b1, b2=o.b2, eps=o.eps, momentum=o.momentum, grad_clip=o.grad_clip,
-                  grad_clip_mode=o.grad_clip_mode, frozen=tuple(o.frozen), probe_lr=o.probe_lr,
+                  grad_clip_mode=o.grad_clip_mode, frozen=tuple(o.frozen),
+                  frozen_until=tuple(getattr(method, "frozen_until", ())), probe_lr=o.probe_lr,
                   no_decay_names=tuple(o.no_decay), layer_decay=o.layer_decay)
 
   # Shapes -> shardings -> a jitted initialiser that creates every array directly in its shard.
@@ -443,6 +444,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
   train_source, eval_sources = open_sources(config)
   program = build(config, mesh, len(train_source), getattr(train_source, "num_classes", None))
   dur = program.durations
+  if program.source is not None:            # the pretrained encoder must fit before the workdir is touched
+    _, target = program.method.encoder(program.abstract_state.params, program.abstract_state.extra)
+    pretrained.check_fit(target, program.source.shapes())
   train_iter = iter(train_dataset(config, train_source))
   _prepare_workdir(workdir, restart)
 
@@ -461,8 +465,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
     ckpt.close()
     step, diffs = e.args
     raise checkpoint.StateMismatch(
-        f"checkpoint step {step} in {workdir} holds arrays of other shapes than this code's model builds "
-        f"({'; '.join(diffs)}): it was written by a version of ssl_jax with another parameter layout. Nothing was "
+        f"checkpoint step {step} in {workdir} holds other arrays than this code builds ({'; '.join(diffs)}): it was "
+        "written by a version of ssl_jax with another parameter or optimizer-state layout. Nothing was "
         "changed there. Resume it with the version that wrote it, or pass --restart to archive that run and start "
         "afresh (or use a new --workdir).") from None
   if state is None:

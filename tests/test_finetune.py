@@ -175,6 +175,13 @@ def test_init_from_errors_name_the_problem(mae_workdir, tmp_path):
   workdir, _ = mae_workdir
   with pytest.raises(FileNotFoundError, match="holds no complete checkpoint"):
     train.run(_downstream("tiny/finetune", tmp_path / "nothing"), str(tmp_path / "a"))
+  # An encoder of another shape fails before the new workdir is created.
+  c = _downstream("tiny/finetune", workdir)
+  c.model.mlp_dim = 48
+  with pytest.raises(ValueError, match=r"does not fit the configured one: .*mlp/fc1/kernel: pretrained \(\d+, \d+\) "
+                                       r"vs \(\d+, 48\)"):
+    train.run(c, str(tmp_path / "d"))
+  assert not (tmp_path / "d").exists()
   mae = load_config("configs/tiny/mae.py")
   mae.init_from, mae.total_steps = str(workdir), 2
   with pytest.raises(ValueError, match="method 'mae' cannot start from a pretrained encoder"):

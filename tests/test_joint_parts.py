@@ -115,6 +115,27 @@ def test_weight_decay_schedule_and_frozen_parameters():
   np.testing.assert_allclose(np.asarray(new["net"]["encoder"]["other"]["kernel"]), 1 - 0.1 * 1.04, rtol=1e-5)
 
 
+def test_frozen_until_leaves_parameters_out_then_starts_their_optimizer_afresh():
+  """DINO's frozen last layer: untouched (no update, no decay) for n updates, then AdamW's first step of a fresh
+  optimizer at the learning rate of the current step: -lr(n) * (g / |g| + wd * p)."""
+  params = {"net": {"a": {"kernel": jnp.ones((2, 2))}, "b": {"kernel": jnp.ones((2, 2))}}}
+  lr = lambda count: 0.1 * (count + 1)
+  tx = optim.make(name="adamw", learning_rate=lr, weight_decay=0.5, frozen_until=(("net/b/.*", 2),), grad_clip=1.0)
+  state = tx.init(params)
+  grads = jax.tree.map(lambda p: 3.0 * jnp.ones_like(p), params)
+  history = []
+  for _ in range(3):
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+    history.append(jax.tree.map(np.asarray, params))
+  np.testing.assert_array_equal(history[0]["net"]["b"]["kernel"], 1.0)
+  np.testing.assert_array_equal(history[1]["net"]["b"]["kernel"], 1.0)
+  np.testing.assert_allclose(history[2]["net"]["b"]["kernel"], 1.0 - 0.3 * (1.0 + 0.5), rtol=1e-5)
+  np.testing.assert_allclose(history[0]["net"]["a"]["kernel"], 1.0 - 0.1 * (1.0 + 0.5), rtol=1e-5)
+  with pytest.raises(ValueError, match=r"\['net/c/.\*'\] match no parameter path"):
+    optim.make(name="adamw", learning_rate=lr, frozen_until=(("net/c/.*", 2),)).init(params)
+
+
 def test_monitors_see_collapse():
   rng = np.random.RandomState(0)
   healthy = jnp.asarray(rng.normal(size=(256, 32)), jnp.float32)

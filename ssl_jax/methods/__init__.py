@@ -10,7 +10,8 @@ A method module exposes `create(*, model, run: contract.RunInfo, **hyperparamete
                                                  # to `variables` (for probing, fine-tuning and export)
 
 and optionally `reconstruct(params, extra, images, rng) -> (masked, reconstruction)` uint8 pictures (MAE), which
-the end-of-run report draws.
+the end-of-run report draws, and `frozen_until`: `(path regex, n)` pairs of parameters the optimizer leaves out of
+its first n updates (DINO's last layer; see `ssl_jax.optim.make`).
 
 `batch` holds `image` (uint8 `[B, H, W, 3]`) for single-view methods, or one float `[B, V, H, W, 3]` array per view
 group (augmented on the device and normalised, see `ssl_jax.augment`), plus `label` and `index` `[B]`.

@@ -2,19 +2,20 @@
 
 Student and teacher share an architecture (encoder -> DINOHead: 3-layer GELU MLP, 256-d bottleneck, l2-normalised,
 weight-normalised prototype layer of `out_dim`); the teacher is an EMA of the student (momentum 0.996 -> 1, cosine)
-and sees only the global crops; the student sees every crop (2 global + 10 local in the paper, each resolution one
-batch). Loss: cross-entropy from the centred, sharpened teacher distribution (temperature warmed up 0.04 -> 0.07
+and sees only the global crops; the student sees every crop (2 global + 10 local in the paper; one encoder pass
+per crop size, then one head pass over all crops, as DINO's MultiCropWrapper). Loss: cross-entropy from the centred, sharpened teacher distribution (temperature warmed up 0.04 -> 0.07
 over 30 epochs) to the student's (temperature 0.1) over all pairs of different crops, averaged; the centre is an
-EMA (0.9) of the teacher's outputs over the global batch. The prototype layer gets no gradient during the first
-`freeze_last_layer_epochs` (1). Representation: the teacher encoder's [CLS] token (DINO evaluates the teacher).
+EMA (0.9) of the teacher's outputs over the global batch. The prototype layer stays out of the optimizer during the
+first `freeze_last_layer_epochs` (1): no update, no weight decay, and its AdamW moments and bias correction start
+afresh after it, as PyTorch's AdamW skips a parameter whose gradient DINO sets to None (`frozen_until`).
+Representation: the teacher encoder's [CLS] token (DINO evaluates the teacher).
 
 Logged: teacher entropy and the teacher-student KL on the global crops (a collapsing DINO shows entropy -> 0 with
 KL -> 0, or entropy -> log(out_dim), uniform), and the embedding monitors of the teacher features.
 
 Deviations: the position embedding is the fixed 2-D sin-cos one (any crop size works without interpolating a learned
-table); during the frozen first epoch the prototype layer still decays with the optimizer's weight decay (DINO
-removes its gradient, and AdamW then skips it) — with `norm_last_layer` a uniform shrink leaves the normalised
-prototypes, and so the function, unchanged.
+table); the teacher temperature warms up per step, not per epoch. Otherwise one step equals the official one:
+tests/test_dino_reference.py compares them with a PyTorch transcription of DINO's training step.
 """
 
 import dataclasses
@@ -56,31 +57,35 @@ class DINO:
              "teacher_stats": stats}
     return {"net": params, "probe": joint.init_probe(self.num_classes, self.net.encoder.num_features)}, extra
 
-  def _logits(self, net, params, stats, views, rng=None):
-    """Features `[V, B, D]` and head outputs `[V, B, K]` of views `[B, V, H, W, 3]` (one batch of B * V), and the
-    updated BatchNorm statistics. The student (`rng` given) runs with stochastic depth; the teacher without."""
-    x = joint.flatten_views(views)
-    if rng is None:
-      (feats, logits), stats = joint.teacher_forward(net, params, stats, x)
-    else:
-      (feats, logits), stats = joint.forward(net, params, stats, x, rng, method=joint.Network.embed)
+  def _teacher(self, params, stats, views):
+    """The teacher on the global views `[B, V, H, W, 3]`: features `[V, B, D]`, head outputs `[V, B, K]` and its
+    updated BatchNorm statistics."""
+    (feats, logits), stats = joint.teacher_forward(self.teacher, params, stats, joint.flatten_views(views))
     n = views.shape[1]
     return joint.unflatten_views(feats, n), joint.unflatten_views(logits, n), stats
 
+  def _student(self, params, stats, groups, rng):
+    """The student on each view group `[B, V_i, H_i, W_i, 3]` (global first), with stochastic depth: the global
+    views' features `[V_0, B, D]`, the head outputs of all views `[sum V_i, B, K]` (group by group) and the updated
+    BatchNorm statistics. As DINO's `MultiCropWrapper`: one encoder pass per crop size, then one head pass over all
+    crops (with `use_bn`, the head's BatchNorm statistics are those of every crop together)."""
+    feats = []
+    for i, views in enumerate(groups):
+      f, stats = joint.forward(self.net, params, stats, joint.flatten_views(views), jax.random.fold_in(rng, i),
+                               method=joint.Network.encode)
+      feats.append(f.reshape(views.shape[:2] + f.shape[1:]))            # [B, V_i, D]
+    counts = [v.shape[1] for v in groups]
+    every = jnp.concatenate(feats, axis=1)                               # [B, sum V_i, D]: each device's own rows
+    logits, stats = joint.forward(self.net, params, stats, joint.flatten_views(every), method=joint.Network.project)
+    logits = joint.unflatten_views(logits, sum(counts))
+    return jnp.swapaxes(feats[0], 0, 1), logits, stats
+
   def loss(self, params, extra, batch, rng, step):
-    student = params["net"]
-    frozen = step < self.freeze_last_layer_steps
-    proto = student["projector"]["prototypes"]
-    student = dict(student, projector=dict(student["projector"],
-                                           prototypes=jnp.where(frozen, jax.lax.stop_gradient(proto), proto)))
     global_views = batch[self.global_group]
-    t_feats, t_logits, t_stats = self._logits(self.teacher, extra["teacher"], extra["teacher_stats"], global_views)
+    t_feats, t_logits, t_stats = self._teacher(extra["teacher"], extra["teacher_stats"], global_views)
     t_logits = jax.lax.stop_gradient(t_logits)
-    s_feats, s_logits, stats = self._logits(self.net, student, extra["batch_stats"], global_views,
-                                            jax.random.fold_in(rng, 0))
-    if self.local_group is not None:
-      _, local, stats = self._logits(self.net, student, stats, batch[self.local_group], jax.random.fold_in(rng, 1))
-      s_logits = jnp.concatenate([s_logits, local], axis=0)
+    groups = [global_views] + ([batch[self.local_group]] if self.local_group is not None else [])
+    s_feats, s_logits, stats = self._student(params["net"], extra["batch_stats"], groups, rng)
     temp = teacher_lib.linear_warmup(step, self.teacher_temp_warmup_steps, *self.teacher_temp)
     n, b = t_logits.shape[:2]
     if self.centering == "sinkhorn":
@@ -100,6 +105,11 @@ class DINO:
                           t_centered.reshape(-1, self.out_dim),
                           jax.lax.stop_gradient(s_global).reshape(-1, self.out_dim))})
     return loss + probe, (metrics, dict(extra, center=center, batch_stats=stats, teacher_stats=t_stats))
+
+  @property
+  def frozen_until(self) -> tuple[tuple[str, int], ...]:
+    """The prototype layer is left out of the first `freeze_last_layer_steps` updates (`optim.make`)."""
+    return (("net/projector/prototypes", self.freeze_last_layer_steps),) if self.freeze_last_layer_steps else ()
 
   def after_update(self, params, extra, step):
     m = teacher_lib.cosine_increase(step, self.total_steps, self.momentum_base)

@@ -37,6 +37,12 @@ class Network(nn.Module):
     feats = self.encoder(x, train)
     return feats, self.projector(feats, train)
 
+  def encode(self, x, train: bool = False):
+    return self.encoder(x, train)
+
+  def project(self, feats, train: bool = False):
+    return self.projector(feats, train)
+
   def features(self, x):
     return self.encoder(x, False)
 
