@@ -13,7 +13,8 @@ Hyperparameters (paper section 3.3 and appendices B, C; official JAX code byol/c
   (0.4, 0.4, 0.2, 0.1) p 0.8, greyscale p 0.2, blur p 1.0 / 0.1, solarisation p 0.0 / 0.2
   target decay tau = 1 - (1 - 0.996)(cos(pi k / K) + 1) / 2
   LARS (momentum 0.9, trust coefficient 1e-3), lr 0.2 x batch / 256 = 3.2, weight decay 1.5e-6, biases and
-  BatchNorm excluded from weight decay and LARS adaptation; 10 warm-up epochs, then cosine decay.
+  BatchNorm excluded from weight decay and LARS adaptation, the momentum over the adapted gradients and the step's
+  learning rate applied to it (`byol/utils/optimizers.py`); 10 warm-up epochs, then cosine decay.
 Deviations: the final evaluation is the quick kNN / L-BFGS probe on a 50k-image subset of train, not the 80-epoch
 SGD linear evaluation; an online linear probe (stop-gradient) is trained alongside for monitoring.
 
@@ -54,6 +55,7 @@ def get_config(arg=None):
   c.method.online_probe = True
 
   c.optim.name = "lars"
+  c.optim.lr_in_momentum = False        # BYOL's LARS: the momentum accumulates gradients; lr scales its output
   c.optim.base_lr = 0.2
   c.optim.momentum = 0.9
   c.optim.weight_decay = 1.5e-6

@@ -13,7 +13,9 @@ Hyperparameters (paper section 4 and appendix, official `main_moco.py` with the 
   two views, BYOL's augmentation: random-resized-crop (0.08, 1), flip, colour jitter (0.4, 0.4, 0.2, 0.1) p 0.8,
   greyscale p 0.2, blur p 1.0 / 0.1, solarisation p 0.0 / 0.2
   InfoNCE temperature 0.2 (loss x 2t), symmetrised; momentum 0.99 -> 1 (cosine)
-  AdamW (0.9, 0.999), lr 1.5e-4 x batch / 256 = 2.4e-3, weight decay 0.1, 40 warm-up epochs, cosine, 300 epochs.
+  AdamW (0.9, 0.999), lr 1.5e-4 x batch / 256 = 2.4e-3, weight decay 0.1 on every parameter (biases and LayerNorm /
+  BatchNorm parameters too: the official code builds `AdamW(model.parameters(), ...)` without parameter groups),
+  40 warm-up epochs, cosine, 300 epochs.
 Deviations: the final evaluation is the quick kNN / L-BFGS probe on a 50k-image subset of train, not the 90-epoch
 SGD linear probe; an online linear probe (stop-gradient) is trained alongside for monitoring.
 
@@ -61,6 +63,7 @@ def get_config(arg=None):
   c.optim.weight_decay = 0.1
   c.optim.warmup_epochs = 40.0
   c.optim.schedule = "cosine"
+  c.optim.decay_biases_and_norms = True          # MoCo v3's AdamW(model.parameters()) decays every parameter
   c.optim.frozen = ("net/encoder/vit/embedding/.*",)
 
   c.eval.train_split = "train[:50000]"

@@ -98,11 +98,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.frozen = ()                                  # regexes of parameter paths ("net/encoder/vit/embedding/.*")
   c.optim.probe_lr = 1e-3                              # Adam lr of the online linear probe (joint-embedding methods)
   c.optim.no_decay = ("pos_embedding",)                # parameter names without weight decay (besides biases, norms)
+  c.optim.decay_biases_and_norms = False               # True: decay them too (MoCo v3's AdamW)
   c.optim.layer_decay = config_dict.placeholder(float)  # layer-wise lr decay of a ViT (MAE fine-tuning: 0.65)
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999
   c.optim.eps = 1e-8
   c.optim.momentum = 0.9
+  c.optim.lr_in_momentum = True                        # LARS: v = m v + lr g (SimCLR); False: p -= lr (m v + g) (BYOL)
   c.optim.grad_clip = config_dict.placeholder(float)
   c.optim.grad_clip_mode = "global"                    # or "per_tensor" (DINO)
 

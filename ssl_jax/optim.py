@@ -28,16 +28,19 @@ def lr_schedule(*, peak_lr: float, warmup_steps: int, total_steps: int, schedule
   raise ValueError(f"unknown lr schedule {schedule!r}; use one of {SCHEDULES}.")
 
 
-def decay_mask(params, no_decay_names=("pos_embedding",)):
+def decay_mask(params, no_decay_names=("pos_embedding",), biases_and_norms: bool = False):
   """True for parameters that get weight decay: matrices and larger, except biases (`*bias`) and `no_decay_names`.
 
-  Biases and LayerNorm/BatchNorm parameters are excluded, as in MAE, MoCo v3 and DINO. The [CLS] and mask tokens
-  are decayed, as in the official MAE pretraining code (timm's `add_weight_decay` skips only 1-D tensors).
+  Biases and LayerNorm/BatchNorm parameters are excluded, as in MAE, DINO, BYOL and SimCLR, unless
+  `biases_and_norms` (MoCo v3's AdamW decays every parameter: `AdamW(model.parameters(), ...)`). The [CLS] and mask
+  tokens are decayed, as in the official MAE pretraining code (timm's `add_weight_decay` skips only 1-D tensors).
   """
   def keep(path, x):
     # The last dict key names the parameter (boxed parameters add an attribute key after it).
     name = next((k.key for k in reversed(path) if isinstance(k, jax.tree_util.DictKey)), None)
-    return x.ndim > 1 and not name.endswith("bias") and name not in no_decay_names
+    if name in no_decay_names:
+      return False
+    return biases_and_norms or (x.ndim > 1 and not name.endswith("bias"))
   return jax.tree_util.tree_map_with_path(keep, params)
 
 
@@ -102,8 +105,10 @@ def scale_by_layer_decay(decay: float) -> optax.GradientTransformation:
 
 
 def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | optax.Schedule = 0.0, b1: float = 0.9,
-         b2: float = 0.999, eps: float = 1e-8, momentum: float = 0.9, grad_clip: float | None = None,
-         grad_clip_mode: str = "global", no_decay_names=("pos_embedding",), frozen=(), frozen_until=(),
+         b2: float = 0.999, eps: float = 1e-8, momentum: float = 0.9, lr_in_momentum: bool = True,
+         grad_clip: float | None = None,
+         grad_clip_mode: str = "global", no_decay_names=("pos_embedding",), decay_biases_and_norms: bool = False,
+         frozen=(), frozen_until=(),
          probe_lr: float = 1e-3, layer_decay: float | None = None) -> optax.GradientTransformation:
   """An optax optimizer with decoupled weight decay masked by `decay_mask`, optionally after gradient clipping.
 
@@ -113,6 +118,11 @@ def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | opta
     learning_rate: a schedule (see `lr_schedule`).
     weight_decay: a value, or a schedule of the step (DINO's cosine 0.04 -> 0.4).
     b1, b2, eps, momentum: the optimizer's hyperparameters.
+    lr_in_momentum: LARS only. True: the momentum accumulates learning-rate-scaled steps, `v = m v + lr g`, as
+      SimCLR's TensorFlow LARS and `optax.lars`; False: it accumulates the trust-scaled gradients and the learning
+      rate of the current step scales the result, `v = m v + g; p -= lr v`, as BYOL's and MoCo v3's LARS. The two
+      differ only while the learning rate changes.
+    no_decay_names, decay_biases_and_norms: see `decay_mask` (LARS's trust ratio always skips biases and norms).
     grad_clip: clip the gradients first (None: no clipping), all trained parameters' but the probe's.
     grad_clip_mode: "global" (the norm of all those gradients together) or "per_tensor" (each parameter's gradient
       on its own, as DINO's `clip_gradients`).
@@ -127,13 +137,18 @@ def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | opta
       initialisation), as solo-learn trains its online classifier with its own learning rate.
     layer_decay: layer-wise lr decay of a ViT (`scale_by_layer_decay`; MAE fine-tuning: 0.65); None: off.
   """
-  mask = lambda p: decay_mask(p, no_decay_names)
+  mask = lambda p: decay_mask(p, no_decay_names, decay_biases_and_norms)
+  trust_mask = lambda p: decay_mask(p, no_decay_names)
 
   def optimizer(lr, wd):
     if name == "adamw":
       tx = optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd, mask=mask)
+    elif name == "lars" and lr_in_momentum:
+      tx = optax.lars(lr, weight_decay=wd, weight_decay_mask=mask, trust_ratio_mask=trust_mask, momentum=momentum)
     elif name == "lars":
-      tx = optax.lars(lr, weight_decay=wd, weight_decay_mask=mask, trust_ratio_mask=mask, momentum=momentum)
+      trust = optax.masked(optax.scale_by_trust_ratio(trust_coefficient=0.001), trust_mask)   # optax.lars's default
+      tx = optax.chain(optax.add_decayed_weights(wd, mask), trust, optax.trace(decay=momentum),
+                       optax.scale_by_learning_rate(lr))
     elif name == "lamb":
       tx = optax.lamb(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd, mask=mask)
     elif name == "sgd":

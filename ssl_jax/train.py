@@ -220,10 +220,12 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
                                min_lr=o.min_lr)
   tx = optim.make(name=o.name, learning_rate=schedule,
                   weight_decay=optim.weight_decay_schedule(o.weight_decay, o.weight_decay_end, durations.total),
-                  b1=o.b1, b2=o.b2, eps=o.eps, momentum=o.momentum, grad_clip=o.grad_clip,
+                  b1=o.b1, b2=o.b2, eps=o.eps, momentum=o.momentum, lr_in_momentum=o.lr_in_momentum,
+                  grad_clip=o.grad_clip,
                   grad_clip_mode=o.grad_clip_mode, frozen=tuple(o.frozen),
                   frozen_until=tuple(getattr(method, "frozen_until", ())), probe_lr=o.probe_lr,
-                  no_decay_names=tuple(o.no_decay), layer_decay=o.layer_decay)
+                  no_decay_names=tuple(o.no_decay), decay_biases_and_norms=o.decay_biases_and_norms,
+                  layer_decay=o.layer_decay)
 
   # Shapes -> shardings -> a jitted initialiser that creates every array directly in its shard.
   init = functools.partial(_initial_state, method, tx, config.seed, run)

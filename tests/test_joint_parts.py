@@ -115,6 +115,42 @@ def test_weight_decay_schedule_and_frozen_parameters():
   np.testing.assert_allclose(np.asarray(new["net"]["encoder"]["other"]["kernel"]), 1 - 0.1 * 1.04, rtol=1e-5)
 
 
+@pytest.mark.parametrize("everything", [False, True])
+def test_weight_decay_skips_biases_and_norms_unless_told(everything):
+  """MAE/DINO/BYOL/SimCLR leave biases and normalisation parameters undecayed; MoCo v3's AdamW decays them all."""
+  params = {"net": {"fc": {"kernel": jnp.ones((3, 3)), "bias": jnp.ones(3)}, "ln": {"scale": jnp.ones(3)},
+                    "attn": {"qkv_bias": jnp.ones((2, 3, 4))}}}
+
+  def step(name):          # one update from a zero gradient: only the weight decay moves a parameter
+    tx = optim.make(name=name, learning_rate=0.1, weight_decay=0.5, decay_biases_and_norms=everything)
+    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+    return jax.tree.map(np.asarray, optax.apply_updates(params, updates))["net"]
+  adamw, lars = step("adamw"), step("lars")
+  np.testing.assert_allclose(adamw["fc"]["kernel"], 1 - 0.1 * 0.5, rtol=1e-6)
+  # LARS scales a matrix's update by its trust ratio 0.001 * |p| / |wd p|, never a bias's or a norm's.
+  np.testing.assert_allclose(lars["fc"]["kernel"], 1 - 0.1 * 0.5 * 0.001 / 0.5, rtol=1e-6)
+  for new in (adamw, lars):
+    for leaf in (new["fc"]["bias"], new["ln"]["scale"], new["attn"]["qkv_bias"]):
+      np.testing.assert_allclose(leaf, 1 - 0.1 * 0.5 if everything else 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("lr_in_momentum", [True, False])
+def test_lars_momentum_with_the_learning_rate_inside_or_outside(lr_in_momentum):
+  """SimCLR's LARS: v = 0.9 v + lr g; BYOL's and MoCo v3's: v = 0.9 v + g, p -= lr v. A bias (no trust ratio), g = 1,
+  lr 0.1 then 0.2: 1 - 0.1 - (0.09 + 0.2) = 0.61, or 1 - 0.1 - 0.2 * 1.9 = 0.52. A matrix's first step is scaled by
+  the trust ratio 0.001 * |p| / |g| = 0.001 either way."""
+  params = {"fc": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}}
+  tx = optim.make(name="lars", learning_rate=lambda count: 0.1 * (count + 1), lr_in_momentum=lr_in_momentum)
+  state, grads = tx.init(params), jax.tree.map(jnp.ones_like, params)
+  history = []
+  for _ in range(2):
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+    history.append(jax.tree.map(np.asarray, params))
+  np.testing.assert_allclose(history[0]["fc"]["kernel"], 1 - 0.1 * 0.001, rtol=1e-7)
+  np.testing.assert_allclose(history[1]["fc"]["bias"], 0.61 if lr_in_momentum else 0.52, rtol=1e-6)
+
+
 def test_frozen_until_leaves_parameters_out_then_starts_their_optimizer_afresh():
   """DINO's frozen last layer: untouched (no update, no decay) for n updates, then AdamW's first step of a fresh
   optimizer at the learning rate of the current step: -lr(n) * (g / |g| + wd * p)."""

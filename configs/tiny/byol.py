@@ -38,6 +38,7 @@ def get_config(arg=None):
   c.method.online_probe = True
 
   c.optim.name = "lars"
+  c.optim.lr_in_momentum = False        # BYOL's LARS: the momentum accumulates gradients; lr scales its output
   c.optim.base_lr = 1.0
   c.optim.weight_decay = 1.5e-6
   c.optim.warmup_epochs = 10.0

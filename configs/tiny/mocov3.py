@@ -44,6 +44,7 @@ def get_config(arg=None):
   c.optim.b1, c.optim.b2 = 0.9, 0.999
   c.optim.weight_decay = 0.05
   c.optim.warmup_epochs = 10.0
+  c.optim.decay_biases_and_norms = True          # MoCo v3's AdamW(model.parameters()) decays every parameter
   c.optim.frozen = ("net/encoder/vit/embedding/.*",)     # MoCo v3: the random patch projection stays fixed
 
   c.eval.data_name = "digits"
