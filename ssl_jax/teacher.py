@@ -15,12 +15,17 @@ def cosine_increase(step: jax.Array, total_steps: int, base: float, final: float
   return final - (final - base) * (jnp.cos(jnp.pi * t) + 1.0) / 2.0
 
 
-def linear_warmup(step: jax.Array, warmup_steps: int, start: float, end: float) -> jax.Array:
-  """`start` -> `end` linearly over `warmup_steps`, then `end` (DINO's teacher temperature 0.04 -> 0.07)."""
-  if warmup_steps <= 0:
+def epoch_warmup(step: jax.Array, steps_per_epoch: int, warmup_epochs: int, start: float, end: float) -> jax.Array:
+  """DINO's teacher-temperature schedule: `np.linspace(start, end, warmup_epochs)` indexed by the epoch
+  (`step // steps_per_epoch`; constant within an epoch, `end` reached in the last warm-up epoch), then `end`.
+
+  Example (0.04 -> 0.07 over 30 epochs): epoch 0 -> 0.04, epoch 1 -> 0.04103, epoch 29 and later -> 0.07.
+  """
+  if warmup_epochs <= 0:
     return jnp.asarray(end, jnp.float32)
-  t = jnp.clip(jnp.asarray(step, jnp.float32) / warmup_steps, 0.0, 1.0)
-  return start + (end - start) * t
+  epoch = jnp.asarray(step, jnp.int32) // max(steps_per_epoch, 1)
+  t = jnp.clip(epoch.astype(jnp.float32) / max(warmup_epochs - 1, 1), 0.0, 1.0)
+  return jnp.where(epoch < warmup_epochs, start + (end - start) * t, end).astype(jnp.float32)
 
 
 def ema_update(teacher, student, momentum: jax.Array):

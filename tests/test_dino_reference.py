@@ -6,7 +6,7 @@ The reference below re-implements, from the official code, what one DINO iterati
 sharpened teacher softmax; cross-entropy over the pairs of different crops; centre EMA over the teacher's outputs),
 `clip_gradients` (per tensor, `clip / (norm + 1e-6)`), `cancel_gradients_last_layer`, PyTorch's AdamW over
 `get_params_groups` (no decay on biases and 1-D parameters), the per-iteration `cosine_scheduler` values of the
-learning rate, weight decay and teacher momentum, and the EMA of the teacher. Both sides start from the same weights
+learning rate, weight decay and teacher momentum, the per-epoch teacher temperature, and the EMA of the teacher. Both sides start from the same weights
 and see the same augmented crops; the test compares the loss of every step and every parameter, the teacher and the
 centre after the steps.
 
@@ -60,14 +60,14 @@ class Arch:
 SMALL = Arch()
 
 
-def _config(a: "Arch", total_steps: int, freeze_steps: int, steps_per_epoch: int):
+def _config(a: "Arch", total_steps: int, freeze_steps: int, steps_per_epoch: int, temp_warmup_epochs: int = 0):
   c = load_config("configs/tiny/dino.py")
   c.batch_size = 16
   c.total_epochs, c.total_steps = None, total_steps
   c.log_every, c.ckpt_every = total_steps, 0
   a.apply(c)
-  c.method.teacher_temp = (0.04, 0.07)       # no warm-up: 0.07 from the start, as DINO's schedule without warm-up
-  c.method.teacher_temp_warmup_epochs = 0.0
+  c.method.teacher_temp = (0.04, 0.07)
+  c.method.teacher_temp_warmup_epochs = temp_warmup_epochs
   c.method.freeze_last_layer_epochs = freeze_steps / steps_per_epoch
   c.optim.warmup_epochs, c.optim.warmup_steps = None, 0
   c.optim.base_lr = 2e-3 * 256 / c.batch_size      # a peak learning rate of 2e-3: updates well above rounding
@@ -153,7 +153,7 @@ def _cosine_scheduler(base, final, total, warmup=0):
 
 
 class Reference:
-  def __init__(self, a: Arch, c, state_params, total_steps, freeze_steps, warmup_steps=0):
+  def __init__(self, a: Arch, c, state_params, total_steps, steps_per_epoch, freeze_steps, warmup_steps=0):
     self.arch = a
     self.student = _torch_params(a, state_params)
     self.teacher = {k: v.detach().clone() for k, v in self.student.items()}
@@ -163,7 +163,11 @@ class Reference:
                                 warmup_steps)
     self.wd = _cosine_scheduler(c.optim.weight_decay, c.optim.weight_decay_end, total_steps)
     self.momentum = _cosine_scheduler(c.method.momentum_base, 1.0, total_steps)
-    self.teacher_temp, self.student_temp = c.method.teacher_temp[1], c.method.student_temp
+    # DINOLoss.teacher_temp_schedule, indexed by the epoch.
+    epochs, warm = -(-total_steps // steps_per_epoch), c.method.teacher_temp_warmup_epochs
+    self.teacher_temps = np.concatenate((np.linspace(*c.method.teacher_temp, warm),
+                                         np.ones(epochs - warm) * c.method.teacher_temp[1]))
+    self.steps_per_epoch, self.student_temp = steps_per_epoch, c.method.student_temp
     self.center_momentum, self.clip = c.method.center_momentum, c.optim.grad_clip
     trained = {k: v for k, v in self.student.items() if v.requires_grad}
     regularized = [v for k, v in trained.items() if not (k.endswith(".bias") or v.ndim == 1)]
@@ -191,6 +195,7 @@ class Reference:
 
   def step(self, it, global_crops, local_crops):
     """One iteration of train_one_epoch (fp32, no loss scaler); crops are lists of `[B, H, W, 3]` tensors."""
+    self.teacher_temp = self.teacher_temps[it // self.steps_per_epoch]
     for i, group in enumerate(self.optimizer.param_groups):
       group["lr"] = self.lr[it]
       if i == 0:
@@ -220,10 +225,10 @@ class Reference:
 
 # ---- the comparison ----------------------------------------------------------------------------------------------
 
-def _run_both(steps, total_steps, freeze_steps, a: Arch = SMALL):
-  src = sources.digits("train")
-  c = _config(a, total_steps, freeze_steps,
-              config_lib.resolve_durations(_config(a, 1, 0, 1), len(src)).steps_per_epoch)
+def _run_both(steps, total_steps, freeze_steps, a: Arch = SMALL, temp_warmup_epochs=0):
+  src = sources.digits("train[:32]")                        # 2 steps per epoch: the per-epoch schedules move
+  spe = config_lib.resolve_durations(_config(a, 1, 0, 1), len(src)).steps_per_epoch
+  c = _config(a, total_steps, freeze_steps, spe, temp_warmup_epochs)
   mesh = sharding.make_mesh(c.mesh.to_dict(), jax.devices()[:1])
   program = train.build(c, mesh, len(src), src.num_classes)
   assert program.method.freeze_last_layer_steps == freeze_steps
@@ -231,7 +236,7 @@ def _run_both(steps, total_steps, freeze_steps, a: Arch = SMALL):
   data = iter(pipeline.train_dataset(src, seed=0, global_batch_size=c.batch_size, image_size=16,
                                      views=train.view_groups(c)))
   state = program.init()
-  ref = Reference(a, c, state.params, total_steps, freeze_steps)
+  ref = Reference(a, c, state.params, total_steps, spe, freeze_steps)
   init_prototypes = np.asarray(state.params["net"]["projector"]["prototypes"])
   ours, theirs, prototypes = [], [], []
   with jax.set_mesh(mesh):
@@ -264,8 +269,10 @@ def _assert_params_match(ours_net, theirs: dict, skip=(), a: Arch = SMALL):
 
 def test_dino_steps_equal_the_official_training_step():
   """Four updates (loss, student, teacher, centre) equal the reference's, with the learning rate, weight decay and
-  teacher momentum moving along their cosine schedules (a 12-step run)."""
-  state, ref, ours, theirs, _ = _run_both(steps=4, total_steps=12, freeze_steps=0)
+  teacher momentum moving along their cosine schedules (a 12-step run) and the teacher temperature warming up over
+  3 epochs of 2 steps (0.04, 0.04, 0.055, 0.055)."""
+  state, ref, ours, theirs, _ = _run_both(steps=4, total_steps=12, freeze_steps=0, temp_warmup_epochs=3)
+  assert ref.teacher_temp == pytest.approx(0.055)
   np.testing.assert_allclose(ours, theirs, rtol=1e-5)
   assert abs(ours[-1] - ours[0]) > 1e-3, ours                    # the steps did something
   _assert_params_match(state.params["net"], ref.student)
@@ -313,10 +320,8 @@ def main(argv=None):
   mesh = sharding.make_mesh(c.mesh.to_dict(), jax.devices()[:1])
   program = train.build(c, mesh, len(src), src.num_classes)
   state = program.init()
-  ref = Reference(arch, c, state.params, durations.total, program.method.freeze_last_layer_steps, durations.warmup)
-  ref.teacher_temp = c.method.teacher_temp[0]
-  if c.method.teacher_temp[0] != c.method.teacher_temp[1] and c.method.teacher_temp_warmup_epochs:
-    raise SystemExit("the reference keeps the teacher temperature constant; the tiny config no longer does.")
+  ref = Reference(arch, c, state.params, durations.total, durations.steps_per_epoch,
+                  program.method.freeze_last_layer_steps, durations.warmup)
   augment = jax.jit(train._augmenter(c))
   data = iter(pipeline.train_dataset(src, seed=c.seed, global_batch_size=c.batch_size, image_size=c.data.image_size,
                                      views=train.view_groups(c)))

@@ -88,8 +88,11 @@ def test_cosine_momentum_and_temperature_schedules():
   assert cos(0) == pytest.approx(0.996) and cos(100) == pytest.approx(1.0) and cos(50) == pytest.approx(0.998)
   assert cos(25) == pytest.approx(1 - 0.004 * (np.cos(np.pi / 4) + 1) / 2)
   assert cos(1000) == pytest.approx(1.0)
-  warm = lambda s: float(teacher.linear_warmup(s, 30, 0.04, 0.07))
-  assert warm(0) == pytest.approx(0.04) and warm(15) == pytest.approx(0.055) and warm(60) == pytest.approx(0.07)
+  # DINO: np.linspace(0.04, 0.07, 3) over epochs of 10 steps, then 0.07.
+  warm = lambda s: float(teacher.epoch_warmup(s, 10, 3, 0.04, 0.07))
+  assert [warm(s) for s in (0, 9, 10, 19, 20, 29, 30, 1000)] == pytest.approx([0.04] * 2 + [0.055] * 2 + [0.07] * 4)
+  assert float(teacher.epoch_warmup(5, 10, 0, 0.04, 0.07)) == pytest.approx(0.07)
+  assert [float(teacher.epoch_warmup(s, 10, 1, 0.04, 0.07)) for s in (9, 10)] == pytest.approx([0.04, 0.07])
   t = {"w": jnp.array([1.0, 2.0])}
   s = {"w": jnp.array([3.0, 0.0])}
   np.testing.assert_allclose(np.asarray(teacher.ema_update(t, s, 0.9)["w"]), [1.2, 1.8], rtol=1e-6)

@@ -36,7 +36,7 @@ def _small(method: str):
     c.model.width, c.model.depth, c.model.num_heads, c.model.mlp_dim = 32, 1, 2, 64
   if method == "dino":
     c.method.head = dict(c.method.head, out_dim=64, hidden_dim=32, bottleneck_dim=16)
-    c.method.teacher_temp_warmup_epochs = 0.0
+    c.method.teacher_temp_warmup_epochs = 0
     c.method.freeze_last_layer_epochs = 0.0
   else:
     dims = lambda n: tuple([32] * (n - 1) + [16])

@@ -13,8 +13,8 @@ Representation: the teacher encoder's [CLS] token (DINO evaluates the teacher).
 Logged: teacher entropy and the teacher-student KL on the global crops (a collapsing DINO shows entropy -> 0 with
 KL -> 0, or entropy -> log(out_dim), uniform), and the embedding monitors of the teacher features.
 
-Deviations: the position embedding is the fixed 2-D sin-cos one (any crop size works without interpolating a learned
-table); the teacher temperature warms up per step, not per epoch. Otherwise one step equals the official one:
+Deviation: the position embedding is the fixed 2-D sin-cos one (any crop size works without interpolating a learned
+table). Otherwise one step equals the official one:
 tests/test_dino_reference.py compares them with a PyTorch transcription of DINO's training step.
 """
 
@@ -41,7 +41,8 @@ class DINO:
   out_dim: int
   student_temp: float
   teacher_temp: tuple[float, float]
-  teacher_temp_warmup_steps: int
+  teacher_temp_warmup_epochs: int
+  steps_per_epoch: int
   center_momentum: float
   centering: str
   momentum_base: float
@@ -86,7 +87,7 @@ class DINO:
     t_logits = jax.lax.stop_gradient(t_logits)
     groups = [global_views] + ([batch[self.local_group]] if self.local_group is not None else [])
     s_feats, s_logits, stats = self._student(params["net"], extra["batch_stats"], groups, rng)
-    temp = teacher_lib.linear_warmup(step, self.teacher_temp_warmup_steps, *self.teacher_temp)
+    temp = teacher_lib.epoch_warmup(step, self.steps_per_epoch, self.teacher_temp_warmup_epochs, *self.teacher_temp)
     n, b = t_logits.shape[:2]
     if self.centering == "sinkhorn":
       q = losses.sinkhorn_knopp(t_logits.reshape(n * b, -1), temp).reshape(t_logits.shape)
@@ -126,7 +127,7 @@ class DINO:
 
 
 def create(*, model: dict, run: contract.RunInfo, head: dict, student_temp: float = 0.1,
-           teacher_temp: tuple[float, float] = (0.04, 0.07), teacher_temp_warmup_epochs: float = 30.0,
+           teacher_temp: tuple[float, float] = (0.04, 0.07), teacher_temp_warmup_epochs: int = 30,
            center_momentum: float = 0.9, centering: str = "center", momentum_base: float = 0.996,
            freeze_last_layer_epochs: float = 1.0,
            global_group: str = "global_crops", local_group: str | None = "local_crops",
@@ -140,7 +141,7 @@ def create(*, model: dict, run: contract.RunInfo, head: dict, student_temp: floa
       `use_bn` is DINO's `use_bn_in_head`: the teacher then keeps its own BatchNorm statistics).
     student_temp: 0.1.
     teacher_temp: (start, end) of the linear teacher-temperature warm-up (0.04 -> 0.07).
-    teacher_temp_warmup_epochs: 30.
+    teacher_temp_warmup_epochs: 30, a whole number: the temperature changes once per epoch, as in DINO.
     center_momentum: 0.9.
     centering: "center" (DINO: subtract the EMA centre, then softmax) or "sinkhorn" (DINOv2's Sinkhorn-Knopp
       equipartition over the global batch, 3 iterations; the centre is then only tracked).
@@ -148,6 +149,9 @@ def create(*, model: dict, run: contract.RunInfo, head: dict, student_temp: floa
     freeze_last_layer_epochs: epochs without gradient to the prototype layer (1).
     global_group, local_group: the view groups (the local group may be None: no multi-crop).
   """
+  if teacher_temp_warmup_epochs != int(teacher_temp_warmup_epochs) or teacher_temp_warmup_epochs < 0:
+    raise ValueError(f"method.teacher_temp_warmup_epochs={teacher_temp_warmup_epochs}: use a whole number of epochs "
+                     "(DINO's teacher temperature changes once per epoch).")
   if centering not in ("center", "sinkhorn"):
     raise ValueError(f"method.centering={centering!r}: use 'center' or 'sinkhorn'.")
   if run.view_count(global_group) < 2:
@@ -161,6 +165,6 @@ def create(*, model: dict, run: contract.RunInfo, head: dict, student_temp: floa
   teacher = joint.Network(joint.teacher_encoder(model), head_module)
   per_epoch = run.steps_per_epoch
   return DINO(net, teacher, global_group, local_group, head.get("out_dim", 65536), student_temp, tuple(teacher_temp),
-              int(round(teacher_temp_warmup_epochs * per_epoch)), center_momentum, centering, momentum_base,
+              int(teacher_temp_warmup_epochs), per_epoch, center_momentum, centering, momentum_base,
               int(round(freeze_last_layer_epochs * per_epoch)), run.total_steps,
               run.num_classes if online_probe else None, contract.freeze(model))
