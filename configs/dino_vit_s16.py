@@ -21,8 +21,9 @@ Hyperparameters (official `main_dino.py` defaults and README commands for ViT-S/
   AdamW, lr 5e-4 x batch / 256 = 2e-3, 10 warm-up epochs, cosine to min_lr 1e-6; weight decay 0.04 -> 0.4 (cosine);
   gradient clipping 3.0 on each parameter tensor's norm.
 Deviations: fixed 2-D sin-cos position embeddings (DINO learns them and interpolates for the local crops); the
-learning rate reaches its peak at the end of the warm-up (DINO's `np.linspace`: one step earlier); the final evaluation is the quick kNN / L-BFGS probe on a 50k-image subset of train,
-on the teacher's [CLS] features as DINO evaluates.
+learning rate reaches its peak at the end of the warm-up (DINO's `np.linspace`: one step earlier); the final
+evaluation is the quick kNN / L-BFGS probe on a 50k-image subset of train, on the teacher's [CLS] features as DINO
+evaluates.
 
 Step for step, the method equals a PyTorch transcription of the official training step (ViT, head, multi-crop
 wrapper, loss, centre, per-tensor clipping, last-layer freezing, AdamW parameter groups, schedules, EMA):

@@ -106,10 +106,9 @@ def scale_by_layer_decay(decay: float) -> optax.GradientTransformation:
 
 def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | optax.Schedule = 0.0, b1: float = 0.9,
          b2: float = 0.999, eps: float = 1e-8, momentum: float = 0.9, lr_in_momentum: bool = True,
-         grad_clip: float | None = None,
-         grad_clip_mode: str = "global", no_decay_names=("pos_embedding",), decay_biases_and_norms: bool = False,
-         frozen=(), frozen_until=(),
-         probe_lr: float = 1e-3, layer_decay: float | None = None) -> optax.GradientTransformation:
+         grad_clip: float | None = None, grad_clip_mode: str = "global", no_decay_names=("pos_embedding",),
+         decay_biases_and_norms: bool = False, frozen=(), frozen_until=(), probe_lr: float = 1e-3,
+         layer_decay: float | None = None) -> optax.GradientTransformation:
   """An optax optimizer with decoupled weight decay masked by `decay_mask`, optionally after gradient clipping.
 
   Args:

@@ -221,10 +221,9 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
   tx = optim.make(name=o.name, learning_rate=schedule,
                   weight_decay=optim.weight_decay_schedule(o.weight_decay, o.weight_decay_end, durations.total),
                   b1=o.b1, b2=o.b2, eps=o.eps, momentum=o.momentum, lr_in_momentum=o.lr_in_momentum,
-                  grad_clip=o.grad_clip,
-                  grad_clip_mode=o.grad_clip_mode, frozen=tuple(o.frozen),
+                  grad_clip=o.grad_clip, grad_clip_mode=o.grad_clip_mode, no_decay_names=tuple(o.no_decay),
+                  decay_biases_and_norms=o.decay_biases_and_norms, frozen=tuple(o.frozen),
                   frozen_until=tuple(getattr(method, "frozen_until", ())), probe_lr=o.probe_lr,
-                  no_decay_names=tuple(o.no_decay), decay_biases_and_norms=o.decay_biases_and_norms,
                   layer_decay=o.layer_decay)
 
   # Shapes -> shardings -> a jitted initialiser that creates every array directly in its shard.

@@ -6,9 +6,9 @@ The reference below re-implements, from the official code, what one DINO iterati
 sharpened teacher softmax; cross-entropy over the pairs of different crops; centre EMA over the teacher's outputs),
 `clip_gradients` (per tensor, `clip / (norm + 1e-6)`), `cancel_gradients_last_layer`, PyTorch's AdamW over
 `get_params_groups` (no decay on biases and 1-D parameters), the per-iteration `cosine_scheduler` values of the
-learning rate, weight decay and teacher momentum, the per-epoch teacher temperature, and the EMA of the teacher. Both sides start from the same weights
-and see the same augmented crops; the test compares the loss of every step and every parameter, the teacher and the
-centre after the steps.
+learning rate, weight decay and teacher momentum, the per-epoch teacher temperature, and the EMA of the teacher.
+Both sides start from the same weights and see the same augmented crops; the test compares the loss of every step
+and every parameter, the teacher and the centre after the steps.
 
 Needs PyTorch (the `export` extra); skipped without it. Run as a script, it trains the reference on the tiny digits
 config (`configs/tiny/dino.py`) with DINO's plain head (no BatchNorm) and prints the teacher's entropy:
@@ -60,7 +60,7 @@ class Arch:
 SMALL = Arch()
 
 
-def _config(a: "Arch", total_steps: int, freeze_steps: int, steps_per_epoch: int, temp_warmup_epochs: int = 0):
+def _config(a: Arch, total_steps: int, freeze_steps: int, steps_per_epoch: int, temp_warmup_epochs: int = 0):
   c = load_config("configs/tiny/dino.py")
   c.batch_size = 16
   c.total_epochs, c.total_steps = None, total_steps
@@ -77,7 +77,8 @@ def _config(a: "Arch", total_steps: int, freeze_steps: int, steps_per_epoch: int
 # ---- the reference: PyTorch, transcribed from the official DINO code ------------------------------------------------
 
 def _torch_params(a: Arch, state_params) -> dict:
-  """Our student network's parameters as the official model's named parameters (timm names for the ViT)."""
+  """Our student network's parameters as the official model's named parameters (timm names for the ViT; the head's
+  `mlp` indices as with `use_bn_in_head`, whether or not it has BatchNorm)."""
   net = jax.tree.map(np.asarray, state_params["net"])
   spec = dict(arch="vit", patch_size=a.patch, width=a.width, depth=a.depth, num_heads=a.heads, mlp_dim=a.mlp)
   sd, _ = export.to_timm(spec, {"params": net["encoder"]}, image_size=4 * a.patch)

@@ -3,9 +3,10 @@
 Student and teacher share an architecture (encoder -> DINOHead: 3-layer GELU MLP, 256-d bottleneck, l2-normalised,
 weight-normalised prototype layer of `out_dim`); the teacher is an EMA of the student (momentum 0.996 -> 1, cosine)
 and sees only the global crops; the student sees every crop (2 global + 10 local in the paper; one encoder pass
-per crop size, then one head pass over all crops, as DINO's MultiCropWrapper). Loss: cross-entropy from the centred, sharpened teacher distribution (temperature warmed up 0.04 -> 0.07
-over 30 epochs) to the student's (temperature 0.1) over all pairs of different crops, averaged; the centre is an
-EMA (0.9) of the teacher's outputs over the global batch. The prototype layer stays out of the optimizer during the
+per crop size, then one head pass over all crops, as DINO's MultiCropWrapper). Loss: cross-entropy from the centred,
+sharpened teacher distribution (temperature warmed up 0.04 -> 0.07 over 30 epochs, once per epoch) to the student's
+(temperature 0.1) over all pairs of different crops, averaged; the centre is an EMA (0.9) of the teacher's outputs
+over the global batch. The prototype layer stays out of the optimizer during the
 first `freeze_last_layer_epochs` (1): no update, no weight decay, and its AdamW moments and bias correction start
 afresh after it, as PyTorch's AdamW skips a parameter whose gradient DINO sets to None (`frozen_until`).
 Representation: the teacher encoder's [CLS] token (DINO evaluates the teacher).
@@ -14,8 +15,8 @@ Logged: teacher entropy and the teacher-student KL on the global crops (a collap
 KL -> 0, or entropy -> log(out_dim), uniform), and the embedding monitors of the teacher features.
 
 Deviation: the position embedding is the fixed 2-D sin-cos one (any crop size works without interpolating a learned
-table). Otherwise one step equals the official one:
-tests/test_dino_reference.py compares them with a PyTorch transcription of DINO's training step.
+table). Otherwise one step equals the official one: tests/test_dino_reference.py compares them with a PyTorch
+transcription of DINO's training step.
 """
 
 import dataclasses
