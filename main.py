@@ -7,6 +7,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from ssl_jax import host_memory
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (e.g. configs/mae_vit_b.py).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory (local or gs://) for checkpoints and metrics.")
@@ -48,4 +50,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  host_memory.restart_with_huge_pages()   # first: glibc's huge pages for XLA:CPU's buffers (ssl_jax/host_memory.py)
   app.run(main)

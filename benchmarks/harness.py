@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from ssl_jax import config as config_lib
 from ssl_jax import dry_run
 from ssl_jax import flops
+from ssl_jax import host_memory
 from ssl_jax import sharding
 from ssl_jax import train
 from ssl_jax.data import pipeline
@@ -122,7 +123,7 @@ def benchmark(config, steps: int = 10, warmup: int = 2, peak: str = "auto", prof
               model_flops_per_step=model_flops, xla_flops_per_step=float(cost.get("flops", -1.0)) * mesh.size,
               achieved_flops_per_s=achieved, peak_flops_per_s=peak_flops, peak_source=peak_source,
               mfu=achieved / peak_flops, compile_time_s=compile_s, peak_memory_bytes=int(memory),
-              memory_source=memory_source, steps=steps)
+              memory_source=memory_source, host_memory=host_memory.describe(), steps=steps)
 
 
 def table(result: dict) -> str:
@@ -137,7 +138,8 @@ def table(result: dict) -> str:
           ("peak", f"{result['peak_flops_per_s'] / 1e9:.1f} GFLOP/s ({result['peak_source']})"),
           ("MFU", f"{result['mfu']:.3f}"),
           ("compile", f"{result['compile_time_s']:.1f} s"),
-          ("peak memory", f"{result['peak_memory_bytes'] / 2**30:.2f} GiB ({result['memory_source']})")]
+          ("peak memory", f"{result['peak_memory_bytes'] / 2**30:.2f} GiB ({result['memory_source']})"),
+          ("host memory", result["host_memory"])]
   return "\n".join(f"  {k:20s} {v}" for k, v in rows)
 
 

@@ -13,7 +13,9 @@ of a 58 ms step on an H200). Prints a table and, last, one JSON line with:
   analysis of the compiled step, all devices: a cross-check that also counts elementwise work and the optimizer),
   achieved_flops_per_s, peak_flops_per_s and peak_source ("measured": a large matmul timed in this run, in the
   compute dtype; or "datasheet" for a known accelerator), mfu, compile_time_s, peak_memory_bytes and memory_source
-  ("allocator" peak on GPU/TPU, else XLA's compiled-step estimate), device kind and count.
+  ("allocator" peak on GPU/TPU, else XLA's compiled-step estimate), device kind and count, host_memory (the paging of
+  large host buffers: like main.py, the script restarts itself with glibc's huge-page tunable where that helps, see
+  `ssl_jax/host_memory.py`).
 """
 
 import pathlib
@@ -24,6 +26,10 @@ from absl import flags
 from ml_collections import config_flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from ssl_jax import host_memory  # noqa: E402
+
+if __name__ == "__main__":
+  host_memory.restart_with_huge_pages()   # before jax starts, as main.py (ssl_jax/host_memory.py)
 import harness  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
