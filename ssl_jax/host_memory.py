@@ -54,20 +54,26 @@ def restart_with_huge_pages() -> None:
   """Re-executes this process with `glibc.malloc.hugetlb=1` added to `GLIBC_TUNABLES` where that helps; returns
   (doing nothing) otherwise. Call it before anything else happens in the process: it never returns when it restarts.
   """
-  if not wants_restart(os.environ, sys.platform, glibc_version(), thp_mode()):
+  if not sys.executable or not wants_restart(os.environ, sys.platform, glibc_version(), thp_mode()):
     return
   tunables = os.environ.get("GLIBC_TUNABLES")
   environ = dict(os.environ, GLIBC_TUNABLES=f"{tunables}:{TUNABLE}" if tunables else TUNABLE)
   sys.stdout.flush()
   sys.stderr.flush()
-  # sys.orig_argv: the interpreter's own command line, with its options (-m, -X, -u, ...), as it was started.
-  os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environ)
+  try:
+    # sys.orig_argv: the interpreter's own command line, with its options (-m, -X, -u, ...), as it was started.
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environ)
+  except OSError:   # the interpreter cannot be re-executed (unusual sandboxes): run on, with glibc's defaults
+    return
 
 
-def describe(environ=None) -> str:
-  """How this process's large host buffers are paged, for benchmark reports."""
+def describe(environ=None, thp: str | None = None) -> str:
+  """How this process's large host buffers are paged, for benchmark reports (`thp`: the kernel's mode, read from
+  the system when None)."""
   environ = os.environ if environ is None else environ
-  if TUNABLE in environ.get("GLIBC_TUNABLES", "").split(":"):
+  thp = thp or thp_mode()
+  if thp == "always":
+    return "huge pages (transparent: always)"
+  if thp == "madvise" and TUNABLE in environ.get("GLIBC_TUNABLES", "").split(":"):
     return f"huge pages ({TUNABLE})"
-  mode = thp_mode()
-  return "huge pages (transparent: always)" if mode == "always" else "4 KiB pages (glibc default)"
+  return "4 KiB pages"

@@ -39,7 +39,11 @@ def test_thp_mode_reads_the_bracketed_setting(tmp_path):
 
 
 def test_describe():
-  assert host_memory.describe({"GLIBC_TUNABLES": "a=1:glibc.malloc.hugetlb=1"}).startswith("huge pages (glibc")
+  restarted = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"}
+  assert host_memory.describe(restarted, "madvise") == "huge pages (glibc.malloc.hugetlb=1)"
+  assert host_memory.describe(restarted, "never") == "4 KiB pages"
+  assert host_memory.describe({}, "madvise") == "4 KiB pages"
+  assert host_memory.describe({}, "always") == "huge pages (transparent: always)"
 
 
 def test_restart_re_executes_the_same_command_once_with_the_tunable():
