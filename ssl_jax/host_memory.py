@@ -5,8 +5,8 @@ at batch 8: 1.42 GB) and frees it when the call ends. glibc serves a request tha
 returns it with `munmap`, so every step the kernel maps, zeroes and faults in the whole buffer again, one 4 KiB page
 at a time: 354,000 page faults and 0.5 s of system time per MAE ViT-B step on a 2-core machine
 (benchmarks/README.md). With glibc's `glibc.malloc.hugetlb=1` tunable, malloc marks its mmapped chunks
-`MADV_HUGEPAGE`, the kernel backs them with 2 MiB pages, and the same step takes ~1,300 faults: 6-7% faster. PyTorch
-on CPU is unaffected either way (measured in the same run).
+`MADV_HUGEPAGE`, the kernel backs them with 2 MiB pages, and the same step takes ~1,300 faults and runs ~6% faster
+(the tiny MAE's: 16%). PyTorch on CPU is unaffected either way (measured in the same run).
 
 glibc reads `GLIBC_TUNABLES` only when a process starts, so `restart_with_huge_pages` re-executes the running program
 (same interpreter, same arguments, same process id) with the tunable added — main.py and the speed benchmarks call it
