@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import resource
 import statistics
 import time
 
@@ -85,11 +86,16 @@ def benchmark(config, steps: int = 10, warmup: int = 2, peak: str = "auto", prof
       times.append(time.perf_counter() - start)
     # As the trainer runs between log steps: every step dispatched at once, one wait at the end (the host prepares
     # step i + 1 while the device runs step i).
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     for _ in range(steps):
       state, metrics = compiled(state, batch)
     jax.block_until_ready((state, metrics))
     step_time = (time.perf_counter() - start) / steps
+    # The process's page faults and kernel time meanwhile (all threads): a fresh mapping of XLA:CPU's per-step
+    # temporaries shows here (see ssl_jax/host_memory.py).
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    host_faults, host_system_s = (after.ru_minflt - usage.ru_minflt) / steps, (after.ru_stime - usage.ru_stime) / steps
 
     if profile_dir:
       with jax.profiler.trace(profile_dir, create_perfetto_trace=True):
@@ -123,7 +129,8 @@ def benchmark(config, steps: int = 10, warmup: int = 2, peak: str = "auto", prof
               model_flops_per_step=model_flops, xla_flops_per_step=float(cost.get("flops", -1.0)) * mesh.size,
               achieved_flops_per_s=achieved, peak_flops_per_s=peak_flops, peak_source=peak_source,
               mfu=achieved / peak_flops, compile_time_s=compile_s, peak_memory_bytes=int(memory),
-              memory_source=memory_source, host_memory=host_memory.describe(), steps=steps)
+              memory_source=memory_source, host_memory=host_memory.describe(),
+              host_page_faults_per_step=host_faults, host_system_s_per_step=host_system_s, steps=steps)
 
 
 def table(result: dict) -> str:
@@ -139,7 +146,8 @@ def table(result: dict) -> str:
           ("MFU", f"{result['mfu']:.3f}"),
           ("compile", f"{result['compile_time_s']:.1f} s"),
           ("peak memory", f"{result['peak_memory_bytes'] / 2**30:.2f} GiB ({result['memory_source']})"),
-          ("host memory", result["host_memory"])]
+          ("host memory", f"{result['host_memory']}; per step {result['host_page_faults_per_step']:,.0f} page faults, "
+                          f"{result['host_system_s_per_step']:.2f} s system time")]
   return "\n".join(f"  {k:20s} {v}" for k, v in rows)
 
 

@@ -15,7 +15,8 @@ of a 58 ms step on an H200). Prints a table and, last, one JSON line with:
   compute dtype; or "datasheet" for a known accelerator), mfu, compile_time_s, peak_memory_bytes and memory_source
   ("allocator" peak on GPU/TPU, else XLA's compiled-step estimate), device kind and count, host_memory (the paging of
   large host buffers: like main.py, the script restarts itself with glibc's huge-page tunable where that helps, see
-  `ssl_jax/host_memory.py`).
+  `ssl_jax/host_memory.py`), host_page_faults_per_step and host_system_s_per_step (the process's minor page faults
+  and kernel time per back-to-back step).
 """
 
 import pathlib
