@@ -14,10 +14,16 @@ import time
 
 from absl import app
 from absl import flags
-import jax
-import jax.numpy as jnp
 
-from ssl_jax.models import vit
+from ssl_jax import host_memory
+
+if __name__ == "__main__":
+  host_memory.restart_with_huge_pages()   # before jax starts, as main.py (ssl_jax/host_memory.py)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from ssl_jax.models import vit  # noqa: E402
 
 _BATCH = flags.DEFINE_integer("batch_size", 8, "Batch.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "q/k/v dtype.")
