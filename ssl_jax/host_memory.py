@@ -76,4 +76,4 @@ def describe(environ=None, thp: str | None = None) -> str:
     return "huge pages (transparent: always)"
   if thp == "madvise" and TUNABLE in environ.get("GLIBC_TUNABLES", "").split(":"):
     return f"huge pages ({TUNABLE})"
-  return "4 KiB pages"
+  return "base pages (no huge pages)"

@@ -41,8 +41,8 @@ def test_thp_mode_reads_the_bracketed_setting(tmp_path):
 def test_describe():
   restarted = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"}
   assert host_memory.describe(restarted, "madvise") == "huge pages (glibc.malloc.hugetlb=1)"
-  assert host_memory.describe(restarted, "never") == "4 KiB pages"
-  assert host_memory.describe({}, "madvise") == "4 KiB pages"
+  assert host_memory.describe(restarted, "never") == "base pages (no huge pages)"
+  assert host_memory.describe({}, "madvise") == "base pages (no huge pages)"
   assert host_memory.describe({}, "always") == "huge pages (transparent: always)"
 
 
