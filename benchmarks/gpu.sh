@@ -15,6 +15,9 @@
 #   compiled The PyTorch reference under torch.compile.
 #   peak     The measured bf16 matmul peak of the device (the MFU above uses the datasheet's dense peak).
 #   attention The attention implementations alone at the MAE shapes (benchmarks/attention.py, bf16).
+#   flags    ssl_jax as in "compare", once per XLA flag in GPU_FLAGS (each alone, added to XLA_FLAGS): where the
+#            H200 profile's time outside the matmuls went (LayerNorm and bias-gradient reductions, GELU) — cuDNN's
+#            LayerNorm kernels, cuBLASLt, cuBLAS instead of Triton GEMMs. An unknown flag fails its part alone.
 # Each part has its own time limit and a failure does not stop the others. Everything goes to $OUT/all.log and one
 # JSON object per part to $OUT/results.jsonl; a summary table is printed last.
 set -u
@@ -23,7 +26,10 @@ BATCH=${BATCH:-256}
 STEPS=${STEPS:-20}
 PYTHON=${PYTHON:-python3}
 LIMIT=${LIMIT:-150}
-PARTS=${PARTS:-compare einsum xla double compiled peak attention}
+PARTS=${PARTS:-compare einsum xla double compiled peak attention flags}
+DEFAULT_GPU_FLAGS="--xla_gpu_enable_cudnn_layer_norm=true --xla_gpu_enable_cublaslt=true"
+DEFAULT_GPU_FLAGS+=" --xla_gpu_enable_triton_gemm=false"
+GPU_FLAGS=${GPU_FLAGS:-$DEFAULT_GPU_FLAGS}
 PROFILE=${PROFILE:-0}
 ATTENTION=${ATTENTION:-cudnn}   # ssl_jax's attention in "compare" and "double" (xla to try this script on a CPU)
 mkdir -p "$OUT"
@@ -81,6 +87,12 @@ d = jax.devices()[0]
 print(json.dumps(dict(device_kind=d.device_kind, bf16_matmul_flops_per_s=harness.measure_matmul_peak(jnp.bfloat16, d))))'
 part attention "attention_b${B}_bf16" "$PYTHON" benchmarks/attention.py --batch_size="$B" --dtype=bfloat16 \
   --impls=einsum,xla,cudnn
+for flag in $GPU_FLAGS; do
+  name=${flag#--xla_gpu_}
+  part flags "mae_b${B}_${ATTENTION}_${name%%=*}=${flag#*=}" env XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }$flag" "$PYTHON" \
+    benchmarks/train_step.py --config=configs/mae_vit_b.py --config.batch_size="$B" --config.model.dtype=bfloat16 \
+    --config.model.attention_impl="$ATTENTION" --steps="$STEPS"
+done
 
 "$PYTHON" - "$RESULTS" <<'EOF'
 import json, sys

