@@ -15,6 +15,8 @@
 #   compiled The PyTorch reference under torch.compile.
 #   peak     The measured bf16 matmul peak of the device (the MFU above uses the datasheet's dense peak).
 #   attention The attention implementations alone at the MAE shapes (benchmarks/attention.py, bf16).
+#   methods  The train step of every other method family's full-scale config at BATCH, bf16 as configured (METHODS:
+#            SimCLR and BYOL ResNet-50, MoCo v3 ViT-B/16, DINO ViT-S/16 with 2 x 224 + 10 x 96 crops), one part each.
 #   flags    ssl_jax as in "compare", once per XLA flag in GPU_FLAGS (each alone, added to XLA_FLAGS): where the
 #            H200 profile's time outside the matmuls went (LayerNorm and bias-gradient reductions, GELU) — cuDNN's
 #            LayerNorm kernels, cuBLASLt, cuBLAS instead of Triton GEMMs. An unknown flag fails its part alone.
@@ -26,7 +28,8 @@ BATCH=${BATCH:-256}
 STEPS=${STEPS:-20}
 PYTHON=${PYTHON:-python3}
 LIMIT=${LIMIT:-150}
-PARTS=${PARTS:-compare einsum xla double compiled peak attention flags}
+PARTS=${PARTS:-compare einsum xla double compiled peak attention methods flags}
+METHODS=${METHODS:-simclr_resnet50 byol_resnet50 mocov3_vit_b dino_vit_s16}
 DEFAULT_GPU_FLAGS="--xla_gpu_enable_cudnn_layer_norm=true --xla_gpu_enable_cublaslt=true"
 DEFAULT_GPU_FLAGS+=" --xla_gpu_enable_triton_gemm=false"
 GPU_FLAGS=${GPU_FLAGS:-$DEFAULT_GPU_FLAGS}
@@ -87,6 +90,10 @@ d = jax.devices()[0]
 print(json.dumps(dict(device_kind=d.device_kind, bf16_matmul_flops_per_s=harness.measure_matmul_peak(jnp.bfloat16, d))))'
 part attention "attention_b${B}_bf16" "$PYTHON" benchmarks/attention.py --batch_size="$B" --dtype=bfloat16 \
   --impls=einsum,xla,cudnn
+for method in $METHODS; do
+  part methods "${method}_b${B}" "$PYTHON" benchmarks/train_step.py --config="configs/$method.py" \
+    --config.batch_size="$B" --steps="$STEPS"
+done
 for flag in $GPU_FLAGS; do
   name=${flag#--xla_gpu_}
   part flags "mae_b${B}_${ATTENTION}_${name%%=*}=${flag#*=}" env XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }$flag" "$PYTHON" \
