@@ -22,6 +22,10 @@ _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Compile the train step for the c
                               "and print the parameter shardings and per-device memory; read no data, write nothing.")
 _TOPOLOGY = flags.DEFINE_string("topology", None, "With --dry_run: compile for this TPU topology (e.g. v5e:4x4, "
                                 "v5p:2x2x2) instead of the local devices; needs libtpu (the tpu extra), not a TPU.")
+# Exit codes besides 0 and 1 (an error, with its traceback): 75 preempted (SIGTERM; the step is saved), 130 Ctrl-C
+# (the step is saved, or a second Ctrl-C stopped at once), 73 another run holds the workdir (nothing was written).
+WORKDIR_BUSY_EXIT_CODE = 73
+
 flags.mark_flags_as_required(["config"])
 flags.register_validator("workdir", lambda v: v is not None or flags.FLAGS.dry_run,
                          "--workdir is required (unless --dry_run)")
@@ -41,12 +45,19 @@ def main(argv):
                          **_CONFIG.value.distributed.to_dict())
   from ssl_jax import preemption
   from ssl_jax import train
+  from ssl_jax import workdir
   try:
     train.run(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
-  except preemption.Preempted as e:
-    logging.warning("%s", e)
+  except preemption.Preempted as e:          # SIGTERM or Ctrl-C: the step is saved (75 or 130)
     print(str(e), flush=True)
-    sys.exit(preemption.PREEMPTED_EXIT_CODE)
+    sys.exit(e.exit_code)
+  except workdir.Busy as e:                  # another live run holds the workdir: nothing was written
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(WORKDIR_BUSY_EXIT_CODE)
+  except KeyboardInterrupt:                  # Ctrl-C before training started or during the final evaluation
+    print("\ninterrupted outside the training steps: the committed checkpoints are intact; rerun the same command "
+          "to resume", file=sys.stderr, flush=True)
+    sys.exit(preemption.INTERRUPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":

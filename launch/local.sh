@@ -12,7 +12,8 @@
 # SIGTERM and SIGKILL when the launcher stops the other processes. The exit status is the first failing process's
 # (a failure stops the others: SIGTERM, then SIGKILL after KILL_AFTER seconds, so that a hung or frozen process
 # cannot keep the job alive), 75 if the run was preempted (every process saves the agreed step and exits 75 on its
-# own), else 0.
+# own), 130 after a Ctrl-C (SIGINT: forwarded to every process as a preemption notice, so that all of them save the
+# same step and exit; a second Ctrl-C kills them at once, leaving the committed checkpoints intact), else 0.
 set -euo pipefail
 
 if [[ $# -lt 2 || ! "$1" =~ ^[1-9][0-9]*$ ]]; then
@@ -35,7 +36,20 @@ cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null && kill -CONT "$pid" 2>/dev/null || true; done
   (sleep "${KILL_AFTER:-30}"; for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done) &
 }
-trap cleanup INT TERM
+interrupted=0
+# shellcheck disable=SC2329  # called by the INT trap
+interrupt() {  # first Ctrl-C: every process saves an agreed step (JAX's preemption service); second: stop at once
+  if ((interrupted)); then
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    echo "interrupted again: stopped at once without saving; the committed checkpoints are intact" >&2
+    exit 130
+  fi
+  interrupted=1
+  echo "interrupt: every process saves the current step, then stops (Ctrl-C again stops at once)" >&2
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+}
+trap interrupt INT
+trap cleanup TERM
 
 for ((i = 0; i < n; i++)); do
   cmd=(env "XLA_FLAGS=${XLA_FLAGS:-} --xla_force_host_platform_device_count=$devices" JAX_PLATFORMS=cpu
@@ -61,12 +75,14 @@ while ((${#live[@]} > 0)); do
   code=0
   finished=
   wait -n -p finished "${live[@]}" || code=$?    # whichever process ends first: a failure stops the rest at once
+  [[ -n "$finished" ]] || continue               # the wait was cut short by a signal the traps handled
   for i in "${!live[@]}"; do [[ "${live[$i]}" == "$finished" ]] && unset "live[$i]"; done
-  if ((code == preempted)); then
+  if ((code == preempted || code == 130)); then
     ((status == 0)) && status=$preempted   # the others are saving the same step: let them finish
   elif ((code != 0 && (status == 0 || status == preempted))); then
     status=$code
     cleanup
   fi
 done
+((interrupted && (status == 0 || status == preempted))) && status=130
 exit $status

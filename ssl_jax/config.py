@@ -43,6 +43,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every_epochs = config_dict.placeholder(float)
   c.keep_ckpts = 3
   c.ckpt_timeout_s = 1200                              # an asynchronous save (and its host barrier) fails after this
+  # One live run per workdir (`ssl_jax.workdir`): process 0 holds <workdir>/lease.json, renewing its heartbeat every
+  # heartbeat_s; where no file lock tells that a holder died (object stores, NFS without locks), its lease is free
+  # expire_s after its last heartbeat.
+  c.lease = ml_collections.ConfigDict(dict(heartbeat_s=30.0, expire_s=300.0))
   # A step with a non-finite loss or gradient (global norm) is never applied. "skip": go on, and stop after
   # max_nonfinite_streak such steps in a row; "stop": stop at the next log or checkpoint step, saving nothing after.
   c.nonfinite_policy = "skip"
@@ -178,6 +182,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
                      "e.g. (2, 9, 0.5).")
   if config.optim.layer_decay is not None and not 0 < config.optim.layer_decay <= 1:
     raise ValueError(f"config.optim.layer_decay must be in (0, 1], got {config.optim.layer_decay}.")
+  if not 0 < 2 * config.lease.heartbeat_s < config.lease.expire_s:
+    raise ValueError(f"config.lease: expire_s={config.lease.expire_s} must exceed two heartbeats "
+                     f"(heartbeat_s={config.lease.heartbeat_s} > 0).")
   if config.ckpt_timeout_s <= 0:
     raise ValueError(f"config.ckpt_timeout_s must be positive, got {config.ckpt_timeout_s}.")
   if config.nonfinite_policy not in ("skip", "stop"):

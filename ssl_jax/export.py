@@ -190,6 +190,8 @@ def export(workdir: str, fmt: str, out: str) -> str:
   from ssl_jax import pretrained
   if fmt not in ("timm", "hf", "npz"):
     raise ValueError(f"--format={fmt!r}: use 'timm', 'hf' or 'npz'.")
+  from ssl_jax import workdir as workdir_lib
+  out = workdir_lib.absolute(out)
   source = pretrained.open_workdir(workdir)
   spec, variables = source.spec, source.variables()
   image_size = source.config.data.image_size

@@ -18,6 +18,7 @@ from etils import epath
 
 from ssl_jax import checkpoint
 from ssl_jax import methods
+from ssl_jax import workdir as workdir_lib
 from ssl_jax.methods import contract
 
 
@@ -73,8 +74,10 @@ class FileSource:
 
 def open_source(init_from: str, model: dict):
   """`config.init_from` as a source: a pretraining workdir, or a timm ViT `.safetensors` file (whose head count and
-  pooled feature come from `model["num_heads"]` and `model["pool"]` when set)."""
-  if str(init_from).endswith(".safetensors"):
+  pooled feature come from `model["num_heads"]` and `model["pool"]` when set). Relative paths are taken from the
+  current directory."""
+  init_from = workdir_lib.absolute(init_from)
+  if init_from.endswith(".safetensors"):
     from ssl_jax import export
     if not epath.Path(init_from).exists():
       raise FileNotFoundError(f"config.init_from={init_from!r} does not exist.")
@@ -97,6 +100,7 @@ def open_workdir(workdir: str) -> Source:
   Raises:
     FileNotFoundError: no intact checkpoint there (the message says what was found).
   """
+  workdir = workdir_lib.absolute(workdir)          # Orbax reads absolute paths only
   directory = epath.Path(workdir) / "checkpoints"
   steps = _intact_steps(directory)
   if not steps:

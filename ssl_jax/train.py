@@ -15,6 +15,7 @@ import ml_collections
 import numpy as np
 import optax
 from etils import epath
+from jax.experimental import multihost_utils
 
 from ssl_jax import augment
 from ssl_jax import checkpoint
@@ -26,6 +27,7 @@ from ssl_jax import optim
 from ssl_jax import preemption
 from ssl_jax import pretrained
 from ssl_jax import sharding
+from ssl_jax import workdir as workdir_lib
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
 from ssl_jax.methods import contract
@@ -404,8 +406,8 @@ def _check_health(state: TrainState, config) -> None:
                          f"step {h['first_bad']}); config.max_nonfinite_streak={config.max_nonfinite_streak}.")
 
 
-def _prepare_workdir(workdir: str, restart: bool) -> None:
-  """Creates the workdir (or fails clearly if it cannot be written); on `restart`, archives the previous run."""
+def _create_workdir(workdir: str) -> None:
+  """Creates the workdir, or fails clearly if it cannot be written."""
   try:
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     probe = epath.Path(workdir) / f".write_probe_{jax.process_index()}"
@@ -413,10 +415,42 @@ def _prepare_workdir(workdir: str, restart: bool) -> None:
     probe.unlink()
   except OSError as e:
     raise PermissionError(f"workdir {workdir} cannot be written ({e}); choose another --workdir.") from e
-  if restart and "://" not in workdir:
-    moved = checkpoint.archive_run(workdir)
-    if moved:
-      metrics.say(f"restart: moved the previous run in {workdir} to {moved}")
+
+
+def _restore(ckpt: checkpoint.Checkpointer, program: Program, train_iter, saved_config: dict, workdir: str):
+  """The newest intact checkpoint's state (the data iterator set to its position), or None; clear errors for a
+  workdir of another experiment or another parameter layout."""
+  try:
+    return ckpt.restore_latest(program.abstract_state, train_iter, saved_config)
+  except checkpoint.ConfigMismatch as e:
+    raise checkpoint.ConfigMismatch(
+        f"{workdir} holds a run with a different config ({', '.join(e.args[0])}); nothing was changed there. Use a "
+        "new --workdir, or pass --restart to archive that run and start afresh.") from None
+  except checkpoint.StateMismatch as e:
+    step, diffs = e.args
+    raise checkpoint.StateMismatch(
+        f"checkpoint step {step} in {workdir} holds other arrays than this code builds ({'; '.join(diffs)}): it was "
+        "written by a version of ssl_jax with another parameter or optimizer-state layout. Nothing was "
+        "changed there. Resume it with the version that wrote it, or pass --restart to archive that run and start "
+        "afresh (or use a new --workdir).") from None
+
+
+def _take_lease(workdir: str, config) -> workdir_lib.Lease | None:
+  """Process 0 takes the workdir's lease (`ssl_jax.workdir`); every process raises `workdir_lib.Busy` if it cannot."""
+  lease, refusal = None, ""
+  if jax.process_index() == 0:
+    try:
+      lease = workdir_lib.Lease.acquire(workdir, heartbeat_s=config.lease.heartbeat_s, expire_s=config.lease.expire_s,
+                                        log=metrics.say)
+    except workdir_lib.Busy as e:
+      refusal = str(e)
+  if jax.process_count() > 1:
+    taken = multihost_utils.broadcast_one_to_all(np.int32(lease is not None or refusal == ""))
+    if not taken and jax.process_index() > 0:
+      refusal = f"process 0 could not take the lease of workdir {workdir} (its output says which run holds it)."
+  if refusal:
+    raise workdir_lib.Busy(refusal)
+  return lease
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_at: int | None = None,
@@ -433,12 +467,16 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
 
   Raises:
     preemption.Preempted: after a SIGTERM (or a multi-host preemption notice), once the checkpoint is committed.
+    preemption.Interrupted: after a Ctrl-C (SIGINT), once the checkpoint is committed.
+    workdir_lib.Busy: another live run holds `workdir` (nothing was written); `workdir_lib.Lost`: this run's lease
+      expired and another run took the workdir over.
+    metrics.MetricsWriteError: metrics.jsonl or the TensorBoard events could not be written (disk full...).
     checkpoint.ConfigMismatch: `workdir` holds a run of another experiment.
     checkpoint.StateMismatch: `workdir`'s checkpoint has another parameter layout (another ssl_jax version).
     NonFiniteError: see `config.nonfinite_policy`.
   """
   # Config and mesh: every check that can fail does so before anything is compiled or written.
-  workdir = str(workdir) if "://" in str(workdir) else os.path.abspath(workdir)   # Orbax needs absolute paths
+  workdir = workdir_lib.absolute(workdir)   # Orbax needs absolute paths
   config_lib.validate(config)
   mesh = sharding.make_mesh(config.mesh.to_dict(), devices, config.mesh_preset)
   check_batch_split(config, mesh)
@@ -449,48 +487,39 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
     _, target = program.method.encoder(program.abstract_state.params, program.abstract_state.extra)
     pretrained.check_fit(target, program.source.shapes())
   train_iter = iter(train_dataset(config, train_source))
-  _prepare_workdir(workdir, restart)
-
-  # Resume from the newest intact checkpoint, or start.
-  ckpt = checkpoint.Checkpointer(epath.Path(workdir) / "checkpoints", keep=config.keep_ckpts,
-                                 timeout_s=config.ckpt_timeout_s)
-  saved_config = config.to_dict()
+  _create_workdir(workdir)
+  lease = _take_lease(workdir, config)     # before anything is written; a second run on this workdir stops here
+  ckpt = writer = ids_log = watcher = None
+  failed = False
   try:
-    state = ckpt.restore_latest(program.abstract_state, train_iter, saved_config)
-  except checkpoint.ConfigMismatch as e:
-    ckpt.close()
-    raise checkpoint.ConfigMismatch(
-        f"{workdir} holds a run with a different config ({', '.join(e.args[0])}); nothing was changed there. Use a "
-        "new --workdir, or pass --restart to archive that run and start afresh.") from None
-  except checkpoint.StateMismatch as e:
-    ckpt.close()
-    step, diffs = e.args
-    raise checkpoint.StateMismatch(
-        f"checkpoint step {step} in {workdir} holds other arrays than this code builds ({'; '.join(diffs)}): it was "
-        "written by a version of ssl_jax with another parameter or optimizer-state layout. Nothing was "
-        "changed there. Resume it with the version that wrote it, or pass --restart to archive that run and start "
-        "afresh (or use a new --workdir).") from None
-  if state is None:
-    state = program.init()
-    if program.source is not None:
-      state = load_pretrained(program, state)
-  else:
-    metrics.say(f"resuming from step {int(state.step)} in {workdir}")
-  start = int(state.step)
-  writer = metrics.Writer(workdir, resume_step=start)
-  ids_log = metrics.ExampleLog(workdir, resume_step=start) if config.debug.log_example_ids else None
-  progress = metrics.Progress(dur.total, config.batch_size, start)
-  batch_sharding = sharding.batch_sharding(mesh)
-  watcher = preemption.Watcher()
-  if dur.total:
-    metrics.say(f"training {config.method.name} for {dur.total} steps ({dur.steps_per_epoch} per epoch) on "
-                f"{mesh.size} devices, mesh {dict(mesh.shape)}")
-  else:
-    metrics.say(f"evaluating {program.source.label} (total_steps=0: no training) on {mesh.size} devices")
+    if restart and "://" not in workdir:
+      moved = checkpoint.archive_run(workdir)
+      if moved:
+        metrics.say(f"restart: moved the previous run in {workdir} to {moved}")
+    ckpt = checkpoint.Checkpointer(epath.Path(workdir) / "checkpoints", keep=config.keep_ckpts,
+                                   timeout_s=config.ckpt_timeout_s)
+    saved_config = config.to_dict()
+    state = _restore(ckpt, program, train_iter, saved_config, workdir)
+    if state is None:
+      state = program.init()
+      if program.source is not None:
+        state = load_pretrained(program, state)
+    else:
+      metrics.say(f"resuming from step {int(state.step)} in {workdir}")
+    start = int(state.step)
+    writer = metrics.Writer(workdir, resume_step=start)
+    ids_log = metrics.ExampleLog(workdir, resume_step=start) if config.debug.log_example_ids else None
+    progress = metrics.Progress(dur.total, config.batch_size, start)
+    batch_sharding = sharding.batch_sharding(mesh)
+    watcher = preemption.Watcher()
+    if dur.total:
+      metrics.say(f"training {config.method.name} for {dur.total} steps ({dur.steps_per_epoch} per epoch) on "
+                  f"{mesh.size} devices, mesh {dict(mesh.shape)}")
+    else:
+      metrics.say(f"evaluating {program.source.label} (total_steps=0: no training) on {mesh.size} devices")
 
-  every = lambda n, s: n > 0 and s % n == 0
-  failed, bad_images = False, 0
-  try:
+    every = lambda n, s: n > 0 and s % n == 0
+    bad_images = 0
     with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
       for step in range(start + 1, dur.total + 1):
         # Between log steps nothing waits for the devices: config.debug.transfer_guard="disallow" proves it.
@@ -510,15 +539,19 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
           writer.write(step, dict(step_metrics, bad_images=bad_images, **progress(step, step_metrics)))
         if every(dur.eval_every, step) and step != dur.total:
           writer.write(step, evaluate(program, state, eval_sources, config))
+        writer.flush()             # the step's one line, before its checkpoint can commit
         if every(dur.ckpt_every, step) or step in (dur.total, stop_at) or preempted:
           _check_health(state, config)
+          if lease is not None:
+            lease.check()
           ckpt.save(step, state, train_iter, saved_config)
         if preempted:
           ckpt.wait()
-          raise preemption.Preempted(step)
+          raise (preemption.Interrupted if watcher.interrupted else preemption.Preempted)(step)
         if step == stop_at:
           break
       ckpt.wait()
+      watcher.close()              # from here on Ctrl-C raises KeyboardInterrupt: the last step is committed
       if stop_at is not None and start < stop_at < dur.total:
         return None
 
@@ -533,19 +566,23 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
         if config.eval.report:
           results.update(representation_report(program, state, eval_sources, config, workdir, writer, features[1]))
         writer.write(dur.total, results)
+        writer.flush()
   except BaseException:
     failed = True
     raise
   finally:
-    watcher.close()
-    writer.close()
-    if ids_log is not None:
-      ids_log.close()
+    if watcher is not None:
+      watcher.close()
     try:
-      ckpt.close()             # waits for the last asynchronous save: its error surfaces here
-    except checkpoint.CheckpointWriteError as e:
+      for closing in (writer, ids_log, ckpt):   # the checkpointer waits for the last asynchronous save
+        if closing is not None:
+          closing.close()
+    except (checkpoint.CheckpointWriteError, metrics.MetricsWriteError) as e:
       if not failed:
         raise
       metrics.say(f"also: {e}")   # keep the first error; report the write failure beside it
+    finally:
+      if lease is not None:
+        lease.release()
   _report(dur.total, results, config, workdir)
   return results

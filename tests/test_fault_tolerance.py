@@ -88,6 +88,63 @@ def test_sigterm_saves_the_current_step_and_exits_75_then_resumes(reference, tmp
   assert _ids(tmp_path) == _ids(reference)
 
 
+def _assert_one_line_per_step(workdir):
+  """metrics.jsonl parses line by line, and its steps strictly increase (no step twice, none out of order)."""
+  steps = [r["step"] for r in _records(workdir)]
+  assert steps == sorted(set(steps)), steps
+
+
+def test_second_run_on_a_live_workdir_is_refused_at_once(reference, tmp_path):
+  """Scenario: the same command started twice on one workdir. The second stops within seconds with exit 73, names
+  the first (its pid and command) and writes nothing; the first finishes with every step logged once, in order."""
+  first = _start(tmp_path)
+  _wait_for_step(tmp_path, 2, first)
+  start = time.time()
+  second = _start(tmp_path)
+  out, _ = second.communicate(timeout=120)
+  assert second.returncode == 73, out
+  assert time.time() - start < 60
+  assert f"is in use by another run: pid {first.pid} " in out and "main.py --config=configs/tiny/mae.py" in out
+  assert "Traceback" not in out
+  out, _ = first.communicate(timeout=300)
+  assert first.returncode == 0, out
+  _assert_one_line_per_step(tmp_path)
+  assert _losses(tmp_path) == _losses(reference)
+  assert _ids(tmp_path) == _ids(reference)
+
+
+def test_ctrl_c_saves_and_resumes_and_a_second_ctrl_c_stops_at_once(reference, tmp_path):
+  """Scenario: Ctrl-C (SIGINT). The first saves the current step and exits 130 with one line, no traceback; two in a
+  row stop at once, leaving every committed checkpoint intact; the reruns resume bit-identically."""
+  proc = _start(tmp_path)
+  _wait_for_step(tmp_path, 3, proc)
+  proc.send_signal(signal.SIGINT)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == preemption.INTERRUPTED_EXIT_CODE, out
+  saved = checkpoint.Checkpointer(tmp_path / "checkpoints").latest_step()
+  assert saved == max(_losses(tmp_path))
+  assert f"interrupted at step {saved} (its checkpoint is saved); rerun the same command to resume" in out
+  assert "Traceback" not in out and "KeyboardInterrupt" not in out
+
+  proc = _start(tmp_path)                              # resumes; then two Ctrl-C in a row
+  _wait_for_step(tmp_path, saved + 2, proc)
+  proc.send_signal(signal.SIGINT)
+  time.sleep(0.05)
+  proc.send_signal(signal.SIGINT)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == preemption.INTERRUPTED_EXIT_CODE, out
+  assert "Traceback" not in out
+  steps = _steps_on_disk(tmp_path)
+  assert steps and all(checkpoint.step_damage(tmp_path / "checkpoints", s) is None for s in steps)
+
+  proc = _start(tmp_path)
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out
+  _assert_one_line_per_step(tmp_path)
+  assert _losses(tmp_path) == _losses(reference)
+  assert _ids(tmp_path) == _ids(reference)
+
+
 def test_kill_9_at_any_moment_loses_only_uncommitted_work(reference, tmp_path):
   rng = np.random.default_rng(0)
   for _ in range(3):
@@ -99,9 +156,13 @@ def test_kill_9_at_any_moment_loses_only_uncommitted_work(reference, tmp_path):
     proc.wait()
     latest = checkpoint.Checkpointer(tmp_path / "checkpoints").latest_step()
     assert latest is None or latest <= max(_losses(tmp_path))
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(l)["step"] for l in lines[:-1]]    # the last line may be cut short by the kill
+    assert steps == sorted(set(steps))
   proc = _start(tmp_path)
   out, _ = proc.communicate(timeout=300)
   assert proc.returncode == 0, out
+  _assert_one_line_per_step(tmp_path)
   assert _losses(tmp_path) == _losses(reference)
   ids, ref_ids = _ids(tmp_path), _ids(reference)
   assert ids == ref_ids                                 # the data each step saw: no example repeated or skipped
@@ -247,12 +308,13 @@ def test_damaged_latest_checkpoint_falls_back(tiny_config, tmp_path, damage, rea
 def test_other_experiment_in_workdir_is_refused_or_archived_on_restart(tiny_config, tmp_path):
   tiny_config.total_steps, tiny_config.eval.init_baseline = 2, False
   train.run(tiny_config, str(tmp_path), stop_at=1)
-  before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+  files = lambda: {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != "lease.json"}
+  before = files()             # lease.json records the last run that opened the workdir, the refused one too
   tiny_config.model.depth = 2
   tiny_config.batch_size = 16
   with pytest.raises(checkpoint.ConfigMismatch, match=r"different config \(model, batch_size\).*--restart"):
     train.run(tiny_config, str(tmp_path))
-  assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+  assert files() == before
   train.run(tiny_config, str(tmp_path), restart=True)
   archived = list((tmp_path / "archive").iterdir())
   assert len(archived) == 1 and (archived[0] / "checkpoints" / "1").is_dir()

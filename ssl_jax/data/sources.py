@@ -10,6 +10,8 @@ import re
 
 import numpy as np
 
+from ssl_jax import workdir as workdir_lib
+
 DIGITS_SIZE = 32          # digits are stored upsampled from 8x8 to 32x32 (bilinear), grey replicated to RGB
 DIGITS_TRAIN = 1437       # a fixed 80/20 split of the 1,797 images (seeded permutation)
 
@@ -183,7 +185,8 @@ SOURCES = ("digits", "synthetic", "image_folder")  # every other name is looked 
 def make(name: str, split: str, *, data_dir: str | None = None, image_size: int = 224,
          num_examples: int = 4096, bad_images: str = "skip"):
   """Opens a source by name: `digits`, `synthetic`, `image_folder` (`data_dir/<split>/<class>/<image>`), or any
-  TFDS name such as `imagenet2012`."""
+  TFDS name such as `imagenet2012`. `data_dir` may be relative, start with `~`, or be a URL."""
+  data_dir = workdir_lib.absolute(data_dir) if data_dir else None
   if name == "image_folder":
     if not data_dir:
       raise ValueError("data.name='image_folder' needs config.data.data_dir (the folder holding <split>/<class>/).")

@@ -1,0 +1,165 @@
+"""The fault matrix over every registered method: each method's tiny config (shrunk to seconds) goes through a
+non-finite step, a SIGTERM, a kill -9 at a random moment (mid-step, mid-log or mid-asynchronous-save) in a real
+process, a damaged newest checkpoint, and a run of another experiment refused on its workdir, and still ends with the
+losses of an uninterrupted run, bit for bit, each step logged once. A method added to `ssl_jax.methods.METHODS` is
+covered by being registered, once a config in `configs/tiny/` names it.
+
+The detailed checks of each fault (exit codes, messages, real-process SIGTERM, metrics after every kill) are in
+`test_fault_tolerance.py` on the tiny MAE."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from conftest import load_config
+from ssl_jax import checkpoint
+from ssl_jax import methods
+from ssl_jax import metrics
+from ssl_jax import preemption
+from ssl_jax import train
+
+STEPS, NONFINITE_STEP = 8, 3
+
+
+def tiny_configs() -> dict[str, str]:
+  """Method name -> the first tiny config (by file name) that trains it."""
+  found = {}
+  for path in sorted((ROOT / "configs" / "tiny").glob("*.py")):
+    name = load_config(str(path.relative_to(ROOT))).method.name
+    found.setdefault(name, str(path.relative_to(ROOT)))
+  return found
+
+
+def shrunk(method: str):
+  """`method`'s tiny config at a few seconds a run: batch 16, a one-block (or width-8) encoder, narrow heads, a
+  checkpoint every 2 steps, a NaN gradient at step 3, and a small kNN evaluation only."""
+  c = load_config(tiny_configs()[method])
+  c.update(dict(batch_size=16, total_epochs=None, total_steps=STEPS, log_every=1, ckpt_every=2, keep_ckpts=10,
+                eval_every=0, eval_every_epochs=None, ckpt_every_epochs=None))
+  c.optim.warmup_epochs, c.optim.warmup_steps = None, 1
+  c.debug.nonfinite_at_steps = (NONFINITE_STEP,)
+  c.debug.log_example_ids = True
+  if c.model.arch == "resnet":
+    c.model.width = 8
+  else:
+    c.model.update(dict(width=32, depth=1, num_heads=2, mlp_dim=64))
+  m = c.method
+  narrow = lambda dims: tuple([32] * (len(dims) - 1) + [16])
+  for key in ("projector", "predictor"):
+    if key in m:
+      m[key] = dict(m[key], dims=narrow(m[key]["dims"]))
+  if "head" in m:
+    m.head = dict(m.head, out_dim=64, hidden_dim=32, bottleneck_dim=16)
+  if "decoder" in m:
+    m.decoder = dict(width=32, depth=1, num_heads=2, mlp_dim=64)
+  c.eval.update(dict(train_split="train[:64]", test_split="test[:32]", batch_size=32, init_baseline=False,
+                     report=False))
+  c.eval.evaluators = dict(knn=dict(type="knn", k=5, temperature=0.07))
+  return c
+
+
+def test_every_registered_method_has_a_tiny_config():
+  assert set(tiny_configs()) == set(methods.METHODS), "add a configs/tiny/<method>.py for each registered method"
+
+
+def _records(workdir):
+  return [json.loads(l) for l in (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def _losses(workdir):
+  return {r["step"]: r["loss"] for r in _records(workdir) if "loss" in r}
+
+
+def _committed(workdir):
+  return sorted(int(p.name) for p in (pathlib.Path(workdir) / "checkpoints").iterdir() if p.name.isdigit())
+
+
+# The child of the kill -9: the same shrunk config in a real process, each logged step held for a moment so that the
+# kill can land inside a step, a metrics write or an asynchronous save.
+CHILD = """
+import sys, time
+sys.path.insert(0, sys.argv[3])
+import test_fault_matrix
+from ssl_jax import metrics, train
+flush = metrics.Writer.flush
+metrics.Writer.flush = lambda self: (flush(self), time.sleep(0.15))
+train.run(test_fault_matrix.shrunk(sys.argv[1]), sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("method", sorted(methods.METHODS))
+def test_faults_in_sequence_end_as_the_uninterrupted_run(method, tmp_path, monkeypatch):
+  reference, workdir = tmp_path / "reference", tmp_path / "run"
+  train.run(shrunk(method), str(reference))
+  skipped = [r["skipped_steps"] for r in _records(reference) if "loss" in r]
+  assert skipped == [0] * (NONFINITE_STEP - 1) + [1] * (STEPS - NONFINITE_STEP + 1)   # the NaN step not applied
+
+  # 1. SIGTERM during the run (in this process, through the trainer's handler): the step it lands on is saved.
+  flush = metrics.Writer.flush
+  monkeypatch.setattr(metrics.Writer, "flush", lambda self: (flush(self), time.sleep(0.1)))
+  previous = signal.signal(signal.SIGTERM, lambda *_: None)     # a signal arriving after the run must not kill pytest
+
+  def preempt_at_step_2():
+    while not (workdir / "metrics.jsonl").exists() or max(_losses(workdir), default=0) < 2:
+      time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  sender = threading.Thread(target=preempt_at_step_2, daemon=True)
+  sender.start()
+  try:
+    with pytest.raises(preemption.Preempted) as e:
+      train.run(shrunk(method), str(workdir))
+  finally:
+    sender.join(timeout=60)
+    signal.signal(signal.SIGTERM, previous)
+    monkeypatch.undo()
+  assert e.value.step == max(_losses(workdir)) == _committed(workdir)[-1]
+
+  # 2. kill -9 of a real process that resumed it, at a random moment after it logged a new step.
+  saved = e.value.step
+  child = subprocess.Popen([sys.executable, "-c", CHILD, method, str(workdir), str(ROOT / "tests")], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 240
+  while max(_losses(workdir), default=0) <= saved:
+    assert child.poll() is None, child.stdout.read()
+    assert time.time() < deadline
+    time.sleep(0.01)
+  time.sleep(np.random.default_rng(sum(map(ord, method))).uniform(0.0, 0.4))
+  child.kill()
+  child.wait()
+
+  # 3. The newest committed step damaged (its commit marker gone): the resume falls back to the one before.
+  steps = _committed(workdir)
+  damaged = steps[-1] if len(steps) > 1 else None
+  if damaged is not None:
+    (workdir / "checkpoints" / str(damaged) / checkpoint.COMMIT_MARKER).unlink()
+
+  # 4. Another experiment on this workdir is refused, and nothing there changes.
+  files = lambda: {p: p.read_bytes() for p in workdir.rglob("*") if p.is_file() and p.name != "lease.json"}
+  before = files()
+  other = shrunk(method)
+  other.seed += 1
+  with pytest.raises(checkpoint.ConfigMismatch, match="seed"):
+    train.run(other, str(workdir))
+  assert files() == before
+
+  # 5. The resume runs to the end: the uninterrupted run's losses, each step once, and the same examples.
+  if damaged is not None:
+    with pytest.warns(RuntimeWarning, match=f"checkpoint step {damaged} is damaged"):
+      train.run(shrunk(method), str(workdir))
+  else:
+    train.run(shrunk(method), str(workdir))
+  steps_logged = [r["step"] for r in _records(workdir)]
+  assert steps_logged == list(range(1, STEPS + 1))
+  assert _losses(workdir) == _losses(reference)
+  ids = lambda d: (d / "example_ids" / "process_0.jsonl").read_text()
+  assert ids(workdir) == ids(reference)
