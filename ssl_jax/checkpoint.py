@@ -132,7 +132,16 @@ class Checkpointer:
       StateMismatch: the newest intact step's arrays have other shapes than `abstract_state`'s (written by a version
         of ssl_jax with another parameter layout): intact, so it is neither moved nor skipped.
     """
-    for step in sorted(self._mngr.all_steps(), reverse=True):
+    steps = sorted(self._mngr.all_steps(), reverse=True)
+    for step in steps:      # another experiment's workdir is refused before anything in it is moved aside
+      try:
+        saved = self.saved_config(step)
+      except Exception:  # noqa: BLE001 -- unreadable: judged with the damage below
+        continue
+      if diffs := identity_differences(saved, config):
+        raise ConfigMismatch(diffs)
+      break
+    for step in steps:
       reason = self.damage(step)
       if reason is None:
         try:

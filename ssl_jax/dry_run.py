@@ -75,6 +75,13 @@ def _size(n: float) -> str:
   return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
+def abstract_batch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> dict:
+  """The global training batch of `config` as `ShapeDtypeStruct`s sharded over `mesh`'s batch axes."""
+  batch_sharding = sharding.batch_sharding(mesh)
+  return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sharding) for k, v in
+          pipeline.train_batch_spec(config.batch_size, config.data.image_size, train.view_groups(config)).items()}
+
+
 def check(config: ml_collections.ConfigDict, topology: str | None = None, devices=None) -> dict:
   """Compiles the train step of `config` for its mesh and returns (and prints) the per-device memory report.
 
@@ -96,9 +103,7 @@ def check(config: ml_collections.ConfigDict, topology: str | None = None, device
   num_examples, num_classes, note = dataset_facts(config)
   program = train.build(config, mesh, num_examples, num_classes)
   state = program.abstract_state
-  batch_sharding = sharding.batch_sharding(mesh)
-  batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sharding) for k, v in
-           pipeline.train_batch_spec(config.batch_size, config.data.image_size, train.view_groups(config)).items()}
+  batch = abstract_batch(config, mesh)
   start = time.perf_counter()
   with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
     lowered = program.step.lower(state, batch)

@@ -48,10 +48,12 @@ def shrunk(method: str):
   c.optim.warmup_epochs, c.optim.warmup_steps = None, 1
   c.debug.nonfinite_at_steps = (NONFINITE_STEP,)
   c.debug.log_example_ids = True
-  if c.model.arch == "resnet":
+  if c.model.get("arch") == "resnet":
     c.model.width = 8
-  else:
+  else:                          # a ViT (fine-tuning from scratch: the architecture in full)
     c.model.update(dict(width=32, depth=1, num_heads=2, mlp_dim=64))
+    if c.model.get("patch_size", 1) is None:
+      c.model.update(dict(patch_size=4, posemb="sincos2d"))
   m = c.method
   narrow = lambda dims: tuple([32] * (len(dims) - 1) + [16])
   for key in ("projector", "predictor"):

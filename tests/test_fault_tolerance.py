@@ -94,6 +94,15 @@ def _assert_one_line_per_step(workdir):
   assert steps == sorted(set(steps)), steps
 
 
+def _ends_as_the_reference(proc, workdir, reference):
+  """`proc` finishes with the uninterrupted run's losses and examples, each step logged once."""
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out
+  _assert_one_line_per_step(workdir)
+  assert _losses(workdir) == _losses(reference)
+  assert _ids(workdir) == _ids(reference)
+
+
 def test_second_run_on_a_live_workdir_is_refused_at_once(reference, tmp_path):
   """Scenario: the same command started twice on one workdir. The second stops within seconds with exit 73, names
   the first (its pid and command) and writes nothing; the first finishes with every step logged once, in order."""
@@ -106,11 +115,7 @@ def test_second_run_on_a_live_workdir_is_refused_at_once(reference, tmp_path):
   assert time.time() - start < 60
   assert f"is in use by another run: pid {first.pid} " in out and "main.py --config=configs/tiny/mae.py" in out
   assert "Traceback" not in out
-  out, _ = first.communicate(timeout=300)
-  assert first.returncode == 0, out
-  _assert_one_line_per_step(tmp_path)
-  assert _losses(tmp_path) == _losses(reference)
-  assert _ids(tmp_path) == _ids(reference)
+  _ends_as_the_reference(first, tmp_path, reference)
 
 
 def test_ctrl_c_saves_and_resumes_and_a_second_ctrl_c_stops_at_once(reference, tmp_path):
@@ -137,12 +142,7 @@ def test_ctrl_c_saves_and_resumes_and_a_second_ctrl_c_stops_at_once(reference, t
   steps = _steps_on_disk(tmp_path)
   assert steps and all(checkpoint.step_damage(tmp_path / "checkpoints", s) is None for s in steps)
 
-  proc = _start(tmp_path)
-  out, _ = proc.communicate(timeout=300)
-  assert proc.returncode == 0, out
-  _assert_one_line_per_step(tmp_path)
-  assert _losses(tmp_path) == _losses(reference)
-  assert _ids(tmp_path) == _ids(reference)
+  _ends_as_the_reference(_start(tmp_path), tmp_path, reference)
 
 
 def test_kill_9_at_any_moment_loses_only_uncommitted_work(reference, tmp_path):
