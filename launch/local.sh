@@ -75,7 +75,7 @@ while ((${#live[@]} > 0)); do
   code=0
   finished=
   wait -n -p finished "${live[@]}" || code=$?    # whichever process ends first: a failure stops the rest at once
-  [[ -n "$finished" ]] || continue               # the wait was cut short by a signal the traps handled
+  [[ -n "${finished:-}" ]] || continue               # the wait was cut short by a signal the traps handled
   for i in "${!live[@]}"; do [[ "${live[$i]}" == "$finished" ]] && unset "live[$i]"; done
   if ((code == preempted || code == 130)); then
     ((status == 0)) && status=$preempted   # the others are saving the same step: let them finish

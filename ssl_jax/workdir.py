@@ -129,6 +129,10 @@ class Lease:
         previous = _parse(os.pread(fd, 1 << 16, 0))
         os.close(fd)
         raise Busy(_busy_message(workdir, previous)) from None
+      except OSError:              # a file system without locks (some FUSE and network mounts): heartbeats alone
+        os.close(fd)
+        fd, locking = None, False
+    if locking:
       previous = _parse(os.pread(fd, 1 << 16, 0))
     else:
       previous = _parse(path.read_bytes()) if path.exists() else None

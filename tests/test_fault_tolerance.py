@@ -196,7 +196,9 @@ def _ids_of_processes(workdir, n):
 
 def test_sigterm_on_one_of_two_processes_saves_an_agreed_step_on_both(reference, tmp_path):
   """A preemption notice reaching one host: JAX's preemption service makes both processes stop at the same step,
-  both save it, both exit 75 (and the launcher with them); the restart continues like the uninterrupted run."""
+  both save it, both exit 75 (and the launcher with them). Then Ctrl-C on the launcher: forwarded to both as a
+  preemption notice, both save one agreed step, the launcher exits 130. The restart continues like the
+  uninterrupted run."""
   workdir = tmp_path / "run"
   proc = _launch(workdir, tmp_path)
   _wait_for_step(workdir, 6, proc)
@@ -207,6 +209,16 @@ def test_sigterm_on_one_of_two_processes_saves_an_agreed_step_on_both(reference,
   assert saved >= 6 and checkpoint.step_damage(workdir / "checkpoints", saved) is None
   for log in (out, (tmp_path / "local_process_1.log").read_text()):
     assert f"checkpoint of step {saved} saved" in log
+  proc = _launch(workdir, tmp_path)
+  _wait_for_step(workdir, saved + 3, proc)
+  proc.send_signal(signal.SIGINT)                      # Ctrl-C on launch/local.sh
+  out, _ = proc.communicate(timeout=180)
+  assert proc.returncode == preemption.INTERRUPTED_EXIT_CODE, out
+  interrupted = checkpoint.Checkpointer(workdir / "checkpoints").latest_step()
+  assert interrupted > saved and checkpoint.step_damage(workdir / "checkpoints", interrupted) is None
+  for log in (out, (tmp_path / "local_process_1.log").read_text()):
+    assert f"checkpoint of step {interrupted} saved" in log
+  saved = interrupted
   proc = _launch(workdir, tmp_path)
   out, _ = proc.communicate(timeout=300)
   assert proc.returncode == 0, out

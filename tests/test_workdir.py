@@ -100,6 +100,20 @@ def test_heartbeat_renews_and_a_takeover_is_noticed(tmp_path):
   assert json.loads((tmp_path / workdir.LEASE_FILE).read_text())["token"] == "theirs"   # not overwritten
 
 
+def test_a_file_system_without_locks_falls_back_to_heartbeats(tmp_path, monkeypatch):
+  import errno
+  import fcntl
+
+  def no_locks(fd, operation):
+    raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+  monkeypatch.setattr(fcntl, "flock", no_locks)
+  first = workdir.Lease.acquire(str(tmp_path))
+  with pytest.raises(workdir.Busy, match=f"pid {os.getpid()} "):     # the fresh heartbeat of a live process
+    workdir.Lease.acquire(str(tmp_path))
+  first.release()
+
+
 def test_lease_must_outlive_two_heartbeats(tmp_path):
   with pytest.raises(ValueError, match="two heartbeats"):
     workdir.Lease.acquire(str(tmp_path), heartbeat_s=10, expire_s=15)
