@@ -386,7 +386,10 @@ def _report(step, results, config, workdir):
     lines.append(f"  {key.split('/', 1)[1]:32s} {results[key]:.4f}{init}")
   report = sorted(k for k in results if k.startswith("report/"))
   if report:
-    lines.append(f"representation report (pictures in {os.path.join(workdir, 'report')}):")
+    pictures = os.path.join(workdir, "report")
+    if pictures.startswith(os.getcwd() + os.sep):   # as the user typed a workdir below the current directory
+      pictures = os.path.relpath(pictures)
+    lines.append(f"representation report (pictures in {pictures}):")
     lines += [f"  {key.split('/', 1)[1]:32s} {results[key]:.4f}" for key in report]
   metrics.say("\n".join(lines))
 
