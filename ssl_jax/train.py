@@ -576,16 +576,21 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
   finally:
     if watcher is not None:
       watcher.close()
+    errors = []
     try:
-      for closing in (writer, ids_log, ckpt):   # the checkpointer waits for the last asynchronous save
-        if closing is not None:
-          closing.close()
-    except (checkpoint.CheckpointWriteError, metrics.MetricsWriteError) as e:
-      if not failed:
-        raise
-      metrics.say(f"also: {e}")   # keep the first error; report the write failure beside it
+      for closing in (writer, ids_log, ckpt):   # each closed whatever the others do; the checkpointer waits for
+        try:                                    # the last asynchronous save, whose error surfaces here
+          if closing is not None:
+            closing.close()
+        except (checkpoint.CheckpointWriteError, metrics.MetricsWriteError) as e:
+          errors.append(e)
     finally:
       if lease is not None:
         lease.release()
+    first = errors.pop(0) if errors and not failed else None
+    for e in errors:
+      metrics.say(f"also: {e}")   # keep the first error; report the other write failures beside it
+    if first is not None:
+      raise first
   _report(dur.total, results, config, workdir)
   return results
