@@ -136,8 +136,9 @@ class Lease:
       previous = _parse(os.pread(fd, 1 << 16, 0))
     else:
       previous = _parse(path.read_bytes()) if path.exists() else None
-    # The lock (if any) is ours. A previous holder's record is free unless it was released, or it is another host's
-    # with a fresh heartbeat (a lock that did not reach that host), or, without a lock, anyone's fresh heartbeat.
+    # The lock (if any) is ours. A previous holder's record still holds the workdir only if it was not released and
+    # its heartbeat is fresh, and either it is another host's (a lock that did not reach that host) or there is no
+    # lock (then a holder on this host must also still be running).
     if previous and not previous.get("released"):
       age = now - previous.get("heartbeat", 0)
       same_host = previous.get("host") == holder["host"]
