@@ -1,5 +1,6 @@
 """Metric writers (JSON lines, TensorBoard without TensorFlow) and the progress line. Process 0 writes; others no-op."""
 
+import contextlib
 import json
 import math
 import os
@@ -37,29 +38,40 @@ def _write_error(what, e: OSError) -> MetricsWriteError:
 
 class _Events:
   """TensorBoard event files, written synchronously (tensorboardX's `SummaryWriter` writes from a thread of its own,
-  where a full disk ends the thread silently and the next flush waits forever): a failed write raises here."""
+  where a full disk ends the thread silently and the next flush waits forever): a failed write raises
+  `MetricsWriteError` here."""
 
   def __init__(self, logdir: str, purge_step: int | None):
     from tensorboardX.event_file_writer import EventsWriter
     from tensorboardX.proto.event_pb2 import Event
     from tensorboardX.proto.event_pb2 import SessionLog
     from tensorboardX.record_writer import directory_check
-    directory_check(logdir)
-    self._writer = EventsWriter(os.path.join(logdir, "events"))
-    self._event = Event
-    if purge_step is not None:     # hides the events of steps >= purge_step written before the resume, as TF does
-      self._writer.write_event(Event(step=purge_step, file_version="brain.Event:2"))
-      self._writer.write_event(Event(step=purge_step, session_log=SessionLog(status=SessionLog.START)))
-    self._writer.flush()
+    self._logdir, self._event = logdir, Event
+    with self._raising():
+      directory_check(logdir)
+      self._writer = EventsWriter(os.path.join(logdir, "events"))
+      if purge_step is not None:   # hides the events of steps >= purge_step written before the resume, as TF does
+        self._writer.write_event(Event(step=purge_step, file_version="brain.Event:2"))
+        self._writer.write_event(Event(step=purge_step, session_log=SessionLog(status=SessionLog.START)))
+      self._writer.flush()
+
+  @contextlib.contextmanager
+  def _raising(self):
+    try:
+      yield
+    except OSError as e:
+      raise _write_error(f"TensorBoard events to {self._logdir}", e) from e
 
   def write(self, summaries: list, step: int) -> None:
     wall_time = time.time()
-    for summary in summaries:
-      self._writer.write_event(self._event(wall_time=wall_time, step=int(step), summary=summary))
-    self._writer.flush()
+    with self._raising():
+      for summary in summaries:
+        self._writer.write_event(self._event(wall_time=wall_time, step=int(step), summary=summary))
+      self._writer.flush()
 
   def close(self) -> None:
-    self._writer.close()
+    with self._raising():
+      self._writer.close()
 
 
 class Writer:
@@ -93,11 +105,7 @@ class Writer:
     except OSError as e:
       raise _write_error(self.path, e) from e
     if tensorboard:
-      logdir = str(epath.Path(workdir) / "tensorboard")
-      try:
-        self._tb = _Events(logdir, purge_step=resume_step + 1)
-      except OSError as e:
-        raise _write_error(f"TensorBoard events to {logdir}", e) from e
+      self._tb = _Events(str(epath.Path(workdir) / "tensorboard"), purge_step=resume_step + 1)
 
   def _replace(self, text: str) -> None:
     """The file's whole content, atomically where the storage allows (object stores write whole objects anyway)."""
@@ -144,19 +152,13 @@ class Writer:
     self._lines = lines
     if self._tb is not None:
       from tensorboardX import summary
-      try:
-        self._tb.write([summary.scalar(k, v) for k, v in record.items() if k != "step"], record["step"])
-      except OSError as e:
-        raise _write_error(f"TensorBoard events to {self.path.parent / 'tensorboard'}", e) from e
+      self._tb.write([summary.scalar(k, v) for k, v in record.items() if k != "step"], record["step"])
 
   def image(self, tag: str, image, step: int) -> None:
     """An RGB uint8 `[H, W, 3]` image to TensorBoard (process 0)."""
     if self.active and self._tb is not None:
       from tensorboardX import summary
-      try:
-        self._tb.write([summary.image(tag, image, dataformats="HWC")], step)
-      except OSError as e:
-        raise _write_error(f"TensorBoard events to {self.path.parent / 'tensorboard'}", e) from e
+      self._tb.write([summary.image(tag, image, dataformats="HWC")], step)
 
   def close(self) -> None:
     """Flushes the pending record and closes the event file."""
@@ -165,10 +167,7 @@ class Writer:
     finally:
       if self._tb is not None:
         tb, self._tb = self._tb, None
-        try:
-          tb.close()
-        except OSError as e:
-          raise _write_error(f"TensorBoard events to {self.path.parent / 'tensorboard'}", e) from e
+        tb.close()
 
 
 class ExampleLog:

@@ -27,20 +27,17 @@ INTERRUPTED_EXIT_CODE = 130
 class Preempted(Exception):
   """Raised by the trainer after the checkpoint of `step` is committed; the same command resumes the run."""
   exit_code = PREEMPTED_EXIT_CODE
+  message = "preempted: checkpoint of step {step} saved; rerun the same command to resume"
 
   def __init__(self, step: int):
-    super().__init__(f"preempted: checkpoint of step {step} saved; rerun the same command to resume")
+    super().__init__(self.message.format(step=step))
     self.step = step
 
 
 class Interrupted(Preempted):
   """Ctrl-C: raised by the trainer after the checkpoint of `step` is committed."""
   exit_code = INTERRUPTED_EXIT_CODE
-
-  def __init__(self, step: int):
-    Exception.__init__(self, f"interrupted at step {step} (its checkpoint is saved); rerun the same command to "
-                             "resume")
-    self.step = step
+  message = "interrupted at step {step} (its checkpoint is saved); rerun the same command to resume"
 
 
 class Watcher:

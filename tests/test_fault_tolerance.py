@@ -71,14 +71,21 @@ def reference(tmp_path_factory):
   return workdir
 
 
+def _signal_saves_the_step(proc, workdir, signum, exit_code):
+  """Sends `signum` to the running `proc`; it must exit with `exit_code` having saved the step at which the signal
+  arrived (logged, then saved). Returns (that step, the output)."""
+  proc.send_signal(signum)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == exit_code, out
+  saved = checkpoint.Checkpointer(workdir / "checkpoints").latest_step()
+  assert saved == max(_losses(workdir))
+  return saved, out
+
+
 def test_sigterm_saves_the_current_step_and_exits_75_then_resumes(reference, tmp_path):
   proc = _start(tmp_path)
   _wait_for_step(tmp_path, 6, proc)
-  proc.send_signal(signal.SIGTERM)
-  out, _ = proc.communicate(timeout=120)
-  assert proc.returncode == preemption.PREEMPTED_EXIT_CODE, out
-  saved = checkpoint.Checkpointer(tmp_path / "checkpoints").latest_step()
-  assert saved == max(_losses(tmp_path))                # the step at which the notice arrived, logged then saved
+  saved, out = _signal_saves_the_step(proc, tmp_path, signal.SIGTERM, preemption.PREEMPTED_EXIT_CODE)
   assert f"checkpoint of step {saved} saved" in out
   proc = _start(tmp_path)
   out, _ = proc.communicate(timeout=300)
@@ -123,11 +130,7 @@ def test_ctrl_c_saves_and_resumes_and_a_second_ctrl_c_stops_at_once(reference, t
   row stop at once, leaving every committed checkpoint intact; the reruns resume bit-identically."""
   proc = _start(tmp_path)
   _wait_for_step(tmp_path, 3, proc)
-  proc.send_signal(signal.SIGINT)
-  out, _ = proc.communicate(timeout=120)
-  assert proc.returncode == preemption.INTERRUPTED_EXIT_CODE, out
-  saved = checkpoint.Checkpointer(tmp_path / "checkpoints").latest_step()
-  assert saved == max(_losses(tmp_path))
+  saved, out = _signal_saves_the_step(proc, tmp_path, signal.SIGINT, preemption.INTERRUPTED_EXIT_CODE)
   assert f"interrupted at step {saved} (its checkpoint is saved); rerun the same command to resume" in out
   assert "Traceback" not in out and "KeyboardInterrupt" not in out
 

@@ -66,18 +66,21 @@ def test_disk_full_while_writing_metrics_is_a_clear_error_and_checkpoints_stay(t
   """No space left while writing metrics.jsonl or the TensorBoard events (tensorboardX's own writer thread would
   die silently there and the next flush wait forever): the run stops with what failed and what to do, the
   committed checkpoints are intact, and the rerun resumes."""
+  from tensorboardX.event_file_writer import EventsWriter
   tiny_config.eval.init_baseline = False
-  original = metrics._Events.write if where == "tensorboard" else open
+  # Writes that reach the disk: metrics.jsonl is opened once per step; the event file is flushed once when it is
+  # created, then once per step.
+  original, first_failing = (EventsWriter.flush, 5) if where == "tensorboard" else (open, 4)
   calls = []
 
   def fail_after_step_3(*args, **kwargs):
     calls.append(1)
-    if len(calls) > 3:
+    if len(calls) >= first_failing:
       _full_disk()
     return original(*args, **kwargs)
 
   if where == "tensorboard":
-    monkeypatch.setattr(metrics._Events, "write", fail_after_step_3)
+    monkeypatch.setattr(EventsWriter, "flush", fail_after_step_3)
   else:
     monkeypatch.setattr(metrics, "open", fail_after_step_3, raising=False)
   with pytest.raises(metrics.MetricsWriteError, match="No space left on device.*committed checkpoints are intact"):
