@@ -3,8 +3,8 @@
     python benchmarks/attention.py [--batch_size=8] [--dtype=float32] [--impls=einsum,xla[,cudnn]] [--module]
 
 For each shape (the MAE encoder's 50 tokens x 12 heads x 64, the decoder's 197 tokens x 16 heads x 32) and each
-implementation, times the attention alone (`vit.dot_product_attention` on `[B, T, heads, head_dim]` q/k/v), forward
-and forward + backward, median of `--repeats` calls after a warm-up; `--module` times a whole `vit.Attention`
+implementation, times the attention alone (`attention.dot_product_attention` on `[B, T, heads, head_dim]` q/k/v), forward
+and forward + backward, median of `--repeats` calls after a warm-up; `--module` times a whole `attention.Attention`
 (projections included) instead. Prints a table and a final JSON line. "cudnn" needs an NVIDIA GPU and bfloat16.
 """
 
@@ -23,12 +23,12 @@ if __name__ == "__main__":
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from ssl_jax.models import vit  # noqa: E402
+from ssl_jax.models import attention  # noqa: E402
 
 _BATCH = flags.DEFINE_integer("batch_size", 8, "Batch.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "q/k/v dtype.")
-_IMPLS = flags.DEFINE_list("impls", ["einsum", "xla"], f"Implementations, of {vit.ATTENTION_IMPLS}.")
-_MODULE = flags.DEFINE_bool("module", False, "Time a whole vit.Attention (q/k/v and output projections too).")
+_IMPLS = flags.DEFINE_list("impls", ["einsum", "xla"], f"Implementations, of {attention.ATTENTION_IMPLS}.")
+_MODULE = flags.DEFINE_bool("module", False, "Time a whole attention.Attention (q/k/v and output projections too).")
 _REPEATS = flags.DEFINE_integer("repeats", 11, "Timed calls per measurement (the median is reported).")
 
 # (name, tokens, width, heads) of MAE ViT-B/16 at 224 px, mask ratio 0.75.
@@ -46,17 +46,17 @@ def _median_time(fn, args, repeats: int) -> float:
 
 
 def measure(impl: str, batch: int, tokens: int, width: int, heads: int, dtype, module: bool, repeats: int) -> dict:
-  """Forward and forward + backward seconds of one attention (or `vit.Attention` with `module`)."""
+  """Forward and forward + backward seconds of one attention (or `attention.Attention` with `module`)."""
   keys = jax.random.split(jax.random.key(0), 4)
   if module:
-    layer = vit.Attention(heads, dtype, impl)
+    layer = attention.Attention(heads, dtype, impl)
     x = jax.random.normal(keys[0], (batch, tokens, width), dtype)
     params = layer.init(keys[1], x)
     forward = lambda p, x: layer.apply(p, x)
     args = (params, x)
   else:
     q, k, v = (jax.random.normal(key, (batch, tokens, heads, width // heads), dtype) for key in keys[:3])
-    forward = lambda q, k, v: vit.dot_product_attention(q, k, v, impl)
+    forward = lambda q, k, v: attention.dot_product_attention(q, k, v, implementation=impl)
     args = (q, k, v)
   cotangent = jax.random.normal(keys[3], (batch, tokens, width), jnp.float32)
 
@@ -71,8 +71,8 @@ def measure(impl: str, batch: int, tokens: int, width: int, heads: int, dtype, m
 def main(argv):
   del argv
   for impl in _IMPLS.value:
-    if impl not in vit.ATTENTION_IMPLS:
-      raise app.UsageError(f"--impls: {impl!r} is not one of {vit.ATTENTION_IMPLS}.")
+    if impl not in attention.ATTENTION_IMPLS:
+      raise app.UsageError(f"--impls: {impl!r} is not one of {attention.ATTENTION_IMPLS}.")
   dtype = jnp.dtype(_DTYPE.value)
   device = jax.devices()[0]
   rows = []
@@ -80,7 +80,7 @@ def main(argv):
     for impl in _IMPLS.value:
       r = measure(impl, _BATCH.value, tokens, width, heads, dtype, _MODULE.value, _REPEATS.value)
       rows.append(dict(shape=name, tokens=tokens, width=width, heads=heads, impl=impl, **r))
-  what = "vit.Attention (projections included)" if _MODULE.value else "attention alone"
+  what = "attention.Attention (projections included)" if _MODULE.value else "attention alone"
   print(f"{what}, batch {_BATCH.value}, {dtype.name}, {device.device_kind} ({jax.device_count()} devices)")
   print(f"  {'shape':8s} {'T x heads x dim':16s} {'impl':7s} {'forward':>10s} {'fwd + bwd':>10s}")
   for r in rows:

@@ -142,7 +142,7 @@ def base_config() -> ml_collections.ConfigDict:
 def add_vit_execution_options(model: ml_collections.ConfigDict, remat: str | None = "none",
                               scan: bool | None = False) -> None:
   """Adds to a ViT's `config.model` the keys that change how it runs, not what it computes (the same parameters and
-  results; see `ssl_jax.models.vit.Transformer`):
+  results; see `ssl_jax.models.transformer.Transformer`):
 
   - `remat`: rematerialisation of each transformer block in the backward pass: "none", "full" (keep only the
     block inputs), "dots_saveable" (keep matmul outputs) or "dots_with_no_batch_dims_saveable";

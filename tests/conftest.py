@@ -1,5 +1,5 @@
-"""Test setup: 8 CPU devices (set before jax is imported), a session-wide XLA compilation cache, absl flags parsed,
-quiet Orbax/Grain logs."""
+"""Test setup: 8 CPU devices (set before jax is imported), a session-wide XLA compilation cache shared by the
+pytest-xdist workers and the subprocesses, absl flags parsed, quiet Orbax/Grain logs."""
 
 import os
 
@@ -26,10 +26,17 @@ logging.set_verbosity(logging.WARNING)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _remove_own_compilation_cache():
-  yield
-  if _OWN_CACHE:
+def pytest_xdist_auto_num_workers(config):
+  """`-n auto`: one worker per core, but at most one per 6 GiB of memory (a worker's peak, 8 virtual devices and
+  the full-size ViT-B steps, is about 5 GiB)."""
+  import psutil
+  return max(1, min(psutil.cpu_count(logical=False) or 1, psutil.virtual_memory().total // (6 << 30)))
+
+
+def pytest_sessionfinish(session):
+  """Removes the cache this process made, once: in the controller under pytest-xdist (its workers inherit the
+  directory through the environment and share it), or in the only process without it."""
+  if _OWN_CACHE and not hasattr(session.config, "workerinput"):
     import shutil
     shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 

@@ -261,7 +261,7 @@ def test_nonfinite_skip_keeps_the_state_and_counts(tiny_config, tmp_path):
   ckpt = checkpoint.Checkpointer(tmp_path / "checkpoints")
   params = {}
   for s in (2, 3, 4):
-    state = ckpt._mngr.restore(s, args=checkpoint.ocp.args.Composite(state=checkpoint.ocp.args.StandardRestore()))
+    state = ckpt._mngr.restore(s, args=checkpoint.ocp.args.Composite(state=checkpoint.ocp.args.PyTreeRestore()))
     params[s] = state["state"]["params"]
   ckpt.close()
   same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), params[2], params[3])

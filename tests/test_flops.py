@@ -85,7 +85,7 @@ def test_train_step_benchmark_reports_mfu_and_a_consistent_flop_count(tmp_path):
 
 
 def test_attention_benchmark_runs_each_implementation():
-  """benchmarks/attention.py builds and times each implementation, alone and inside vit.Attention (its numbers are
+  """benchmarks/attention.py builds and times each implementation, alone and inside attention.Attention (its numbers are
   for the README, never asserted here)."""
   for impl, module in (("einsum", False), ("xla", False), ("einsum", True)):
     r = attention.measure(impl, batch=2, tokens=9, width=16, heads=2, dtype=jnp.float32, module=module, repeats=1)

@@ -1,3 +1,5 @@
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -7,6 +9,7 @@ import pytest
 from ssl_jax import masking
 from ssl_jax.methods import contract
 from ssl_jax.methods import mae
+from ssl_jax.models import attention
 from ssl_jax.models import vit
 
 
@@ -116,22 +119,22 @@ def test_remat_and_scan_keep_parameters_outputs_and_gradients():
 
 @pytest.mark.parametrize("length", [17, 50])
 def test_attention_padded_for_cudnn_equals_unpadded_attention(length):
-  """`vit.dot_product_attention` pads odd lengths (197 = 1 + 14 x 14) for cuDNN's gradient; the padded keys are
+  """`attention.dot_product_attention` pads odd lengths (197 = 1 + 14 x 14) for cuDNN's gradient; the padded keys are
   masked and the padded queries dropped, so values and gradients are those of plain attention (run here with XLA's
   implementation and padding to 8, since this machine has no cuDNN)."""
   q, k, v = (jax.random.normal(jax.random.key(i), (2, length, 3, 8)) for i in range(3))
   weights = jax.random.normal(jax.random.key(3), (2, length, 3, 8))
 
-  def loss(attention, q, k, v):
-    return jnp.sum(attention(q, k, v) * weights)
+  def loss(fn, q, k, v):
+    return jnp.sum(fn(q, k, v) * weights)
 
   plain = lambda q, k, v: jax.nn.dot_product_attention(q, k, v)
-  padded = lambda q, k, v: vit.dot_product_attention(q, k, v, "xla", pad_to=8)
+  padded = lambda q, k, v: attention.dot_product_attention(q, k, v, implementation="xla", pad_to=8)
   np.testing.assert_allclose(padded(q, k, v), plain(q, k, v), atol=1e-6)
   for got, want in zip(jax.grad(loss, (1, 2, 3))(padded, q, k, v), jax.grad(loss, (1, 2, 3))(plain, q, k, v)):
     np.testing.assert_allclose(got, want, atol=1e-5)
   # Without cuDNN nothing is padded: the same primitive as jax.nn.dot_product_attention.
-  assert str(jax.make_jaxpr(lambda *a: vit.dot_product_attention(*a, "xla"))(q, k, v)) == str(
+  assert str(jax.make_jaxpr(lambda *a: attention.dot_product_attention(*a, implementation="xla"))(q, k, v)) == str(
       jax.make_jaxpr(lambda *a: jax.nn.dot_product_attention(*a, implementation="xla"))(q, k, v))
 
 
@@ -154,8 +157,8 @@ def test_einsum_attention_equals_jax_attention(shape):
   hand-written backward pass (FlashAttention's dS = P * (dP - rowsum(dY * Y))) is the softmax's exact gradient."""
   q, k, v = (jax.random.normal(jax.random.key(i), shape) * (1.0 + i) for i in range(3))
   weights = jax.random.normal(jax.random.key(3), shape)
-  loss = lambda attention, q, k, v: jnp.sum(jnp.sin(attention(q, k, v)) * weights)
-  ours = lambda q, k, v: vit.dot_product_attention(q, k, v)        # None -> "einsum" on this CPU
+  loss = lambda fn, q, k, v: jnp.sum(jnp.sin(fn(q, k, v)) * weights)
+  ours = lambda q, k, v: attention.dot_product_attention(q, k, v)        # None -> "einsum" on this CPU
   theirs = lambda q, k, v: jax.nn.dot_product_attention(q, k, v, implementation="xla")
   # Both against the exact (float64) attention, within the float32 error bound of the computation, whatever order
   # a CPU's kernels sum in (AVX2 and AVX-512 kernels differ): a score is a d-term dot product (error <= d u sum
@@ -168,8 +171,75 @@ def test_einsum_attention_equals_jax_attention(shape):
     np.testing.assert_allclose(got, want, atol=2e-5 * float(jnp.max(jnp.abs(want))))
   assert "custom_vjp_call" in str(jax.make_jaxpr(ours)(q, k, v))
   # Second order through the custom VJP is not needed by any method; first order under jit and vmap is.
-  per_query = lambda attention: jax.jit(jax.vmap(jax.grad(lambda q1: jnp.sum(jnp.sin(attention(q1, k[:1], v[:1]))))))
-  np.testing.assert_allclose(per_query(vit.einsum_attention)(q[:, None]), per_query(theirs)(q[:, None]), atol=1e-4)
+  per_query = lambda fn: jax.jit(jax.vmap(jax.grad(lambda q1: jnp.sum(jnp.sin(fn(q1, k[:1], v[:1]))))))
+  np.testing.assert_allclose(per_query(attention.einsum_attention)(q[:, None]), per_query(theirs)(q[:, None]),
+                             atol=1e-4)
+
+
+def _masked_attention_float64(q, k, v, mask):
+  """softmax(q k^T / sqrt(d) restricted to `mask` [B|1, 1, T, T]) v in float64."""
+  q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
+  scores = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1])
+  scores = np.where(mask, scores, -np.inf)
+  p = np.exp(scores - scores.max(-1, keepdims=True))
+  return np.einsum("bhqk,bkhd->bqhd", p / p.sum(-1, keepdims=True), v)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("packed", [False, True])
+def test_masked_attention_every_implementation_against_numpy(causal, packed):
+  """Causal and segment masks (packed documents) give the float64 masked softmax on the einsum path, XLA's, and
+  XLA's padded as for cuDNN (17 tokens padded to 24); the einsum path's hand-written gradient is XLA's."""
+  b, t, h, d = 2, 17, 2, 8
+  q, k, v = (jax.random.normal(jax.random.key(i), (b, t, h, d)) for i in range(3))
+  weights = jax.random.normal(jax.random.key(3), (b, t, h, d))
+  # Example 0: documents of 5, 9 and 3 tokens; example 1: 12 tokens then 5 of padding (segment 0).
+  segments = jnp.asarray([[1] * 5 + [2] * 9 + [3] * 3, [1] * 12 + [0] * 5]) if packed else None
+  mask = np.ones((1, 1, t, t), bool)
+  if causal:
+    mask = mask & np.tril(np.ones((t, t), bool))
+  if packed:
+    mask = mask & (np.asarray(segments)[:, None, :, None] == np.asarray(segments)[:, None, None, :])
+  got = attention.attention_mask(length=t, causal=causal, segment_ids=segments)
+  if causal or packed:
+    np.testing.assert_array_equal(np.broadcast_to(got, (b, 1, t, t)), np.broadcast_to(mask, (b, 1, t, t)))
+  else:
+    assert got is None
+  exact = _masked_attention_float64(q, k, v, mask)
+  impls = {name: functools.partial(attention.dot_product_attention, implementation=impl, pad_to=pad, causal=causal,
+                                   segment_ids=segments)
+           for name, impl, pad in (("einsum", "einsum", None), ("xla", "xla", None), ("padded", "xla", 8))}
+  for name, fn in impls.items():
+    np.testing.assert_allclose(fn(q, k, v), exact, rtol=0, atol=2e-5, err_msg=name)
+  loss = lambda fn, q, k, v: jnp.sum(jnp.sin(fn(q, k, v)) * weights)
+  want = jax.grad(loss, (1, 2, 3))(impls["xla"], q, k, v)
+  for name in ("einsum", "padded"):
+    for g, w in zip(jax.grad(loss, (1, 2, 3))(impls[name], q, k, v), want):
+      np.testing.assert_allclose(g, w, atol=2e-5 * float(jnp.max(jnp.abs(w))), err_msg=name)
+
+
+def test_transformer_masks_isolate_documents_and_the_future():
+  """A packed window encodes each document as if it were alone (segment ids), a causal stack's token t does not
+  depend on later tokens, and the per-layer outputs are the same with a scanned, rematerialised stack."""
+  from ssl_jax.models import transformer
+  kw = dict(depth=2, num_heads=2, mlp_dim=32)
+  x = jax.random.normal(jax.random.key(0), (1, 12, 16))
+  segments = jnp.asarray([[1] * 7 + [2] * 5])
+  for causal in (False, True):
+    model = transformer.Transformer(**kw, causal=causal)
+    params = model.init(jax.random.key(1), x)
+    packed = model.apply(params, x, segment_ids=segments)
+    np.testing.assert_allclose(packed[:, :7], model.apply(params, x[:, :7]), atol=1e-5)
+    np.testing.assert_allclose(packed[:, 7:], model.apply(params, x[:, 7:]), atol=1e-5)
+  future = x.at[:, 6:].set(jax.random.normal(jax.random.key(2), (1, 6, 16)))
+  np.testing.assert_allclose(model.apply(params, future)[:, :6], model.apply(params, x)[:, :6], atol=1e-6)
+  assert np.abs(model.apply(params, future)[:, 6:] - model.apply(params, x)[:, 6:]).max() > 1e-2
+  out, layers = model.apply(params, x, segment_ids=segments, return_layers=True)
+  assert layers.shape == (2, 1, 12, 16)
+  scanned = transformer.Transformer(**kw, causal=True, scan=True, remat="full")
+  out_scan, layers_scan = scanned.apply(params, x, segment_ids=segments, return_layers=True)
+  np.testing.assert_allclose(out_scan, out, atol=1e-6)
+  np.testing.assert_allclose(layers_scan, layers, atol=1e-6)
 
 
 def test_einsum_attention_in_bfloat16():
@@ -177,11 +247,11 @@ def test_einsum_attention_in_bfloat16():
   bfloat16 and within bfloat16 rounding of the float32 attention."""
   q, k, v = (jax.random.normal(jax.random.key(i), (2, 50, 4, 16)) for i in range(3))
   weights = jax.random.normal(jax.random.key(3), (2, 50, 4, 16))
-  loss = lambda q, k, v: jnp.sum(vit.einsum_attention(q, k, v).astype(jnp.float32) * weights)
+  loss = lambda q, k, v: jnp.sum(attention.einsum_attention(q, k, v).astype(jnp.float32) * weights)
   half = [x.astype(jnp.bfloat16) for x in (q, k, v)]
-  y = vit.einsum_attention(*half)
+  y = attention.einsum_attention(*half)
   assert y.dtype == jnp.bfloat16
-  np.testing.assert_allclose(y.astype(jnp.float32), vit.einsum_attention(q, k, v), atol=3e-2)
+  np.testing.assert_allclose(y.astype(jnp.float32), attention.einsum_attention(q, k, v), atol=3e-2)
   for got, want in zip(jax.grad(loss, (0, 1, 2))(*half), jax.grad(loss, (0, 1, 2))(q, k, v)):
     assert got.dtype == jnp.bfloat16
     np.testing.assert_allclose(got.astype(jnp.float32), want, atol=0.05 * float(jnp.max(jnp.abs(want))))
@@ -191,13 +261,13 @@ def test_attention_implementation_choice(monkeypatch):
   """None picks cuDNN only where it can run (never on this CPU); an explicit choice is passed on; a wrong name fails
   before anything is traced, naming the choices."""
   q = jnp.zeros((2, 17, 3, 8), jnp.bfloat16)
-  assert not vit._cudnn_likely(q)
+  assert not attention._cudnn_likely(q)
   calls = []
   fake = lambda *a, implementation=None, **kw: calls.append(implementation) or a[0][:, :17]
   monkeypatch.setattr(jax.nn, "dot_product_attention", fake)
-  vit.dot_product_attention(q, q, q, "xla")
-  monkeypatch.setattr(vit, "_cudnn_likely", lambda q: True)
-  vit.dot_product_attention(q, q, q)
+  attention.dot_product_attention(q, q, q, implementation="xla")
+  monkeypatch.setattr(attention, "_cudnn_likely", lambda q: True)
+  attention.dot_product_attention(q, q, q)
   assert calls == ["xla", "cudnn"]
   with pytest.raises(ValueError, match=r"'flash' is unknown; use one of \('einsum', 'xla', 'cudnn'\)"):
     vit.vit_kwargs(variant="Ti/16", attention_impl="flash")

@@ -1,38 +1,225 @@
-"""The README's commands that read a pretraining workdir run as written there: relative paths, from a checkout's
-root (here a temporary directory laid out like one, with `workdirs/mae_tiny` a finished tiny MAE run)."""
+"""Every command the README and the docs pages show, checked as written.
 
+The shell lines of every fenced `bash` block (and the `$ ` lines of a transcript block) in `DOCS` are collected, and
+each must have an entry in `CHECKS` saying how it is checked, so that a command added to the docs fails
+`test_every_documented_command_has_a_check` until it is given one:
+
+- `Run`: run here by `bash -c`, exactly as written, from a directory laid out like a checkout (`main.py`, `configs/`,
+  `launch/`, `benchmarks/` linked; `workdirs/mae_tiny` a finished tiny MAE pretraining run), with the test
+  environment's Python first on PATH and XLA's default single CPU device, as a user's shell has. Paths under `/tmp/`
+  move into the test's directory (runs in parallel must not share them). `append` adds flags after the command
+  (flags given twice: the last wins) where the documented run is long and a shorter one checks the same thing;
+  `env` adds variables (DRY_RUN=1 where the command needs a cluster this machine is not).
+- `Needs`: it needs what this machine does not have (a GPU, a TPU slice, Slurm, a bucket); where a Python package
+  is what is missing (libtpu, torch) the command runs when the package is installed and is skipped with the
+  install command otherwise.
+- `Covered`: another test runs it, as written but for flags that shorten it and paths of its own (named, with what
+  it changes), where running it here too would only repeat that test's cost.
+- `Ci`: `.ci/run` executes it as written on a clean copy of the checkout (the README's two setup commands).
+"""
+
+import dataclasses
+import importlib.util
+import json
 import os
+import pathlib
 import re
-import shlex
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 from conftest import ROOT
 
-
-def _readme_commands(*prefixes):
-  """The command lines of the README's code blocks that start with one of `prefixes`."""
-  blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
-  lines = [l.strip() for b in blocks for l in b.replace("\\\n", " ").splitlines()]
-  return [l for l in lines if l.startswith(prefixes)]
+DOCS = ("README.md", "launch/README.md", "benchmarks/README.md")
 
 
-def test_commands_on_a_pretraining_workdir_run_as_written(mae_workdir, tmp_path):
-  workdir, _ = mae_workdir
-  (tmp_path / "workdirs").mkdir()
-  (tmp_path / "workdirs" / "mae_tiny").symlink_to(workdir)
-  for name in ("main.py", "configs"):
-    (tmp_path / name).symlink_to(ROOT / name)
-  commands = _readme_commands("python -m ssl_jax.export", "python main.py --config=configs/knn.py")
-  assert [c.split()[:3] for c in commands] == [["python", "main.py", "--config=configs/knn.py:digits"],
-                                                ["python", "-m", "ssl_jax.export"]]
-  env = dict(os.environ, PYTHONUNBUFFERED="1")
-  outputs = []
-  for command in commands:
-    argv = shlex.split(command)
-    done = subprocess.run([sys.executable, *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
-    outputs.append(done.stdout)
-  assert "evaluation at step 0" in outputs[0] and (tmp_path / "workdirs" / "mae_tiny_eval" / "metrics.jsonl").exists()
-  assert "wrote mae_tiny.safetensors" in outputs[1] and (tmp_path / "mae_tiny.safetensors").stat().st_size > 0
+@dataclasses.dataclass(frozen=True)
+class Run:
+  expect: str                          # a line fragment the command prints
+  append: str = ""
+  env: tuple[tuple[str, str], ...] = ()
+  package: str | None = None           # run only when this package is importable
+  install: str = ""
+  workdir: str | None = None           # whose metrics.jsonl must hold a finite loss for each of steps 1..`steps`
+  steps: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Needs:
+  what: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Covered:
+  test: str                            # tests/<file>.py::<function>
+  changes: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Ci:
+  pass
+
+
+_SHORT_EVAL = " --config.total_epochs=1"   # one epoch of the head instead of 30: the same init_from path and protocol
+_FEW = " --batches=3"                      # the pipeline's throughput over 3 batches instead of 20-30: the same code
+# The full-size step rate at batch 8 given rather than measured in the same run (a compile and 5 steps of ViT-B or of
+# DINO's 12 crops: minutes here); the full-size MAE step runs in the smoke command, DINO's is lowered in test_methods.
+_NO_STEP = " --step_examples_per_s=1"
+_TPU = dict(package="libtpu", install="pip install -e '.[tpu]'")
+_TORCH = dict(package="torch", install="pip install -e '.[bench]'")
+_TPU_ENV = (("DRY_RUN", "1"),)
+_TWO_PROCESSES = "tests/test_multiprocess.py::test_two_processes_train_like_one_and_checkpoints_move_between_process_counts"
+
+CHECKS = {
+    # README.md
+    "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python main.py "
+    "--config=configs/tiny/mae.py --workdir=workdirs/mae_tiny": Ci(),
+    ".venv/bin/python -m pytest -q tests": Ci(),
+    "python main.py --config=configs/mae_vit_b.py --workdir=gs://bucket/mae_vit_b "
+    "--config.data.data_dir=gs://bucket/tfds": Needs("ImageNet prepared in a GCS bucket, and the accelerators to train ViT-B on it"),
+    "python main.py --config=configs/mae_vit_b.py --workdir=/tmp/smoke --config.data.name=digits "
+    "--config.batch_size=8 --config.total_steps=2 --config.log_every=1 --config.data.num_workers=0 "
+    "--config.eval.data_name=digits "
+    "--config.eval.train_split='train[:64]' --config.eval.test_split='test[:64]' --config.eval.batch_size=8":
+        Run("evaluation at step 2", workdir="/tmp/smoke", steps=2,
+            append=" --config.eval.init_baseline=false --config.eval.report=false"
+                   " --config.eval.evaluators.linear.steps=5"),   # the evaluation's protocols are tested elsewhere
+    "python main.py --config=configs/knn.py:digits --config.init_from=workdirs/mae_tiny "
+    "--workdir=workdirs/mae_tiny_eval": Run("evaluation at step 0",
+                                            append=" --config.eval.evaluators.linear_lars.epochs=3"),
+    "python main.py --config=configs/tiny/linear_probe.py --config.init_from=workdirs/mae_tiny "
+    "--workdir=workdirs/mae_tiny_lin": Run("top1", append=_SHORT_EVAL),
+    "python main.py --config=configs/tiny/finetune.py --config.init_from=workdirs/mae_tiny "
+    "--workdir=workdirs/mae_tiny_ft": Run("top1", append=_SHORT_EVAL),
+    "python -m ssl_jax.export --workdir=workdirs/mae_tiny --format=timm --out=mae_tiny.safetensors":
+        Run("wrote mae_tiny.safetensors"),
+    "python main.py --config=configs/mae_vit_b.py --dry_run --topology=v5e:4x4 --config.mesh.data=1 "
+    "--config.mesh.fsdp=-1": Run("on 16 x TPU v5 lite", **_TPU),
+    # launch/README.md
+    "launch/local.sh 2 configs/tiny/mae.py --workdir=/tmp/mae_2proc":
+        Covered(_TWO_PROCESSES, "a smaller model for 6 steps, a workdir of the test's"),
+    "DEVICES_PER_PROCESS=2 launch/local.sh 4 configs/tiny/mae.py --workdir=/tmp/mae_4proc":
+        Run("--num_processes=4", env=(("DRY_RUN", "1"),)),   # four real processes: test_multiprocess runs two
+    "DRY_RUN=1 launch/local.sh 2 configs/tiny/mae.py --workdir=/tmp/x": Run("--process_id=1"),
+    "sbatch launch/gpu_slurm.sbatch configs/mae_vit_b.py /shared/runs/mae_vit_b --config.data.data_dir=/shared/tfds":
+        Needs("a Slurm cluster with GPUs"),
+    "sbatch --nodes=8 launch/gpu_slurm.sbatch configs/mae_vit_b.py /shared/runs/mae_vit_b": Needs("a Slurm cluster"),
+    "sbatch --ntasks-per-node=8 --gpus-per-task=1 launch/gpu_slurm.sbatch ...": Needs("a Slurm cluster"),
+    "DRY_RUN=1 bash launch/gpu_slurm.sbatch configs/tiny/mae.py /tmp/x": Run("srun"),
+    "python main.py --config=configs/mae_vit_b.py --dry_run --topology=v4:4x4x2 --config.mesh.data=1 "
+    "--config.mesh.fsdp=-1": Run("on 32 x TPU v4", **_TPU),
+    "launch/tpu_pod.sh create": Run("gcloud compute tpus queued-resources create ssl-jax-qr", env=_TPU_ENV),
+    "launch/tpu_pod.sh setup": Run("gcloud compute tpus tpu-vm", env=_TPU_ENV),
+    "launch/tpu_pod.sh run configs/mae_vit_b.py gs://bucket/mae_vit_b --config.data.data_dir=gs://bucket/tfds":
+        Run("SSL_JAX_DISTRIBUTED=1", env=_TPU_ENV),
+    "launch/tpu_pod.sh logs": Run("gcloud compute tpus tpu-vm ssh ssl-jax", env=_TPU_ENV),
+    "launch/tpu_pod.sh stop": Run("gcloud compute tpus tpu-vm ssh ssl-jax", env=_TPU_ENV),
+    "launch/tpu_pod.sh delete": Run("gcloud compute tpus queued-resources delete ssl-jax-qr", env=_TPU_ENV),
+    # benchmarks/README.md
+    'OUT=/tmp/bench PARTS="compare compiled" bash benchmarks/gpu.sh': Needs("an NVIDIA GPU (and torch for compare)"),
+    "python benchmarks/compare_torch.py --batch_size=256 --dtype=bfloat16 --attention_impl=cudnn --steps=20":
+        Needs("an NVIDIA GPU"),
+    "python benchmarks/train_step.py --config=configs/mae_vit_b.py --config.batch_size=512 "
+    "--config.model.dtype=bfloat16 --config.model.attention_impl=cudnn --steps=20": Needs("an NVIDIA GPU"),
+    "python benchmarks/train_step.py --config=configs/tiny/mae.py --steps=20":
+        Covered("tests/test_flops.py::test_train_step_benchmark_reports_mfu_and_a_consistent_flop_count",
+                "batch 16, one block, 2 steps, a JSON result and a profile"),
+    "python benchmarks/train_step.py --config=configs/mae_vit_b.py --config.batch_size=8 --config.model.dtype=float32 "
+    "--steps=10": Covered("tests/test_flops.py::test_train_step_benchmark_reports_mfu_and_a_consistent_flop_count",
+                          "the tiny config; the full-size step at batch 8 runs in the README's smoke command here"),
+    "python benchmarks/compare_torch.py --batch_size=8 --dtype=float32 --steps=10":
+        Run("ratio", append=" --steps=2", **_TORCH),
+    "python benchmarks/input_pipeline.py --config=configs/tiny/mae.py --batches=30": Run("examples/s", append=_FEW),
+    "python benchmarks/input_pipeline.py --config=configs/mae_vit_b.py --config.batch_size=8 "
+    "--config.data.name=image_folder --config.data.data_dir=/tmp/jpegs --config.data.num_workers=0 --batches=30":
+        Run("examples/s", append=_FEW + _NO_STEP),
+    "python benchmarks/input_pipeline.py --config=configs/dino_vit_s16.py --config.batch_size=8 "
+    "--config.data.name=image_folder --config.data.data_dir=/tmp/jpegs --batches=20":
+        Run("examples/s", append=_FEW + _NO_STEP),
+}
+
+
+def documented_commands() -> list[tuple[str, str, list[str]]]:
+  """(doc, command, the `export` lines before it in its block) for every shell line of the docs' code blocks but
+  those `export` lines."""
+  found = []
+  for doc in DOCS:
+    text = (ROOT / doc).read_text()
+    for language, block in re.findall(r"^```(\w*)\n(.*?)^```", text, flags=re.S | re.M):
+      lines = [l.strip() for l in block.replace("\\\n", " ").splitlines()]
+      prompts = [l[2:] for l in lines if l.startswith("$ ")]
+      if language != "bash" and not prompts:
+        continue
+      exports = []
+      for line in prompts or lines:
+        line = re.sub(r"\s+#.*$", "", line)             # a trailing comment
+        line = re.sub(r"\s+", " ", line).strip()
+        if not line or line.startswith("#"):
+          continue
+        if line.startswith("export "):               # the environment of the block's later lines
+          exports.append(line)
+        else:
+          found.append((doc, line, list(exports)))
+  return found
+
+
+def test_every_documented_command_has_a_check():
+  commands = [c for _, c, _ in documented_commands()]
+  missing = [c for c in commands if c not in CHECKS]
+  assert not missing, f"commands in {DOCS} without an entry in CHECKS (say how each is checked): {missing}"
+  assert not set(CHECKS) - set(commands), f"CHECKS has commands the docs no longer show: {set(CHECKS) - set(commands)}"
+  for check in CHECKS.values():
+    if isinstance(check, Covered):
+      path, name = check.test.split("::")
+      assert f"def {name}(" in (ROOT / path).read_text(), f"{check.test} does not exist"
+
+
+def _jpegs(folder, n=32):
+  """An image folder (`train/class/file.jpg`) of `n` small random JPEGs in 2 classes, for the input-pipeline
+  commands."""
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  for i in range(n):
+    (folder / "train" / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folder / "train" / f"c{i % 2}" / f"{i}.jpg")
+
+
+@pytest.fixture(scope="module")
+def checkout(mae_workdir, tmp_path_factory):
+  """A directory laid out like a checkout whose `workdirs/mae_tiny` is a finished tiny MAE run, and a `/tmp`
+  stand-in holding the JPEG folder the benchmarks' commands read."""
+  root = tmp_path_factory.mktemp("checkout")
+  for name in ("main.py", "configs", "launch", "benchmarks"):
+    (root / name).symlink_to(ROOT / name)
+  (root / "workdirs").mkdir()
+  (root / "workdirs" / "mae_tiny").symlink_to(mae_workdir[0])
+  tmp = root / "tmp"
+  _jpegs(tmp / "jpegs")
+  return root, tmp
+
+
+_RUNS = [(doc, command, exports) for doc, command, exports in documented_commands()
+         if isinstance(CHECKS.get(command), Run)]
+
+
+@pytest.mark.parametrize("doc,command,exports", _RUNS, ids=[c[:60] for _, c, _ in _RUNS])
+def test_documented_command_runs_as_written(doc, command, exports, checkout):
+  check = CHECKS[command]
+  if check.package and importlib.util.find_spec(check.package) is None:
+    pytest.skip(f"{command!r} needs {check.package}: {check.install}")
+  root, tmp = checkout
+  script = "\n".join(exports + [command + check.append]).replace("/tmp/", f"{tmp}/")
+  env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}", PYTHONUNBUFFERED="1",
+             **dict(check.env))
+  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "").strip()
+  done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=root, env=env, capture_output=True, text=True,
+                        timeout=900)
+  out = done.stdout + done.stderr
+  assert done.returncode == 0, f"{doc}: {command}\nexit {done.returncode}\n{out[-4000:]}"
+  assert check.expect in out, f"{doc}: {command}\n{check.expect!r} not in its output:\n{out[-4000:]}"
+  if check.workdir:
+    records = (pathlib.Path(check.workdir.replace("/tmp/", f"{tmp}/")) / "metrics.jsonl").read_text().splitlines()
+    losses = [(r["step"], r["loss"]) for r in map(json.loads, records) if "loss" in r]
+    assert [s for s, _ in losses] == list(range(1, check.steps + 1)) and np.isfinite([l for _, l in losses]).all()

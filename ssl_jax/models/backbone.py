@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ssl_jax.models import resnet
+from ssl_jax.models import transformer
 from ssl_jax.models import vit
 
 
@@ -39,7 +40,7 @@ class ViTEncoder(nn.Module):
     else:
       feats = jnp.mean(tokens[:, 1:], axis=1)
       if self.pool == "gap_fc_norm":
-        feats = vit.layer_norm(self.vit["dtype"], "fc_norm")(feats)
+        feats = transformer.layer_norm(self.vit["dtype"], "fc_norm")(feats)
     return feats.astype(jnp.float32)
 
 

@@ -1,8 +1,8 @@
 """Vision Transformer (Dosovitskiy et al. 2021) with MAE token dropping, and the MAE decoder (He et al. 2022).
 
-Pre-LayerNorm blocks (LayerNorm eps 1e-6, exact GELU), a [CLS] token, fixed 2-D sin-cos or learned position
-embeddings, and attention by `dot_product_attention` (cuDNN flash attention on recent NVIDIA GPUs in half precision,
-elsewhere plain XLA ops with FlashAttention's backward pass). Initialisation follows the official MAE code:
+The pre-LayerNorm stack of `ssl_jax.models.transformer` (attention by `ssl_jax.models.attention`: cuDNN flash
+attention on recent NVIDIA GPUs in half precision, elsewhere plain XLA ops with FlashAttention's backward pass), a
+[CLS] token, fixed 2-D sin-cos or learned position embeddings. Initialisation follows the official MAE code:
 Xavier-uniform for every linear map (the patch embedding included, on its flattened kernel), zero biases, N(0, 0.02)
 for the [CLS] and mask tokens.
 
@@ -19,6 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax import masking
+from ssl_jax.models.attention import ATTENTION_IMPLS
+from ssl_jax.models.transformer import REMAT_POLICIES
+from ssl_jax.models.transformer import Transformer
+from ssl_jax.models.transformer import constrain_tokens
+from ssl_jax.models.transformer import dense_init
 
 # (width, depth, heads, mlp_dim) of the standard sizes.
 VARIANTS = {
@@ -71,253 +76,6 @@ def sincos_2d(width: int, grid_h: int, grid_w: int) -> np.ndarray:
   return np.concatenate([embed_1d(cols), embed_1d(rows)], axis=1).astype(np.float32)
 
 
-def _dense_init(names):
-  return nn.with_logical_partitioning(nn.initializers.xavier_uniform(), names)
-
-
-def layer_norm(dtype, name=None):
-  return nn.LayerNorm(epsilon=1e-6, dtype=dtype, name=name,
-                      scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
-                      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))
-
-
-def _constrain(x):
-  return nn.with_logical_constraint(x, ("batch", "length", "embed"))
-
-
-# Values of `attention_impl` (None picks one: see `dot_product_attention`).
-ATTENTION_IMPLS = ("einsum", "xla", "cudnn")
-
-
-@jax.custom_vjp
-def einsum_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
-  """`softmax(q k^T / sqrt(head_dim)) v` over `[B, T, heads, head_dim]` q/k/v (no mask), with a hand-written backward.
-
-  The forward pass is the math of `jax.nn.dot_product_attention`'s XLA implementation (scores and softmax in float32,
-  probabilities cast to the value dtype for the weighted sum). The backward pass is FlashAttention's (Dao et al. 2022,
-  Alg. 2, untiled): with the probabilities `P` kept from the forward pass, `dV = P^T dY`, `dP = dY V^T`,
-  `dS = P * (dP - rowsum(dY * Y))`, `dQ = dS K / sqrt(d)`, `dK = dS^T Q / sqrt(d)` — four matmuls and one
-  element-wise pass over the `[B, heads, T, T]` scores, where autodiff of the softmax makes several. MAE ViT-B's
-  decoder attention (197 tokens, 16 heads of 32, batch 8) on the 2-core CPU: forward 24 -> 11 ms, forward + backward
-  57 -> 41 ms against jax's XLA implementation (`benchmarks/attention.py`).
-  """
-  return _einsum_attention_fwd(q, k, v)[0]
-
-
-def _einsum_attention_fwd(q, k, v):
-  # Heads-major [B, heads, T, head_dim] inside: XLA:CPU runs the batched matmuls several times faster in this layout
-  # than on [B, T, heads, head_dim] operands (benchmarks/attention.py).
-  q, k, v = (x.transpose(0, 2, 1, 3) for x in (q, k, v))
-  logits = jnp.einsum("bhtd,bhsd->bhts", q, k, preferred_element_type=jnp.float32) * q.shape[-1] ** -0.5
-  p = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-  y = jnp.einsum("bhts,bhsd->bhtd", p, v)
-  return y.transpose(0, 2, 1, 3), (q, k, v, p, y)
-
-
-def _einsum_attention_bwd(residuals, dy):
-  q, k, v, p, y = residuals
-  dy = dy.transpose(0, 2, 1, 3)
-  dv = jnp.einsum("bhts,bhtd->bhsd", p, dy.astype(p.dtype))
-  dp = jnp.einsum("bhtd,bhsd->bhts", dy, v, preferred_element_type=jnp.float32)
-  # rowsum(P * dP) = rowsum(dY * Y), without another pass over the scores.
-  delta = jnp.sum(dy.astype(jnp.float32) * y.astype(jnp.float32), axis=-1, keepdims=True)
-  ds = (p.astype(jnp.float32) * (dp - delta) * q.shape[-1] ** -0.5).astype(q.dtype)
-  dq = jnp.einsum("bhts,bhsd->bhtd", ds, k)
-  dk = jnp.einsum("bhts,bhtd->bhsd", ds, q)
-  return tuple(x.transpose(0, 2, 1, 3) for x in (dq, dk, dv))
-
-
-einsum_attention.defvjp(_einsum_attention_fwd, _einsum_attention_bwd)
-
-
-def _cudnn_likely(q: jax.Array) -> bool:
-  """Whether cuDNN flash attention can run `q`: an NVIDIA GPU of compute capability >= 8.0, bfloat16/float16, head
-  dimension a multiple of 8 up to 128 (cuDNN's conditions for jax's fused attention)."""
-  if jax.default_backend() != "gpu" or q.dtype not in (jnp.bfloat16, jnp.float16):
-    return False
-  if q.shape[-1] % 8 or q.shape[-1] > 128:
-    return False
-  try:
-    return float(jax.devices()[0].compute_capability) >= 8.0
-  except (AttributeError, TypeError, ValueError):
-    return False
-
-
-def dot_product_attention(q, k, v, implementation: str | None = None, pad_to: int | None = None) -> jax.Array:
-  """Attention over `[B, T, heads, head_dim]` q/k/v (no mask), by one of `ATTENTION_IMPLS`.
-
-  "einsum": `einsum_attention` (plain XLA ops, FlashAttention's backward); "xla": `jax.nn.dot_product_attention`'s
-  XLA implementation; "cudnn": its cuDNN flash attention (GPUs, bfloat16/float16). None picks "cudnn" where cuDNN
-  can run it (an NVIDIA GPU of compute capability 8.0 or more, half precision) and "einsum" elsewhere (CPUs, TPUs,
-  float32).
-
-  JAX's cuDNN flash-attention gradient (jax <= 0.11) refuses odd sequence lengths ("Unsupported sequence length Q
-  197, KV 197": its training path always counts a bias, and biased cuDNN attention needs even lengths), which every
-  ViT with a [CLS] token has (1 + 14 x 14). With "cudnn" (or "xla" and `pad_to` given, as the tests do), q/k/v are
-  zero-padded along T to a multiple of `pad_to` (default 2), the padded keys are masked out by the kernel's padding
-  mask (`key_value_seq_lengths`), and the padded query rows are dropped, so the result is exactly the unpadded
-  attention; the cost is one pad of q/k/v and one slice of the output.
-  """
-  if implementation is None:
-    implementation = "cudnn" if _cudnn_likely(q) else "einsum"
-  if implementation not in ATTENTION_IMPLS:
-    raise ValueError(f"attention implementation {implementation!r} is unknown; use one of {ATTENTION_IMPLS} or None.")
-  if implementation == "einsum":
-    return einsum_attention(q, k, v)
-  t = q.shape[1]
-  multiple = pad_to or (2 if implementation == "cudnn" else 1)
-  extra = -t % multiple
-  if not extra:
-    return jax.nn.dot_product_attention(q, k, v, implementation=implementation)
-  pad = lambda x: jnp.pad(x, ((0, 0), (0, extra), (0, 0), (0, 0)))
-  lengths = jnp.full((q.shape[0],), t, jnp.int32)
-  y = jax.nn.dot_product_attention(pad(q), pad(k), pad(v), query_seq_lengths=lengths,
-                                   key_value_seq_lengths=lengths, implementation=implementation)
-  return y[:, :t]
-
-
-class Attention(nn.Module):
-  """Multi-head self-attention with a fused q/k/v projection, `[B, T, D] -> [B, T, D]`.
-
-  The q/k/v kernel is `[D, heads, 3, head_dim]` (heads outermost, so tensor parallelism splits heads, not q|k|v, and
-  flattening the kernel to `[D, 3 D]` keeps each device's heads contiguous), initialised with the fan-in/fan-out of
-  the fused `Linear(D, 3D)` of MAE/timm; the output kernel is `[heads, head_dim, D]`. Both projections run as 2-D
-  matmuls on `[B * T, D]` tokens: XLA:CPU runs them markedly faster than the equivalent 4-D einsums, whose gradients
-  it computes through transposed copies of the kernels (benchmarks/README.md).
-  """
-  num_heads: int
-  dtype: Any = jnp.float32
-  attention_impl: str | None = None
-
-  @nn.compact
-  def __call__(self, x):
-    batch, length, width = x.shape
-    if width % self.num_heads:
-      raise ValueError(f"width {width} is not divisible by num_heads {self.num_heads}.")
-    head_dim = width // self.num_heads
-    param = lambda name, init, names, shape: self.param(
-        name, nn.with_logical_partitioning(init, names), shape).astype(self.dtype)
-    xavier = nn.initializers.xavier_uniform
-    w_qkv = param("qkv_kernel", xavier(in_axis=0, out_axis=(1, 2, 3)), ("embed", "heads", None, "kv"),
-                  (width, self.num_heads, 3, head_dim))
-    b_qkv = param("qkv_bias", nn.initializers.zeros, ("heads", None, "kv"), (self.num_heads, 3, head_dim))
-    w_out = param("out_kernel", xavier(in_axis=(0, 1), out_axis=2), ("heads", "kv", "embed"),
-                  (self.num_heads, head_dim, width))
-    b_out = param("out_bias", nn.initializers.zeros, ("embed",), (width,))
-    tokens = x.astype(self.dtype).reshape(batch * length, width)
-    qkv = (tokens @ w_qkv.reshape(width, 3 * width)).reshape(batch, length, self.num_heads, 3, head_dim) + b_qkv
-    y = dot_product_attention(qkv[:, :, :, 0], qkv[:, :, :, 1], qkv[:, :, :, 2], self.attention_impl)
-    y = y.reshape(batch * length, width) @ w_out.reshape(width, width) + b_out
-    return y.reshape(batch, length, width)
-
-
-class MlpBlock(nn.Module):
-  """Two-layer MLP with exact GELU, `[..., D] -> [..., D]`."""
-  mlp_dim: int
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    width = x.shape[-1]
-    h = nn.Dense(self.mlp_dim, dtype=self.dtype, name="fc1", kernel_init=_dense_init(("embed", "mlp")),
-                 bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)))(x)
-    h = nn.gelu(h, approximate=False)
-    return nn.Dense(width, dtype=self.dtype, name="fc2", kernel_init=_dense_init(("mlp", "embed")),
-                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(h)
-
-
-def drop_path(module: nn.Module, x: jax.Array, rate, train: bool, key: jax.Array | None = None) -> jax.Array:
-  """Stochastic depth (Huang et al. 2016) on a residual branch `x` `[B, ...]`: each example's branch is zeroed with
-  probability `rate` and the kept ones scaled by `1 / (1 - rate)`, as timm's `DropPath`.
-
-  `rate` may be traced (a scanned layer's rate); `key` defaults to the module's "dropout" rng.
-  """
-  if not train or (isinstance(rate, (int, float)) and rate == 0.0):
-    return x
-  key = module.make_rng("dropout") if key is None else key
-  keep = jax.random.bernoulli(key, 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
-  return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
-
-
-class Block(nn.Module):
-  """Pre-LN transformer block: `x + attn(ln(x))`, then `x + mlp(ln(x))` (branches under stochastic depth at rate
-  `drop_path`, or `rate` when given, with the two branches' keys split from `key` when given)."""
-  num_heads: int
-  mlp_dim: int
-  dtype: Any = jnp.float32
-  attention_impl: str | None = None
-  drop_path: float = 0.0
-
-  @nn.compact
-  def __call__(self, x, train: bool = False, rate=None, key=None):
-    rate = self.drop_path if rate is None else rate
-    keys = (None, None) if key is None else tuple(jax.random.split(key))
-    y = Attention(self.num_heads, self.dtype, self.attention_impl, name="attn")(layer_norm(self.dtype, "ln1")(x))
-    x = x + drop_path(self, y, rate, train, keys[0])
-    y = MlpBlock(self.mlp_dim, self.dtype, name="mlp")(layer_norm(self.dtype, "ln2")(x))
-    x = x + drop_path(self, y, rate, train, keys[1])
-    return _constrain(x)
-
-
-# Rematerialisation policies of the transformer blocks (`jax.checkpoint`): what the backward pass keeps from the
-# forward pass. "full" keeps only each block's input; "dots_saveable" keeps matmul outputs and recomputes the rest.
-REMAT_POLICIES = {
-    "none": None,
-    "full": jax.checkpoint_policies.nothing_saveable,
-    "dots_saveable": jax.checkpoint_policies.dots_saveable,
-    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-}
-
-
-class Transformer(nn.Module):
-  """`depth` blocks followed by a final LayerNorm (unless `final_norm` is False); stochastic depth rising linearly
-  from 0 to `drop_path`.
-
-  `remat` (a `REMAT_POLICIES` name) recomputes each block's activations in the backward pass instead of storing
-  them; `scan` runs the blocks as one `lax.scan` over their parameters stacked on the fly, so that XLA compiles one
-  block instead of `depth` (shorter compiles of deep models for TPUs; use it with a remat policy, since a scanned
-  loop otherwise keeps every intermediate of every block). Neither changes the parameters (`block{i}/...` in both
-  cases: checkpoints, exports and per-layer optimizer rules are the same), nor the result: the stochastic-depth keys
-  are split per layer from one "dropout" key in every mode. The cost of `scan`: a stacked copy of the block
-  parameters (and of their gradients) lives for the duration of the step.
-  """
-  depth: int
-  num_heads: int
-  mlp_dim: int
-  dtype: Any = jnp.float32
-  attention_impl: str | None = None
-  drop_path: float = 0.0
-  final_norm: bool = True
-  remat: str = "none"
-  scan: bool = False
-
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    if self.remat not in REMAT_POLICIES:
-      raise ValueError(f"model.remat={self.remat!r} is unknown; use one of {sorted(REMAT_POLICIES)}.")
-    block = lambda **kw: Block(self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, **kw)
-    rates = [self.drop_path * i / max(self.depth - 1, 1) for i in range(self.depth)]
-    stochastic = train and self.drop_path > 0.0
-    keys = jax.random.split(self.make_rng("dropout"), self.depth) if stochastic else None
-    if self.is_initializing() or (self.remat == "none" and not self.scan):
-      for i in range(self.depth):
-        x = block(drop_path=rates[i], name=f"block{i}")(x, train, key=None if keys is None else keys[i])
-    else:
-      def apply(params, x, rate, key):
-        return block().apply({"params": params}, x, train, rate, key)
-      if self.remat != "none":
-        apply = jax.checkpoint(apply, policy=REMAT_POLICIES[self.remat], prevent_cse=not self.scan)
-      params = [nn.unbox(self.variables["params"][f"block{i}"]) for i in range(self.depth)]
-      if self.scan:
-        stacked = jax.tree.map(lambda *p: jnp.stack(p), *params)
-        x, _ = jax.lax.scan(lambda x, xs: (apply(xs[0], x, xs[1] if stochastic else None, xs[2]), None), x,
-                            (stacked, jnp.asarray(rates, jnp.float32), keys))
-      else:
-        for i in range(self.depth):
-          x = apply(params[i], x, rates[i] if stochastic else None, None if keys is None else keys[i])
-    return layer_norm(self.dtype, "norm")(x) if self.final_norm else x
-
-
 class ViT(nn.Module):
   """ViT encoder returning normalised tokens `[B, 1 + K, width]` ([CLS] first).
 
@@ -364,7 +122,7 @@ class ViT(nn.Module):
     """
     gh, gw = self.grid(images.shape)
     x = masking.patchify(images, self.patch_size).astype(self.dtype)
-    x = nn.Dense(self.width, dtype=self.dtype, name="embedding", kernel_init=_dense_init(("patch", "embed")),
+    x = nn.Dense(self.width, dtype=self.dtype, name="embedding", kernel_init=dense_init(("patch", "embed")),
                  bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(x)
     if self.posemb == "sincos2d":
       pos = jnp.asarray(sincos_2d(self.width, gh, gw))[None]
@@ -380,7 +138,7 @@ class ViT(nn.Module):
     cls = self.param("cls", nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, None, "embed")),
                      (1, 1, self.width))
     x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (x.shape[0], 1, self.width)), x], axis=1)
-    x = _constrain(x)
+    x = constrain_tokens(x)
     return Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, self.drop_path,
                        self.final_norm, self.remat, self.scan, name="encoder")(x, train)
 
@@ -416,7 +174,7 @@ class MAEDecoder(nn.Module):
       `[B, T, patch_dim]` predicted pixels of every patch, in the original patch order, float32.
     """
     b, t = ids_restore.shape
-    x = nn.Dense(self.width, dtype=self.dtype, name="embed", kernel_init=_dense_init((None, "embed")),
+    x = nn.Dense(self.width, dtype=self.dtype, name="embed", kernel_init=dense_init((None, "embed")),
                  bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(tokens)
     mask_token = self.param("mask_token", nn.with_logical_partitioning(
         nn.initializers.normal(0.02), (None, None, "embed")), (1, 1, self.width))
@@ -426,10 +184,10 @@ class MAEDecoder(nn.Module):
     x = jnp.concatenate([x[:, :1], x_], axis=1)
     pos = sincos_2d(self.width, *self.grid)
     pos = np.concatenate([np.zeros((1, self.width), np.float32), pos])[None]
-    x = _constrain(x + jnp.asarray(pos, self.dtype))
+    x = constrain_tokens(x + jnp.asarray(pos, self.dtype))
     x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, remat=self.remat,
                     scan=self.scan, name="decoder")(x)
-    x = nn.Dense(self.patch_dim, dtype=self.dtype, name="pred", kernel_init=_dense_init(("embed", "patch")),
+    x = nn.Dense(self.patch_dim, dtype=self.dtype, name="pred", kernel_init=dense_init(("embed", "patch")),
                  bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("patch",)))(x)
     return x[:, 1:].astype(jnp.float32)
 
