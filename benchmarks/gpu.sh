@@ -9,7 +9,7 @@
 #            with cuDNN attention, same batch, same invocation (compare_torch.py). With PROFILE=1 both are profiled:
 #            $OUT/trace.json.gz and $OUT/step.hlo.txt.gz (read them with benchmarks/profile_summary.py) and
 #            $OUT/torch_profile.txt.
-#   einsum   ssl_jax with its own XLA attention (`vit.einsum_attention`, the default off cuDNN) instead of cuDNN.
+#   einsum   ssl_jax with its own XLA attention (`attention.einsum_attention`, the default off cuDNN) instead of cuDNN.
 #   xla      ssl_jax with jax's XLA attention (the cuDNN kernel's gain).
 #   double   ssl_jax at twice the batch (does the chip fill at BATCH?).
 #   compiled The PyTorch reference under torch.compile.

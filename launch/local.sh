@@ -27,9 +27,6 @@ devices=${DEVICES_PER_PROCESS:-4}
 python=${PYTHON:-python3}
 log_dir=${LOG_DIR:-.}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-if [[ -z "${PORT:-}" ]]; then
-  PORT=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-fi
 
 pids=()
 cleanup() {
@@ -44,12 +41,21 @@ interrupt() {  # first Ctrl-C: every process saves an agreed step (JAX's preempt
     echo "interrupted again: stopped at once without saving; the committed checkpoints are intact" >&2
     exit 130
   fi
+  if ((${#pids[@]} == 0)); then
+    echo "interrupted before any process started" >&2
+    exit 130
+  fi
   interrupted=1
   echo "interrupt: every process saves the current step, then stops (Ctrl-C again stops at once)" >&2
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 }
 trap interrupt INT
 trap cleanup TERM
+# After the traps: a Ctrl-C while this command runs ends the launcher when it returns (without a trap, bash drops a
+# SIGINT that arrives while it waits for a foreground child that does not itself die of it).
+if [[ -z "${PORT:-}" ]]; then
+  PORT=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+fi
 
 for ((i = 0; i < n; i++)); do
   cmd=(env "XLA_FLAGS=${XLA_FLAGS:-} --xla_force_host_platform_device_count=$devices" JAX_PLATFORMS=cpu
