@@ -84,6 +84,7 @@ while ((${#live[@]} > 0)); do
   [[ -n "${finished:-}" ]] || continue               # the wait was cut short by a signal the traps handled
   for i in "${!live[@]}"; do [[ "${live[$i]}" == "$finished" ]] && unset "live[$i]"; done
   if ((code == preempted || code == 130)); then
+    ((code == 130)) && interrupted=1       # a process stopped by Ctrl-C (the terminal sent it to every process)
     ((status == 0)) && status=$preempted   # the others are saving the same step: let them finish
   elif ((code != 0 && (status == 0 || status == preempted))); then
     status=$code

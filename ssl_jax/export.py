@@ -4,8 +4,9 @@
     python -m ssl_jax.export --workdir=/tmp/mae_tiny --format=hf --out=/tmp/mae_tiny_hf        # a directory
     python -m ssl_jax.export --workdir=/tmp/mae_tiny --format=npz --out=/tmp/mae_tiny.npz
 
-The encoder is the one the pretraining method releases (`method.encoder`: MAE's encoder, DINO's teacher...) from the
-newest intact checkpoint of the workdir. The conversion is pure numpy (no PyTorch needed to write):
+The encoder is the one the pretraining method releases (its `encoders(...)["image"]`, or the tower `--tower` names:
+MAE's encoder, DINO's teacher...) from the newest intact checkpoint of the workdir. The conversion is pure numpy (no
+PyTorch needed to write):
 
 - timm `VisionTransformer` (class token, pre-norm blocks, LayerNorm eps 1e-6, exact GELU, qkv bias): the patch
   embedding kernel `[p*p*3, D]` (patches flattened row, column, channel) becomes the conv weight `[D, 3, p, p]`;
@@ -184,15 +185,16 @@ def load_timm_vit(path: str, *, num_heads: int | None = None, pool: str = "cls")
   return spec, {"params": params}
 
 
-def export(workdir: str, fmt: str, out: str) -> str:
-  """Writes the encoder of `workdir` in `fmt` ("timm", "hf", "npz") to `out`; returns a line saying how to load it."""
+def export(workdir: str, fmt: str, out: str, tower: str = "image") -> str:
+  """Writes the encoder `tower` of `workdir` in `fmt` ("timm", "hf", "npz") to `out`; returns a line saying how to
+  load it."""
   from etils import epath
   from ssl_jax import pretrained
   if fmt not in ("timm", "hf", "npz"):
     raise ValueError(f"--format={fmt!r}: use 'timm', 'hf' or 'npz'.")
   from ssl_jax import workdir as workdir_lib
   out = workdir_lib.absolute(out)
-  source = pretrained.open_workdir(workdir)
+  source = pretrained.open_workdir(workdir, tower)
   spec, variables = source.spec, source.variables()
   image_size = source.config.data.image_size
   if fmt == "npz":
@@ -225,9 +227,10 @@ def main(argv=None) -> int:
   parser.add_argument("--workdir", required=True, help="a pretraining (or fine-tuning) workdir")
   parser.add_argument("--format", required=True, choices=("timm", "hf", "npz"))
   parser.add_argument("--out", required=True, help="output file (timm, npz) or directory (hf)")
+  parser.add_argument("--tower", default="image", help="which of the method's encoders (default: image)")
   args = parser.parse_args(argv)
   try:
-    how = export(args.workdir, args.format, args.out)
+    how = export(args.workdir, args.format, args.out, args.tower)
   except (ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -1,10 +1,11 @@
 """Pretrained encoders from a pretraining workdir, for `config.init_from`, standalone evaluation and export.
 
 `open_workdir(workdir)` finds the newest intact checkpoint (read-only: nothing in the workdir is moved or written),
-rebuilds the pretraining method from the config saved beside it, and knows the encoder it releases (the method's
-`encoder(params, extra)`: e.g. DINO's teacher). `Source.variables()` then reads only the parameters and method state
-of that step (not the optimizer state) into host memory, so that they can be placed on any mesh.
-`merge` copies them into a freshly initialised encoder by parameter path, with a report of what was loaded.
+rebuilds the pretraining method from the config saved beside it, and knows the encoder it releases: one tower of the
+method's `encoders(params, extra)` (`"image"` by default; DINO's is its teacher). `Source.variables()` then reads
+only the parameters and method state of that step (not the optimizer state) into host memory, so that they can be
+placed on any mesh. `merge` copies them into a freshly initialised encoder by parameter path, with a report of what
+was loaded.
 """
 
 import dataclasses
@@ -24,12 +25,13 @@ from ssl_jax.methods import contract
 
 @dataclasses.dataclass(frozen=True)
 class Source:
-  """A pretraining run's newest intact checkpoint."""
+  """A pretraining run's newest intact checkpoint, and the tower of its method's `encoders` it releases."""
   workdir: str
   step: int
   config: ml_collections.ConfigDict
-  method: object
+  method: contract.Method
   _metadata: dict
+  tower: str = "image"
 
   @property
   def label(self) -> str:
@@ -38,7 +40,7 @@ class Source:
   @property
   def spec(self) -> dict:
     """The released encoder's `backbone.create` keywords."""
-    return self.method.encoder(self._metadata["params"], self._metadata["extra"])[0]
+    return self.method.encoders(self._metadata["params"], self._metadata["extra"])[self.tower][0]
 
   def variables(self) -> dict:
     """The released encoder's variables (`{"params": ..., "batch_stats": ...}`) as numpy arrays."""
@@ -47,11 +49,11 @@ class Source:
     args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
     with ocp.PyTreeCheckpointer() as ckptr:
       state = ckptr.restore(path, args=ocp.args.PyTreeRestore(item=item, restore_args=args, partial_restore=True))
-    return self.method.encoder(state["params"], state["extra"])[1]
+    return self.method.encoders(state["params"], state["extra"])[self.tower][1]
 
   def shapes(self) -> dict:
     """The released encoder's variables as Orbax metadata (their `.shape`s), without reading any array."""
-    return self.method.encoder(self._metadata["params"], self._metadata["extra"])[1]
+    return self.method.encoders(self._metadata["params"], self._metadata["extra"])[self.tower][1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +62,7 @@ class FileSource:
   workdir: str
   spec: dict
   _variables: dict
+  tower: str = "image"
 
   @property
   def label(self) -> str:
@@ -83,7 +86,7 @@ def open_source(init_from: str, model: dict):
       raise FileNotFoundError(f"config.init_from={init_from!r} does not exist.")
     spec, variables = export.load_timm_vit(str(init_from), num_heads=model.get("num_heads"),
                                            pool=model.get("pool") or "cls")
-    return FileSource(str(init_from), spec, variables)
+    return FileSource(workdir=str(init_from), spec=spec, _variables=variables)
   return open_workdir(init_from)
 
 
@@ -94,11 +97,12 @@ def _intact_steps(directory: epath.Path) -> list[int]:
   return [s for s in steps if checkpoint.step_damage(directory, s) is None]
 
 
-def open_workdir(workdir: str) -> Source:
-  """The newest intact checkpoint of the pretraining run in `workdir` (local or gs://).
+def open_workdir(workdir: str, tower: str = "image") -> Source:
+  """The newest intact checkpoint of the pretraining run in `workdir` (local or gs://), releasing `tower`.
 
   Raises:
     FileNotFoundError: no intact checkpoint there (the message says what was found).
+    ValueError: the run's method releases no encoder named `tower`.
   """
   workdir = workdir_lib.absolute(workdir)          # Orbax reads absolute paths only
   directory = epath.Path(workdir) / "checkpoints"
@@ -111,9 +115,11 @@ def open_workdir(workdir: str) -> Source:
     config = ml_collections.ConfigDict(ckptr.restore(directory / str(step) / "config"))
   metadata = ocp.PyTreeCheckpointHandler().metadata(directory / str(step) / "state").tree
   method = build_method(config)
-  if not hasattr(method, "encoder"):
-    raise ValueError(f"the {config.method.name!r} run in {workdir} has no encoder to release.")
-  return Source(str(workdir), step, config, method, metadata)
+  towers = method.encoders(metadata["params"], metadata["extra"])
+  if tower not in towers:
+    raise ValueError(f"the {config.method.name!r} run in {workdir} releases the encoders {sorted(towers)}, not "
+                     f"{tower!r}.")
+  return Source(workdir=str(workdir), step=step, config=config, method=method, _metadata=metadata, tower=tower)
 
 
 def build_method(config: ml_collections.ConfigDict):

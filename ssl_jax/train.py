@@ -159,10 +159,10 @@ class Program:
   durations: config_lib.Durations
   init: Callable[[], TrainState]                    # jitted; the step-0 state, sharded
   step: Callable[[TrainState, dict], tuple]        # jitted, state donated: (state, batch) -> (state, metrics)
-  represent: Callable                               # jitted: (params, extra, images) -> [B, D] features
+  represent: Callable                               # jitted: (params, extra, batch) -> {feature: [B, D]}
   abstract_state: TrainState                        # ShapeDtypeStructs with shardings: the restore target
   mesh: jax.sharding.Mesh
-  predict: Callable | None = None                   # jitted: (params, extra, images) -> [B, C] logits (classifiers)
+  predict: Callable | None = None                   # jitted: (params, extra, batch) -> [B, C] logits (classifiers)
   source: pretrained.Source | pretrained.FileSource | None = None   # config.init_from
 
 
@@ -209,7 +209,7 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
       total_steps=durations.total, steps_per_epoch=durations.steps_per_epoch, num_classes=num_classes)
   model, source = config.model.to_dict(), None
   if config.init_from:
-    if not getattr(methods.METHODS.get(config.method.name), "ACCEPTS_PRETRAINED_ENCODER", False):
+    if not methods.get(config.method.name).accepts_pretrained_encoder:
       raise ValueError(f"config.init_from: method {config.method.name!r} cannot start from a pretrained encoder; use "
                        "method 'classify' (configs/finetune_*.py, configs/linear_probe.py, configs/knn.py).")
     source = pretrained.open_source(config.init_from, model)
@@ -225,7 +225,7 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
                   b1=o.b1, b2=o.b2, eps=o.eps, momentum=o.momentum, lr_in_momentum=o.lr_in_momentum,
                   grad_clip=o.grad_clip, grad_clip_mode=o.grad_clip_mode, no_decay_names=tuple(o.no_decay),
                   decay_biases_and_norms=o.decay_biases_and_norms, frozen=tuple(o.frozen),
-                  frozen_until=tuple(getattr(method, "frozen_until", ())), probe_lr=o.probe_lr,
+                  frozen_until=method.frozen_until, probe_lr=o.probe_lr,
                   layer_decay=o.layer_decay)
 
   # Shapes -> shardings -> a jitted initialiser that creates every array directly in its shard.
@@ -243,8 +243,8 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
                                      tuple(config.debug.nonfinite_at_steps), config.grad_accum_steps),
                    in_shardings=(state_sharding, batch_sharding),
                    out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0),
-      represent=jax.jit(method.representation, out_shardings=batch_sharding),
-      predict=jax.jit(method.predict, out_shardings=batch_sharding) if hasattr(method, "predict") else None,
+      represent=jax.jit(method.represent, out_shardings=batch_sharding),
+      predict=jax.jit(method.predict, out_shardings=batch_sharding) if method.predicts else None,
       abstract_state=abstract_state, source=source)
 
 
@@ -264,18 +264,19 @@ def check_batch_split(config, mesh: jax.sharding.Mesh) -> None:
 
 def load_pretrained(program: Program, state: TrainState) -> TrainState:
   """`state` with its encoder replaced by `program.source`'s (config.init_from), placed in the state's shardings."""
-  _, target = program.method.encoder(state.params, state.extra)
+  tower = program.source.tower
+  _, target = program.method.encoders(state.params, state.extra)[tower]
   merged, report = pretrained.merge(target, program.source.variables())
   place = lambda value, like: like if isinstance(value, jax.Array) else jax.make_array_from_callback(
       like.shape, like.sharding, lambda index: value[index])
   merged = jax.tree.map(place, merged, target)
-  params, extra = program.method.with_encoder(state.params, state.extra, merged)
+  params, extra = program.method.load_encoders(state.params, state.extra, {tower: merged})
   metrics.say(f"init_from {program.source.label}: {report.summary()}")
   return state.replace(params=params, extra=extra)
 
 
 def extract_features(program: Program, state: TrainState, source, config, augment_seed: int | None = None):
-  """Representations of a whole labelled source: (`[N', D]` features, `[N']` labels, -1 on padding).
+  """Representations of a whole labelled source: (`{feature: [N', D]}`, `[N']` labels, -1 on padding).
 
   `augment_seed`: features of a random training view (crop scale and flip of `config.data`) instead of the centre
   view, seeded — for the alignment of two augmented views in the report.
@@ -289,23 +290,33 @@ def extract_features(program: Program, state: TrainState, source, config, augmen
   feats, labels = [], []
   for local in ds:
     batch = pipeline.to_global(local, batch_sharding)
-    feats.append(program.represent(state.params, state.extra, batch["image"]))
+    feats.append(program.represent(state.params, state.extra, {"image": batch["image"]}))
     labels.append(jnp.where(batch["valid"] > 0, batch["label"], -1))
-  return jnp.concatenate(feats), jnp.concatenate(labels)
+  return {name: jnp.concatenate([f[name] for f in feats]) for name in feats[0]}, jnp.concatenate(labels)
+
+
+def _per_feature(results_of_feature: dict[str, dict[str, float]]) -> dict[str, float]:
+  """One feature's results as they are; several features' as `eval/<feature>/<metric>` (`report/...` alike)."""
+  if len(results_of_feature) == 1:
+    return next(iter(results_of_feature.values()))
+  return {k.replace("/", f"/{name}/", 1): v for name, results in results_of_feature.items() for k, v in results.items()}
 
 
 def evaluate(program: Program, state: TrainState, eval_sources, config, suffix: str = "",
              features=None) -> dict[str, float]:
-  """The evaluators of `config.eval.evaluators` on the method's representation under `state`.
+  """The evaluators of `config.eval.evaluators` on each feature of the method's representation under `state`.
 
-  `features`: precomputed ((train features, labels), (test features, labels)).
+  `features`: precomputed ((train features, labels), (test features, labels)), features `{name: [N, D]}`.
   """
   train_src, test_src = eval_sources
   if features is None:
     features = (extract_features(program, state, train_src, config),
                 extract_features(program, state, test_src, config))
-  results = evaluators.run(config.eval.evaluators.to_dict(), *features, suffix=suffix, mesh=program.mesh,
-                           num_classes=getattr(train_src, "num_classes", None))
+  (train_feats, train_labels), (test_feats, test_labels) = features
+  results = _per_feature({
+      name: evaluators.run(config.eval.evaluators.to_dict(), (train_feats[name], train_labels),
+                           (test_feats[name], test_labels), suffix=suffix, mesh=program.mesh,
+                           num_classes=getattr(train_src, "num_classes", None)) for name in train_feats})
   if program.predict is not None and program.durations.total > 0:    # an untrained head predicts nothing
     results.update({k + suffix: v for k, v in classification_accuracy(program, state, test_src, config).items()})
   return results
@@ -319,7 +330,7 @@ def classification_accuracy(program: Program, state: TrainState, source, config)
   hits1 = hits5 = count = 0
   for local in ds:
     batch = pipeline.to_global(local, batch_sharding)
-    logits = program.predict(state.params, state.extra, batch["image"])
+    logits = program.predict(state.params, state.extra, {"image": batch["image"]})
     top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
     valid = batch["valid"] > 0
     hits1 += jnp.sum((top5[:, 0] == batch["label"]) & valid)
@@ -332,8 +343,9 @@ def representation_report(program: Program, state: TrainState, eval_sources, con
                           test_features) -> dict[str, float]:
   """The end-of-run report: collapse and geometry numbers, the embedding picture, and MAE's reconstructions.
 
-  Writes `workdir/report/embedding.png` (and `reconstructions.png` for methods with `reconstruct`) and the same
-  images to TensorBoard; returns the numbers (logged by the caller).
+  Writes `workdir/report/embedding.png` (`embedding_<feature>.png` for each feature of a method with several, and
+  `reconstructions.png` for methods that reconstruct) and the same images to TensorBoard; returns the numbers
+  (logged by the caller).
   """
   from ssl_jax.evaluators import report as report_lib
   test_src = eval_sources[1]
@@ -341,20 +353,24 @@ def representation_report(program: Program, state: TrainState, eval_sources, con
   view1, _ = extract_features(program, state, test_src, config, augment_seed=1)
   view2, _ = extract_features(program, state, test_src, config, augment_seed=2)
   valid = sharding.to_host(labels) >= 0
-  feats, view1, view2 = (sharding.to_host(x)[valid] for x in (feats, view1, view2))
   labels = sharding.to_host(labels)[valid]
-  numbers = report_lib.representation_metrics(feats, view1, view2)
-  step = int(state.step)
-  if jax.process_index() == 0:
-    n = config.eval.report_points
-    picture = report_lib.embedding_figure(feats[:n], labels[:n], title=f"{config.method.name}, step {step}")
-    report_lib.save_png(picture, epath.Path(workdir) / "report" / "embedding.png")
-    writer.image("report/embedding", picture, step)
-  if hasattr(program.method, "reconstruct"):
+  step, numbers = int(state.step), {}
+  for name in feats:
+    f, v1, v2 = (sharding.to_host(x[name])[valid] for x in (feats, view1, view2))
+    numbers[name] = report_lib.representation_metrics(f, v1, v2)
+    if jax.process_index() == 0:
+      n, key = config.eval.report_points, "embedding" if len(feats) == 1 else f"embedding_{name}"
+      title = f"{config.method.name}, step {step}" + ("" if len(feats) == 1 else f", {name}")
+      picture = report_lib.embedding_figure(f[:n], labels[:n], title=title)
+      report_lib.save_png(picture, epath.Path(workdir) / "report" / f"{key}.png")
+      writer.image(f"report/{key}", picture, step)
+  numbers = _per_feature(numbers)
+  if program.method.reconstructs:
     ds, _ = pipeline.eval_dataset(test_src, global_batch_size=config.eval.batch_size,
                                   image_size=config.data.image_size, crop_pct=config.eval.crop_pct)
     images = pipeline.to_global(next(iter(ds)), sharding.batch_sharding(program.mesh))["image"]
-    masked, recon = jax.jit(program.method.reconstruct)(state.params, state.extra, images, jax.random.key(0))
+    masked, recon = jax.jit(program.method.reconstruct)(state.params, state.extra, {"image": images},
+                                                        jax.random.key(0))
     rows = [sharding.to_host(x)[:8] for x in (images, masked, recon)]
     if jax.process_index() == 0:
       grid = report_lib.reconstruction_figure(*rows)
@@ -487,7 +503,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
   program = build(config, mesh, len(train_source), getattr(train_source, "num_classes", None))
   dur = program.durations
   if program.source is not None:            # the pretrained encoder must fit before the workdir is touched
-    _, target = program.method.encoder(program.abstract_state.params, program.abstract_state.extra)
+    _, target = program.method.encoders(program.abstract_state.params, program.abstract_state.extra)[
+        program.source.tower]
     pretrained.check_fit(target, program.source.shapes())
   train_iter = iter(train_dataset(config, train_source))
   _create_workdir(workdir)

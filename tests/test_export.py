@@ -67,8 +67,8 @@ def test_timm_round_trip_gives_the_same_features(pool, tmp_path):
                        posemb="learn")
   # Fixed sin-cos positions came back as a learned table; the features are the same.
   x = image.normalize(_images())
-  ours = model.apply(variables, x)
-  back = backbone.create(**spec2).apply(variables2, x)
+  ours = model.apply(variables, x)["pooled"]
+  back = backbone.create(**spec2).apply(variables2, x)["pooled"]
   np.testing.assert_allclose(np.asarray(back), np.asarray(ours), rtol=1e-5, atol=1e-5)
 
 
@@ -88,7 +88,7 @@ def _features(workdir, images):
   """ssl_jax's features of the released encoder of `workdir` (MAE tiny: mean patch token)."""
   from ssl_jax import pretrained
   source = pretrained.open_workdir(str(workdir))
-  return np.asarray(backbone.create(**source.spec).apply(source.variables(), image.normalize(images)))
+  return np.asarray(backbone.create(**source.spec).apply(source.variables(), image.normalize(images))["pooled"])
 
 
 def test_cli_exports_every_format(mae_workdir, tmp_path):
@@ -103,7 +103,7 @@ def test_cli_exports_every_format(mae_workdir, tmp_path):
   # Import the exported file: the same features as the workdir's encoder.
   spec, variables = export.load_timm_vit(str(tmp_path / "m.safetensors"), num_heads=4, pool="gap")
   imgs = _images()
-  np.testing.assert_allclose(backbone.create(**spec).apply(variables, image.normalize(imgs)),
+  np.testing.assert_allclose(backbone.create(**spec).apply(variables, image.normalize(imgs))["pooled"],
                              _features(mae_run, imgs), rtol=1e-5, atol=1e-5)
   assert run("--format=hf", f"--out={tmp_path / 'hf'}").returncode == 0
   assert json.loads((tmp_path / "hf" / "config.json").read_text())["hidden_size"] == 32
@@ -129,8 +129,8 @@ def test_fine_tuning_from_a_timm_file(tmp_path):
   program = train.build(c, mesh, 1437, 10)
   state = train.load_pretrained(program, program.init())
   x = _images(8)
-  np.testing.assert_allclose(program.represent(state.params, state.extra, x),
-                             model.apply(variables, image.normalize(x)), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(program.represent(state.params, state.extra, {"image": x})["image"],
+                             model.apply(variables, image.normalize(x))["pooled"], rtol=1e-5, atol=1e-5)
 
 
 NO_EXTRA = "the optional `export` extra (torch, timm, transformers) is not installed: pip install -e '.[export]'"
@@ -147,7 +147,7 @@ def test_timm_model_gives_ssl_jax_features(pool):
   x = np.asarray(image.normalize(_images()))
   with torch.no_grad():
     theirs = net(torch.from_numpy(x.copy()).permute(0, 3, 1, 2)).numpy()
-  ours = np.asarray(model.apply(variables, x))
+  ours = np.asarray(model.apply(variables, x)["pooled"])
   assert np.max(np.abs(theirs - ours)) <= 1e-4
 
 
@@ -165,7 +165,9 @@ def test_hugging_face_vit_gives_ssl_jax_features(pool, tmp_path):
   with torch.no_grad():
     tokens = net(pixel_values=torch.from_numpy(x).permute(0, 3, 1, 2)).last_hidden_state.numpy()
   theirs = tokens[:, 0] if pool == "cls" else tokens[:, 1:].mean(1)
-  assert np.max(np.abs(theirs - np.asarray(model.apply(variables, x)))) <= 1e-4
+  ours = model.apply(variables, x)
+  assert np.max(np.abs(theirs - np.asarray(ours["pooled"]))) <= 1e-4
+  assert np.max(np.abs(tokens - np.asarray(ours["tokens"]))) <= 1e-4      # every token, [CLS] first
 
 
 def test_exported_tiny_mae_loads_into_timm_with_matching_features(mae_workdir, tmp_path):

@@ -1,8 +1,9 @@
 """The fault matrix over every registered method: each method's tiny config (shrunk to seconds) goes through a
 non-finite step, a SIGTERM, a kill -9 at a random moment (mid-step, mid-log or mid-asynchronous-save) in a real
 process, a damaged newest checkpoint, and a run of another experiment refused on its workdir, and still ends with the
-losses of an uninterrupted run, bit for bit, each step logged once. A method added to `ssl_jax.methods.METHODS` is
-covered by being registered, once a config in `configs/tiny/` names it.
+losses of an uninterrupted run, bit for bit, each step logged once; the uninterrupted run also shows what the method
+logs (monitors, online probe) and its end-of-run report. A method added to `ssl_jax.methods.METHODS` is covered by
+being registered, once a config in `configs/tiny/` names it.
 
 The detailed checks of each fault (exit codes, messages, real-process SIGTERM, metrics after every kill) are in
 `test_fault_tolerance.py` on the tiny MAE."""
@@ -98,12 +99,38 @@ train.run(test_fault_matrix.shrunk(sys.argv[1]), sys.argv[2])
 """
 
 
+# What each method's run logs beyond the loss, and draws in its end-of-run report (besides embedding.png).
+LOGGED = {"simclr": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1"},
+          "byol": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1"},
+          "mocov3": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1"},
+          "dino": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1", "monitor/teacher_entropy",
+                   "monitor/teacher_student_kl", "teacher_temp"},
+          "classify": {"train_top1", "eval/top1", "eval/top5"}}
+PICTURES = {"mae": {"reconstructions.png"}}
+
+
+def _check_reference(method, workdir, results):
+  """The uninterrupted run: the NaN step skipped, the method's monitors logged at every step, and the final
+  evaluation with the random-init baseline and the representation report."""
+  records = _records(workdir)
+  skipped = [r["skipped_steps"] for r in records if "loss" in r]
+  assert skipped == [0] * (NONFINITE_STEP - 1) + [1] * (STEPS - NONFINITE_STEP + 1)   # the NaN step not applied
+  logged = {k for r in records for k in r}
+  expected = LOGGED.get(method, set()) | {"eval/knn_top1", "eval/knn_top1_init"}
+  assert expected <= logged, expected - logged
+  if "monitor/rankme" in expected:
+    at_4 = next(r for r in records if r["step"] == 4 and "monitor/rankme" in r)
+    assert 1.0 <= at_4["monitor/rankme"] <= 16 and 0 < at_4["monitor/embedding_std"] <= 1   # 16: the projection
+  assert {"report/rankme", "report/alignment", "report/uniformity"} <= set(results)
+  assert {p.name for p in (workdir / "report").glob("*.png")} == {"embedding.png"} | PICTURES.get(method, set())
+
+
 @pytest.mark.parametrize("method", sorted(methods.METHODS))
 def test_faults_in_sequence_end_as_the_uninterrupted_run(method, tmp_path, monkeypatch):
   reference, workdir = tmp_path / "reference", tmp_path / "run"
-  train.run(shrunk(method), str(reference))
-  skipped = [r["skipped_steps"] for r in _records(reference) if "loss" in r]
-  assert skipped == [0] * (NONFINITE_STEP - 1) + [1] * (STEPS - NONFINITE_STEP + 1)   # the NaN step not applied
+  config = shrunk(method)
+  config.eval.update(dict(init_baseline=True, report=True))
+  _check_reference(method, reference, train.run(config, str(reference)))
 
   # 1. SIGTERM during the run (in this process, through the trainer's handler): the step it lands on is saved.
   flush = metrics.Writer.flush

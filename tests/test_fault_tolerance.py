@@ -180,8 +180,10 @@ def _launch(workdir, log_dir, *extra):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env.update(PYTHONUNBUFFERED="1", JAX_PLATFORMS="cpu", PYTHON=sys.executable, DEVICES_PER_PROCESS="4",
              LOG_DIR=str(log_dir), KILL_AFTER="5")
+  # A process group of its own, as a terminal's foreground job: Ctrl-C there is a SIGINT to the whole group.
   return subprocess.Popen(["bash", str(LAUNCH), "2", "configs/tiny/mae.py", f"--workdir={workdir}", *TINY, *extra],
-                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True)
 
 
 def _pid(workdir, process_id):
@@ -190,46 +192,71 @@ def _pid(workdir, process_id):
   return int(out.stdout.split()[0])
 
 
-def _ids_of_processes(workdir, n):
-  """Per step, the example ids of the global batch (process 0's slice, then process 1's...)."""
-  logs = [[json.loads(l) for l in (pathlib.Path(workdir) / "example_ids" / f"process_{i}.jsonl").read_text()
-           .splitlines()] for i in range(n)]
-  return {rs[0]["step"]: sum((r["ids"] for r in rs), []) for rs in zip(*logs)}
+def _ids_of_processes(workdir):
+  """Per step, the example ids of the global batch: process 0's slice, then process 1's where a second process ran
+  that step (a run that moved between process counts)."""
+  logs = sorted((pathlib.Path(workdir) / "example_ids").glob("process_*.jsonl"))
+  ids = {}
+  for log in logs:
+    for r in map(json.loads, log.read_text().splitlines()):
+      ids.setdefault(r["step"], []).extend(r["ids"])
+  return ids
 
 
-def test_sigterm_on_one_of_two_processes_saves_an_agreed_step_on_both(reference, tmp_path):
-  """A preemption notice reaching one host: JAX's preemption service makes both processes stop at the same step,
-  both save it, both exit 75 (and the launcher with them). Then Ctrl-C on the launcher: forwarded to both as a
-  preemption notice, both save one agreed step, the launcher exits 130. The restart continues like the
-  uninterrupted run."""
-  workdir = tmp_path / "run"
+def test_a_run_moves_between_process_counts_through_every_kind_of_stop(reference, tmp_path):
+  """One run taken in turns by 2 processes x 4 CPU devices (launch/local.sh) and 1 process x 8, each turn ended by a
+  different stop:
+
+  1. 2 processes; a SIGTERM reaches process 1 only: JAX's preemption service makes both stop at one agreed step, both
+     save it and exit 75, and the launcher with them.
+  2. 1 process resumes the checkpoint the 2 wrote; a SIGTERM: it saves the step it is at and exits 75.
+  3. 2 processes resume the checkpoint the 1 wrote; Ctrl-C in the terminal (a SIGINT to the launcher and both
+     processes, which the launcher also forwards as a preemption notice): both save one agreed step, the launcher
+     exits 130.
+  4. 2 processes run to the end and evaluate; only process 0 prints.
+
+  The losses are the uninterrupted 1-process run's up to the order of floating-point reductions (Gloo across
+  processes, XLA within one), each step logged once, every example seen exactly once, and the evaluation agrees."""
+  workdir, log = tmp_path / "run", tmp_path / "local_process_1.log"
   proc = _launch(workdir, tmp_path)
   _wait_for_step(workdir, 6, proc)
   os.kill(_pid(workdir, 1), signal.SIGTERM)
   out, _ = proc.communicate(timeout=180)
   assert proc.returncode == preemption.PREEMPTED_EXIT_CODE, out
   saved = checkpoint.Checkpointer(workdir / "checkpoints").latest_step()
-  assert saved >= 6 and checkpoint.step_damage(workdir / "checkpoints", saved) is None
-  for log in (out, (tmp_path / "local_process_1.log").read_text()):
-    assert f"checkpoint of step {saved} saved" in log
+  assert saved >= 6 and saved == max(_losses(workdir))
+  assert checkpoint.step_damage(workdir / "checkpoints", saved) is None
+  for text in (out, log.read_text()):
+    assert f"checkpoint of step {saved} saved" in text
+
+  proc = _start(workdir)
+  _wait_for_step(workdir, saved + 2, proc)
+  resumed, saved = saved, _signal_saves_the_step(proc, workdir, signal.SIGTERM, preemption.PREEMPTED_EXIT_CODE)[0]
+  assert saved > resumed
+
   proc = _launch(workdir, tmp_path)
-  _wait_for_step(workdir, saved + 3, proc)
-  proc.send_signal(signal.SIGINT)                      # Ctrl-C on launch/local.sh
+  _wait_for_step(workdir, saved + 2, proc)
+  os.killpg(proc.pid, signal.SIGINT)                   # Ctrl-C in the terminal: the launcher and both processes
   out, _ = proc.communicate(timeout=180)
   assert proc.returncode == preemption.INTERRUPTED_EXIT_CODE, out
-  interrupted = checkpoint.Checkpointer(workdir / "checkpoints").latest_step()
-  assert interrupted > saved and checkpoint.step_damage(workdir / "checkpoints", interrupted) is None
-  for log in (out, (tmp_path / "local_process_1.log").read_text()):
-    assert f"checkpoint of step {interrupted} saved" in log
-  saved = interrupted
+  assert f"resuming from step {saved}" in out
+  resumed, saved = saved, checkpoint.Checkpointer(workdir / "checkpoints").latest_step()
+  assert saved > resumed and checkpoint.step_damage(workdir / "checkpoints", saved) is None
+  for text in (out, log.read_text()):
+    assert f"interrupted at step {saved} (its checkpoint is saved)" in text and "Traceback" not in text
+
   proc = _launch(workdir, tmp_path)
   out, _ = proc.communicate(timeout=300)
   assert proc.returncode == 0, out
-  assert f"resuming from step {saved}" in out
-  losses, ref = _losses(workdir), _losses(reference)    # 2 x 4 devices vs 1 x 8: equal up to reduction order
+  assert f"resuming from step {saved}" in out and "on 8 devices" in out
+  assert out.count("evaluation at step 40") == 1 and "evaluation at step" not in log.read_text()
+  _assert_one_line_per_step(workdir)
+  losses, ref = _losses(workdir), _losses(reference)
   assert sorted(losses) == sorted(ref)
   np.testing.assert_allclose([losses[k] for k in sorted(losses)], [ref[k] for k in sorted(ref)], rtol=2e-6)
-  assert _ids_of_processes(workdir, 2) == _ids(reference)   # every example exactly once across the restart
+  assert _ids_of_processes(workdir) == _ids(reference)
+  knn = lambda d: [r for r in _records(d) if "eval/knn_top1" in r][-1]["eval/knn_top1"]
+  assert knn(workdir) == pytest.approx(knn(reference), abs=1 / 80)    # one of the 80 test images may flip
 
 
 def test_a_frozen_process_ends_the_job_instead_of_hanging(tmp_path):

@@ -41,7 +41,7 @@ def test_convolution_flops():
 
 
 def test_mae_step_counts_the_visible_tokens_in_the_encoder_and_all_in_the_decoder():
-  method = mae.create(model=dict(patch_size=4, width=32, depth=2, num_heads=2, mlp_dim=64),
+  method = mae.MAE.create(model=dict(patch_size=4, width=32, depth=2, num_heads=2, mlp_dim=64),
                       run=contract.RunInfo((16, 16, 3)), mask_ratio=0.75,
                       decoder=dict(width=16, depth=1, num_heads=2, mlp_dim=32))
   batch = {"image": jax.ShapeDtypeStruct((2, 16, 16, 3), jnp.uint8)}
@@ -144,7 +144,7 @@ def test_pytorch_reference_is_the_same_model():
   import mae as torch_mae
   import numpy as np
   reference = torch_mae.MAE()
-  ours = mae.create(model=dict(variant="B/16"), run=contract.RunInfo((224, 224, 3)),
+  ours = mae.MAE.create(model=dict(variant="B/16"), run=contract.RunInfo((224, 224, 3)),
                     decoder=dict(width=512, depth=8, num_heads=16, mlp_dim=2048))
   params, _ = jax.eval_shape(lambda: ours.init(jax.random.key(0), {"image": jnp.zeros((1, 224, 224, 3), jnp.uint8)}))
   assert sum(p.numel() for p in reference.parameters()) == sum(x.size for x in jax.tree.leaves(nn.unbox(params)))

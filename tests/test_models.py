@@ -77,7 +77,7 @@ def test_token_dropping_equals_encoding_the_kept_patches():
 
 
 def test_mae_decoder_output_and_bfloat16_compute():
-  method = mae.create(model=dict(patch_size=4, width=32, depth=1, num_heads=2, mlp_dim=64, dtype="bfloat16"),
+  method = mae.MAE.create(model=dict(patch_size=4, width=32, depth=1, num_heads=2, mlp_dim=64, dtype="bfloat16"),
                       run=contract.RunInfo((16, 16, 3)), decoder=dict(width=16, depth=1, num_heads=2, mlp_dim=32))
   batch = {"image": jnp.zeros((3, 16, 16, 3), jnp.uint8)}
   params, extra = method.init(jax.random.key(0), batch)
@@ -87,7 +87,7 @@ def test_mae_decoder_output_and_bfloat16_compute():
   m = masking.random_masking(jax.random.key(1), 3, 16, 0.75)
   pred = method.model.apply({"params": params}, jnp.zeros((3, 16, 16, 3)), m.ids_keep, m.ids_restore)
   assert pred.shape == (3, 16, 4 * 4 * 3) and pred.dtype == jnp.float32
-  assert method.representation(params, extra, batch["image"]).shape == (3, 32)
+  assert method.represent(params, extra, batch)["image"].shape == (3, 32)
 
 
 def test_remat_and_scan_keep_parameters_outputs_and_gradients():

@@ -32,7 +32,7 @@ import pytest
 
 from conftest import ROOT
 
-DOCS = ("README.md", "launch/README.md", "benchmarks/README.md")
+DOCS = ("README.md", "launch/README.md", "benchmarks/README.md", "docs/design.md")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +70,7 @@ _NO_STEP = " --step_examples_per_s=1"
 _TPU = dict(package="libtpu", install="pip install -e '.[tpu]'")
 _TORCH = dict(package="torch", install="pip install -e '.[bench]'")
 _TPU_ENV = (("DRY_RUN", "1"),)
-_TWO_PROCESSES = "tests/test_multiprocess.py::test_two_processes_train_like_one_and_checkpoints_move_between_process_counts"
+_TWO_PROCESSES = "tests/test_fault_tolerance.py::test_a_run_moves_between_process_counts_through_every_kind_of_stop"
 
 CHECKS = {
     # README.md
@@ -84,8 +84,9 @@ CHECKS = {
     "--config.eval.data_name=digits "
     "--config.eval.train_split='train[:64]' --config.eval.test_split='test[:64]' --config.eval.batch_size=8":
         Run("evaluation at step 2", workdir="/tmp/smoke", steps=2,
-            append=" --config.eval.init_baseline=false --config.eval.report=false"
-                   " --config.eval.evaluators.linear.steps=5"),   # the evaluation's protocols are tested elsewhere
+            append=" --config.eval.init_baseline=false --config.eval.report=false"   # the evaluation's protocols
+                   " --config.eval.evaluators.linear.steps=5"            # are tested elsewhere: here ViT-B's
+                   " --config.eval.train_split=train[:32] --config.eval.test_split=test[:8]"),   # features run
     "python main.py --config=configs/knn.py:digits --config.init_from=workdirs/mae_tiny "
     "--workdir=workdirs/mae_tiny_eval": Run("evaluation at step 0",
                                             append=" --config.eval.evaluators.linear_lars.epochs=3"),
@@ -99,7 +100,7 @@ CHECKS = {
     "--config.mesh.fsdp=-1": Run("on 16 x TPU v5 lite", **_TPU),
     # launch/README.md
     "launch/local.sh 2 configs/tiny/mae.py --workdir=/tmp/mae_2proc":
-        Covered(_TWO_PROCESSES, "a smaller model for 6 steps, a workdir of the test's"),
+        Covered(_TWO_PROCESSES, "the shrunk tiny MAE for 40 steps, a workdir of the test's"),
     "DEVICES_PER_PROCESS=2 launch/local.sh 4 configs/tiny/mae.py --workdir=/tmp/mae_4proc":
         Run("--num_processes=4", env=(("DRY_RUN", "1"),)),   # four real processes: test_multiprocess runs two
     "DRY_RUN=1 launch/local.sh 2 configs/tiny/mae.py --workdir=/tmp/x": Run("--process_id=1"),

@@ -125,7 +125,7 @@ def test_mae_reconstruction_pictures(tiny_config):
                      **{k: v for k, v in tiny_config.method.to_dict().items() if k != "name"})
   images = jax.random.randint(jax.random.key(0), (4, 16, 16, 3), 0, 256).astype(np.uint8)
   params, extra = m.init(jax.random.key(1), {"image": images})
-  masked, recon = m.reconstruct(nn.unbox(params), extra, images, jax.random.key(2))
+  masked, recon = m.reconstruct(nn.unbox(params), extra, {"image": images}, jax.random.key(2))
   assert masked.dtype == recon.dtype == np.uint8 and masked.shape == recon.shape == images.shape
   patches = lambda x: np.asarray(x).reshape(4, 4, 4, 4, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(4, 16, 48)
   grey = np.all(patches(masked) == 128, axis=-1)

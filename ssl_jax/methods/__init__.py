@@ -1,41 +1,48 @@
-"""Self-supervised methods behind one contract; `config.method.name` picks the module from `METHODS`.
+"""Self-supervised methods behind one contract (`ssl_jax.methods.contract.Method`); `config.method.name` picks the
+class from `METHODS`, and the trainer builds it with `create(name, model=..., run=..., **config.method)`.
 
-A method module exposes `create(*, model, run: contract.RunInfo, **hyperparameters) -> Method`, where `Method` has
+Every method implements
 
   init(rng, batch) -> (params, extra)          # logically partitioned (boxed) parameters; extra: teachers, centres
   loss(params, extra, batch, rng, step) -> (loss, (metrics, new_extra))      # pure, for the global batch
-  after_update(params, extra, step) -> extra                                 # e.g. an EMA teacher
-  representation(params, extra, images) -> [B, D] features                   # for the evaluators
-  encoder(params, extra) -> (spec, variables)    # the released encoder: `models.backbone.create(**spec)` applied
-                                                 # to `variables` (for probing, fine-tuning and export)
+  represent(params, extra, batch) -> {feature: [B, D]}                       # for the evaluators
+  encoders(params, extra) -> {tower: (spec, variables)}   # the released encoders: `models.backbone.create(**spec)`
+                                                          # applied to `variables` (probing, fine-tuning, export)
 
-and optionally `reconstruct(params, extra, images, rng) -> (masked, reconstruction)` uint8 pictures (MAE), which
-the end-of-run report draws, and `frozen_until`: `(path regex, n)` pairs of parameters the optimizer leaves out of
-its first n updates (DINO's last layer; see `ssl_jax.optim.make`).
+and may override the hooks that have defaults: `after_update` (e.g. an EMA teacher), `frozen_until` (parameters the
+optimizer leaves out of their first updates: DINO's last layer), and, with the class attribute that announces each,
+`load_encoders` (`accepts_pretrained_encoder`), `predict` (`predicts`), `reconstruct` (`reconstructs`).
 
 `batch` holds `image` (uint8 `[B, H, W, 3]`) for single-view methods, or one float `[B, V, H, W, 3]` array per view
-group (augmented on the device and normalised, see `ssl_jax.augment`), plus `label` and `index` `[B]`.
+group (augmented on the device and normalised, see `ssl_jax.augment`), plus `label` and `index` `[B]`. Evaluation
+batches (`represent`, `predict`, `reconstruct`) hold `image`, uint8 `[B, H, W, 3]`.
 """
 
 from ssl_jax.methods import byol
 from ssl_jax.methods import classify
+from ssl_jax.methods import contract
 from ssl_jax.methods import dino
 from ssl_jax.methods import mae
 from ssl_jax.methods import mocov3
 from ssl_jax.methods import simclr
 
-METHODS = {
-    "byol": byol,
-    "classify": classify,
-    "dino": dino,
-    "mae": mae,
-    "mocov3": mocov3,
-    "simclr": simclr,
+METHODS: dict[str, type[contract.Method]] = {
+    "byol": byol.BYOL,
+    "classify": classify.Classify,
+    "dino": dino.DINO,
+    "mae": mae.MAE,
+    "mocov3": mocov3.MoCoV3,
+    "simclr": simclr.SimCLR,
 }
 
 
-def create(name: str, **kwargs):
-  """Builds the method `name` with its keyword arguments (see each module's `create`)."""
+def get(name: str) -> type[contract.Method]:
+  """The method class registered as `name`."""
   if name not in METHODS:
     raise ValueError(f"unknown method {name!r}; known methods: {sorted(METHODS)}.")
-  return METHODS[name].create(**kwargs)
+  return METHODS[name]
+
+
+def create(name: str, **kwargs) -> contract.Method:
+  """Builds the method `name` with its keyword arguments (see each class's `create`)."""
+  return get(name).create(**kwargs)

@@ -25,7 +25,7 @@ from ssl_jax.models import heads
 
 
 @dataclasses.dataclass(frozen=True)
-class BYOL:
+class BYOL(joint.ReleasesOnlineEncoder, contract.Method):
   net: joint.Network
   target: joint.Network
   view_group: str
@@ -50,31 +50,27 @@ class BYOL:
   def after_update(self, params, extra, step):
     return joint.update_teacher(extra, params, step, self.total_steps, self.tau_base)
 
-  def encoder(self, params, extra):
-    """The encoder as `(backbone.create keywords, variables)` (for fine-tuning, probing and export)."""
-    return dict(self.model_spec), joint.encoder_variables(params["net"], extra["batch_stats"])
-
-  def representation(self, params, extra, images):
-    return joint.features(self.net, params["net"], extra["batch_stats"], images)
 
 
-def create(*, model: dict, run: contract.RunInfo, projector: dict, predictor: dict, tau_base: float = 0.996,
-           view_group: str = "global_crops", online_probe: bool = True) -> BYOL:
-  """Builds BYOL.
+  @classmethod
+  def create(cls, *, model: dict, run: contract.RunInfo, projector: dict, predictor: dict, tau_base: float = 0.996,
+             view_group: str = "global_crops", online_probe: bool = True) -> "BYOL":
+    """Builds BYOL.
 
-  Args:
-    model: encoder keywords (`ssl_jax.models.backbone.create`).
-    run: the run's facts (views, total steps, labels).
-    projector, predictor: `heads.MLP` fields (paper: dims (4096, 256), hidden BatchNorm, no output BatchNorm).
-    tau_base: the target decay at step 0 (0.996), raised to 1 on a cosine over the run.
-    view_group: the view group holding the two views.
-    online_probe: train a linear probe on the stop-gradient features when the data has labels.
-  """
-  if run.view_count(view_group) != 2:
-    raise ValueError(f"BYOL needs exactly 2 views in config.data.views.{view_group}.count.")
-  if not 0.0 <= tau_base <= 1.0:
-    raise ValueError(f"method.tau_base must be in [0, 1], got {tau_base}.")
-  proj = heads.MLP(**projector)
-  net = joint.Network(backbone.create(**model), proj, heads.MLP(**predictor))
-  return BYOL(net, joint.Network(joint.teacher_encoder(model), proj), view_group, tau_base, run.total_steps,
-              run.num_classes if online_probe else None, contract.freeze(model))
+    Args:
+      model: encoder keywords (`ssl_jax.models.backbone.create`).
+      run: the run's facts (views, total steps, labels).
+      projector, predictor: `heads.MLP` fields (paper: dims (4096, 256), hidden BatchNorm, no output BatchNorm).
+      tau_base: the target decay at step 0 (0.996), raised to 1 on a cosine over the run.
+      view_group: the view group holding the two views.
+      online_probe: train a linear probe on the stop-gradient features when the data has labels.
+    """
+    if run.view_count(view_group) != 2:
+      raise ValueError(f"BYOL needs exactly 2 views in config.data.views.{view_group}.count.")
+    if not 0.0 <= tau_base <= 1.0:
+      raise ValueError(f"method.tau_base must be in [0, 1], got {tau_base}.")
+    proj = heads.MLP(**projector)
+    net = joint.Network(backbone.create(**model), proj, heads.MLP(**predictor))
+    return cls(net=net, target=joint.Network(joint.teacher_encoder(model), proj), view_group=view_group,
+               tau_base=tau_base, total_steps=run.total_steps, num_classes=run.num_classes if online_probe else None,
+               model_spec=contract.freeze(model))

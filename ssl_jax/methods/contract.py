@@ -1,6 +1,22 @@
-"""What the trainer tells every method about the run (besides its own hyperparameters)."""
+"""The contract between the trainer and a method, and what the trainer tells every method about the run.
 
+A method is a frozen dataclass (hashable: the jitted step closes over it) that subclasses `Method`, built by its
+classmethod `create(*, model, run, **hyperparameters)` with keywords only. Its functions are pure: `params` is the
+pytree the optimizer trains, `extra` the state it does not (momentum teachers, centres, BatchNorm statistics).
+`Method` declares every hook the trainer, the evaluators, `init_from` and export call, with a default wherever a
+method may leave one out, so nothing is discovered with `hasattr`: a hook a method does not have says so in its
+error, and a capability the trainer must know before calling (a classifier's predictions, MAE's reconstructions,
+starting from a pretrained encoder) is a class attribute.
+
+Feature and tower names are modality names: an image encoder's features and its released encoder are both under
+`"image"`; a two-tower method (CLIP) returns `"image"` and `"text"`.
+"""
+
+import abc
 import dataclasses
+from typing import Any, ClassVar
+
+import jax
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +43,72 @@ class RunInfo:
         return count
     raise ValueError(f"this method needs the view group {name!r} in config.data.views; the config has "
                      f"{[n for n, _, _ in self.views] or 'none'}.")
+
+
+Params = Any       # a pytree of arrays (logically boxed as `init` returns it)
+Extra = Any        # a pytree of arrays, or {}
+Batch = dict       # modality-named arrays with a leading global batch axis (see ssl_jax.methods)
+
+
+class Method(abc.ABC):
+  """What every method implements. Required: `init`, `loss`, `represent`, `encoders`; the rest has defaults.
+
+  Class attributes (capabilities the trainer reads before it calls the matching hook):
+    accepts_pretrained_encoder: `config.init_from` may start this method from a pretrained encoder; the trainer
+      then calls `load_encoders`.
+    predicts: `predict` gives class logits; the trainer reports top-1 / top-5 accuracy from them.
+    reconstructs: `reconstruct` draws the method's inputs and outputs for the end-of-run report.
+  """
+  accepts_pretrained_encoder: ClassVar[bool] = False
+  predicts: ClassVar[bool] = False
+  reconstructs: ClassVar[bool] = False
+
+  @classmethod
+  @abc.abstractmethod
+  def create(cls, *, model: dict, run: RunInfo, **hyperparameters) -> "Method":
+    """The method for encoder keywords `model` (`config.model`), the run's facts and `config.method`'s fields."""
+
+  @abc.abstractmethod
+  def init(self, rng: jax.Array, batch: Batch) -> tuple[Params, Extra]:
+    """Initial `(params, extra)` from an example batch (its shapes only matter); params may be logically boxed."""
+
+  @abc.abstractmethod
+  def loss(self, params: Params, extra: Extra, batch: Batch, rng: jax.Array,
+           step: jax.Array) -> tuple[jax.Array, tuple[dict, Extra]]:
+    """`(scalar loss, (metrics, new extra))` on the global batch; pure, differentiated with respect to `params`."""
+
+  def after_update(self, params: Params, extra: Extra, step: jax.Array) -> Extra:
+    """`extra` after the optimizer updated `params` at `step` (e.g. an EMA teacher); by default unchanged."""
+    del params, step
+    return extra
+
+  @abc.abstractmethod
+  def represent(self, params: Params, extra: Extra, batch: Batch) -> dict[str, jax.Array]:
+    """Evaluation features `{feature name: float32 [B, D]}` of an evaluation batch (no augmentation, no dropout)."""
+
+  @abc.abstractmethod
+  def encoders(self, params: Params, extra: Extra) -> dict[str, tuple[dict, Any]]:
+    """The encoders the method releases, `{tower: (model spec, variables)}`: `ssl_jax.models.backbone.create(**spec)`
+    applied to `variables` gives the tower's features (for `init_from`, probing, fine-tuning and export)."""
+
+  @property
+  def frozen_until(self) -> tuple[tuple[str, int], ...]:
+    """`(parameter path regex, n)` pairs the optimizer leaves out of its first n updates (`ssl_jax.optim.make`)."""
+    return ()
+
+  def load_encoders(self, params: Params, extra: Extra, variables: dict[str, Any]) -> tuple[Params, Extra]:
+    """`(params, extra)` with the towers of `variables` (`{tower: variables}`, structured as `encoders` gives them)
+    put in place. Needed when `accepts_pretrained_encoder`."""
+    raise NotImplementedError(f"{type(self).__name__} cannot start from a pretrained encoder.")
+
+  def predict(self, params: Params, extra: Extra, batch: Batch) -> jax.Array:
+    """Class logits `[B, C]` of an evaluation batch. Needed when `predicts`."""
+    raise NotImplementedError(f"{type(self).__name__} does not predict classes.")
+
+  def reconstruct(self, params: Params, extra: Extra, batch: Batch, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Pictures of the method at work on an evaluation batch: `(input as the model sees it, output)`, uint8 images.
+    Needed when `reconstructs`."""
+    raise NotImplementedError(f"{type(self).__name__} does not reconstruct its input.")
 
 
 def freeze(spec: dict) -> tuple:

@@ -34,7 +34,7 @@ from ssl_jax.models import heads
 
 
 @dataclasses.dataclass(frozen=True)
-class DINO:
+class DINO(contract.Method):
   net: joint.Network
   teacher: joint.Network
   global_group: str
@@ -117,55 +117,58 @@ class DINO:
     m = teacher_lib.cosine_increase(step, self.total_steps, self.momentum_base)
     return dict(extra, teacher=teacher_lib.ema_update(extra["teacher"], params["net"], m))
 
-  def encoder(self, params, extra):
-    """The teacher's encoder (DINO evaluates and releases the teacher) as `(backbone.create keywords, variables)`."""
+  def encoders(self, params, extra):
+    """The teacher's encoder (DINO evaluates and releases the teacher): (`backbone.create` keywords, variables)."""
     del params
-    return dict(self.model_spec), joint.encoder_variables(extra["teacher"], extra["teacher_stats"])
+    return {"image": (dict(self.model_spec), joint.encoder_variables(extra["teacher"], extra["teacher_stats"]))}
 
-  def representation(self, params, extra, images):
+  def represent(self, params, extra, batch):
     del params
-    return joint.features(self.teacher, extra["teacher"], extra["teacher_stats"], images)
+    return {"image": joint.features(self.teacher, extra["teacher"], extra["teacher_stats"], batch["image"])}
 
 
-def create(*, model: dict, run: contract.RunInfo, head: dict, student_temp: float = 0.1,
-           teacher_temp: tuple[float, float] = (0.04, 0.07), teacher_temp_warmup_epochs: int = 30,
-           center_momentum: float = 0.9, centering: str = "center", momentum_base: float = 0.996,
-           freeze_last_layer_epochs: float = 1.0,
-           global_group: str = "global_crops", local_group: str | None = "local_crops",
-           online_probe: bool = True) -> DINO:
-  """Builds DINO.
+  @classmethod
+  def create(cls, *, model: dict, run: contract.RunInfo, head: dict, student_temp: float = 0.1,
+             teacher_temp: tuple[float, float] = (0.04, 0.07), teacher_temp_warmup_epochs: int = 30,
+             center_momentum: float = 0.9, centering: str = "center", momentum_base: float = 0.996,
+             freeze_last_layer_epochs: float = 1.0,
+             global_group: str = "global_crops", local_group: str | None = "local_crops",
+             online_probe: bool = True) -> "DINO":
+    """Builds DINO.
 
-  Args:
-    model: encoder keywords (`ssl_jax.models.backbone.create`; a ViT, pool "cls").
-    run: the run's facts (views, steps per epoch, total steps, labels).
-    head: `heads.DINOHead` fields (paper: out_dim 65536, hidden 2048, bottleneck 256, 3 layers, norm_last_layer;
-      `use_bn` is DINO's `use_bn_in_head`: the teacher then keeps its own BatchNorm statistics).
-    student_temp: 0.1.
-    teacher_temp: (start, end) of the linear teacher-temperature warm-up (0.04 -> 0.07).
-    teacher_temp_warmup_epochs: 30, a whole number: the temperature changes once per epoch, as in DINO.
-    center_momentum: 0.9.
-    centering: "center" (DINO: subtract the EMA centre, then softmax) or "sinkhorn" (DINOv2's Sinkhorn-Knopp
-      equipartition over the global batch, 3 iterations; the centre is then only tracked).
-    momentum_base: teacher EMA momentum at step 0 (0.996), raised to 1 on a cosine over the run.
-    freeze_last_layer_epochs: epochs without gradient to the prototype layer (1).
-    global_group, local_group: the view groups (the local group may be None: no multi-crop).
-  """
-  if teacher_temp_warmup_epochs != int(teacher_temp_warmup_epochs) or teacher_temp_warmup_epochs < 0:
-    raise ValueError(f"method.teacher_temp_warmup_epochs={teacher_temp_warmup_epochs}: use a whole number of epochs "
-                     "(DINO's teacher temperature changes once per epoch).")
-  if centering not in ("center", "sinkhorn"):
-    raise ValueError(f"method.centering={centering!r}: use 'center' or 'sinkhorn'.")
-  if run.view_count(global_group) < 2:
-    raise ValueError(f"DINO needs at least 2 global views in config.data.views.{global_group}.count.")
-  if local_group is not None:
-    run.view_count(local_group)
-    if model.get("posemb", "sincos2d") == "learn":
-      raise ValueError("DINO with local crops needs model.posemb='sincos2d' (a learned table fits one crop size).")
-  head_module = heads.DINOHead(**head)
-  net = joint.Network(backbone.create(**model), head_module)
-  teacher = joint.Network(joint.teacher_encoder(model), head_module)
-  per_epoch = run.steps_per_epoch
-  return DINO(net, teacher, global_group, local_group, head.get("out_dim", 65536), student_temp, tuple(teacher_temp),
-              int(teacher_temp_warmup_epochs), per_epoch, center_momentum, centering, momentum_base,
-              int(round(freeze_last_layer_epochs * per_epoch)), run.total_steps,
-              run.num_classes if online_probe else None, contract.freeze(model))
+    Args:
+      model: encoder keywords (`ssl_jax.models.backbone.create`; a ViT, pool "cls").
+      run: the run's facts (views, steps per epoch, total steps, labels).
+      head: `heads.DINOHead` fields (paper: out_dim 65536, hidden 2048, bottleneck 256, 3 layers, norm_last_layer;
+        `use_bn` is DINO's `use_bn_in_head`: the teacher then keeps its own BatchNorm statistics).
+      student_temp: 0.1.
+      teacher_temp: (start, end) of the linear teacher-temperature warm-up (0.04 -> 0.07).
+      teacher_temp_warmup_epochs: 30, a whole number: the temperature changes once per epoch, as in DINO.
+      center_momentum: 0.9.
+      centering: "center" (DINO: subtract the EMA centre, then softmax) or "sinkhorn" (DINOv2's Sinkhorn-Knopp
+        equipartition over the global batch, 3 iterations; the centre is then only tracked).
+      momentum_base: teacher EMA momentum at step 0 (0.996), raised to 1 on a cosine over the run.
+      freeze_last_layer_epochs: epochs without gradient to the prototype layer (1).
+      global_group, local_group: the view groups (the local group may be None: no multi-crop).
+    """
+    if teacher_temp_warmup_epochs != int(teacher_temp_warmup_epochs) or teacher_temp_warmup_epochs < 0:
+      raise ValueError(f"method.teacher_temp_warmup_epochs={teacher_temp_warmup_epochs}: use a whole number of epochs "
+                       "(DINO's teacher temperature changes once per epoch).")
+    if centering not in ("center", "sinkhorn"):
+      raise ValueError(f"method.centering={centering!r}: use 'center' or 'sinkhorn'.")
+    if run.view_count(global_group) < 2:
+      raise ValueError(f"DINO needs at least 2 global views in config.data.views.{global_group}.count.")
+    if local_group is not None:
+      run.view_count(local_group)
+      if model.get("posemb", "sincos2d") == "learn":
+        raise ValueError("DINO with local crops needs model.posemb='sincos2d' (a learned table fits one crop size).")
+    head_module = heads.DINOHead(**head)
+    net = joint.Network(backbone.create(**model), head_module)
+    teacher = joint.Network(joint.teacher_encoder(model), head_module)
+    per_epoch = run.steps_per_epoch
+    return cls(net=net, teacher=teacher, global_group=global_group, local_group=local_group,
+               out_dim=head.get("out_dim", 65536), student_temp=student_temp, teacher_temp=tuple(teacher_temp),
+               teacher_temp_warmup_epochs=int(teacher_temp_warmup_epochs), steps_per_epoch=per_epoch,
+               center_momentum=center_momentum, centering=centering, momentum_base=momentum_base,
+               freeze_last_layer_steps=int(round(freeze_last_layer_epochs * per_epoch)), total_steps=run.total_steps,
+               num_classes=run.num_classes if online_probe else None, model_spec=contract.freeze(model))

@@ -34,17 +34,17 @@ class Network(nn.Module):
     return feats, proj, pred
 
   def embed(self, x, train: bool = False):
-    feats = self.encoder(x, train)
+    feats = self.encoder(x, train)["pooled"]
     return feats, self.projector(feats, train)
 
   def encode(self, x, train: bool = False):
-    return self.encoder(x, train)
+    return self.encoder(x, train)["pooled"]
 
   def project(self, feats, train: bool = False):
     return self.projector(feats, train)
 
   def features(self, x):
-    return self.encoder(x, False)
+    return self.encoder(x, False)["pooled"]
 
 
 def init_network(net: Network, rng, example) -> tuple[Any, Any]:
@@ -78,6 +78,18 @@ def encoder_variables(net_params: dict, stats: dict) -> dict:
   if stats and "encoder" in stats:
     variables["batch_stats"] = stats["encoder"]
   return variables
+
+
+class ReleasesOnlineEncoder:
+  """`encoders` and `represent` of a method that releases and evaluates its online network's encoder (the method's
+  `net`, with `params["net"]` and BatchNorm statistics `extra["batch_stats"]`): SimCLR, BYOL, MoCo v3."""
+
+  def encoders(self, params, extra):
+    """The online encoder (`backbone.create` keywords, variables), for fine-tuning, probing and export."""
+    return {"image": (dict(self.model_spec), encoder_variables(params["net"], extra["batch_stats"]))}
+
+  def represent(self, params, extra, batch):
+    return {"image": features(self.net, params["net"], extra["batch_stats"], batch["image"])}
 
 
 def flatten_views(x: jax.Array) -> jax.Array:

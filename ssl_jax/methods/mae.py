@@ -38,8 +38,10 @@ class MAEModel(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class MAE:
-  """MAE behind the method contract (see `ssl_jax.methods`)."""
+class MAE(contract.Method):
+  """MAE behind the method contract (`ssl_jax.methods.contract.Method`)."""
+  reconstructs = True
+
   model: MAEModel
   patch_size: int
   num_patches: int
@@ -64,23 +66,20 @@ class MAE:
     loss = jnp.mean(losses.mae_loss(pred, target, m.mask, norm_pix=self.norm_pix_loss))
     return loss, ({"loss": loss}, extra)
 
-  def after_update(self, params, extra, step):
-    del params, step
-    return extra
-
-  def encoder(self, params, extra):
-    """The encoder as `(backbone.create keywords, variables)` (for fine-tuning, probing and export)."""
+  def encoders(self, params, extra):
+    """The encoder (`backbone.create` keywords, variables), for fine-tuning, probing and export."""
     del extra
-    return dict(self.encoder_spec), {"params": {"vit": params["encoder"]}}
+    return {"image": (dict(self.encoder_spec), {"params": {"vit": params["encoder"]}})}
 
-  def reconstruct(self, params, extra, images, rng):
-    """Pictures of MAE at work: uint8 `[B, H, W, 3]` images -> (masked input, reconstruction), both uint8.
+  def reconstruct(self, params, extra, batch, rng):
+    """Pictures of MAE at work: `batch["image"]`, uint8 `[B, H, W, 3]` -> (masked input, reconstruction), both uint8.
 
     Masked patches are grey in the masked input; the reconstruction shows the predicted pixels of the masked patches
     with the visible patches pasted in (MAE's "reconstruction + visible"). With `norm_pix_loss` the predictions are
     per-patch normalised, so each is mapped back with its true patch's mean and variance, as MAE's demo does.
     """
     del extra
+    images = batch["image"]
     b, h, w, _ = images.shape
     x = image.normalize(images)
     m = masking.random_masking(rng, b, self.num_patches, self.mask_ratio)
@@ -96,37 +95,38 @@ class MAE:
     masked_input = jnp.where(masked, grey, target)
     return to_uint8(masked_input), to_uint8(jnp.where(masked, pred, target))
 
-  def representation(self, params, extra, images):
+  def represent(self, params, extra, batch):
     del extra
-    tokens = self.model.apply({"params": params}, image.normalize(images), method=MAEModel.encode)
+    tokens = self.model.apply({"params": params}, image.normalize(batch["image"]), method=MAEModel.encode)
     if self.feature == "cls":
-      return tokens[:, 0].astype(jnp.float32)
-    return jnp.mean(tokens[:, 1:], axis=1).astype(jnp.float32)
+      return {"image": tokens[:, 0].astype(jnp.float32)}
+    return {"image": jnp.mean(tokens[:, 1:], axis=1).astype(jnp.float32)}
 
+  @classmethod
+  def create(cls, *, model: dict, run: contract.RunInfo, mask_ratio: float = 0.75, norm_pix_loss: bool = True,
+             feature: str = "cls", decoder: dict) -> "MAE":
+    """Builds MAE.
 
-def create(*, model: dict, run: contract.RunInfo, mask_ratio: float = 0.75, norm_pix_loss: bool = True,
-           feature: str = "cls", decoder: dict) -> MAE:
-  """Builds MAE.
-
-  Args:
-    model: encoder keyword arguments for `ssl_jax.models.vit.vit_kwargs` (variant, sizes, posemb, dtype,
-      attention_impl, drop_path, remat, scan; the decoder follows dtype, attention_impl, remat and scan).
-    run: the run's facts (MAE uses the image shape).
-    mask_ratio: fraction of patches removed (paper: 0.75).
-    norm_pix_loss: per-patch normalised pixel targets (paper: True for the reported numbers).
-    feature: "cls" or "gap", the representation given to evaluators.
-    decoder: width, depth, num_heads, mlp_dim of the decoder (paper: 512, 8, 16, 2048).
-  """
-  enc = vit.vit_kwargs(**model)
-  if not 0.0 <= mask_ratio < 1.0:
-    raise ValueError(f"method.mask_ratio must be in [0, 1), got {mask_ratio}.")
-  if feature not in ("cls", "gap"):
-    raise ValueError(f"method.feature must be 'cls' or 'gap', got {feature!r}.")
-  h, w, c = run.image_shape
-  p = enc["patch_size"]
-  if h % p or w % p:
-    raise ValueError(f"image size {h}x{w} is not divisible by the patch size {p}.")
-  dec = dict(decoder, dtype=enc["dtype"], attention_impl=enc["attention_impl"], remat=enc["remat"], scan=enc["scan"])
-  mae_model = MAEModel(encoder=enc, decoder=dec, patch_dim=p * p * c, grid=(h // p, w // p))
-  spec = contract.freeze(dict(model, arch="vit", pool=feature))
-  return MAE(mae_model, p, (h // p) * (w // p), mask_ratio, norm_pix_loss, feature, spec)
+    Args:
+      model: encoder keyword arguments for `ssl_jax.models.vit.vit_kwargs` (variant, sizes, posemb, dtype,
+        attention_impl, drop_path, remat, scan; the decoder follows dtype, attention_impl, remat and scan).
+      run: the run's facts (MAE uses the image shape).
+      mask_ratio: fraction of patches removed (paper: 0.75).
+      norm_pix_loss: per-patch normalised pixel targets (paper: True for the reported numbers).
+      feature: "cls" or "gap", the representation given to evaluators.
+      decoder: width, depth, num_heads, mlp_dim of the decoder (paper: 512, 8, 16, 2048).
+    """
+    enc = vit.vit_kwargs(**model)
+    if not 0.0 <= mask_ratio < 1.0:
+      raise ValueError(f"method.mask_ratio must be in [0, 1), got {mask_ratio}.")
+    if feature not in ("cls", "gap"):
+      raise ValueError(f"method.feature must be 'cls' or 'gap', got {feature!r}.")
+    h, w, c = run.image_shape
+    p = enc["patch_size"]
+    if h % p or w % p:
+      raise ValueError(f"image size {h}x{w} is not divisible by the patch size {p}.")
+    dec = dict(decoder, dtype=enc["dtype"], attention_impl=enc["attention_impl"], remat=enc["remat"], scan=enc["scan"])
+    mae_model = MAEModel(encoder=enc, decoder=dec, patch_dim=p * p * c, grid=(h // p, w // p))
+    spec = contract.freeze(dict(model, arch="vit", pool=feature))
+    return cls(model=mae_model, patch_size=p, num_patches=(h // p) * (w // p), mask_ratio=mask_ratio,
+               norm_pix_loss=norm_pix_loss, feature=feature, encoder_spec=spec)

@@ -21,7 +21,7 @@ from ssl_jax.models import heads
 
 
 @dataclasses.dataclass(frozen=True)
-class MoCoV3:
+class MoCoV3(joint.ReleasesOnlineEncoder, contract.Method):
   net: joint.Network
   momentum_net: joint.Network
   view_group: str
@@ -47,29 +47,25 @@ class MoCoV3:
   def after_update(self, params, extra, step):
     return joint.update_teacher(extra, params, step, self.total_steps, self.momentum_base)
 
-  def encoder(self, params, extra):
-    """The encoder as `(backbone.create keywords, variables)` (for fine-tuning, probing and export)."""
-    return dict(self.model_spec), joint.encoder_variables(params["net"], extra["batch_stats"])
-
-  def representation(self, params, extra, images):
-    return joint.features(self.net, params["net"], extra["batch_stats"], images)
 
 
-def create(*, model: dict, run: contract.RunInfo, projector: dict, predictor: dict, temperature: float = 0.2,
-           momentum_base: float = 0.99, view_group: str = "global_crops", online_probe: bool = True) -> MoCoV3:
-  """Builds MoCo v3.
+  @classmethod
+  def create(cls, *, model: dict, run: contract.RunInfo, projector: dict, predictor: dict, temperature: float = 0.2,
+             momentum_base: float = 0.99, view_group: str = "global_crops", online_probe: bool = True) -> "MoCoV3":
+    """Builds MoCo v3.
 
-  Args:
-    model: encoder keywords (`ssl_jax.models.backbone.create`; ViT: pool "cls").
-    run: the run's facts (views, total steps, labels).
-    projector: `heads.MLP` fields (paper: dims (4096, 4096, 256), last_bn "plain", use_bias False).
-    predictor: `heads.MLP` fields (paper: dims (4096, 256), last_bn "plain", use_bias False).
-    temperature: InfoNCE temperature (0.2 for ViT, 1.0 for ResNet-50).
-    momentum_base: momentum at step 0, raised to 1 on a cosine over the run.
-  """
-  if run.view_count(view_group) != 2:
-    raise ValueError(f"MoCo v3 needs exactly 2 views in config.data.views.{view_group}.count.")
-  proj = heads.MLP(**projector)
-  net = joint.Network(backbone.create(**model), proj, heads.MLP(**predictor))
-  return MoCoV3(net, joint.Network(joint.teacher_encoder(model), proj), view_group, temperature, momentum_base,
-                run.total_steps, run.num_classes if online_probe else None, contract.freeze(model))
+    Args:
+      model: encoder keywords (`ssl_jax.models.backbone.create`; ViT: pool "cls").
+      run: the run's facts (views, total steps, labels).
+      projector: `heads.MLP` fields (paper: dims (4096, 4096, 256), last_bn "plain", use_bias False).
+      predictor: `heads.MLP` fields (paper: dims (4096, 256), last_bn "plain", use_bias False).
+      temperature: InfoNCE temperature (0.2 for ViT, 1.0 for ResNet-50).
+      momentum_base: momentum at step 0, raised to 1 on a cosine over the run.
+    """
+    if run.view_count(view_group) != 2:
+      raise ValueError(f"MoCo v3 needs exactly 2 views in config.data.views.{view_group}.count.")
+    proj = heads.MLP(**projector)
+    net = joint.Network(backbone.create(**model), proj, heads.MLP(**predictor))
+    return cls(net=net, momentum_net=joint.Network(joint.teacher_encoder(model), proj), view_group=view_group,
+               temperature=temperature, momentum_base=momentum_base, total_steps=run.total_steps,
+               num_classes=run.num_classes if online_probe else None, model_spec=contract.freeze(model))

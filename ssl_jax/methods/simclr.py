@@ -21,7 +21,7 @@ from ssl_jax.models import heads
 
 
 @dataclasses.dataclass(frozen=True)
-class SimCLR:
+class SimCLR(joint.ReleasesOnlineEncoder, contract.Method):
   net: joint.Network
   view_group: str
   temperature: float
@@ -46,32 +46,24 @@ class SimCLR:
     metrics = dict(probe_metrics, **monitors.collapse_metrics(z), **{"ssl_loss": loss})
     return loss + probe, (metrics, {"batch_stats": stats})
 
-  def after_update(self, params, extra, step):
-    del params, step
-    return extra
-
-  def encoder(self, params, extra):
-    """The encoder as `(backbone.create keywords, variables)` (for fine-tuning, probing and export)."""
-    return dict(self.model_spec), joint.encoder_variables(params["net"], extra["batch_stats"])
-
-  def representation(self, params, extra, images):
-    return joint.features(self.net, params["net"], extra["batch_stats"], images)
 
 
-def create(*, model: dict, run: contract.RunInfo, projector: dict, temperature: float = 0.1,
-           view_group: str = "global_crops", online_probe: bool = True) -> SimCLR:
-  """Builds SimCLR.
+  @classmethod
+  def create(cls, *, model: dict, run: contract.RunInfo, projector: dict, temperature: float = 0.1,
+             view_group: str = "global_crops", online_probe: bool = True) -> "SimCLR":
+    """Builds SimCLR.
 
-  Args:
-    model: encoder keywords (`ssl_jax.models.backbone.create`: arch "resnet" or "vit").
-    run: the run's facts (views, labels).
-    projector: `heads.MLP` fields (SimCLR ResNet-50: dims (2048, 128), last_bn "scale").
-    temperature: NT-Xent temperature (0.1 at batch 4096 in the paper).
-    view_group: the view group holding the two views.
-    online_probe: train a linear probe on the stop-gradient features when the data has labels.
-  """
-  if run.view_count(view_group) != 2:
-    raise ValueError(f"SimCLR needs exactly 2 views in config.data.views.{view_group}.count, got "
-                     f"{run.view_count(view_group)}.")
-  net = joint.Network(backbone.create(**model), heads.MLP(**projector))
-  return SimCLR(net, view_group, temperature, run.num_classes if online_probe else None, contract.freeze(model))
+    Args:
+      model: encoder keywords (`ssl_jax.models.backbone.create`: arch "resnet" or "vit").
+      run: the run's facts (views, labels).
+      projector: `heads.MLP` fields (SimCLR ResNet-50: dims (2048, 128), last_bn "scale").
+      temperature: NT-Xent temperature (0.1 at batch 4096 in the paper).
+      view_group: the view group holding the two views.
+      online_probe: train a linear probe on the stop-gradient features when the data has labels.
+    """
+    if run.view_count(view_group) != 2:
+      raise ValueError(f"SimCLR needs exactly 2 views in config.data.views.{view_group}.count, got "
+                       f"{run.view_count(view_group)}.")
+    net = joint.Network(backbone.create(**model), heads.MLP(**projector))
+    return cls(net=net, view_group=view_group, temperature=temperature,
+               num_classes=run.num_classes if online_probe else None, model_spec=contract.freeze(model))

@@ -1,10 +1,12 @@
-"""The image encoder of a joint-embedding method, from `config.model`: a ViT or a ResNet giving one vector per image.
+"""Image encoders from `config.model`, by name: one registry (`ENCODERS`) of ViT and ResNet builders.
 
 `create(arch="vit", variant="S/16", pool="cls", ...)` or `create(arch="resnet", depth=50, ...)`; the module maps
-normalised images `[B, H, W, 3]` to float32 features `[B, D]` and exposes `D` as `num_features`.
+normalised images `[B, H, W, 3]` to `{"pooled": float32 [B, D], "tokens": [B, T, D]}` (the ViT's output tokens, [CLS]
+first; the ResNet's last feature map, row by row) and exposes `D` as `num_features`. A new architecture is one
+builder function and one entry in `ENCODERS`.
 """
 
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -18,7 +20,7 @@ POOLS = ("cls", "gap", "gap_fc_norm")
 
 
 class ViTEncoder(nn.Module):
-  """A ViT giving one vector per image, by `pool`:
+  """A ViT giving its output tokens `[B, 1 + N, D]` ([CLS] first) and one float32 vector per image, by `pool`:
 
   - "cls": the [CLS] token after the final LayerNorm (MAE linear probe, MoCo v3, DINO);
   - "gap": the mean of the patch tokens after the final LayerNorm;
@@ -41,24 +43,36 @@ class ViTEncoder(nn.Module):
       feats = jnp.mean(tokens[:, 1:], axis=1)
       if self.pool == "gap_fc_norm":
         feats = transformer.layer_norm(self.vit["dtype"], "fc_norm")(feats)
-    return feats.astype(jnp.float32)
+    return {"pooled": feats.astype(jnp.float32), "tokens": tokens}
 
 
-def create(*, arch: str = "vit", pool: str | None = "cls", **kw: Any) -> nn.Module:
-  """The encoder `arch` ("vit": keywords of `vit.vit_kwargs`; "resnet": fields of `resnet.ResNet`); pool None:
-  "cls"."""
-  if arch == "vit":
-    pool = pool or "cls"
-    if pool not in POOLS:
-      raise ValueError(f"model.pool must be one of {POOLS}, got {pool!r}.")
-    return ViTEncoder(vit.vit_kwargs(**kw), pool)
-  if arch == "resnet":
-    kw = {k: v for k, v in kw.items() if v is not None}
-    if kw.pop("remat", "none") != "none" or kw.pop("scan", False):
-      raise ValueError("model.remat and model.scan apply to ViT blocks; a ResNet takes neither (leave them unset).")
-    if "dtype" in kw:
-      kw["dtype"] = jnp.dtype(kw["dtype"])
-    if kw.get("stages") is not None:
-      kw["stages"] = tuple(kw["stages"])
-    return resnet.ResNet(**kw)
-  raise ValueError(f"unknown model.arch {arch!r}; use 'vit' or 'resnet'.")
+def _vit(*, pool: str | None = "cls", **kw: Any) -> nn.Module:
+  """A ViT (keywords of `vit.vit_kwargs`) pooled by `pool` (None: "cls")."""
+  pool = pool or "cls"
+  if pool not in POOLS:
+    raise ValueError(f"model.pool must be one of {POOLS}, got {pool!r}.")
+  return ViTEncoder(vit.vit_kwargs(**kw), pool)
+
+
+def _resnet(*, pool: str | None = None, **kw: Any) -> nn.Module:
+  """A ResNet (fields of `resnet.ResNet`; unset ones at their defaults), pooled by the global mean."""
+  del pool
+  kw = {k: v for k, v in kw.items() if v is not None}
+  if kw.pop("remat", "none") != "none" or kw.pop("scan", False):
+    raise ValueError("model.remat and model.scan apply to ViT blocks; a ResNet takes neither (leave them unset).")
+  if "dtype" in kw:
+    kw["dtype"] = jnp.dtype(kw["dtype"])
+  if kw.get("stages") is not None:
+    kw["stages"] = tuple(kw["stages"])
+  return resnet.ResNet(**kw)
+
+
+# config.model.arch -> a builder taking the rest of config.model as keywords.
+ENCODERS: dict[str, Callable[..., nn.Module]] = {"vit": _vit, "resnet": _resnet}
+
+
+def create(*, arch: str = "vit", **kw: Any) -> nn.Module:
+  """The encoder `arch` of `ENCODERS`, built from the rest of `config.model`."""
+  if arch not in ENCODERS:
+    raise ValueError(f"unknown model.arch {arch!r}; use one of {sorted(ENCODERS)}.")
+  return ENCODERS[arch](**kw)

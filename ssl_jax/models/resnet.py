@@ -75,7 +75,8 @@ class BottleneckBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-  """A ResNet trunk: `[B, H, W, 3]` normalised images -> `[B, C]` globally average-pooled features (float32).
+  """A ResNet trunk: `[B, H, W, 3]` normalised images -> `{"pooled": [B, C]` globally average-pooled features
+  (float32), `"tokens": [B, h * w, C]` the last feature map row by row (compute dtype)`}`.
 
   Attributes:
     depth: 18, 34, 50, 101 or 152 (torchvision's block layouts), unless `stages` is given.
@@ -126,4 +127,5 @@ class ResNet(nn.Module):
       for j in range(n):
         x = block(self.width * 2 ** i, 2 if i > 0 and j == 0 else 1, self.zero_init_residual, self.dtype,
                   name=f"stage{i + 1}_block{j + 1}")(x, train)
-    return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    return {"pooled": jnp.mean(x.astype(jnp.float32), axis=(1, 2)),
+            "tokens": x.reshape(x.shape[0], -1, x.shape[-1])}

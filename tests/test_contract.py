@@ -1,0 +1,132 @@
+"""The method contract (`ssl_jax.methods.contract.Method`) over every entry of the registry, on a tiny input: a method
+is tested by being registered (with a config in configs/tiny/, shrunk as the fault matrix shrinks it)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ssl_jax import image
+from ssl_jax import methods
+from ssl_jax import sharding
+from ssl_jax.methods import contract
+from ssl_jax.models import backbone
+from test_fault_matrix import shrunk
+
+BATCH = 16
+
+
+def _build(name: str, **overrides):
+  c = shrunk(name)
+  c.method.update(overrides)
+  run = contract.RunInfo(image_shape=(c.data.image_size, c.data.image_size, 3),
+                         views=tuple((g, v.count, v.size) for g, v in sorted(c.data.views.items())),
+                         total_steps=c.total_steps, steps_per_epoch=4, num_classes=10)
+  hyper = {k: v for k, v in c.method.to_dict().items() if k != "name"}
+  return c, methods.create(name, model=c.model.to_dict(), run=run, **hyper), run
+
+
+def _batches(run: contract.RunInfo):
+  """A training batch as the trainer hands it over (uint8 `image`, or normalised float view groups) and an
+  evaluation batch (uint8 `image`)."""
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (BATCH,) + run.image_shape, dtype=np.uint8)
+  train = {"label": np.arange(BATCH, dtype=np.int32) % 10, "index": np.arange(BATCH, dtype=np.int32)}
+  if run.views:
+    train.update({g: rng.normal(size=(BATCH, count, size, size, 3)).astype(np.float32) for g, count, size in run.views})
+  else:
+    train["image"] = images
+  return train, {"image": images}
+
+
+VARIANTS = {"dino-sinkhorn": ("dino", dict(centering="sinkhorn"))}    # registered methods with another loss path
+
+
+@pytest.mark.parametrize("name", sorted(methods.METHODS) + sorted(VARIANTS))
+def test_method_honours_the_contract(name):
+  name, overrides = VARIANTS.get(name, (name, {}))
+  config, method, run = _build(name, **overrides)
+  cls = type(method)
+  assert isinstance(method, contract.Method) and cls is methods.get(name)
+  for flag, hook in (("predicts", "predict"), ("reconstructs", "reconstruct"),
+                     ("accepts_pretrained_encoder", "load_encoders")):      # a capability comes with its hook
+    assert getattr(cls, flag) == (getattr(cls, hook) is not getattr(contract.Method, hook)), (flag, hook)
+
+  train_batch, eval_batch = _batches(run)
+  # Every call jitted: one compile each (eagerly, every primitive of every shape compiles on its own: 300 programs).
+  params, extra = jax.jit(lambda rng, batch: nn.unbox(method.init(rng, batch)))(jax.random.key(0), train_batch)
+  tx = optax.adam(1e-3)
+
+  @jax.jit
+  def adam_step(trained, opt_state, extra, batch):
+    """One Adam update of `trained` against a fixed `extra`, with the loss, metrics, new extra and gradients."""
+    (value, (m, new_extra)), g = jax.value_and_grad(method.loss, has_aux=True)(trained, extra, batch,
+                                                                              jax.random.key(1), jnp.int32(0))
+    updates, opt_state = tx.update(g, opt_state, trained)
+    return optax.apply_updates(trained, updates), opt_state, (value, m, new_extra, g)
+
+  mesh8 = sharding.make_mesh(dict(data=8, fsdp=1, tensor=1), jax.devices())
+  mesh1 = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
+  results, placed = [], []
+  for mesh in (mesh1, mesh8):                        # the global batch on 1 device, then split over 8
+    with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
+      placed.append((jax.device_put(extra, sharding.replicated(mesh)),
+                     jax.device_put(train_batch, sharding.batch_sharding(mesh))))
+      state = jax.device_put((params, jax.jit(tx.init)(params)), sharding.replicated(mesh))
+      results.append(adam_step(*state, *placed[-1]))
+  (trained, opt_state, (loss, step_metrics, new_extra, grads)), (_, _, (loss8, _, _, grads8)) = results
+
+  assert loss.shape == () and np.isfinite(float(loss))
+  assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree.leaves(step_metrics))
+  assert jax.tree.structure(new_extra) == jax.tree.structure(extra)
+  # Gradients reach every module (a detached head or encoder shows up as a module whose every leaf is 0; single
+  # leaves may be 0 at initialisation, e.g. a residual branch behind a zero-initialised BatchNorm scale).
+  reached = {}
+  for path, g in jax.tree.leaves_with_path(grads):
+    module = jax.tree_util.keystr(path[:2])
+    reached[module] = reached.get(module, False) or bool(np.any(np.asarray(g)))
+  assert all(reached.values()), f"modules without gradient: {[m for m, r in reached.items() if not r]}"
+  # 1 vs 8 devices: the same global-batch math, summed in another order (per-shard partial sums, then across
+  # shards). Float32 rounding of such sums is ~1e-7 of the summands' scale per addition level; through the few layers
+  # of a tiny network it stays within 1e-5 of the loss and 1e-4 of each gradient leaf's largest element (measured:
+  # 3e-6 at most). A gradient that is exactly 0 in exact arithmetic (a bias before BatchNorm) is a rounding residue
+  # of terms of the whole gradient's scale: within 1e-6 of that. A gradient that forgets part of the global batch
+  # (per-shard BatchNorm statistics, per-shard negatives) is far outside both.
+  np.testing.assert_allclose(float(loss8), float(loss), rtol=1e-5)
+  g1s, g8s = [list(map(np.asarray, jax.tree.leaves(g))) for g in (grads, grads8)]
+  scale = max(np.abs(g).max() for g in g1s)
+  for g1, g8 in zip(g1s, g8s):
+    np.testing.assert_allclose(g8, g1, rtol=1e-4, atol=1e-4 * np.abs(g1).max() + 1e-6 * scale)
+
+  # Against a fixed target (`extra` held: teachers, centres, BatchNorm statistics; the same batch and key) the
+  # objective is stationary: Adam must lower the method's own loss (without its online probe) within 10 steps.
+  history = [float(step_metrics.get("ssl_loss", loss))]
+  with jax.set_mesh(mesh1), nn.logical_axis_rules(config.sharding_rules):
+    for _ in range(9):
+      trained, opt_state, (value, m, _, _) = adam_step(trained, opt_state, *placed[0])
+      history.append(float(m.get("ssl_loss", value)))
+  history = np.array(history)
+  assert np.all(np.isfinite(history)) and history[-3:].mean() < history[:3].mean() - 0.02 * abs(history[:3].mean()), \
+      history
+
+  updated = jax.jit(method.after_update)(params, new_extra, jnp.int32(0))
+  assert jax.tree.structure(updated) == jax.tree.structure(extra)
+
+  # represent: float32 [B, D] per feature; the released encoders give exactly those features.
+  feats = jax.jit(method.represent)(params, extra, eval_batch)
+  towers = method.encoders(params, extra)
+  assert feats and set(towers) <= set(feats), (sorted(feats), sorted(towers))
+  for tower, (spec, variables) in towers.items():
+    assert feats[tower].dtype == jnp.float32 and feats[tower].shape[0] == BATCH
+    released = jax.jit(backbone.create(**spec).apply)(variables, image.normalize(eval_batch["image"]))["pooled"]
+    np.testing.assert_allclose(np.asarray(released), np.asarray(feats[tower]), rtol=1e-5, atol=1e-5)
+  if cls.accepts_pretrained_encoder:                 # loading the released encoders back changes nothing
+    again = method.load_encoders(params, extra, {t: v for t, (_, v) in towers.items()})
+    assert jax.tree.structure(again) == jax.tree.structure((params, extra))
+  if cls.predicts:
+    assert jax.jit(method.predict)(params, extra, eval_batch).shape == (BATCH, run.num_classes)
+  if cls.reconstructs:
+    shown, output = jax.jit(method.reconstruct)(params, extra, eval_batch, jax.random.key(2))
+    assert shown.dtype == output.dtype == jnp.uint8 and shown.shape == output.shape == eval_batch["image"].shape
