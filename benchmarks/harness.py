@@ -16,7 +16,7 @@ from ssl_jax import flops
 from ssl_jax import host_memory
 from ssl_jax import sharding
 from ssl_jax import train
-from ssl_jax.data import pipeline
+from ssl_jax.data import inputs
 
 # Dense bfloat16 peak FLOP/s per device (datasheets).
 DATASHEET_PEAK = {"NVIDIA H100 80GB HBM3": 989e12, "NVIDIA H100": 989e12, "NVIDIA H200": 989e12,
@@ -40,15 +40,16 @@ def measure_matmul_peak(dtype, device, n: int | None = None, repeats: int = 5) -
 
 
 def synthetic_batch(spec: dict, sharding, seed: int = 0) -> dict:
-  """Random arrays of the global batch `spec` (`pipeline.train_batch_spec`), created on the devices."""
-  keys = jax.random.split(jax.random.key(seed), len(spec))
+  """Random arrays of the global batch `spec` (`ssl_jax.data.inputs.batch_spec`), created on the devices."""
+  leaves, treedef = jax.tree.flatten(spec)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
 
   def make(key, s):
     if s.dtype == jnp.uint8:
       return jax.random.randint(key, s.shape, 0, 256, jnp.int32).astype(jnp.uint8)
     return jax.random.randint(key, s.shape, 0, 10, s.dtype)
-  return {k: jax.jit(make, static_argnums=1, out_shardings=sharding)(key, s)
-          for key, (k, s) in zip(keys, spec.items())}
+  return jax.tree.unflatten(treedef, [jax.jit(make, static_argnums=1, out_shardings=sharding)(key, s)
+                                      for key, s in zip(keys, leaves)])
 
 
 def benchmark(config, steps: int = 10, warmup: int = 2, peak: str = "auto", profile_dir: str | None = None) -> dict:
@@ -62,8 +63,7 @@ def benchmark(config, steps: int = 10, warmup: int = 2, peak: str = "auto", prof
   train.check_batch_split(config, mesh)
   num_examples, num_classes, _ = dry_run.dataset_facts(config)
   program = train.build(config, mesh, num_examples, num_classes)
-  spec = pipeline.train_batch_spec(config.batch_size, config.data.image_size, train.view_groups(config))
-  batch = synthetic_batch(spec, sharding.batch_sharding(mesh), config.seed)
+  batch = synthetic_batch(inputs.batch_spec(config.data, config.batch_size), sharding.batch_sharding(mesh), config.seed)
   device = mesh.devices.flat[0]
 
   with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
@@ -72,8 +72,8 @@ def benchmark(config, steps: int = 10, warmup: int = 2, peak: str = "auto", prof
     compiled = program.step.lower(state, batch).compile()
     compile_s = time.perf_counter() - start
     # Model FLOPs, from the loss the step differentiates, on the batch the method sees (augmented views).
-    augment = train._augmenter(config)
-    seen = jax.eval_shape(augment, batch, jax.random.key(0)) if augment else batch
+    stage = inputs.device_stage(config.data)
+    seen = jax.eval_shape(stage, batch, jax.random.key(0))
     model_flops = flops.train_step_flops(program.method, state.params, state.extra, seen, jax.random.key(0))
     for _ in range(warmup):
       state, metrics = compiled(state, batch)

@@ -229,9 +229,9 @@ VIEW_FIELDS = ("count", "size", "scale", "ratio", "flip", "photometric")
 def _validate_views(views) -> None:
   for name, g in views.items():
     where = f"config.data.views.{name}"
-    if not name.isidentifier() or keyword.iskeyword(name) or name in ("image", "label", "index", "valid", "bad"):
+    if not name.isidentifier() or keyword.iskeyword(name):    # groups are nested under batch["views"]: any name
       raise ValueError(f"{where}: a view group needs a name that is a Python identifier, not a keyword (so that "
-                       f"--config.data.views.<name>.count=... parses) and not a batch field; e.g. 'global_crops'.")
+                       f"--config.data.views.<name>.count=... parses); e.g. 'global_crops'.")
     unknown = sorted(set(g.keys()) - set(VIEW_FIELDS))
     if unknown:
       raise ValueError(f"{where} has unknown fields {unknown}; the fields are {VIEW_FIELDS}.")

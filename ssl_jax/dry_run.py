@@ -19,7 +19,7 @@ import ml_collections
 from ssl_jax import config as config_lib
 from ssl_jax import sharding
 from ssl_jax import train
-from ssl_jax.data import pipeline
+from ssl_jax.data import inputs
 
 # Classes of the data sets a config may name when their files are not on this machine (only the shapes matter).
 KNOWN_NUM_CLASSES = {"imagenet2012": 1000, "imagenet2012_subset": 1000, "imagenet_v2": 1000, "digits": 10,
@@ -78,8 +78,8 @@ def _size(n: float) -> str:
 def abstract_batch(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> dict:
   """The global training batch of `config` as `ShapeDtypeStruct`s sharded over `mesh`'s batch axes."""
   batch_sharding = sharding.batch_sharding(mesh)
-  return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=batch_sharding) for k, v in
-          pipeline.train_batch_spec(config.batch_size, config.data.image_size, train.view_groups(config)).items()}
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=batch_sharding),
+                      inputs.batch_spec(config.data, config.batch_size))
 
 
 def check(config: ml_collections.ConfigDict, topology: str | None = None, devices=None) -> dict:

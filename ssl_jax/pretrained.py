@@ -20,6 +20,7 @@ from etils import epath
 from ssl_jax import checkpoint
 from ssl_jax import methods
 from ssl_jax import workdir as workdir_lib
+from ssl_jax.data import inputs
 from ssl_jax.methods import contract
 
 
@@ -124,9 +125,7 @@ def open_workdir(workdir: str, tower: str = "image") -> Source:
 
 def build_method(config: ml_collections.ConfigDict):
   """The method of a (saved) config, enough to name its parameters: no data, schedules or labels."""
-  views = tuple((name, g["count"], g["size"]) for name, g in sorted(config.data.views.items()))
-  size = config.data.image_size
-  run = contract.RunInfo(image_shape=(size, size, 3), views=views, total_steps=1, steps_per_epoch=1, num_classes=None)
+  run = contract.RunInfo(inputs=inputs.method_inputs(config.data), total_steps=1, steps_per_epoch=1, num_classes=None)
   hp = {k: v for k, v in config.method.to_dict().items() if k != "name"}
   return methods.create(config.method.name, model=config.model.to_dict(), run=run, **hp)
 

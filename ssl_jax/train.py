@@ -17,7 +17,6 @@ import optax
 from etils import epath
 from jax.experimental import multihost_utils
 
-from ssl_jax import augment
 from ssl_jax import checkpoint
 from ssl_jax import config as config_lib
 from ssl_jax import evaluators
@@ -28,6 +27,7 @@ from ssl_jax import preemption
 from ssl_jax import pretrained
 from ssl_jax import sharding
 from ssl_jax import workdir as workdir_lib
+from ssl_jax.data import inputs
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
 from ssl_jax.methods import contract
@@ -89,13 +89,13 @@ def loss_and_grads(method, params, extra, batch: dict, rng, step, micro_batches:
   return (loss, (step_metrics, extra)), grads
 
 
-def train_step(method, tx, schedule, augment_views, nonfinite_policy: str, poison_steps: tuple[int, ...],
-               micro_batches: int, state: TrainState, batch: dict):
+def train_step(method, tx, schedule, stage: inputs.DeviceStage, nonfinite_policy: str,
+               poison_steps: tuple[int, ...], micro_batches: int, state: TrainState, batch: dict):
   """One optimizer update on a global batch. Pure; jitted with the state donated.
 
-  `augment_views` (None for single-view methods) applies the photometric augmentation to the view groups first,
-  with a key of its own drawn from the step's key. The gradient is computed in `micro_batches` pieces (see
-  `loss_and_grads`).
+  `stage` (the input spec's device stage) first turns the batch into what the method receives (the photometric
+  augmentation of the view groups), with a key of its own split from the step's key when it draws random numbers.
+  The gradient is computed in `micro_batches` pieces (see `loss_and_grads`).
 
   An update whose loss or gradients are not finite is not applied (parameters, optimizer and method state stay as
   they were; the step counter and data advance). The gradients are tested through their global norm, which the step
@@ -108,9 +108,11 @@ def train_step(method, tx, schedule, augment_views, nonfinite_policy: str, poiso
   tests.
   """
   rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-  if augment_views is not None:
-    aug_rng, rng = jax.random.split(rng)
-    batch = augment_views(batch, aug_rng)
+  if stage.random:
+    stage_rng, rng = jax.random.split(rng)
+    batch = stage(batch, stage_rng)
+  else:
+    batch = stage(batch)
   (loss, (step_metrics, extra)), grads = loss_and_grads(method, state.params, state.extra, batch, rng, state.step,
                                                         micro_batches)
   number = state.step + 1
@@ -145,8 +147,7 @@ def train_step(method, tx, schedule, augment_views, nonfinite_policy: str, poiso
 def _initial_state(method, tx, seed: int, run: contract.RunInfo) -> TrainState:
   """The step-0 state, with logically boxed parameters (unboxed by the caller once shardings are known)."""
   init_rng, train_rng = jax.random.split(jax.random.key(seed))
-  batch = {"image": jnp.zeros((1,) + run.image_shape, jnp.uint8)}
-  batch.update({name: jnp.zeros((1, count, size, size, 3), jnp.float32) for name, count, size in run.views})
+  batch = jax.tree.map(lambda s: jnp.zeros((1,) + s.shape, s.dtype), run.inputs)   # what the method receives
   params, extra = method.init(init_rng, batch)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), extra=extra,
                     rng=jax.random.key_data(train_rng), health=_initial_health())
@@ -159,17 +160,11 @@ class Program:
   durations: config_lib.Durations
   init: Callable[[], TrainState]                    # jitted; the step-0 state, sharded
   step: Callable[[TrainState, dict], tuple]        # jitted, state donated: (state, batch) -> (state, metrics)
-  represent: Callable                               # jitted: (params, extra, batch) -> {feature: [B, D]}
+  represent: Callable                               # jitted: (params, extra, eval batch) -> {feature: [B, D]}
   abstract_state: TrainState                        # ShapeDtypeStructs with shardings: the restore target
   mesh: jax.sharding.Mesh
-  predict: Callable | None = None                   # jitted: (params, extra, batch) -> [B, C] logits (classifiers)
+  predict: Callable | None = None                   # jitted: (params, extra, eval batch) -> [B, C] logits
   source: pretrained.Source | pretrained.FileSource | None = None   # config.init_from
-
-
-def view_groups(config) -> tuple[pipeline.ViewGroup, ...]:
-  """The host-side view groups of `config.data.views`, in name order."""
-  return tuple(pipeline.ViewGroup(name, g.count, g.size, tuple(g.scale), tuple(g.get("ratio", (3 / 4, 4 / 3))),
-                                  g.get("flip", True)) for name, g in config.data.views.items())
 
 
 def train_dataset(config, source):
@@ -178,35 +173,16 @@ def train_dataset(config, source):
   return pipeline.train_dataset(
       source, seed=config.seed, global_batch_size=config.batch_size, image_size=d.image_size,
       crop_scale=d.crop_scale, crop_ratio=d.crop_ratio, flip=d.flip,
-      rand_augment=tuple(d.rand_augment) if d.rand_augment else None, views=view_groups(config),
+      rand_augment=tuple(d.rand_augment) if d.rand_augment else None, views=inputs.view_groups(d),
       num_workers=d.num_workers, prefetch=d.prefetch)
-
-
-def _augmenter(config) -> Callable | None:
-  """(batch, key) -> batch with each view group photometrically augmented and normalised (None: no views)."""
-  if not config.data.views:
-    return None
-  recipes = {}
-  for name, g in config.data.views.items():
-    names = (g.photometric,) if isinstance(g.photometric, str) else tuple(g.photometric)
-    recipes[name] = tuple(augment.recipe(names[i % len(names)]) for i in range(g.count))
-
-  def apply(batch, key):
-    out = dict(batch)
-    for i, (name, rs) in enumerate(recipes.items()):
-      out[name] = augment.augment_views(batch[name], jax.random.fold_in(key, i), rs)
-    return out
-  return apply
 
 
 def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_examples: int,
           num_classes: int | None = None) -> Program:
   """The method, optimizer, and jitted initialiser, train step and feature extractor of `config` on `mesh`."""
   durations = config_lib.resolve_durations(config, num_train_examples)
-  size = config.data.image_size
-  run = contract.RunInfo(
-      image_shape=(size, size, 3), views=tuple((g.name, g.count, g.size) for g in view_groups(config)),
-      total_steps=durations.total, steps_per_epoch=durations.steps_per_epoch, num_classes=num_classes)
+  run = contract.RunInfo(inputs=inputs.method_inputs(config.data), total_steps=durations.total,
+                         steps_per_epoch=durations.steps_per_epoch, num_classes=num_classes)
   model, source = config.model.to_dict(), None
   if config.init_from:
     if not methods.get(config.method.name).accepts_pretrained_encoder:
@@ -239,12 +215,15 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
   return Program(
       method=method, durations=durations, mesh=mesh,
       init=jax.jit(lambda: nn.unbox(init()), out_shardings=state_sharding),
-      step=jax.jit(functools.partial(train_step, method, tx, schedule, _augmenter(config), config.nonfinite_policy,
+      step=jax.jit(functools.partial(train_step, method, tx, schedule, inputs.device_stage(config.data),
+                                     config.nonfinite_policy,
                                      tuple(config.debug.nonfinite_at_steps), config.grad_accum_steps),
                    in_shardings=(state_sharding, batch_sharding),
                    out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0),
-      represent=jax.jit(method.represent, out_shardings=batch_sharding),
-      predict=jax.jit(method.predict, out_shardings=batch_sharding) if method.predicts else None,
+      represent=jax.jit(lambda params, extra, batch: method.represent(params, extra, inputs.eval_stage(batch)),
+                        out_shardings=batch_sharding),
+      predict=jax.jit(lambda params, extra, batch: method.predict(params, extra, inputs.eval_stage(batch)),
+                      out_shardings=batch_sharding) if method.predicts else None,
       abstract_state=abstract_state, source=source)
 
 
@@ -369,8 +348,8 @@ def representation_report(program: Program, state: TrainState, eval_sources, con
     ds, _ = pipeline.eval_dataset(test_src, global_batch_size=config.eval.batch_size,
                                   image_size=config.data.image_size, crop_pct=config.eval.crop_pct)
     images = pipeline.to_global(next(iter(ds)), sharding.batch_sharding(program.mesh))["image"]
-    masked, recon = jax.jit(program.method.reconstruct)(state.params, state.extra, {"image": images},
-                                                        jax.random.key(0))
+    reconstruct = jax.jit(lambda p, e, b, k: program.method.reconstruct(p, e, inputs.eval_stage(b), k))
+    masked, recon = reconstruct(state.params, state.extra, {"image": images}, jax.random.key(0))
     rows = [sharding.to_host(x)[:8] for x in (images, masked, recon)]
     if jax.process_index() == 0:
       grid = report_lib.reconstruction_figure(*rows)

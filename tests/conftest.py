@@ -51,6 +51,14 @@ def load_config(path: str, arg=None):
   return config
 
 
+def image_run(size: int, **facts):
+  """The `RunInfo` of a single-view image method on `size` x `size` images (other facts as keywords)."""
+  import jax
+  import numpy as np
+  from ssl_jax.methods import contract
+  return contract.RunInfo(inputs={"image": jax.ShapeDtypeStruct((size, size, 3), np.float32)}, **facts)
+
+
 def train_steps(config, mesh_sizes, batches):
   """Builds `config` on a mesh of `mesh_sizes` (a dict, or a `config.mesh_preset` name) and applies one step per
   host batch: (program, state, losses)."""

@@ -8,9 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from ssl_jax import image
 from ssl_jax import methods
 from ssl_jax import sharding
+from ssl_jax.data import inputs
 from ssl_jax.methods import contract
 from ssl_jax.models import backbone
 from test_fault_matrix import shrunk
@@ -21,24 +21,26 @@ BATCH = 16
 def _build(name: str, **overrides):
   c = shrunk(name)
   c.method.update(overrides)
-  run = contract.RunInfo(image_shape=(c.data.image_size, c.data.image_size, 3),
-                         views=tuple((g, v.count, v.size) for g, v in sorted(c.data.views.items())),
-                         total_steps=c.total_steps, steps_per_epoch=4, num_classes=10)
+  run = contract.RunInfo(inputs=inputs.method_inputs(c.data), total_steps=c.total_steps, steps_per_epoch=4,
+                         num_classes=10)
   hyper = {k: v for k, v in c.method.to_dict().items() if k != "name"}
   return c, methods.create(name, model=c.model.to_dict(), run=run, **hyper), run
 
 
-def _batches(run: contract.RunInfo):
-  """A training batch as the trainer hands it over (uint8 `image`, or normalised float view groups) and an
-  evaluation batch (uint8 `image`)."""
+def _batches(config, run: contract.RunInfo):
+  """A training batch as the method receives it (`run.inputs`: normalised float `image` or view groups) and an
+  evaluation batch as the method receives it (`image` normalised by the input spec's `eval_stage`)."""
   rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (BATCH,) + run.image_shape, dtype=np.uint8)
-  train = {"label": np.arange(BATCH, dtype=np.int32) % 10, "index": np.arange(BATCH, dtype=np.int32)}
-  if run.views:
-    train.update({g: rng.normal(size=(BATCH, count, size, size, 3)).astype(np.float32) for g, count, size in run.views})
-  else:
-    train["image"] = images
-  return train, {"image": images}
+  images = rng.integers(0, 256, (BATCH, config.data.image_size, config.data.image_size, 3), dtype=np.uint8)
+
+  def example(path, s):
+    name = jax.tree_util.keystr(path)
+    if name == "['label']":
+      return np.arange(BATCH, dtype=np.int32) % run.num_classes
+    if np.issubdtype(s.dtype, np.integer):
+      return np.arange(BATCH, dtype=s.dtype)
+    return rng.normal(size=(BATCH,) + s.shape).astype(s.dtype)
+  return jax.tree.map_with_path(example, run.inputs), inputs.eval_stage({"image": images})
 
 
 VARIANTS = {"dino-sinkhorn": ("dino", dict(centering="sinkhorn"))}    # registered methods with another loss path
@@ -54,7 +56,7 @@ def test_method_honours_the_contract(name):
                      ("accepts_pretrained_encoder", "load_encoders")):      # a capability comes with its hook
     assert getattr(cls, flag) == (getattr(cls, hook) is not getattr(contract.Method, hook)), (flag, hook)
 
-  train_batch, eval_batch = _batches(run)
+  train_batch, eval_batch = _batches(config, run)
   # Every call jitted: one compile each (eagerly, every primitive of every shape compiles on its own: 300 programs).
   params, extra = jax.jit(lambda rng, batch: nn.unbox(method.init(rng, batch)))(jax.random.key(0), train_batch)
   tx = optax.adam(1e-3)
@@ -120,7 +122,7 @@ def test_method_honours_the_contract(name):
   assert feats and set(towers) <= set(feats), (sorted(feats), sorted(towers))
   for tower, (spec, variables) in towers.items():
     assert feats[tower].dtype == jnp.float32 and feats[tower].shape[0] == BATCH
-    released = jax.jit(backbone.create(**spec).apply)(variables, image.normalize(eval_batch["image"]))["pooled"]
+    released = jax.jit(backbone.create(**spec).apply)(variables, eval_batch["image"])["pooled"]
     np.testing.assert_allclose(np.asarray(released), np.asarray(feats[tower]), rtol=1e-5, atol=1e-5)
   if cls.accepts_pretrained_encoder:                 # loading the released encoders back changes nothing
     again = method.load_encoders(params, extra, {t: v for t, (_, v) in towers.items()})

@@ -135,13 +135,23 @@ def test_unknown_tfds_split_is_named(monkeypatch):
     sources.make("imagenet2012", "valid")
 
 
-def test_train_batch_spec_matches_the_global_batches():
-  """The abstract batch of the ahead-of-time compile is what the pipeline delivers (single and multi-view)."""
+def test_input_spec_matches_the_global_batches():
+  """The input spec (the abstract batch of the trainer's init, the dry run and the benchmarks) is what the pipeline
+  delivers, single and multi-view; what the method receives after the device stage is what `method_inputs` says."""
+  import jax
+  import ml_collections
+  from ssl_jax.data import inputs
   mesh = sharding.make_mesh(dict(data=-1, fsdp=1, tensor=1))
-  views = (pipeline.ViewGroup("global_crops", 2, 16, (0.3, 1.0), (3 / 4, 4 / 3), True),
-           pipeline.ViewGroup("local_crops", 3, 8, (0.05, 0.3), (3 / 4, 4 / 3), True))
-  for kw in (dict(image_size=16), dict(image_size=16, views=views)):
-    local = next(iter(pipeline.train_dataset(sources.digits("train"), seed=0, global_batch_size=16, **kw)))
+  views = dict(global_crops=dict(count=2, size=16, scale=(0.3, 1.0), photometric="byol1"),
+               local_crops=dict(count=3, size=8, scale=(0.05, 0.3), photometric="dino_local"))
+  shapes = lambda tree: jax.tree.map(lambda v: (v.shape, v.dtype), tree)
+  for v in ({}, views):
+    data = ml_collections.ConfigDict(dict(image_size=16, views=v))
+    local = next(iter(pipeline.train_dataset(sources.digits("train"), seed=0, global_batch_size=16, image_size=16,
+                                             views=inputs.view_groups(data))))
     real = pipeline.to_global(local, sharding.batch_sharding(mesh))
-    spec = pipeline.train_batch_spec(16, kw["image_size"], kw.get("views", ()))
-    assert {k: (v.shape, v.dtype) for k, v in real.items()} == {k: (v.shape, v.dtype) for k, v in spec.items()}
+    assert shapes(real) == shapes(inputs.batch_spec(data, 16))
+    seen = inputs.device_stage(data)(real, jax.random.key(0))
+    assert shapes(seen) == shapes(jax.tree.map(lambda s: jax.ShapeDtypeStruct((16,) + s.shape, s.dtype),
+                                               inputs.method_inputs(data)))
+    assert all(x.dtype == np.float32 for x in jax.tree.leaves(seen.get("views", {})))

@@ -29,6 +29,7 @@ from ssl_jax import config as config_lib
 from ssl_jax import export
 from ssl_jax import sharding
 from ssl_jax import train
+from ssl_jax.data import inputs
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
 from ssl_jax.models import vit
@@ -233,9 +234,9 @@ def _run_both(steps, total_steps, freeze_steps, a: Arch = SMALL, temp_warmup_epo
   mesh = sharding.make_mesh(c.mesh.to_dict(), jax.devices()[:1])
   program = train.build(c, mesh, len(src), src.num_classes)
   assert program.method.freeze_last_layer_steps == freeze_steps
-  augment = train._augmenter(c)
+  augment = inputs.device_stage(c.data)
   data = iter(pipeline.train_dataset(src, seed=0, global_batch_size=c.batch_size, image_size=16,
-                                     views=train.view_groups(c)))
+                                     views=inputs.view_groups(c.data)))
   state = program.init()
   ref = Reference(a, c, state.params, total_steps, spe, freeze_steps)
   init_prototypes = np.asarray(state.params["net"]["projector"]["prototypes"])
@@ -245,7 +246,7 @@ def _run_both(steps, total_steps, freeze_steps, a: Arch = SMALL, temp_warmup_epo
       batch = pipeline.to_global(next(data), sharding.batch_sharding(mesh))
       # The crops the jitted step augments, drawn here with the step's own key (train.train_step).
       key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-      views = augment(batch, jax.random.split(key)[0])
+      views = augment(batch, jax.random.split(key)[0])["views"]
       crops = lambda name: [torch.from_numpy(np.array(views[name][:, v])) for v in range(views[name].shape[1])]
       theirs.append(ref.step(it, crops("global_crops"), crops("local_crops")))
       state, metrics = program.step(state, batch)
@@ -323,13 +324,13 @@ def main(argv=None):
   state = program.init()
   ref = Reference(arch, c, state.params, durations.total, durations.steps_per_epoch,
                   program.method.freeze_last_layer_steps, durations.warmup)
-  augment = jax.jit(train._augmenter(c))
+  augment = jax.jit(inputs.device_stage(c.data))
   data = iter(pipeline.train_dataset(src, seed=c.seed, global_batch_size=c.batch_size, image_size=c.data.image_size,
-                                     views=train.view_groups(c)))
+                                     views=inputs.view_groups(c.data)))
   start = time.time()
   print(f"{durations.total} steps in the run, {durations.warmup} of warm-up; log({arch.out}) = {np.log(arch.out):.3f}")
   for it in range(args.steps):
-    views = augment(next(data), jax.random.fold_in(jax.random.key(c.seed), it))
+    views = augment(next(data), jax.random.fold_in(jax.random.key(c.seed), it))["views"]
     crops = lambda name: [torch.from_numpy(np.array(views[name][:, v])) for v in range(views[name].shape[1])]
     loss = ref.step(it, crops("global_crops"), crops("local_crops"))
     if it % 25 == 0 or it == args.steps - 1:

@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import pytest
 
 from conftest import ROOT
+from conftest import image_run
 from ssl_jax import flops
 from ssl_jax import host_memory
-from ssl_jax.methods import contract
 from ssl_jax.methods import mae
 from ssl_jax.models import vit
 
@@ -42,11 +42,10 @@ def test_convolution_flops():
 
 def test_mae_step_counts_the_visible_tokens_in_the_encoder_and_all_in_the_decoder():
   method = mae.MAE.create(model=dict(patch_size=4, width=32, depth=2, num_heads=2, mlp_dim=64),
-                      run=contract.RunInfo((16, 16, 3)), mask_ratio=0.75,
+                      run=image_run(16), mask_ratio=0.75,
                       decoder=dict(width=16, depth=1, num_heads=2, mlp_dim=32))
-  batch = {"image": jax.ShapeDtypeStruct((2, 16, 16, 3), jnp.uint8)}
-  params, extra = jax.eval_shape(lambda: method.init(jax.random.key(0), {"image": jnp.zeros((1, 16, 16, 3),
-                                                                                              jnp.uint8)}))
+  batch = {"image": jax.ShapeDtypeStruct((2, 16, 16, 3), jnp.float32)}
+  params, extra = jax.eval_shape(lambda: method.init(jax.random.key(0), {"image": jnp.zeros((1, 16, 16, 3))}))
   counted = flops.train_step_flops(method, nn.unbox(params), extra, batch, jax.random.key(1))
   b, t, k, p = 2, 16, 4, 48                    # 16 patches, 4 visible, 48 values per patch
   forward = (2 * b * t * p * 32                                                  # patch embedding (before dropping)
@@ -144,9 +143,9 @@ def test_pytorch_reference_is_the_same_model():
   import mae as torch_mae
   import numpy as np
   reference = torch_mae.MAE()
-  ours = mae.MAE.create(model=dict(variant="B/16"), run=contract.RunInfo((224, 224, 3)),
+  ours = mae.MAE.create(model=dict(variant="B/16"), run=image_run(224),
                     decoder=dict(width=512, depth=8, num_heads=16, mlp_dim=2048))
-  params, _ = jax.eval_shape(lambda: ours.init(jax.random.key(0), {"image": jnp.zeros((1, 224, 224, 3), jnp.uint8)}))
+  params, _ = jax.eval_shape(lambda: ours.init(jax.random.key(0), {"image": jnp.zeros((1, 224, 224, 3))}))
   assert sum(p.numel() for p in reference.parameters()) == sum(x.size for x in jax.tree.leaves(nn.unbox(params)))
   np.testing.assert_allclose(torch_mae.sincos_table(768, 14)[1:], vit.sincos_2d(768, 14, 14), atol=1e-6)
   assert float(reference(torch.randn(2, 3, 224, 224))) > 0

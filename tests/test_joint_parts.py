@@ -209,12 +209,13 @@ def test_multi_view_pipeline_groups_and_single_decode():
             pipeline.ViewGroup("local_crops", 3, 8, (0.05, 0.4)))
   ds = pipeline.train_dataset(Counting(), seed=1, global_batch_size=16, image_size=16, views=groups)
   batch = next(iter(ds))
-  assert batch["global_crops"].shape == (16, 2, 16, 16, 3) and batch["local_crops"].shape == (16, 3, 8, 8, 3)
+  views = batch["views"]
+  assert views["global_crops"].shape == (16, 2, 16, 16, 3) and views["local_crops"].shape == (16, 3, 8, 8, 3)
   assert "image" not in batch and batch["label"].shape == (16,)
   assert len(calls) >= 16 and len(calls) == len(set(calls))   # each image read (decoded) once for its 5 views
-  assert not np.array_equal(batch["global_crops"][:, 0], batch["global_crops"][:, 1])
+  assert not np.array_equal(views["global_crops"][:, 0], views["global_crops"][:, 1])
   again = next(iter(pipeline.train_dataset(src, seed=1, global_batch_size=16, image_size=16, views=groups)))
-  np.testing.assert_array_equal(batch["local_crops"], again["local_crops"])
+  np.testing.assert_array_equal(views["local_crops"], again["views"]["local_crops"])
 
 
 def test_alignment_and_uniformity_by_hand():

@@ -14,6 +14,7 @@ from conftest import load_config
 from ssl_jax import dry_run
 from ssl_jax import sharding
 from ssl_jax import train
+from ssl_jax.data import inputs
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
 
@@ -97,10 +98,9 @@ def test_bfloat16_compute_keeps_float32_parameters_and_loss(method):
     c = _small(method)
   mesh = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
   local = next(iter(pipeline.train_dataset(sources.digits("train"), seed=0, global_batch_size=32, image_size=16,
-                                           views=train.view_groups(c))))
+                                           views=inputs.view_groups(c.data))))
   batch, key = pipeline.to_global(local, sharding.batch_sharding(mesh)), jax.random.key(0)
-  augment = train._augmenter(c)
-  batch = augment(batch, key) if augment else batch
+  batch = inputs.device_stage(c.data)(batch, key)
   losses = {}
   for dtype in ("float32", "bfloat16"):
     c.model.dtype = dtype

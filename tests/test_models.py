@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import image_run
 from ssl_jax import masking
-from ssl_jax.methods import contract
 from ssl_jax.methods import mae
 from ssl_jax.models import attention
 from ssl_jax.models import vit
@@ -78,8 +78,8 @@ def test_token_dropping_equals_encoding_the_kept_patches():
 
 def test_mae_decoder_output_and_bfloat16_compute():
   method = mae.MAE.create(model=dict(patch_size=4, width=32, depth=1, num_heads=2, mlp_dim=64, dtype="bfloat16"),
-                      run=contract.RunInfo((16, 16, 3)), decoder=dict(width=16, depth=1, num_heads=2, mlp_dim=32))
-  batch = {"image": jnp.zeros((3, 16, 16, 3), jnp.uint8)}
+                      run=image_run(16), decoder=dict(width=16, depth=1, num_heads=2, mlp_dim=32))
+  batch = {"image": jnp.zeros((3, 16, 16, 3), jnp.float32)}
   params, extra = method.init(jax.random.key(0), batch)
   params = nn.unbox(params)
   # Parameters stay float32 under bfloat16 compute.

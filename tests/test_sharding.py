@@ -10,6 +10,7 @@ from conftest import load_config
 from conftest import train_steps
 from ssl_jax import sharding
 from ssl_jax import train
+from ssl_jax.data import inputs
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
 
@@ -66,7 +67,7 @@ def test_resnet_under_fsdp_splits_convolutions_and_trains_like_data_parallel():
   c = load_config("configs/tiny/simclr.py")
   c.batch_size, c.eval.batch_size = 16, 16
   it = iter(pipeline.train_dataset(sources.digits("train"), seed=0, global_batch_size=16, image_size=16,
-                                   views=train.view_groups(c)))
+                                   views=inputs.view_groups(c.data)))
   batches = [next(it) for _ in range(2)]
   dp, fsdp = (train_steps(c.copy_and_resolve_references(), MESHES[name], batches) for name in ("dp", "fsdp"))
   kernels = [(p, x) for p, x in jax.tree_util.tree_flatten_with_path(fsdp[1].params)[0] if x.ndim == 4]

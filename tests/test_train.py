@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from conftest import image_run
 from conftest import load_config
 from conftest import train_steps
 from ssl_jax import sharding
@@ -120,12 +121,13 @@ def test_end_of_run_report_and_extra_evaluators(tiny_config, tmp_path):
 
 def test_mae_reconstruction_pictures(tiny_config):
   from ssl_jax import methods
-  from ssl_jax.methods import contract
-  m = methods.create("mae", model=tiny_config.model.to_dict(), run=contract.RunInfo(image_shape=(16, 16, 3)),
+  from ssl_jax.data import inputs
+  m = methods.create("mae", model=tiny_config.model.to_dict(), run=image_run(16),
                      **{k: v for k, v in tiny_config.method.to_dict().items() if k != "name"})
   images = jax.random.randint(jax.random.key(0), (4, 16, 16, 3), 0, 256).astype(np.uint8)
-  params, extra = m.init(jax.random.key(1), {"image": images})
-  masked, recon = m.reconstruct(nn.unbox(params), extra, {"image": images}, jax.random.key(2))
+  batch = inputs.eval_stage({"image": images})                      # normalised, as the method receives it
+  params, extra = m.init(jax.random.key(1), batch)
+  masked, recon = m.reconstruct(nn.unbox(params), extra, batch, jax.random.key(2))
   assert masked.dtype == recon.dtype == np.uint8 and masked.shape == recon.shape == images.shape
   patches = lambda x: np.asarray(x).reshape(4, 4, 4, 4, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(4, 16, 48)
   grey = np.all(patches(masked) == 128, axis=-1)

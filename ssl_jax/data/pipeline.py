@@ -10,8 +10,8 @@ slice; assembling the processes' slices in order gives the same global batch as 
 
 Multi-view methods (SimCLR, BYOL, MoCo v3, DINO) get, instead of one crop per image, groups of views: each image is
 decoded once and cropped `count` times per group (e.g. DINO's 2 global crops at 224 and 10 local crops at 96), each
-group a `[L, count, size, size, 3]` array under the group's name. Photometric augmentation follows on the device
-(`ssl_jax.augment`).
+group a `[L, count, size, size, 3]` array under `views/<group name>`. Photometric augmentation follows on the device
+(`ssl_jax.data.inputs`, the input spec).
 """
 
 import dataclasses
@@ -57,18 +57,19 @@ class ViewGroup:
 
 @dataclasses.dataclass(frozen=True)
 class MultiViewAugment(grain.transforms.RandomMap):
-  """Several views of each (once-decoded) image: `{group.name: uint8 [count, size, size, 3]}` for each group."""
+  """Several views of each (once-decoded) image: `{"views": {group.name: uint8 [count, size, size, 3], ...}}`."""
   groups: tuple[ViewGroup, ...]
 
   def random_map(self, element, rng: np.random.Generator):
     img = element["image"]
     out = {k: v for k, v in element.items() if k != "image"}
+    out["views"] = {}
     for g in self.groups:
       views = []
       for _ in range(g.count):
         v = transforms.random_resized_crop(img, rng, g.size, g.scale, g.ratio)
         views.append(v[:, ::-1] if g.flip and rng.random() < 0.5 else v)
-      out[g.name] = np.stack(views)
+      out["views"][g.name] = np.stack(views)
     return out
 
 
@@ -110,8 +111,8 @@ def train_dataset(source, *, seed: int, global_batch_size: int, image_size: int,
 
   Returns:
     an `IterDataset` whose elements are `{"image": uint8 [L, S, S, 3], "label": [L], "index": [L]}` (or, with
-    `views`, `{group.name: uint8 [L, count, size, size, 3], ...}` in place of "image"), L the per-process batch
-    size; `iter(...)` gives a Grain iterator whose state Orbax saves.
+    `views`, `{"views": {group.name: uint8 [L, count, size, size, 3], ...}}` in place of "image"), L the
+    per-process batch size; `iter(...)` gives a Grain iterator whose state Orbax saves.
   """
   p = jax.process_index() if process_index is None else process_index
   n = jax.process_count() if process_count is None else process_count
@@ -125,15 +126,6 @@ def train_dataset(source, *, seed: int, global_batch_size: int, image_size: int,
     ds = ds.random_map(TrainAugment(image_size, tuple(crop_scale), tuple(crop_ratio), flip, rand_augment))
   ds = ds.batch(local, drop_remainder=True)[p::n]
   return _to_iter(ds, num_workers, prefetch)
-
-
-def train_batch_spec(global_batch_size: int, image_size: int, views: tuple[ViewGroup, ...] = ()) -> dict:
-  """The global batch `train_dataset` yields (after `to_global`), as `jax.ShapeDtypeStruct`s without shardings: the
-  abstract input of an ahead-of-time compile, known without reading any data."""
-  b = global_batch_size
-  spec = {g.name: jax.ShapeDtypeStruct((b, g.count, g.size, g.size, 3), np.uint8) for g in views} if views else {
-      "image": jax.ShapeDtypeStruct((b, image_size, image_size, 3), np.uint8)}
-  return dict(spec, label=jax.ShapeDtypeStruct((b,), np.int32), index=jax.ShapeDtypeStruct((b,), np.int32))
 
 
 class _Padded:
@@ -175,8 +167,9 @@ def eval_dataset(source, *, global_batch_size: int, image_size: int, crop_pct: f
 
 
 def to_global(batch: dict, sharding: jax.sharding.Sharding) -> dict:
-  """Host-local batch (leading axis = this process's slice) -> global `jax.Array`s sharded by `sharding`."""
+  """Host-local batch (a tree; leading axis = this process's slice) -> global `jax.Array`s sharded by `sharding`."""
   def convert(v):
     v = np.asarray(v)
-    return v.astype(np.int32) if v.dtype == np.int64 else v   # jax runs without 64-bit types by default
-  return {k: jax.make_array_from_process_local_data(sharding, convert(v)) for k, v in batch.items()}
+    v = v.astype(np.int32) if v.dtype == np.int64 else v   # jax runs without 64-bit types by default
+    return jax.make_array_from_process_local_data(sharding, v)
+  return jax.tree.map(convert, batch)

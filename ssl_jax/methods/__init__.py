@@ -13,9 +13,10 @@ and may override the hooks that have defaults: `after_update` (e.g. an EMA teach
 optimizer leaves out of their first updates: DINO's last layer), and, with the class attribute that announces each,
 `load_encoders` (`accepts_pretrained_encoder`), `predict` (`predicts`), `reconstruct` (`reconstructs`).
 
-`batch` holds `image` (uint8 `[B, H, W, 3]`) for single-view methods, or one float `[B, V, H, W, 3]` array per view
-group (augmented on the device and normalised, see `ssl_jax.augment`), plus `label` and `index` `[B]`. Evaluation
-batches (`represent`, `predict`, `reconstruct`) hold `image`, uint8 `[B, H, W, 3]`.
+`batch` is what the input spec (`ssl_jax.data.inputs`) says the method receives, `run.inputs`: `image`, normalised
+float32 `[B, H, W, 3]`, for single-view methods, or `views`, one normalised float32 `[B, V, S, S, 3]` array per view
+group (photometrically augmented on the device), plus `label` and `index` `[B]`. Evaluation batches (`represent`,
+`predict`, `reconstruct`) hold `image`, normalised float32 `[B, H, W, 3]` (the centre view).
 """
 
 from ssl_jax.methods import byol

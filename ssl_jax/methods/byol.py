@@ -36,12 +36,12 @@ class BYOL(joint.ReleasesOnlineEncoder, contract.Method):
   model_spec: tuple = ()
 
   def init(self, rng, batch):
-    return joint.init_with_teacher(self.net, rng, batch[self.view_group][:, 0], self.num_classes)
+    return joint.init_with_teacher(self.net, rng, batch["views"][self.view_group][:, 0], self.num_classes)
 
   def loss(self, params, extra, batch, rng, step):
     del step
     feats, p, z, extra = joint.two_view_forward(self.net, self.target, params, extra,
-                                                 batch[self.view_group], rng)
+                                                 batch["views"][self.view_group], rng)
     loss = jnp.mean(losses.byol_loss(p[0], z[1]) + losses.byol_loss(p[1], z[0]))
     probe, probe_metrics = joint.probe_loss(params["probe"], feats[0], batch.get("label"))
     metrics = dict(probe_metrics, **monitors.collapse_metrics(z[0]), ssl_loss=loss)

@@ -20,7 +20,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ssl_jax import image
 from ssl_jax import regularization
 from ssl_jax.methods import contract
 from ssl_jax.models import backbone
@@ -57,7 +56,7 @@ class Classify(contract.Method):
   model_spec: tuple
 
   def init(self, rng, batch):
-    variables = self.net.init(rng, image.normalize(batch["image"]), False)
+    variables = self.net.init(rng, batch["image"], False)
     return variables["params"], {"batch_stats": variables.get("batch_stats", {})}
 
   def _apply(self, params, extra, x, train, rng=None):
@@ -70,7 +69,7 @@ class Classify(contract.Method):
   def loss(self, params, extra, batch, rng, step):
     del step
     k_erase, k_mix, k_drop = jax.random.split(rng, 3)
-    x = image.normalize(batch["image"])
+    x = batch["image"]
     if self.random_erasing > 0:
       x = regularization.random_erasing(k_erase, x, self.random_erasing)
     targets = regularization.smooth_labels(batch["label"], self.num_classes, self.label_smoothing)
@@ -82,12 +81,12 @@ class Classify(contract.Method):
     return loss, ({"loss": loss, "train_top1": top1}, extra)
 
   def represent(self, params, extra, batch):
-    (feats, _), _ = self._apply(params, extra, image.normalize(batch["image"]), False)
+    (feats, _), _ = self._apply(params, extra, batch["image"], False)
     return {"image": feats}
 
   def predict(self, params, extra, batch):
-    """Logits `[B, C]` of `batch["image"]`, uint8 `[B, H, W, 3]` (evaluation mode)."""
-    (_, logits), _ = self._apply(params, extra, image.normalize(batch["image"]), False)
+    """Logits `[B, C]` of `batch["image"]` (evaluation mode)."""
+    (_, logits), _ = self._apply(params, extra, batch["image"], False)
     return logits
 
   def load_encoders(self, params, extra, variables):

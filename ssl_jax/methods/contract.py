@@ -24,25 +24,32 @@ class RunInfo:
   """Facts of the run a method may need for its schedules and inputs.
 
   Attributes:
-    image_shape: (H, W, C) of single-view training images (`config.data.image_size`).
-    views: view group name -> (count, size) for multi-view methods, in the order the groups are processed (name
-      order); empty for single-view methods, which get `batch["image"]`.
+    inputs: one training example as the method receives it (`ssl_jax.data.inputs.method_inputs`): a tree of
+      `jax.ShapeDtypeStruct`s without the batch axis, e.g. `{"image": float32 (H, W, 3), "label", "index"}` or
+      `{"views": {group: float32 (count, size, size, 3)}, "label", "index"}`.
     total_steps: optimizer steps of the whole run (for momentum and temperature schedules).
     steps_per_epoch: optimizer steps per epoch (for epoch-based schedule hyperparameters of the papers).
     num_classes: labels of the training split, when it has them (for an online linear probe); None otherwise.
   """
-  image_shape: tuple[int, int, int]
-  views: tuple[tuple[str, int, int], ...] = ()
+  inputs: dict
   total_steps: int = 1
   steps_per_epoch: int = 1
   num_classes: int | None = None
 
+  def image_shape(self) -> tuple[int, ...]:
+    """The shape of a single-view example's `image`."""
+    if "image" not in self.inputs:
+      raise ValueError(f"this method needs single-view images (config.data.views empty); the data yields "
+                       f"{sorted(self.inputs)}.")
+    return tuple(self.inputs["image"].shape)
+
   def view_count(self, name: str) -> int:
-    for n, count, _ in self.views:
-      if n == name:
-        return count
-    raise ValueError(f"this method needs the view group {name!r} in config.data.views; the config has "
-                     f"{[n for n, _, _ in self.views] or 'none'}.")
+    """The number of views in view group `name` of `config.data.views`."""
+    groups = self.inputs.get("views", {})
+    if name not in groups:
+      raise ValueError(f"this method needs the view group {name!r} in config.data.views; the config has "
+                       f"{sorted(groups) or 'none'}.")
+    return groups[name].shape[0]
 
 
 Params = Any       # a pytree of arrays (logically boxed as `init` returns it)

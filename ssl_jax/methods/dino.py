@@ -54,7 +54,7 @@ class DINO(contract.Method):
   model_spec: tuple = ()
 
   def init(self, rng, batch):
-    params, stats = joint.init_network(self.net, rng, batch[self.global_group][:, 0])
+    params, stats = joint.init_network(self.net, rng, batch["views"][self.global_group][:, 0])
     extra = {"teacher": params, "center": jnp.zeros((self.out_dim,), jnp.float32), "batch_stats": stats,
              "teacher_stats": stats}
     return {"net": params, "probe": joint.init_probe(self.num_classes, self.net.encoder.num_features)}, extra
@@ -83,10 +83,10 @@ class DINO(contract.Method):
     return jnp.swapaxes(feats[0], 0, 1), logits, stats
 
   def loss(self, params, extra, batch, rng, step):
-    global_views = batch[self.global_group]
+    global_views = batch["views"][self.global_group]
     t_feats, t_logits, t_stats = self._teacher(extra["teacher"], extra["teacher_stats"], global_views)
     t_logits = jax.lax.stop_gradient(t_logits)
-    groups = [global_views] + ([batch[self.local_group]] if self.local_group is not None else [])
+    groups = [global_views] + ([batch["views"][self.local_group]] if self.local_group is not None else [])
     s_feats, s_logits, stats = self._student(params["net"], extra["batch_stats"], groups, rng)
     temp = teacher_lib.epoch_warmup(step, self.steps_per_epoch, self.teacher_temp_warmup_epochs, *self.teacher_temp)
     n, b = t_logits.shape[:2]

@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ssl_jax import image
 from ssl_jax import teacher as teacher_lib
 from ssl_jax.models import backbone
 
@@ -67,9 +66,9 @@ def forward(net: Network, params, stats, x, rng=None, method=None):
 
 
 def features(net: Network, params, stats, images: jax.Array) -> jax.Array:
-  """Evaluation features `[B, D]` of uint8 images `[B, H, W, 3]` (running BatchNorm statistics)."""
+  """Evaluation features `[B, D]` of normalised images `[B, H, W, 3]` (running BatchNorm statistics)."""
   variables = {"params": params, **({"batch_stats": stats} if stats else {})}
-  return net.apply(variables, image.normalize(images), method=Network.features)
+  return net.apply(variables, images, method=Network.features)
 
 
 def encoder_variables(net_params: dict, stats: dict) -> dict:

@@ -51,14 +51,14 @@ class MAE(contract.Method):
   encoder_spec: tuple = ()
 
   def init(self, rng, batch):
-    images = image.normalize(batch["image"])
+    images = batch["image"]
     m = masking.random_masking(jax.random.fold_in(rng, 1), images.shape[0], self.num_patches, self.mask_ratio)
     params = self.model.init(rng, images, m.ids_keep, m.ids_restore)["params"]
     return params, {}
 
   def loss(self, params, extra, batch, rng, step):
     del step
-    images = image.normalize(batch["image"])
+    images = batch["image"]
     m = masking.random_masking(rng, images.shape[0], self.num_patches, self.mask_ratio)
     pred = self.model.apply({"params": params}, images, m.ids_keep, m.ids_restore)
     target = masking.patchify(images, self.patch_size)
@@ -72,16 +72,15 @@ class MAE(contract.Method):
     return {"image": (dict(self.encoder_spec), {"params": {"vit": params["encoder"]}})}
 
   def reconstruct(self, params, extra, batch, rng):
-    """Pictures of MAE at work: `batch["image"]`, uint8 `[B, H, W, 3]` -> (masked input, reconstruction), both uint8.
+    """Pictures of MAE at work: `batch["image"]` (normalised) -> (masked input, reconstruction), both uint8.
 
     Masked patches are grey in the masked input; the reconstruction shows the predicted pixels of the masked patches
     with the visible patches pasted in (MAE's "reconstruction + visible"). With `norm_pix_loss` the predictions are
     per-patch normalised, so each is mapped back with its true patch's mean and variance, as MAE's demo does.
     """
     del extra
-    images = batch["image"]
-    b, h, w, _ = images.shape
-    x = image.normalize(images)
+    x = batch["image"]
+    b, h, w, _ = x.shape
     m = masking.random_masking(rng, b, self.num_patches, self.mask_ratio)
     pred = self.model.apply({"params": params}, x, m.ids_keep, m.ids_restore)
     target = masking.patchify(x, self.patch_size)
@@ -97,7 +96,7 @@ class MAE(contract.Method):
 
   def represent(self, params, extra, batch):
     del extra
-    tokens = self.model.apply({"params": params}, image.normalize(batch["image"]), method=MAEModel.encode)
+    tokens = self.model.apply({"params": params}, batch["image"], method=MAEModel.encode)
     if self.feature == "cls":
       return {"image": tokens[:, 0].astype(jnp.float32)}
     return {"image": jnp.mean(tokens[:, 1:], axis=1).astype(jnp.float32)}
@@ -121,7 +120,7 @@ class MAE(contract.Method):
       raise ValueError(f"method.mask_ratio must be in [0, 1), got {mask_ratio}.")
     if feature not in ("cls", "gap"):
       raise ValueError(f"method.feature must be 'cls' or 'gap', got {feature!r}.")
-    h, w, c = run.image_shape
+    h, w, c = run.image_shape()
     p = enc["patch_size"]
     if h % p or w % p:
       raise ValueError(f"image size {h}x{w} is not divisible by the patch size {p}.")

@@ -33,12 +33,12 @@ class MoCoV3(joint.ReleasesOnlineEncoder, contract.Method):
   model_spec: tuple = ()
 
   def init(self, rng, batch):
-    return joint.init_with_teacher(self.net, rng, batch[self.view_group][:, 0], self.num_classes)
+    return joint.init_with_teacher(self.net, rng, batch["views"][self.view_group][:, 0], self.num_classes)
 
   def loss(self, params, extra, batch, rng, step):
     del step
     feats, q, k, extra = joint.two_view_forward(self.net, self.momentum_net, params, extra,
-                                                 batch[self.view_group], rng)
+                                                 batch["views"][self.view_group], rng)
     loss = jnp.mean(losses.info_nce(q[0], k[1], self.temperature) + losses.info_nce(q[1], k[0], self.temperature))
     probe, probe_metrics = joint.probe_loss(params["probe"], feats[0], batch.get("label"))
     metrics = dict(probe_metrics, **monitors.collapse_metrics(k[0]), ssl_loss=loss)

@@ -30,14 +30,14 @@ class SimCLR(joint.ReleasesOnlineEncoder, contract.Method):
   model_spec: tuple = ()
 
   def init(self, rng, batch):
-    x = batch[self.view_group][:, 0]
+    x = batch["views"][self.view_group][:, 0]
     params, stats = joint.init_network(self.net, rng, x)
     params = {"net": params, "probe": joint.init_probe(self.num_classes, self.net.encoder.num_features)}
     return params, {"batch_stats": stats}
 
   def loss(self, params, extra, batch, rng, step):
     del step
-    views = batch[self.view_group]                                    # [B, 2, H, W, 3], augmented, normalised
+    views = batch["views"][self.view_group]                             # [B, 2, H, W, 3], augmented, normalised
     (feats, z, _), stats = joint.forward(self.net, params["net"], extra["batch_stats"], joint.flatten_views(views),
                                          rng)
     z1, z2 = joint.unflatten_views(z, 2)

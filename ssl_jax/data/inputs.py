@@ -1,0 +1,87 @@
+"""The input spec of the image data: what the pipeline yields per example, and the on-device stage that turns a
+batch of it into what the method receives. The trainer's init, the dry run and the benchmarks all build from it.
+
+Per example the host pipeline (`ssl_jax.data.pipeline`) yields
+
+  single-view (`config.data.views` empty):  {"image": uint8 [S, S, 3], "label": int32, "index": int32}
+  multi-view:                               {"views": {group: uint8 [count, size, size, 3], ...}, "label", "index"}
+
+with the view groups nested under one key (a group may have any name). The device stage, inside the jitted step,
+normalises `image` with the ImageNet mean and std (`ssl_jax.image.normalize`), and augments each view group
+photometrically and normalises it (`ssl_jax.augment.augment_views`): a method always receives normalised float32
+images, `[B, S, S, 3]` or `[B, count, size, size, 3]` per group. Evaluation batches (`image` only, the centre view)
+go through `eval_stage`, the same normalisation.
+"""
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from ssl_jax import augment
+from ssl_jax import image as image_lib
+from ssl_jax.data import pipeline
+
+
+def view_groups(data) -> tuple[pipeline.ViewGroup, ...]:
+  """The host-side view groups of `data.views` (a `config.data` block), in name order."""
+  return tuple(pipeline.ViewGroup(name, g.count, g.size, tuple(g.scale), tuple(g.get("ratio", (3 / 4, 4 / 3))),
+                                  g.get("flip", True)) for name, g in sorted(data.views.items()))
+
+
+def example_spec(data) -> dict:
+  """One example as the host pipeline yields it: `jax.ShapeDtypeStruct`s without a batch axis."""
+  scalar = jax.ShapeDtypeStruct((), np.int32)
+  groups = view_groups(data)
+  if groups:
+    images = {"views": {g.name: jax.ShapeDtypeStruct((g.count, g.size, g.size, 3), np.uint8) for g in groups}}
+  else:
+    images = {"image": jax.ShapeDtypeStruct((data.image_size, data.image_size, 3), np.uint8)}
+  return dict(images, label=scalar, index=scalar)
+
+
+def batch_spec(data, batch_size: int) -> dict:
+  """`example_spec` with a leading batch axis of `batch_size`."""
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct((batch_size,) + s.shape, s.dtype), example_spec(data))
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceStage:
+  """The on-device stage of training batches, `stage(batch, key) -> batch`: `image` normalised; each view group
+  photometrically augmented and normalised, with a key of its own per group (`fold_in(key, i)`, groups in name
+  order); other entries unchanged. `random` says whether it draws random numbers (the train step then splits a key
+  off the step's key for it; a stage that does not gets none, so a single-view method's random numbers do not
+  depend on it)."""
+  recipes: tuple[tuple[str, tuple[augment.Photometric, ...]], ...] = ()
+
+  @property
+  def random(self) -> bool:
+    return bool(self.recipes)
+
+  def __call__(self, batch: dict, key: jax.Array | None = None) -> dict:
+    batch = eval_stage(batch)
+    if not self.recipes:
+      return batch
+    views = {name: augment.augment_views(batch["views"][name], jax.random.fold_in(key, i), rs)
+             for i, (name, rs) in enumerate(self.recipes)}
+    return dict(batch, views=views)
+
+
+def eval_stage(batch: dict) -> dict:
+  """The on-device stage of evaluation batches: `image` (uint8) normalised to float32; other entries unchanged."""
+  return dict(batch, image=image_lib.normalize(batch["image"])) if "image" in batch else batch
+
+
+def device_stage(data) -> DeviceStage:
+  """The `DeviceStage` of a `config.data` block."""
+  recipes = []
+  for name, g in sorted(data.views.items()):
+    names = (g.photometric,) if isinstance(g.photometric, str) else tuple(g.photometric)
+    recipes.append((name, tuple(augment.recipe(names[i % len(names)]) for i in range(g.count))))
+  return DeviceStage(tuple(recipes))
+
+
+def method_inputs(data) -> dict:
+  """One example as the method receives it (after `device_stage`): `jax.ShapeDtypeStruct`s without a batch axis."""
+  out = jax.eval_shape(device_stage(data), batch_spec(data, 1), jax.random.key(0))
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), out)
