@@ -93,8 +93,9 @@ def train_step(method, tx, schedule, stage: inputs.DeviceStage, nonfinite_policy
                poison_steps: tuple[int, ...], micro_batches: int, state: TrainState, batch: dict):
   """One optimizer update on a global batch. Pure; jitted with the state donated.
 
-  `stage` (the input spec's device stage) first turns the batch into what the method receives (the photometric
-  augmentation of the view groups), with a key of its own split from the step's key when it draws random numbers.
+  `stage` (the input spec's device stage) first turns the batch into what the method receives (images normalised,
+  view groups photometrically augmented), with a key of its own split from the step's key when it draws random
+  numbers.
   The gradient is computed in `micro_batches` pieces (see `loss_and_grads`).
 
   An update whose loss or gradients are not finite is not applied (parameters, optimizer and method state stay as

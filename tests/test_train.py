@@ -178,3 +178,13 @@ def test_training_loop_never_syncs_with_the_devices_between_log_steps(tiny_confi
   tiny_config.eval.evaluators = {}
   train.run(tiny_config, str(tmp_path))
   assert sorted(_losses(tmp_path)) == [3, 6]
+
+
+def test_results_of_several_features_are_named_by_feature():
+  """A method whose `represent` returns several features (a two-tower method) gets each feature's evaluation under
+  its name; with one feature the metric names stay as they are."""
+  one = {"image": {"eval/knn_top1": 0.5, "report/rankme": 3.0}}
+  assert train._per_feature(one) == one["image"]
+  two = dict(one, text={"eval/knn_top1": 0.25, "report/rankme": 2.0})
+  assert train._per_feature(two) == {"eval/image/knn_top1": 0.5, "report/image/rankme": 3.0,
+                                     "eval/text/knn_top1": 0.25, "report/text/rankme": 2.0}
