@@ -71,12 +71,12 @@ def test_method_honours_the_contract(name):
 
   mesh8 = sharding.make_mesh(dict(data=8, fsdp=1, tensor=1), jax.devices())
   mesh1 = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
-  results, placed = [], []
+  results, placed, opt0 = [], [], jax.jit(tx.init)(params)
   for mesh in (mesh1, mesh8):                        # the global batch on 1 device, then split over 8
     with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
       placed.append((jax.device_put(extra, sharding.replicated(mesh)),
                      jax.device_put(train_batch, sharding.batch_sharding(mesh))))
-      state = jax.device_put((params, jax.jit(tx.init)(params)), sharding.replicated(mesh))
+      state = jax.device_put((params, opt0), sharding.replicated(mesh))
       results.append(adam_step(*state, *placed[-1]))
   (trained, opt_state, (loss, step_metrics, new_extra, grads)), (_, _, (loss8, _, _, grads8)) = results
 
