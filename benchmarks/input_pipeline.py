@@ -4,7 +4,7 @@
     python benchmarks/input_pipeline.py --config=configs/mae_vit_b.py --config.batch_size=8 \\
         --config.data.name=image_folder --config.data.data_dir=/path/to/jpegs --config.data.num_workers=2
 
-The stream is the one `main.py` trains on (`ssl_jax.train.train_dataset`: decode, crops, views, batching, Grain
+The stream is the one `main.py` trains on (`ssl_jax.data.inputs.train_stream`: decode, crops, views, batching, Grain
 worker processes per `config.data.num_workers`), read on the host until `--batches` batches have been produced after
 `--warmup` (worker start-up). The train step's examples/s comes from `train_step.py` in the same run (skip it with
 `--step_examples_per_s=<number>`), and the ratio says how many times faster the data comes than the step eats it.
@@ -36,9 +36,9 @@ flags.mark_flags_as_required(["config"])
 
 def pipeline_rate(config, batches: int = 20, warmup: int = 3) -> dict:
   """Examples/s of `config`'s training stream on this host (one process's share of each global batch)."""
-  from ssl_jax import train
-  source = train.open_source(config, config.data.train_split)
-  it = iter(train.train_dataset(config, source))
+  from ssl_jax.data import inputs
+  source = inputs.open_source(config.data, config.data.train_split)
+  it = iter(inputs.train_stream(config.data, source, seed=config.seed, global_batch_size=config.batch_size))
   for _ in range(warmup):
     next(it)
   start = time.perf_counter()
@@ -48,7 +48,7 @@ def pipeline_rate(config, batches: int = 20, warmup: int = 3) -> dict:
     examples += len(batch["index"])
   elapsed = time.perf_counter() - start
   return dict(pipeline_examples_per_s=examples / elapsed, batches=batches, workers=config.data.num_workers,
-              data=config.data.name, views={k: (g.count, g.size) for k, g in config.data.views.items()})
+              data=config.data.name, views={k: (g.count, g.size) for k, g in config.data.image.views.items()})
 
 
 def main(argv):

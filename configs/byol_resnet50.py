@@ -39,11 +39,8 @@ def get_config(arg=None):
   c.ckpt_every = 1000
   c.eval_every, c.eval_every_epochs = None, 20.0
 
-  c.data.name = "imagenet2012"
-  c.data.image_size = 224
-  c.data.num_workers = 16
-  c.data.views = ml_collections.ConfigDict({"global_crops": dict(count=2, size=224, scale=(0.08, 1.0), flip=True,
-                                                                 photometric=("byol1", "byol2"))})
+  c.data = config_lib.image_data("imagenet2012", size=224, num_workers=16, views=dict(
+      global_crops=dict(count=2, size=224, scale=(0.08, 1.0), flip=True, photometric=("byol1", "byol2"))))
 
   c.model = ml_collections.ConfigDict(dict(arch="resnet", depth=50, width=64, stem="imagenet",
                                            zero_init_residual=False, dtype="bfloat16"))

@@ -51,18 +51,11 @@ def get_config(arg=None):
   c.ckpt_every = 1000
   c.eval_every, c.eval_every_epochs = None, 10.0
 
-  c.data.name = "imagenet2012"
-  c.data.image_size = 224
-  c.data.num_workers = 16
-  c.data.views = ml_collections.ConfigDict({
-      "global_crops": dict(count=2, size=224, scale=(0.4, 1.0), flip=True, photometric=("byol1", "byol2")),
-      "local_crops": dict(count=10, size=96, scale=(0.05, 0.4), flip=True, photometric=("dino_local",)),
-  })
+  c.data = config_lib.image_data("imagenet2012", size=224, num_workers=16, views=dict(
+      global_crops=dict(count=2, size=224, scale=(0.4, 1.0), flip=True, photometric=("byol1", "byol2")),
+      local_crops=dict(count=10, size=96, scale=(0.05, 0.4), flip=True, photometric=("dino_local",))))
 
-  c.model = ml_collections.ConfigDict(dict(arch="vit", variant="S/16", posemb="sincos2d", dtype="bfloat16",
-                                           pool="cls", drop_path=0.1))
-  c.model.attention_impl = config_dict.placeholder(str)
-  config_lib.add_vit_execution_options(c.model)
+  c.model = config_lib.vit("S/16", posemb="sincos2d", dtype="bfloat16", pool="cls", drop_path=0.1)
 
   c.method.name = "dino"
   c.method.head = dict(out_dim=65536, hidden_dim=2048, bottleneck_dim=256, num_layers=3, norm_last_layer=True,

@@ -34,12 +34,8 @@ def get_config(arg=None):
   c.ckpt_every = 1000
   c.eval_every, c.eval_every_epochs = None, 10.0
 
-  c.data.name = "imagenet2012"
-  c.data.image_size = 224
-  c.data.crop_scale = (0.08, 1.0)
-  c.data.flip = True
-  c.data.rand_augment = (2, 9, 0.5)
-  c.data.num_workers = 16
+  c.data = config_lib.image_data("imagenet2012", size=224, crop_scale=(0.08, 1.0), flip=True, rand_augment=(2, 9, 0.5),
+                                 eval_crop_pct=0.875, num_workers=16)
 
   # Only what fine-tuning changes; the rest (variant, patch size, position embeddings) comes from init_from.
   c.model = config_dict.ConfigDict(dict(drop_path=0.1, pool="gap_fc_norm", dtype="bfloat16"))
@@ -61,7 +57,6 @@ def get_config(arg=None):
   c.optim.warmup_epochs = 5.0
   c.optim.min_lr = 1e-6
 
-  c.eval.crop_pct = 0.875
   c.eval.batch_size = 1024
   c.eval.init_baseline = False
   c.eval.evaluators = config_dict.ConfigDict()      # the classifier's own top-1 / top-5 is the result

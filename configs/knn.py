@@ -40,16 +40,14 @@ def get_config(arg=None):
   ))
   if arg == "digits":
     c.batch_size = 128
-    c.data.name = "digits"
-    c.data.image_size = 16
-    c.data.crop_scale, c.data.flip = (0.5, 1.0), False    # the views of the report's alignment, as in configs/tiny
+    # The report's alignment views as in configs/tiny.
+    c.data = config_lib.image_data("digits", size=16, crop_scale=(0.5, 1.0), flip=False, eval_crop_pct=1.0)
     c.eval.test_split = "test"
-    c.eval.crop_pct = 1.0
     c.eval.batch_size = 360
     c.eval.evaluators.fewshot.l2 = 32.0
     c.eval.evaluators.linear_lars.update(dict(epochs=60, batch_size=128, base_lr=16.0, warmup_epochs=5))
   else:
-    c.data.name = "imagenet2012"
+    c.data = config_lib.image_data("imagenet2012", size=224)
     c.eval.batch_size = 1024
   c.lock()
   return c

@@ -30,11 +30,8 @@ def get_config(arg=None):
   c.ckpt_every = 500
   c.eval_every, c.eval_every_epochs = None, 10.0
 
-  c.data.name = "imagenet2012"
-  c.data.image_size = 224
-  c.data.crop_scale = (0.08, 1.0)
-  c.data.flip = True
-  c.data.num_workers = 16
+  c.data = config_lib.image_data("imagenet2012", size=224, crop_scale=(0.08, 1.0), flip=True, eval_crop_pct=0.875,
+                                 num_workers=16)
 
   # The architecture and pooled feature come from init_from.
   c.model = config_dict.ConfigDict(dict(pool=config_dict.placeholder(str), dtype="bfloat16"))
@@ -52,7 +49,6 @@ def get_config(arg=None):
   c.optim.warmup_epochs = 10.0
   c.optim.frozen = ("encoder/.*",)
 
-  c.eval.crop_pct = 0.875
   c.eval.batch_size = 1024
   c.eval.init_baseline = False
   c.eval.evaluators = config_dict.ConfigDict()

@@ -40,19 +40,9 @@ def get_config(arg=None):
   c.ckpt_every = 1000
   c.eval_every, c.eval_every_epochs = None, 100.0
 
-  c.data.name = "imagenet2012"
-  c.data.image_size = 224
-  c.data.crop_scale = (0.2, 1.0)
-  c.data.flip = True
-  c.data.num_workers = 16
+  c.data = config_lib.image_data("imagenet2012", size=224, crop_scale=(0.2, 1.0), flip=True, num_workers=16)
 
-  c.model.variant = "B/16"
-  c.model.posemb = "sincos2d"
-  c.model.dtype = "bfloat16"
-  c.model.attention_impl = config_lib.config_dict.placeholder(str)   # None: cuDNN on GPUs (bf16), else "einsum"
-  for k in ("patch_size", "width", "depth", "num_heads", "mlp_dim"):
-    c.model[k] = config_lib.config_dict.placeholder(int)
-  config_lib.add_vit_execution_options(c.model)
+  c.model = config_lib.vit("B/16", posemb="sincos2d", dtype="bfloat16")
 
   c.method.name = "mae"
   c.method.mask_ratio = 0.75

@@ -39,16 +39,10 @@ def get_config(arg=None):
   c.ckpt_every = 1000
   c.eval_every, c.eval_every_epochs = None, 20.0
 
-  c.data.name = "imagenet2012"
-  c.data.image_size = 224
-  c.data.num_workers = 16
-  c.data.views = ml_collections.ConfigDict({"global_crops": dict(count=2, size=224, scale=(0.08, 1.0), flip=True,
-                                                                 photometric=("byol1", "byol2"))})
+  c.data = config_lib.image_data("imagenet2012", size=224, num_workers=16, views=dict(
+      global_crops=dict(count=2, size=224, scale=(0.08, 1.0), flip=True, photometric=("byol1", "byol2"))))
 
-  c.model = ml_collections.ConfigDict(dict(arch="vit", variant="B/16", posemb="sincos2d", dtype="bfloat16",
-                                           pool="cls"))
-  c.model.attention_impl = config_dict.placeholder(str)
-  config_lib.add_vit_execution_options(c.model)
+  c.model = config_lib.vit("B/16", posemb="sincos2d", dtype="bfloat16", pool="cls")
 
   c.method.name = "mocov3"
   c.method.projector = dict(dims=(4096, 4096, 256), hidden_bn=True, last_bn="plain", use_bias=False)

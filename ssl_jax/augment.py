@@ -43,7 +43,7 @@ class Photometric:
 
 _BYOL_JITTER = dict(jitter_p=0.8, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, gray_p=0.2)
 
-# Named recipes; a view group in `config.data.views` names one per view (cycling).
+# Named recipes; a view group in `config.data.image.views` names one per view (cycling).
 RECIPES = {
     "none": Photometric(),
     # SimCLR (Chen et al. 2020, appendix A): colour distortion of strength 1 (0.8, 0.8, 0.8, 0.2) with p 0.8,

@@ -22,7 +22,9 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint._src.metadata import array_metadata_store
 
 # Config keys that define the experiment: a workdir holding a run with other values is not resumed.
-IDENTITY_KEYS = ("method", "model", "batch_size", "seed", "data.name", "data.image_size")
+IDENTITY_KEYS = ("method", "model", "batch_size", "seed", "data.name", "data.image.size")
+# Where runs saved by earlier versions of the config schema kept an identity key.
+_FORMER_KEYS = {"data.image.size": "data.image_size"}
 ITEMS = ("state", "data", "config")
 COMMIT_MARKER = "commit_success.txt"
 
@@ -290,11 +292,15 @@ def state_differences(stored, abstract_state, limit: int = 3) -> list[str]:
 
 def identity_differences(saved: dict, current: dict, keys=IDENTITY_KEYS) -> list[str]:
   """The dotted keys among `keys` whose values differ between two configs (as JSON-like dicts), ignoring the
-  model's `EXECUTION_KEYS`."""
+  model's `EXECUTION_KEYS` and its unset (None) fields, which mean the default (`arch` unset means "vit"); a key the
+  config schema has moved is read from its former place in runs saved before the move (`_FORMER_KEYS`)."""
   def norm(key, config):
-    value = json.loads(json.dumps(_lookup(config, key)))  # tuples vs lists, as JSON stores them
+    value = _lookup(config, key)
+    if value is None and key in _FORMER_KEYS:
+      value = _lookup(config, _FORMER_KEYS[key])
+    value = json.loads(json.dumps(value))  # tuples vs lists, as JSON stores them
     if key == "model" and isinstance(value, dict):
-      value = {k: v for k, v in value.items() if k not in EXECUTION_KEYS}
+      value = {k: v for k, v in dict(dict(arch="vit"), **value).items() if k not in EXECUTION_KEYS and v is not None}
     return value
   return [k for k in keys if norm(k, saved) != norm(k, current)]
 

@@ -20,14 +20,16 @@ DURATIONS = ("total", "warmup", "log_every", "ckpt_every", "eval_every")
 
 
 def base_config() -> ml_collections.ConfigDict:
-  """Defaults shared by every experiment (an MAE ViT-B/16 on ImageNet unless a config says otherwise)."""
+  """Defaults shared by every experiment: how a run executes, checkpoints, evaluates and recovers. What the experiment
+  is — `method.name`, `model`, `data` (`image_data(...)`), `batch_size`, `optim.base_lr` and a duration — is
+  unset, and `validate` asks for it."""
   c = ml_collections.ConfigDict()
   c.seed = 0
   # A pretraining workdir whose newest intact checkpoint initialises the encoder (fine-tuning, linear probing,
   # standalone evaluation with total_steps=0); the encoder's architecture comes from that run's config unless
   # config.model sets it.
   c.init_from = config_dict.placeholder(str)
-  c.batch_size = 256                                   # global, over all processes and devices
+  c.batch_size = config_dict.placeholder(int)          # required: global, over all processes and devices
   # Gradient accumulation: each step's batch is processed in this many sequential micro-batches (their mean
   # gradient makes one update); see the README for what it means for contrastive methods and BatchNorm.
   c.grad_accum_steps = 1
@@ -66,32 +68,17 @@ def base_config() -> ml_collections.ConfigDict:
   # plus this fraction of them (and over 1 MiB more: replicated parameters that should be split); None: no check.
   c.sharding_tolerance = 0.05
 
-  c.data = ml_collections.ConfigDict()
-  c.data.name = "imagenet2012"                         # a TFDS name, or "digits" / "synthetic" (no download)
-  c.data.data_dir = config_dict.placeholder(str)       # TFDS data_dir, local or gs://
-  c.data.train_split = "train"
-  c.data.image_size = 224
-  c.data.crop_scale = (0.2, 1.0)
-  c.data.crop_ratio = (3 / 4, 4 / 3)
-  c.data.flip = True
-  c.data.rand_augment = config_dict.placeholder(tuple)   # (num_ops, magnitude, magnitude_std): timm rand-m9-mstd0.5
-  c.data.num_workers = 0                               # Grain worker processes (0: in the main process)
-  c.data.prefetch = 2
-  c.data.synthetic_examples = 4096                     # size of the "synthetic" data set
-  c.data.bad_images = "skip"                           # undecodable image files: "skip" (replace, count) or "stop"
-  # Multi-view methods: view groups by name (processed in name order), each
-  #   dict(count=2, size=224, scale=(0.08, 1.0), ratio=(3/4, 4/3), flip=True, photometric=("byol1", "byol2"))
-  # with `photometric` naming one `ssl_jax.augment.RECIPES` entry per view (or one for all). Empty: one crop per
-  # image as `image` (crop_scale, crop_ratio, flip above), no photometric augmentation.
-  c.data.views = ml_collections.ConfigDict()
+  # The data: a source and its modality's block (`image_data` builds an image data block; text and audio blocks
+  # follow). Required: data.name and the modality's block.
+  c.data = data_block()
 
   c.method = ml_collections.ConfigDict()
-  c.method.name = "mae"
-  c.model = ml_collections.ConfigDict()
+  c.method.name = config_dict.placeholder(str)         # required: a `ssl_jax.methods.METHODS` name
+  c.model = ml_collections.ConfigDict()                # the encoder (`vit(...)`, or a dict with `arch`)
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "adamw"
-  c.optim.base_lr = 1.5e-4                             # peak lr = base_lr * batch_size / lr_batch_base
+  c.optim.base_lr = config_dict.placeholder(float)     # required: peak lr = base_lr * batch_size / lr_batch_base
   c.optim.lr_batch_base = 256
   c.optim.schedule = "cosine"
   c.optim.min_lr = 0.0
@@ -116,7 +103,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.data_name = config_dict.placeholder(str)      # default: data.name
   c.eval.train_split = "train"                         # the labelled bank / probe training set
   c.eval.test_split = "validation"
-  c.eval.crop_pct = 0.875
   c.eval.batch_size = 256
   # Evaluators by name, each {type, **arguments} (see `ssl_jax.evaluators`); logged as eval/<name>_top1.
   c.eval.evaluators = ml_collections.ConfigDict(dict(
@@ -124,6 +110,9 @@ def base_config() -> ml_collections.ConfigDict:
       linear=dict(type="linear_lbfgs", l2=1e-4, steps=500),              # quick L-BFGS logistic regression
   ))
   c.eval.init_baseline = True                          # also evaluate the encoder at random initialisation
+  # Also evaluate the raw input (the evaluation view's pixels, flattened) through the same evaluators: the baseline a
+  # representation must beat. Off by default: at ImageNet size the features are 150,528-dimensional.
+  c.eval.raw_baseline = False
   # End-of-run report (workdir/report/ and TensorBoard): collapse statistics, alignment/uniformity, PCA and t-SNE of
   # the test features (at most report_points of them), and for MAE a grid of reconstructions.
   c.eval.report = True
@@ -137,6 +126,79 @@ def base_config() -> ml_collections.ConfigDict:
   # host-to-device transfers.)
   c.debug.transfer_guard = "allow"
   return c
+
+
+def data_block(name: str | None = None, **fields) -> ml_collections.ConfigDict:
+  """`config.data` without a modality: the source and how it is read. `image_data` adds the image block."""
+  d = ml_collections.ConfigDict()
+  d.name = name if name is not None else config_dict.placeholder(str)   # a TFDS name, "digits", "synthetic", ...
+  d.data_dir = config_dict.placeholder(str)            # TFDS data_dir / image folder, local or gs://
+  d.train_split = "train"
+  d.num_workers = 0                                    # Grain worker processes (0: in the main process)
+  d.prefetch = 2
+  d.synthetic_examples = 4096                          # size of the "synthetic" data set
+  d.update(fields)
+  return d
+
+
+def image_data(name: str, *, size: int, crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3), flip: bool = True,
+               rand_augment: tuple | None = None, views: dict | None = None, eval_crop_pct: float = 0.875,
+               bad_images: str = "skip", **fields) -> ml_collections.ConfigDict:
+  """`config.data` of an image data set: `data_block(name, **fields)` with its image options under `image`.
+
+  Args:
+    name: the source (a TFDS name such as "imagenet2012", "digits", "synthetic", "image_folder").
+    size: the side of the training crop and of the evaluation view.
+    crop_scale, crop_ratio, flip: the random-resized crop (area fraction, aspect ratio) and horizontal flip of a
+      single-view method's training images (and of the report's two augmented views).
+    rand_augment: (num_ops, magnitude, magnitude_std) of RandAugment after the crop (timm's rand-m9-mstd0.5 is
+      (2, 9, 0.5)); None: none.
+    views: multi-view methods' view groups by name (processed in name order), each
+      `dict(count=2, size=224, scale=(0.08, 1.0), ratio=(3/4, 4/3), flip=True, photometric=("byol1", "byol2"))`
+      with `photometric` naming one `ssl_jax.augment.RECIPES` entry per view (or one for all). None: one crop per
+      image as `image` (the crop options above), no photometric augmentation.
+    eval_crop_pct: the evaluation view: the shorter side resized to `size / eval_crop_pct`, the centre `size` crop.
+    bad_images: undecodable image files: "skip" (replaced by the next decodable one, counted) or "stop".
+  """
+  d = data_block(name, **fields)
+  d.image = ml_collections.ConfigDict(dict(
+      size=size, crop_scale=tuple(crop_scale), crop_ratio=tuple(crop_ratio), flip=flip,
+      rand_augment=tuple(rand_augment) if rand_augment else config_dict.placeholder(tuple),
+      views=ml_collections.ConfigDict(views or {}), eval_crop_pct=eval_crop_pct, bad_images=bad_images))
+  return d
+
+
+def vit(variant: str | None = None, *, remat: str | None = "none", scan: bool | None = False,
+        **fields) -> ml_collections.ConfigDict:
+  """`config.model` of a ViT encoder: a named size (`variant`: "S/16", "B/16", "L/16", ...) or explicit dimensions
+  (`patch_size`, `width`, `depth`, `num_heads`, `mlp_dim`; those not given stay settable from the command line), and
+  any other field of `ssl_jax.models.vit.vit_kwargs` / `backbone.create` (posemb, dtype, pool, drop_path).
+  `attention_impl` unset picks cuDNN on recent NVIDIA GPUs in half precision and "einsum" elsewhere; `remat` and
+  `scan` as `add_vit_execution_options`."""
+  m = ml_collections.ConfigDict(dict(arch="vit"))
+  m.variant = variant if variant is not None else config_dict.placeholder(str)
+  for key in ("patch_size", "width", "depth", "num_heads", "mlp_dim"):
+    m[key] = fields.pop(key) if key in fields else config_dict.placeholder(int)
+  m.attention_impl = fields.pop("attention_impl") if "attention_impl" in fields else config_dict.placeholder(str)
+  m.update(fields)
+  add_vit_execution_options(m, remat, scan)
+  return m
+
+
+# Image options that earlier versions kept in config.data (and eval.crop_pct): their places under config.data.image.
+_MOVED_TO_IMAGE = {"image_size": "size", "crop_scale": "crop_scale", "crop_ratio": "crop_ratio", "flip": "flip",
+                   "rand_augment": "rand_augment", "views": "views", "bad_images": "bad_images"}
+
+
+def upgrade(saved: dict) -> dict:
+  """A saved run's config (a dict, as checkpoints store it) in the current schema: a run saved before the image
+  options moved under `config.data.image` gets them there (`export` and `init_from` read old runs through this)."""
+  data = dict(saved.get("data", {}))
+  if "image" in data or "image_size" not in data:
+    return saved
+  image = {new: data.pop(old) for old, new in _MOVED_TO_IMAGE.items() if old in data}
+  image["eval_crop_pct"] = saved.get("eval", {}).get("crop_pct", 0.875)
+  return dict(saved, data=dict(data, image=image))
 
 
 def add_vit_execution_options(model: ml_collections.ConfigDict, remat: str | None = "none",
@@ -162,6 +224,16 @@ def _positive(config, key):
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks values that do not depend on devices or data; raises ValueError naming the key and the fix."""
+  for key, how in (("method.name", "a method of ssl_jax.methods.METHODS"),
+                   ("data.name", "a data set, e.g. config.data = config_lib.image_data('digits', size=16)"),
+                   ("batch_size", "the global batch size"), ("optim.base_lr", "the base learning rate")):
+    group, _, field = key.rpartition(".")
+    if key == "optim.base_lr" and config.total_steps == 0:
+      continue                                          # evaluation only: nothing is trained
+    if (config[group] if group else config)[field] is None:
+      raise ValueError(f"config.{key} is not set; set it to {how}.")
+  if "image" not in config.data:
+    raise ValueError("config.data has no modality block; build it with config_lib.image_data(name, size=...).")
   if config.batch_size <= 0:
     raise ValueError(f"config.batch_size must be positive, got {config.batch_size}.")
   if config.grad_accum_steps < 1 or config.batch_size % config.grad_accum_steps:
@@ -176,10 +248,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     value = config[key]
     if value is not None and (value < 0 or (value == 0 and not config.init_from)):
       raise ValueError(f"config.{key} must be positive (0 only evaluates, with config.init_from), got {value}.")
-  ra = config.data.rand_augment
-  if ra is not None and (len(ra) != 3 or ra[0] < 0 or not 0 <= ra[1] <= 10 or ra[2] < 0):
-    raise ValueError(f"config.data.rand_augment={ra}: give (num_ops >= 0, magnitude in [0, 10], magnitude_std >= 0), "
-                     "e.g. (2, 9, 0.5).")
   if config.optim.layer_decay is not None and not 0 < config.optim.layer_decay <= 1:
     raise ValueError(f"config.optim.layer_decay must be in (0, 1], got {config.optim.layer_decay}.")
   if not 0 < 2 * config.lease.heartbeat_s < config.lease.expire_s:
@@ -200,38 +268,43 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.optim.schedule={config.optim.schedule!r} is unknown; use one of {optim.SCHEDULES}.")
   if config.optim.grad_clip_mode not in ("global", "per_tensor"):
     raise ValueError(f"config.optim.grad_clip_mode={config.optim.grad_clip_mode!r}: use 'global' or 'per_tensor'.")
-  if config.optim.base_lr <= 0:
+  if config.optim.base_lr is not None and config.optim.base_lr <= 0:
     raise ValueError(f"config.optim.base_lr must be positive, got {config.optim.base_lr}.")
   if set(config.mesh.keys()) != set(sharding.MESH_AXES):
     raise ValueError(f"config.mesh must have exactly the axes {sharding.MESH_AXES}, got {sorted(config.mesh)}.")
   sharding.preset_sizes(config.mesh_preset, config.mesh.to_dict())
-  lo, hi = config.data.crop_scale
-  if not 0 < lo <= hi <= 1:
-    raise ValueError(f"config.data.crop_scale must satisfy 0 < lo <= hi <= 1, got {config.data.crop_scale}.")
-  if config.data.image_size <= 0:
-    raise ValueError(f"config.data.image_size must be positive, got {config.data.image_size}.")
-  if config.data.bad_images not in ("skip", "stop"):
-    raise ValueError(f"config.data.bad_images={config.data.bad_images!r}: use 'skip' or 'stop'.")
   if config.data.num_workers < 0:
     raise ValueError(f"config.data.num_workers must be >= 0, got {config.data.num_workers}.")
-  _validate_views(config.data.views)
+  _validate_image(config.data.image)
   if config.eval.batch_size <= 0:
     raise ValueError(f"config.eval.batch_size must be positive, got {config.eval.batch_size}.")
   for name, spec in config.eval.evaluators.items():
     evaluators.check(name, spec.to_dict() if hasattr(spec, "to_dict") else dict(spec))
-  if not 0 < config.eval.crop_pct <= 1:
-    raise ValueError(f"config.eval.crop_pct must be in (0, 1], got {config.eval.crop_pct}.")
 
 
 VIEW_FIELDS = ("count", "size", "scale", "ratio", "flip", "photometric")
 
 
-def _validate_views(views) -> None:
-  for name, g in views.items():
-    where = f"config.data.views.{name}"
+def _validate_image(image) -> None:
+  """Checks `config.data.image` (`image_data`)."""
+  lo, hi = image.crop_scale
+  if not 0 < lo <= hi <= 1:
+    raise ValueError(f"config.data.image.crop_scale must satisfy 0 < lo <= hi <= 1, got {tuple(image.crop_scale)}.")
+  if image.size <= 0:
+    raise ValueError(f"config.data.image.size must be positive, got {image.size}.")
+  ra = image.rand_augment
+  if ra is not None and (len(ra) != 3 or ra[0] < 0 or not 0 <= ra[1] <= 10 or ra[2] < 0):
+    raise ValueError(f"config.data.image.rand_augment={tuple(ra)}: give (num_ops >= 0, magnitude in [0, 10], "
+                     "magnitude_std >= 0), e.g. (2, 9, 0.5).")
+  if image.bad_images not in ("skip", "stop"):
+    raise ValueError(f"config.data.image.bad_images={image.bad_images!r}: use 'skip' or 'stop'.")
+  if not 0 < image.eval_crop_pct <= 1:
+    raise ValueError(f"config.data.image.eval_crop_pct must be in (0, 1], got {image.eval_crop_pct}.")
+  for name, g in image.views.items():
+    where = f"config.data.image.views.{name}"
     if not name.isidentifier() or keyword.iskeyword(name):    # groups are nested under batch["views"]: any name
       raise ValueError(f"{where}: a view group needs a name that is a Python identifier, not a keyword (so that "
-                       f"--config.data.views.<name>.count=... parses); e.g. 'global_crops'.")
+                       f"--config.data.image.views.<name>.count=... parses); e.g. 'global_crops'.")
     unknown = sorted(set(g.keys()) - set(VIEW_FIELDS))
     if unknown:
       raise ValueError(f"{where} has unknown fields {unknown}; the fields are {VIEW_FIELDS}.")

@@ -51,7 +51,7 @@ def dataset_facts(config) -> tuple[int, int | None, str]:
   """The training split's size and classes, from its metadata; for data not on this machine, placeholders (they
   change the schedules' lengths, not the compiled program), with a note saying so."""
   try:
-    source = train.open_source(config, config.data.train_split)
+    source = inputs.open_source(config.data, config.data.train_split)
     return len(source), getattr(source, "num_classes", None), ""
   except Exception as e:  # noqa: BLE001 -- any failure to open the data only makes durations unknown
     classes = KNOWN_NUM_CLASSES.get(config.data.name)

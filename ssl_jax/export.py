@@ -196,7 +196,7 @@ def export(workdir: str, fmt: str, out: str, tower: str = "image") -> str:
   out = workdir_lib.absolute(out)
   source = pretrained.open_workdir(workdir, tower)
   spec, variables = source.spec, source.variables()
-  image_size = source.config.data.image_size
+  image_size = source.config.data.image.size
   if fmt == "npz":
     flat = {k: np.asarray(v) for k, v in pretrained.flatten(variables).items()}
     flat["__spec__"] = np.asarray(json.dumps(spec))

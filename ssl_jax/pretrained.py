@@ -18,6 +18,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from ssl_jax import checkpoint
+from ssl_jax import config as config_lib
 from ssl_jax import methods
 from ssl_jax import workdir as workdir_lib
 from ssl_jax.data import inputs
@@ -113,7 +114,7 @@ def open_workdir(workdir: str, tower: str = "image") -> Source:
                             "point it at the --workdir of a pretraining run that saved at least one step.")
   step = steps[0]
   with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as ckptr:
-    config = ml_collections.ConfigDict(ckptr.restore(directory / str(step) / "config"))
+    config = ml_collections.ConfigDict(config_lib.upgrade(ckptr.restore(directory / str(step) / "config")))
   metadata = ocp.PyTreeCheckpointHandler().metadata(directory / str(step) / "state").tree
   method = build_method(config)
   towers = method.encoders(metadata["params"], metadata["extra"])

@@ -29,7 +29,7 @@ from ssl_jax import sharding
 from ssl_jax import workdir as workdir_lib
 from ssl_jax.data import inputs
 from ssl_jax.data import pipeline
-from ssl_jax.data import sources
+from ssl_jax.evaluators import report as report_lib
 from ssl_jax.methods import contract
 
 
@@ -162,20 +162,12 @@ class Program:
   init: Callable[[], TrainState]                    # jitted; the step-0 state, sharded
   step: Callable[[TrainState, dict], tuple]        # jitted, state donated: (state, batch) -> (state, metrics)
   represent: Callable                               # jitted: (params, extra, eval batch) -> {feature: [B, D]}
+  represent_raw: Callable                           # jitted: eval batch -> {modality: [B, D]}, the raw input
   abstract_state: TrainState                        # ShapeDtypeStructs with shardings: the restore target
   mesh: jax.sharding.Mesh
   predict: Callable | None = None                   # jitted: (params, extra, eval batch) -> [B, C] logits
+  reconstruct: Callable | None = None               # jitted: (params, extra, eval batch, key) -> 3 uint8 rows
   source: pretrained.Source | pretrained.FileSource | None = None   # config.init_from
-
-
-def train_dataset(config, source):
-  """The training stream of `config.data` over `source` (`pipeline.train_dataset`)."""
-  d = config.data
-  return pipeline.train_dataset(
-      source, seed=config.seed, global_batch_size=config.batch_size, image_size=d.image_size,
-      crop_scale=d.crop_scale, crop_ratio=d.crop_ratio, flip=d.flip,
-      rand_augment=tuple(d.rand_augment) if d.rand_augment else None, views=inputs.view_groups(d),
-      num_workers=d.num_workers, prefetch=d.prefetch)
 
 
 def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_examples: int,
@@ -194,7 +186,8 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
   method = methods.create(config.method.name, model=model, run=run,
                           **{k: v for k, v in config.method.to_dict().items() if k != "name"})
   o = config.optim
-  schedule = optim.lr_schedule(peak_lr=optim.peak_learning_rate(o.base_lr, config.batch_size, o.lr_batch_base),
+  base_lr = 0.0 if o.base_lr is None else o.base_lr    # unset only in an evaluation-only run (total_steps=0)
+  schedule = optim.lr_schedule(peak_lr=optim.peak_learning_rate(base_lr, config.batch_size, o.lr_batch_base),
                                warmup_steps=durations.warmup, total_steps=durations.total, schedule=o.schedule,
                                min_lr=o.min_lr)
   tx = optim.make(name=o.name, learning_rate=schedule,
@@ -223,8 +216,13 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
                    out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0),
       represent=jax.jit(lambda params, extra, batch: method.represent(params, extra, inputs.eval_stage(batch)),
                         out_shardings=batch_sharding),
+      represent_raw=jax.jit(lambda batch: inputs.raw_representation(inputs.eval_stage(batch)),
+                            out_shardings=batch_sharding),
       predict=jax.jit(lambda params, extra, batch: method.predict(params, extra, inputs.eval_stage(batch)),
                       out_shardings=batch_sharding) if method.predicts else None,
+      reconstruct=jax.jit(lambda params, extra, batch, key: method.reconstruct(params, extra,
+                                                                              inputs.eval_stage(batch), key))
+      if method.reconstructs else None,
       abstract_state=abstract_state, source=source)
 
 
@@ -255,131 +253,89 @@ def load_pretrained(program: Program, state: TrainState) -> TrainState:
   return state.replace(params=params, extra=extra)
 
 
-def extract_features(program: Program, state: TrainState, source, config, augment_seed: int | None = None):
-  """Representations of a whole labelled source: (`{feature: [N', D]}`, `[N']` labels, -1 on padding).
-
-  `augment_seed`: features of a random training view (crop scale and flip of `config.data`) instead of the centre
-  view, seeded — for the alignment of two augmented views in the report.
-  """
-  d = config.data
-  augment = None if augment_seed is None else pipeline.TrainAugment(d.image_size, tuple(d.crop_scale),
-                                                                     tuple(d.crop_ratio), d.flip)
-  ds, _ = pipeline.eval_dataset(source, global_batch_size=config.eval.batch_size, image_size=d.image_size,
-                                crop_pct=config.eval.crop_pct, augment=augment, seed=augment_seed or 0)
+def eval_batches(program: Program, config, eval_sources: dict):
+  """`batches(split, augment_seed=None)` of an `evaluators.Context`: the global evaluation batches of
+  `eval_sources[split]` (`inputs.eval_stream`)."""
   batch_sharding = sharding.batch_sharding(program.mesh)
-  feats, labels = [], []
-  for local in ds:
-    batch = pipeline.to_global(local, batch_sharding)
-    feats.append(program.represent(state.params, state.extra, {"image": batch["image"]}))
-    labels.append(jnp.where(batch["valid"] > 0, batch["label"], -1))
-  return {name: jnp.concatenate([f[name] for f in feats]) for name in feats[0]}, jnp.concatenate(labels)
+
+  def batches(split: str, augment_seed: int | None = None):
+    ds, _ = inputs.eval_stream(config.data, eval_sources[split], global_batch_size=config.eval.batch_size,
+                               augment_seed=augment_seed)
+    for local in ds:
+      yield pipeline.to_global(local, batch_sharding)
+  return batches
 
 
-def _per_feature(results_of_feature: dict[str, dict[str, float]]) -> dict[str, float]:
-  """One feature's results as they are; several features' as `eval/<feature>/<metric>` (`report/...` alike)."""
-  if len(results_of_feature) == 1:
-    return next(iter(results_of_feature.values()))
-  return {k.replace("/", f"/{name}/", 1): v for name, results in results_of_feature.items() for k, v in results.items()}
+def _model_inputs(batch: dict) -> dict:
+  """An evaluation batch without its labels: what `represent` / `predict` / `reconstruct` may read."""
+  return {k: v for k, v in batch.items() if k not in ("label", "valid")}
 
 
-def evaluate(program: Program, state: TrainState, eval_sources, config, suffix: str = "",
-             features=None) -> dict[str, float]:
-  """The evaluators of `config.eval.evaluators` on each feature of the method's representation under `state`.
+def eval_context(program: Program, state: TrainState, config, eval_sources: dict, *, raw: bool = False,
+                 feature_names: tuple[str, ...] | None = None, picture=None) -> evaluators.Context:
+  """The `evaluators.Context` of `state`'s representation (or with `raw` of the raw input) on `eval_sources`."""
+  p, e = state.params, state.extra
+  method = program.method
+  trained = not raw and program.durations.total > 0         # an untrained head predicts nothing
+  return evaluators.Context(
+      represent=(lambda b: program.represent_raw(_model_inputs(b))) if raw else (
+          lambda b: program.represent(p, e, _model_inputs(b))),
+      batches=eval_batches(program, config, eval_sources), mesh=program.mesh,
+      num_classes=getattr(eval_sources["train"], "num_classes", None), feature_names=feature_names,
+      class_names=getattr(eval_sources["train"], "class_names", None),
+      predict=(lambda b: program.predict(p, e, _model_inputs(b))) if trained and method.predicts else None,
+      reconstruct=(lambda b, key: program.reconstruct(p, e, _model_inputs(b), key)) if (
+          not raw and method.reconstructs) else None,
+      picture=picture, title=f"{config.method.name}, step {int(state.step)}")
 
-  `features`: precomputed ((train features, labels), (test features, labels)), features `{name: [N, D]}`.
-  """
-  train_src, test_src = eval_sources
-  if features is None:
-    features = (extract_features(program, state, train_src, config),
-                extract_features(program, state, test_src, config))
-  (train_feats, train_labels), (test_feats, test_labels) = features
-  results = _per_feature({
-      name: evaluators.run(config.eval.evaluators.to_dict(), (train_feats[name], train_labels),
-                           (test_feats[name], test_labels), suffix=suffix, mesh=program.mesh,
-                           num_classes=getattr(train_src, "num_classes", None)) for name in train_feats})
-  if program.predict is not None and program.durations.total > 0:    # an untrained head predicts nothing
-    results.update({k + suffix: v for k, v in classification_accuracy(program, state, test_src, config).items()})
+
+def evaluate(program: Program, state: TrainState, eval_sources: dict, config, *, workdir: str | None = None,
+             writer=None) -> dict[str, float]:
+  """The evaluators of `config.eval.evaluators` on `state`'s representation; with `workdir` (the end of the run)
+  also, as `config.eval` asks, the random-init column (`_init`), the raw-input column (`_raw`) and the report."""
+  context = eval_context(program, state, config, eval_sources, picture=None if workdir is None else
+                         functools.partial(_save_picture, workdir, writer, int(state.step)))
+  specs = config.eval.evaluators.to_dict()
+  results = evaluators.run(specs, context)
+  if workdir is None:
+    return results
+  names = context.names(context.features("train")[0])
+  if config.eval.init_baseline:
+    results.update(evaluators.run(specs, eval_context(program, program.init(), config, eval_sources,
+                                                      feature_names=names), suffix="_init"))
+  if config.eval.raw_baseline:
+    results.update(evaluators.run(specs, eval_context(program, state, config, eval_sources, raw=True,
+                                                      feature_names=names), suffix="_raw"))
+  if config.eval.report:
+    results.update(report_lib.run(context, points=config.eval.report_points))
   return results
 
 
-def classification_accuracy(program: Program, state: TrainState, source, config) -> dict[str, float]:
-  """Top-1 and top-5 accuracy of a classifier method's own predictions on `source` (centre view)."""
-  ds, _ = pipeline.eval_dataset(source, global_batch_size=config.eval.batch_size, image_size=config.data.image_size,
-                                crop_pct=config.eval.crop_pct)
-  batch_sharding = sharding.batch_sharding(program.mesh)
-  hits1 = hits5 = count = 0
-  for local in ds:
-    batch = pipeline.to_global(local, batch_sharding)
-    logits = program.predict(state.params, state.extra, {"image": batch["image"]})
-    top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
-    valid = batch["valid"] > 0
-    hits1 += jnp.sum((top5[:, 0] == batch["label"]) & valid)
-    hits5 += jnp.sum(jnp.any(top5 == batch["label"][:, None], axis=-1) & valid)
-    count += jnp.sum(valid)
-  return {"eval/top1": float(hits1 / count), "eval/top5": float(hits5 / count)}
-
-
-def representation_report(program: Program, state: TrainState, eval_sources, config, workdir: str, writer,
-                          test_features) -> dict[str, float]:
-  """The end-of-run report: collapse and geometry numbers, the embedding picture, and MAE's reconstructions.
-
-  Writes `workdir/report/embedding.png` (`embedding_<feature>.png` for each feature of a method with several, and
-  `reconstructions.png` for methods that reconstruct) and the same images to TensorBoard; returns the numbers
-  (logged by the caller).
-  """
-  from ssl_jax.evaluators import report as report_lib
-  test_src = eval_sources[1]
-  feats, labels = test_features
-  view1, _ = extract_features(program, state, test_src, config, augment_seed=1)
-  view2, _ = extract_features(program, state, test_src, config, augment_seed=2)
-  valid = sharding.to_host(labels) >= 0
-  labels = sharding.to_host(labels)[valid]
-  step, numbers = int(state.step), {}
-  for name in feats:
-    f, v1, v2 = (sharding.to_host(x[name])[valid] for x in (feats, view1, view2))
-    numbers[name] = report_lib.representation_metrics(f, v1, v2)
-    if jax.process_index() == 0:
-      n, key = config.eval.report_points, "embedding" if len(feats) == 1 else f"embedding_{name}"
-      title = f"{config.method.name}, step {step}" + ("" if len(feats) == 1 else f", {name}")
-      picture = report_lib.embedding_figure(f[:n], labels[:n], title=title)
-      report_lib.save_png(picture, epath.Path(workdir) / "report" / f"{key}.png")
-      writer.image(f"report/{key}", picture, step)
-  numbers = _per_feature(numbers)
-  if program.method.reconstructs:
-    ds, _ = pipeline.eval_dataset(test_src, global_batch_size=config.eval.batch_size,
-                                  image_size=config.data.image_size, crop_pct=config.eval.crop_pct)
-    images = pipeline.to_global(next(iter(ds)), sharding.batch_sharding(program.mesh))["image"]
-    reconstruct = jax.jit(lambda p, e, b, k: program.method.reconstruct(p, e, inputs.eval_stage(b), k))
-    masked, recon = reconstruct(state.params, state.extra, {"image": images}, jax.random.key(0))
-    rows = [sharding.to_host(x)[:8] for x in (images, masked, recon)]
-    if jax.process_index() == 0:
-      grid = report_lib.reconstruction_figure(*rows)
-      report_lib.save_png(grid, epath.Path(workdir) / "report" / "reconstructions.png")
-      writer.image("report/reconstructions", grid, step)
-  return numbers
-
-
-def open_source(config, split: str, name: str | None = None):
-  """The source `name` (default `config.data.name`) / `split`, with `config.data`'s location and options."""
-  d = config.data
-  return sources.make(name or d.name, split, data_dir=d.data_dir, image_size=d.image_size,
-                      num_examples=d.synthetic_examples, bad_images=d.bad_images)
+def _save_picture(workdir: str, writer, step: int, key: str, picture) -> None:
+  """Writes a report picture to `workdir/report/<key>.png` and to TensorBoard as `report/<key>`."""
+  report_lib.save_png(picture, epath.Path(workdir) / "report" / f"{key}.png")
+  writer.image(f"report/{key}", picture, step)
 
 
 def open_sources(config):
-  """The training source and the evaluators' (train, test) sources of `config`."""
+  """The training source and the evaluators' sources by split (`{"train": ..., "test": ...}`) of `config`."""
   e = config.eval
-  return open_source(config, config.data.train_split), (open_source(config, e.train_split, e.data_name),
-                                                        open_source(config, e.test_split, e.data_name))
+  return inputs.open_source(config.data, config.data.train_split), {
+      "train": inputs.open_source(config.data, e.train_split, e.data_name),
+      "test": inputs.open_source(config.data, e.test_split, e.data_name)}
 
 
 def _report(step, results, config, workdir):
-  """Prints the final evaluation (pretrained next to random init when both were measured) and the report's numbers."""
-  both = any(k.endswith("_init") for k in results)
-  lines = [f"\nevaluation at step {step}" + (" (pretrained / random init):" if both else ":")]
-  for key in sorted(k for k in results if k.startswith("eval/") and not k.endswith("_init")):
-    init = f"   {results[key + '_init']:.4f}" if key + "_init" in results else ""
-    lines.append(f"  {key.split('/', 1)[1]:32s} {results[key]:.4f}{init}")
+  """Prints the final evaluation (pretrained next to random init and the raw input where measured) and the report's
+  numbers."""
+  columns = [("", "pretrained"), ("_init", "random init"), ("_raw", inputs.RAW_INPUT)]
+  columns = [(suffix, label) for suffix, label in columns if not suffix or any(k.endswith(suffix) for k in results)]
+  header = " (" + " / ".join(label for _, label in columns) + ")" if len(columns) > 1 else ""
+  lines = [f"\nevaluation at step {step}{header}:"]
+  for key in sorted(k for k in results if k.startswith("eval/") and not k.endswith(("_init", "_raw"))):
+    values = "".join(f"   {results[key + s]:.4f}" if key + s in results else "         "
+                     for s, _ in columns[1:])
+    lines.append(f"  {key.split('/', 1)[1]:32s} {results[key]:.4f}{values}".rstrip())
   report = sorted(k for k in results if k.startswith("report/"))
   if report:
     pictures = os.path.join(workdir, "report")
@@ -486,7 +442,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
     _, target = program.method.encoders(program.abstract_state.params, program.abstract_state.extra)[
         program.source.tower]
     pretrained.check_fit(target, program.source.shapes())
-  train_iter = iter(train_dataset(config, train_source))
+  train_iter = iter(inputs.train_stream(config.data, train_source, seed=config.seed,
+                                       global_batch_size=config.batch_size))
   _create_workdir(workdir)
   lease = _take_lease(workdir, config)     # before anything is written; a second run on this workdir stops here
   ckpt = writer = ids_log = watcher = None
@@ -519,13 +476,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
       metrics.say(f"evaluating {program.source.label} (total_steps=0: no training) on {mesh.size} devices")
 
     every = lambda n, s: n > 0 and s % n == 0
-    bad_images = 0
+    bad_examples = 0
     with jax.set_mesh(mesh), nn.logical_axis_rules(config.sharding_rules):
       for step in range(start + 1, dur.total + 1):
         # Between log steps nothing waits for the devices: config.debug.transfer_guard="disallow" proves it.
         with jax.transfer_guard(config.debug.transfer_guard):
           local = next(train_iter)
-          bad_images += int(np.sum(local.pop("bad", 0)))      # undecodable files replaced (data.bad_images="skip")
+          bad_examples += int(np.sum(local.pop("bad", 0)))    # unreadable examples replaced (data.bad_images="skip")
           if ids_log is not None:
             ids_log.write(step, local["index"])
           state, step_metrics = program.step(state, pipeline.to_global(local, batch_sharding))
@@ -536,7 +493,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
         if every(dur.log_every, step) or step == dur.total:
           step_metrics = jax.device_get(step_metrics)
           _check_health(state, config)
-          writer.write(step, dict(step_metrics, bad_images=bad_images, **progress(step, step_metrics)))
+          writer.write(step, dict(step_metrics, bad_examples=bad_examples, **progress(step, step_metrics)))
         if every(dur.eval_every, step) and step != dur.total:
           writer.write(step, evaluate(program, state, eval_sources, config))
         writer.flush()             # the step's one line, before its checkpoint can commit
@@ -559,12 +516,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
       if done:
         results = {k: v for r in done for k, v in r.items() if k.startswith(("eval/", "report/"))}
       else:
-        features = tuple(extract_features(program, state, src, config) for src in eval_sources)
-        results = evaluate(program, state, eval_sources, config, features=features)
-        if config.eval.init_baseline:
-          results.update(evaluate(program, program.init(), eval_sources, config, suffix="_init"))
-        if config.eval.report:
-          results.update(representation_report(program, state, eval_sources, config, workdir, writer, features[1]))
+        results = evaluate(program, state, eval_sources, config, workdir=workdir, writer=writer)
         writer.write(dur.total, results)
         writer.flush()
   except BaseException:

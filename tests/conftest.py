@@ -92,7 +92,7 @@ def tiny_config():
   c.ckpt_every = 3
   c.optim.warmup_epochs = None
   c.optim.warmup_steps = 2
-  c.data.image_size = 16
+  c.data.image.size = 16
   c.model.width = 32
   c.model.depth = 1
   c.model.num_heads = 2
@@ -103,6 +103,7 @@ def tiny_config():
   c.eval.batch_size = 40
   c.eval.evaluators.linear.steps = 20
   c.eval.report = False                 # its own tests cover it; t-SNE would slow every run
+  c.eval.raw_baseline = False
   return c
 
 
@@ -117,7 +118,7 @@ def mae_workdir(tmp_path_factory):
   c.model.update(dict(width=32, depth=2, num_heads=4, mlp_dim=64))
   c.method.decoder = dict(width=32, depth=1, num_heads=2, mlp_dim=64)
   c.eval.update(dict(train_split="train[:200]", test_split="test[:80]", batch_size=40, init_baseline=False,
-                     report=False))
+                     raw_baseline=False, report=False))
   c.eval.evaluators.linear.steps = 20
   workdir = tmp_path_factory.mktemp("mae")
   return workdir, train.run(c, str(workdir))

@@ -24,13 +24,16 @@ from ssl_jax import train
     (lambda c: c.method.update(dict(mask_ratio=1.0)), "mask_ratio must be in"),
     (lambda c: c.model.update(dict(patch_size=5)), "not divisible by the patch size 5"),
     (lambda c: c.optim.update(dict(name="adam_typo")), "config.optim.name='adam_typo' is unknown"),
-    (lambda c: c.data.update(dict(crop_scale=(0.5, 0.2))), "crop_scale"),
+    (lambda c: c.data.image.update(dict(crop_scale=(0.5, 0.2))), "config.data.image.crop_scale must satisfy"),
+    (lambda c: c.method.update(dict(name=None)), r"config.method.name is not set; set it to a method of"),
+    (lambda c: c.update(dict(batch_size=None)), r"config.batch_size is not set"),
+    (lambda c: setattr(c, "data", config_lib.data_block("digits")), r"config.data has no modality block; .*image_data"),
     (lambda c: c.model.update(dict(width=None)), r"set `variant` .* or all of \['width'\]"),
     (lambda c: c.data.update(dict(name="digits", train_split="val")), "digits has splits"),
     (lambda c: c.data.update(dict(name="imagenet2012", data_dir="/nonexistent/tfds")), "tfds build imagenet2012"),
     (lambda c: c.eval.evaluators.update(dict(knn=dict(type="knn", kk=5))), r"evaluators.knn has unknown arguments"),
     (lambda c: c.eval.evaluators.update(dict(svm=dict(type="svm"))), r"evaluators.svm.type='svm'; use one of"),
-    (lambda c: c.data.update(dict(rand_augment=(2, 11, 0.5))), r"config.data.rand_augment=\(2, 11, 0.5\)"),
+    (lambda c: c.data.image.update(dict(rand_augment=(2, 11, 0.5))), r"config.data.image.rand_augment=\(2, 11, 0.5\)"),
     (lambda c: c.optim.update(dict(layer_decay=1.5)), r"config.optim.layer_decay must be in \(0, 1\]"),
     (lambda c: setattr(c, "init_from", "/nonexistent/run"), "method 'mae' cannot start from a pretrained"),
 ])
@@ -59,7 +62,7 @@ def test_paper_hyperparameters_of_mae_vit_b():
   assert (c.method.mask_ratio, c.method.norm_pix_loss) == (0.75, True)
   assert (c.optim.name, c.optim.b1, c.optim.b2, c.optim.weight_decay) == ("adamw", 0.9, 0.95, 0.05)
   assert c.optim.base_lr * c.batch_size / c.optim.lr_batch_base == pytest.approx(2.4e-3)
-  assert tuple(c.data.crop_scale) == (0.2, 1.0) and c.data.flip
+  assert tuple(c.data.image.crop_scale) == (0.2, 1.0) and c.data.image.flip and c.data.image.size == 224
 
 
 def _main(*args, workdir):
@@ -83,9 +86,16 @@ def test_execution_keys_do_not_change_a_runs_identity():
   existed; any architecture key still counts."""
   from ssl_jax import checkpoint
   saved = dict(method=dict(name="mae"), model=dict(variant="B/16"), batch_size=8, seed=0,
-               data=dict(name="digits", image_size=16))
+               data=dict(name="digits", image_size=16))         # as runs of earlier versions saved it
   current = json.loads(json.dumps(saved))
   current["model"].update(remat="full", scan=True)
   assert checkpoint.identity_differences(saved, current) == []
+  # A run saved before the image options moved under data.image, and before ViT configs named every field (unset
+  # ones None) and their arch, is the same experiment.
+  current["data"] = dict(name="digits", image=dict(size=16))
+  current["model"].update(arch="vit", width=None)
+  assert checkpoint.identity_differences(saved, current) == []
+  current["data"]["image"]["size"] = 32
+  assert checkpoint.identity_differences(saved, current) == ["data.image.size"]
   current["model"]["variant"] = "S/16"
-  assert checkpoint.identity_differences(saved, current) == ["model"]
+  assert checkpoint.identity_differences(saved, current) == ["model", "data.image.size"]

@@ -31,7 +31,7 @@ def _batches(config, run: contract.RunInfo):
   """A training batch as the method receives it (`run.inputs`: normalised float `image` or view groups) and an
   evaluation batch as the method receives it (`image` normalised by the input spec's `eval_stage`)."""
   rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (BATCH, config.data.image_size, config.data.image_size, 3), dtype=np.uint8)
+  images = rng.integers(0, 256, (BATCH, config.data.image.size, config.data.image.size, 3), dtype=np.uint8)
 
   def example(path, s):
     name = jax.tree_util.keystr(path)
@@ -130,5 +130,5 @@ def test_method_honours_the_contract(name):
   if cls.predicts:
     assert jax.jit(method.predict)(params, extra, eval_batch).shape == (BATCH, run.num_classes)
   if cls.reconstructs:
-    shown, output = jax.jit(method.reconstruct)(params, extra, eval_batch, jax.random.key(2))
-    assert shown.dtype == output.dtype == jnp.uint8 and shown.shape == output.shape == eval_batch["image"].shape
+    rows = jax.jit(method.reconstruct)(params, extra, eval_batch, jax.random.key(2))
+    assert len(rows) == 3 and all(r.dtype == jnp.uint8 and r.shape == eval_batch["image"].shape for r in rows)

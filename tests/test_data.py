@@ -48,8 +48,8 @@ def test_synthetic_source_splits():
 
 
 def _stream(process_index=0, process_count=1, **kw):
-  ds = pipeline.train_dataset(sources.digits("train"), seed=3, global_batch_size=8, image_size=16,
-                              process_index=process_index, process_count=process_count, **kw)
+  ds = pipeline.train_dataset(sources.digits("train"), seed=3, global_batch_size=8,
+                              transform=transforms.train_transform(image_size=16), process_index=process_index, process_count=process_count, **kw)
   return iter(ds)
 
 
@@ -86,7 +86,8 @@ def test_processes_read_contiguous_slices_of_the_global_batch():
 
 
 def test_eval_dataset_pads_and_flags_validity():
-  ds, n = pipeline.eval_dataset(sources.digits("test[:50]"), global_batch_size=16, image_size=16)
+  ds, n = pipeline.eval_dataset(sources.digits("test[:50]"), global_batch_size=16,
+                                transform=transforms.EvalView(16, 0.875))
   batches = list(ds)
   assert n == 4 and len(batches) == 4
   valid = np.concatenate([b["valid"] for b in batches])
@@ -96,14 +97,15 @@ def test_eval_dataset_pads_and_flags_validity():
 
 def test_batch_larger_than_data_is_an_error():
   with pytest.raises(ValueError, match="larger than the data set"):
-    pipeline.train_dataset(sources.digits("test[:10]"), seed=0, global_batch_size=16, image_size=16)
+    pipeline.train_dataset(sources.digits("test[:10]"), seed=0, global_batch_size=16,
+                           transform=transforms.train_transform(image_size=16))
 
 
 def test_tfds_source_under_mock_data():
   with tfds.testing.mock_data(num_examples=24):
     src = sources.make("imagenet2012", "train")
     assert len(src) == 24 and src.num_classes == 1000
-    it = iter(pipeline.train_dataset(src, seed=0, global_batch_size=8, image_size=32))
+    it = iter(pipeline.train_dataset(src, seed=0, global_batch_size=8, transform=transforms.train_transform(image_size=32)))
     batch = next(it)
   assert batch["image"].shape == (8, 32, 32, 3) and batch["image"].dtype == np.uint8
   assert batch["label"].shape == (8,) and ((0 <= batch["label"]) & (batch["label"] < 1000)).all()
@@ -139,16 +141,15 @@ def test_input_spec_matches_the_global_batches():
   """The input spec (the abstract batch of the trainer's init, the dry run and the benchmarks) is what the pipeline
   delivers, single and multi-view; what the method receives after the device stage is what `method_inputs` says."""
   import jax
-  import ml_collections
+  from ssl_jax import config as config_lib
   from ssl_jax.data import inputs
   mesh = sharding.make_mesh(dict(data=-1, fsdp=1, tensor=1))
   views = dict(global_crops=dict(count=2, size=16, scale=(0.3, 1.0), photometric="byol1"),
                local_crops=dict(count=3, size=8, scale=(0.05, 0.3), photometric="dino_local"))
   shapes = lambda tree: jax.tree.map(lambda v: (v.shape, v.dtype), tree)
   for v in ({}, views):
-    data = ml_collections.ConfigDict(dict(image_size=16, views=v))
-    local = next(iter(pipeline.train_dataset(sources.digits("train"), seed=0, global_batch_size=16, image_size=16,
-                                             views=inputs.view_groups(data))))
+    data = config_lib.image_data("digits", size=16, views=v)
+    local = next(iter(inputs.train_stream(data, sources.digits("train"), seed=0, global_batch_size=16)))
     real = pipeline.to_global(local, sharding.batch_sharding(mesh))
     assert shapes(real) == shapes(inputs.batch_spec(data, 16))
     seen = inputs.device_stage(data)(real, jax.random.key(0))

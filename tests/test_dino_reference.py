@@ -235,8 +235,7 @@ def _run_both(steps, total_steps, freeze_steps, a: Arch = SMALL, temp_warmup_epo
   program = train.build(c, mesh, len(src), src.num_classes)
   assert program.method.freeze_last_layer_steps == freeze_steps
   augment = inputs.device_stage(c.data)
-  data = iter(pipeline.train_dataset(src, seed=0, global_batch_size=c.batch_size, image_size=16,
-                                     views=inputs.view_groups(c.data)))
+  data = iter(inputs.train_stream(c.data, src, seed=0, global_batch_size=c.batch_size))
   state = program.init()
   ref = Reference(a, c, state.params, total_steps, spe, freeze_steps)
   init_prototypes = np.asarray(state.params["net"]["projector"]["prototypes"])
@@ -325,8 +324,7 @@ def main(argv=None):
   ref = Reference(arch, c, state.params, durations.total, durations.steps_per_epoch,
                   program.method.freeze_last_layer_steps, durations.warmup)
   augment = jax.jit(inputs.device_stage(c.data))
-  data = iter(pipeline.train_dataset(src, seed=c.seed, global_batch_size=c.batch_size, image_size=c.data.image_size,
-                                     views=inputs.view_groups(c.data)))
+  data = iter(inputs.train_stream(c.data, src, seed=c.seed, global_batch_size=c.batch_size))
   start = time.time()
   print(f"{durations.total} steps in the run, {durations.warmup} of warm-up; log({arch.out}) = {np.log(arch.out):.3f}")
   for it in range(args.steps):

@@ -146,13 +146,53 @@ def test_lars_probe_matches_scikit_learn_on_digits():
                                         warmup_epochs=5) == ours
 
 
-def test_evaluator_registry_runs_and_checks_arguments():
+def _array_context(splits: dict, features=("image",), **kw) -> tuple[evaluators.Context, list]:
+  """A Context over in-memory `(features, labels)` per split, in batches of 100 (the last one padded), whose
+  `represent` gives each of `features` (the second as the first times 2) and records every call."""
+  calls = []
+
+  def batches(split, augment_seed=None):
+    x, y = splits[split]
+    n = -(-len(x) // 100) * 100
+    x, valid = np.resize(x, (n,) + x.shape[1:]), (np.arange(n) < len(y)).astype(np.int32)
+    for i in range(0, n, 100):
+      yield {"x": x[i:i + 100], "label": np.resize(y, n)[i:i + 100], "valid": valid[i:i + 100]}
+
+  def represent(batch):
+    calls.append(len(batch["x"]))
+    return {name: batch["x"] * (i + 1) for i, name in enumerate(features)}
+  return evaluators.Context(represent=represent, batches=batches, mesh=None, num_classes=10, **kw), calls
+
+
+def test_evaluators_share_one_pass_over_each_split():
+  """`evaluators.run` over a `Context`: every configured evaluator reads the same cached features (one pass over
+  each split), padding is dropped, and the numbers are the array-level functions' own."""
   xtr, ytr, xte, yte = _digits_split()
+  context, calls = _array_context({"train": (xtr, ytr), "test": (xte, yte)})
   specs = {"knn": dict(type="knn", k=10), "few": dict(type="fewshot", shots=(5,), l2=1.0),
            "lin": dict(type="linear_lbfgs", steps=50)}
-  out = evaluators.run(specs, (xtr, ytr), (xte, yte), num_classes=10, suffix="_x")
+  out = evaluators.run(specs, context, suffix="_x")
   assert set(out) == {"eval/knn_top1_x", "eval/few_5shot_top1_x", "eval/lin_top1_x"}
+  assert len(calls) == -(-len(xtr) // 100) + -(-len(xte) // 100)          # each split represented once
   assert out["eval/knn_top1_x"] == evaluators.knn_accuracy(xtr, ytr, xte, yte, k=10)
+  assert out["eval/lin_top1_x"] == evaluators.linear_probe_accuracy(xtr, ytr, xte, yte, num_classes=10, steps=50)
+
+
+def test_results_of_several_features_are_named_by_feature():
+  """A representation with several features (a two-tower method) gets each feature's results under its name; with one
+  the metric names stay as they are; a baseline context named after the run's features lines up with it."""
+  xtr, ytr, xte, yte = _digits_split()
+  data = {"train": (xtr, ytr), "test": (xte, yte)}
+  one = evaluators.run({"knn": dict(type="knn", k=10)}, _array_context(data)[0])
+  two = evaluators.run({"knn": dict(type="knn", k=10)}, _array_context(data, ("image", "text"))[0])
+  assert set(one) == {"eval/knn_top1"} and set(two) == {"eval/image/knn_top1", "eval/text/knn_top1"}
+  assert two["eval/image/knn_top1"] == two["eval/text/knn_top1"] == one["eval/knn_top1"]   # cosine kNN: x and 2x
+  raw = evaluators.run({"knn": dict(type="knn", k=10)},
+                       _array_context(data, feature_names=("image", "text"))[0], suffix="_raw")
+  assert raw == {"eval/image/knn_top1_raw": one["eval/knn_top1"]}     # only the features the baseline has
+
+
+def test_evaluator_arguments_are_checked():
   with pytest.raises(ValueError, match=r"config.eval.evaluators.knn has unknown arguments \['kk'\]"):
     evaluators.check("knn", dict(type="knn", kk=3))
   with pytest.raises(ValueError, match=r"evaluators.x.type='svm'; use one of"):

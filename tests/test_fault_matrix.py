@@ -65,7 +65,7 @@ def shrunk(method: str):
   if "decoder" in m:
     m.decoder = dict(width=32, depth=1, num_heads=2, mlp_dim=64)
   c.eval.update(dict(train_split="train[:64]", test_split="test[:32]", batch_size=32, init_baseline=False,
-                     report=False))
+                     raw_baseline=False, report=False))
   c.eval.evaluators = dict(knn=dict(type="knn", k=5, temperature=0.07))
   return c
 
@@ -111,12 +111,12 @@ PICTURES = {"mae": {"reconstructions.png"}}
 
 def _check_reference(method, workdir, results):
   """The uninterrupted run: the NaN step skipped, the method's monitors logged at every step, and the final
-  evaluation with the random-init baseline and the representation report."""
+  evaluation with the random-init and raw-input baselines and the representation report."""
   records = _records(workdir)
   skipped = [r["skipped_steps"] for r in records if "loss" in r]
   assert skipped == [0] * (NONFINITE_STEP - 1) + [1] * (STEPS - NONFINITE_STEP + 1)   # the NaN step not applied
   logged = {k for r in records for k in r}
-  expected = LOGGED.get(method, set()) | {"eval/knn_top1", "eval/knn_top1_init"}
+  expected = LOGGED.get(method, set()) | {"eval/knn_top1", "eval/knn_top1_init", "eval/knn_top1_raw"}
   assert expected <= logged, expected - logged
   if "monitor/rankme" in expected:
     at_4 = next(r for r in records if r["step"] == 4 and "monitor/rankme" in r)
@@ -129,7 +129,7 @@ def _check_reference(method, workdir, results):
 def test_faults_in_sequence_end_as_the_uninterrupted_run(method, tmp_path, monkeypatch):
   reference, workdir = tmp_path / "reference", tmp_path / "run"
   config = shrunk(method)
-  config.eval.update(dict(init_baseline=True, report=True))
+  config.eval.update(dict(init_baseline=True, raw_baseline=True, report=True))
   _check_reference(method, reference, train.run(config, str(reference)))
 
   # 1. SIGTERM during the run (in this process, through the trainer's handler): the step it lands on is saved.

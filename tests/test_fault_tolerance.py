@@ -20,7 +20,7 @@ from ssl_jax import train
 
 # The tiny config shrunk (as the `tiny_config` fixture), as command-line overrides.
 TINY = ["--config.batch_size=32", "--config.total_steps=40", "--config.log_every=1", "--config.ckpt_every=4",
-        "--config.optim.warmup_steps=2", "--config.data.image_size=16", "--config.model.width=32",
+        "--config.optim.warmup_steps=2", "--config.data.image.size=16", "--config.model.width=32",
         "--config.model.depth=1", "--config.model.num_heads=2", "--config.model.mlp_dim=64",
         "--config.method.decoder.width=32", "--config.method.decoder.depth=1", "--config.method.decoder.num_heads=2",
         "--config.method.decoder.mlp_dim=64", "--config.eval.train_split=train[:200]",
@@ -434,7 +434,8 @@ def _image_folder(root, n_per_class=24):
 
 
 def _folder_config(cfg, root, policy):
-  cfg.data.update(dict(name="image_folder", data_dir=str(root), bad_images=policy))
+  cfg.data.update(dict(name="image_folder", data_dir=str(root)))
+  cfg.data.image.bad_images = policy
   cfg.eval.update(dict(data_name="digits", init_baseline=False))
   cfg.total_steps = 4
   return cfg
@@ -443,7 +444,7 @@ def _folder_config(cfg, root, policy):
 def test_undecodable_images_are_skipped_and_counted(tiny_config, tmp_path):
   root = _image_folder(tmp_path / "images")
   train.run(_folder_config(tiny_config, root, "skip"), str(tmp_path / "run"))
-  counts = [r["bad_images"] for r in _records(tmp_path / "run") if "bad_images" in r]
+  counts = [r["bad_examples"] for r in _records(tmp_path / "run") if "bad_examples" in r]
   assert counts == sorted(counts) and counts[-1] >= 1         # 4 steps x 32 draws from 48 files meet both bad ones
 
 

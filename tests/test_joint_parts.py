@@ -14,6 +14,7 @@ from ssl_jax import sharding
 from ssl_jax import teacher
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
+from ssl_jax.data import transforms
 from ssl_jax.models import heads
 from ssl_jax.models import resnet
 
@@ -205,16 +206,17 @@ def test_multi_view_pipeline_groups_and_single_decode():
       calls.append(i)
       return src[i]
 
-  groups = (pipeline.ViewGroup("global_crops", 2, 16, (0.4, 1.0), flip=False),
-            pipeline.ViewGroup("local_crops", 3, 8, (0.05, 0.4)))
-  ds = pipeline.train_dataset(Counting(), seed=1, global_batch_size=16, image_size=16, views=groups)
+  groups = (transforms.ViewGroup("global_crops", 2, 16, (0.4, 1.0), flip=False),
+            transforms.ViewGroup("local_crops", 3, 8, (0.05, 0.4)))
+  ds = pipeline.train_dataset(Counting(), seed=1, global_batch_size=16, transform=transforms.MultiViewAugment(groups))
   batch = next(iter(ds))
   views = batch["views"]
   assert views["global_crops"].shape == (16, 2, 16, 16, 3) and views["local_crops"].shape == (16, 3, 8, 8, 3)
   assert "image" not in batch and batch["label"].shape == (16,)
   assert len(calls) >= 16 and len(calls) == len(set(calls))   # each image read (decoded) once for its 5 views
   assert not np.array_equal(views["global_crops"][:, 0], views["global_crops"][:, 1])
-  again = next(iter(pipeline.train_dataset(src, seed=1, global_batch_size=16, image_size=16, views=groups)))
+  again = next(iter(pipeline.train_dataset(src, seed=1, global_batch_size=16,
+                                           transform=transforms.MultiViewAugment(groups))))
   np.testing.assert_array_equal(views["local_crops"], again["views"]["local_crops"])
 
 

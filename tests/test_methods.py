@@ -97,8 +97,7 @@ def test_bfloat16_compute_keeps_float32_parameters_and_loss(method):
   else:
     c = _small(method)
   mesh = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), jax.devices()[:1])
-  local = next(iter(pipeline.train_dataset(sources.digits("train"), seed=0, global_batch_size=32, image_size=16,
-                                           views=inputs.view_groups(c.data))))
+  local = next(iter(inputs.train_stream(c.data, sources.digits("train"), seed=0, global_batch_size=32)))
   batch, key = pipeline.to_global(local, sharding.batch_sharding(mesh)), jax.random.key(0)
   batch = inputs.device_stage(c.data)(batch, key)
   losses = {}

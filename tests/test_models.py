@@ -242,6 +242,29 @@ def test_transformer_masks_isolate_documents_and_the_future():
   np.testing.assert_allclose(layers_scan, layers, atol=1e-6)
 
 
+def test_encoders_give_per_layer_outputs_on_request():
+  """`return_layers=True` adds each layer's output and changes nothing else: a ViT's block outputs, whose last one
+  through the final LayerNorm is the output tokens (and the same under scan); a ResNet's stage outputs."""
+  from ssl_jax.models import backbone, transformer
+  x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+  kw = dict(patch_size=4, width=32, depth=3, num_heads=2, mlp_dim=64)
+  vit_enc = backbone.create(arch="vit", **kw)
+  variables = vit_enc.init(jax.random.key(1), x)
+  plain, full = vit_enc.apply(variables, x), vit_enc.apply(variables, x, return_layers=True)
+  assert full["layers"].shape == (3, 2, 17, 32)
+  np.testing.assert_array_equal(full["tokens"], plain["tokens"])
+  norm = variables["params"]["vit"]["encoder"]["norm"]
+  np.testing.assert_allclose(transformer.layer_norm(jnp.float32).apply({"params": norm}, full["layers"][-1]),
+                             full["tokens"], atol=1e-5)
+  scanned = backbone.create(arch="vit", **kw, scan=True, remat="full").apply(variables, x, return_layers=True)
+  np.testing.assert_allclose(scanned["layers"], full["layers"], atol=1e-5)
+  resnet = backbone.create(arch="resnet", stages=(1, 1, 1), block="basic", width=8, stem="small")
+  variables = resnet.init(jax.random.key(1), x)
+  out = resnet.apply(variables, x, return_layers=True)
+  assert [l.shape for l in out["layers"]] == [(2, 256, 8), (2, 64, 16), (2, 16, 32)]
+  np.testing.assert_array_equal(out["layers"][-1], out["tokens"])
+
+
 def test_einsum_attention_in_bfloat16():
   """In bfloat16 the scores and softmax run in float32 (as jax's XLA attention); outputs and gradients stay
   bfloat16 and within bfloat16 rounding of the float32 attention."""

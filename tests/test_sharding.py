@@ -13,6 +13,7 @@ from ssl_jax import train
 from ssl_jax.data import inputs
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
+from ssl_jax.data import transforms
 
 # The presets (config.mesh_preset; "fsdp_tp" with config.mesh.tensor=2) and an explicit mesh.
 MESHES = {"dp": "dp", "fsdp": "fsdp", "fsdp_tp": "fsdp_tp", "dp_fsdp_tp": dict(data=2, fsdp=2, tensor=2)}
@@ -22,7 +23,7 @@ def test_fsdp_and_tensor_parallel_shard_as_intended_and_train_like_data_parallel
   tiny_config.model.update(dict(width=64, num_heads=4, mlp_dim=128, depth=2))
   tiny_config.mesh.tensor = 2            # the tensor-parallel size of the fsdp_tp preset
   it = iter(pipeline.train_dataset(sources.digits("train"), seed=0, global_batch_size=tiny_config.batch_size,
-                                   image_size=16))
+                                   transform=transforms.train_transform(image_size=16)))
   batches = [next(it) for _ in range(3)]
   runs = {name: train_steps(tiny_config.copy_and_resolve_references(), m, batches) for name, m in MESHES.items()}
   # Scanned, rematerialised blocks (encoder and decoder) under FSDP + TP: the stacked parameters shard like the
@@ -66,8 +67,7 @@ def test_resnet_under_fsdp_splits_convolutions_and_trains_like_data_parallel():
   """SimCLR's ResNet with global BatchNorm: convolution kernels split over output channels, same losses as DP."""
   c = load_config("configs/tiny/simclr.py")
   c.batch_size, c.eval.batch_size = 16, 16
-  it = iter(pipeline.train_dataset(sources.digits("train"), seed=0, global_batch_size=16, image_size=16,
-                                   views=inputs.view_groups(c.data)))
+  it = iter(inputs.train_stream(c.data, sources.digits("train"), seed=0, global_batch_size=16))
   batches = [next(it) for _ in range(2)]
   dp, fsdp = (train_steps(c.copy_and_resolve_references(), MESHES[name], batches) for name in ("dp", "fsdp"))
   kernels = [(p, x) for p, x in jax.tree_util.tree_flatten_with_path(fsdp[1].params)[0] if x.ndim == 4]

@@ -15,6 +15,7 @@ from ssl_jax import sharding
 from ssl_jax import train
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
+from ssl_jax.data import transforms
 
 
 def _records(workdir):
@@ -71,7 +72,8 @@ def test_one_device_and_eight_devices_give_the_same_losses(tiny_config):
   assert jax.device_count() == 8
   src = sources.digits("train")
   batches = []
-  it = iter(pipeline.train_dataset(src, seed=0, global_batch_size=tiny_config.batch_size, image_size=16))
+  it = iter(pipeline.train_dataset(src, seed=0, global_batch_size=tiny_config.batch_size,
+                                   transform=transforms.train_transform(image_size=16)))
   batches = [next(it) for _ in range(3)]
   out = {}
   for n in (1, 8):
@@ -107,7 +109,15 @@ def test_end_of_run_report_and_extra_evaluators(tiny_config, tmp_path):
   tiny_config.total_steps, tiny_config.eval.init_baseline, tiny_config.eval.report = 3, False, True
   tiny_config.eval.evaluators.fewshot = dict(type="fewshot", shots=(1, 5))
   tiny_config.eval.evaluators.majority = dict(type="knn", k=5, vote="majority")
+  tiny_config.eval.raw_baseline = True
   results = train.run(tiny_config, str(tmp_path))
+  # The raw-input column: the same kNN on the evaluation view's normalised pixels, flattened.
+  from ssl_jax import evaluators, image
+  raw = lambda split: (np.stack([np.asarray(image.normalize(transforms.center_crop(e["image"], 16, 1.0))).ravel()
+                                 for e in sources.digits(split)]), [e["label"] for e in sources.digits(split)])
+  expected = evaluators.knn_accuracy(*raw("train[:200]"), *raw("test[:80]"), num_classes=10, k=20, temperature=0.07)
+  assert results["eval/knn_top1_raw"] == pytest.approx(expected, abs=1 / 80)
+  assert results["eval/majority_top1_raw"] > 0.8 and "report/rankme_raw" not in results
   assert {"eval/fewshot_1shot_top1", "eval/fewshot_5shot_top1", "eval/majority_top1", "report/rankme",
           "report/alignment", "report/uniformity", "report/embedding_std"} <= set(results)
   assert 1.0 <= results["report/rankme"] <= 32 and results["report/uniformity"] < 0   # width 32, not collapsed
@@ -127,7 +137,8 @@ def test_mae_reconstruction_pictures(tiny_config):
   images = jax.random.randint(jax.random.key(0), (4, 16, 16, 3), 0, 256).astype(np.uint8)
   batch = inputs.eval_stage({"image": images})                      # normalised, as the method receives it
   params, extra = m.init(jax.random.key(1), batch)
-  masked, recon = m.reconstruct(nn.unbox(params), extra, batch, jax.random.key(2))
+  shown, masked, recon = m.reconstruct(nn.unbox(params), extra, batch, jax.random.key(2))
+  np.testing.assert_array_equal(shown, images)                       # the input row: the uint8 images themselves
   assert masked.dtype == recon.dtype == np.uint8 and masked.shape == recon.shape == images.shape
   patches = lambda x: np.asarray(x).reshape(4, 4, 4, 4, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(4, 16, 48)
   grey = np.all(patches(masked) == 128, axis=-1)
@@ -147,8 +158,8 @@ def test_gradient_accumulation_equals_the_large_batch():
   c.method.update(dict(mixup=0.0, cutmix=0.0, random_erasing=0.0))
   c.update(dict(batch_size=64, total_epochs=None, total_steps=3))
   c.optim.warmup_epochs, c.optim.warmup_steps = None, 1
-  it = iter(pipeline.train_dataset(sources.digits("train"), seed=0, global_batch_size=64, image_size=16,
-                                   rand_augment=(1, 5, 0.5)))
+  it = iter(pipeline.train_dataset(sources.digits("train"), seed=0, global_batch_size=64,
+                                   transform=transforms.train_transform(image_size=16, rand_augment=(1, 5, 0.5))))
   batches = [next(it) for _ in range(3)]
   runs = {}
   for k in (1, 4):
@@ -178,13 +189,3 @@ def test_training_loop_never_syncs_with_the_devices_between_log_steps(tiny_confi
   tiny_config.eval.evaluators = {}
   train.run(tiny_config, str(tmp_path))
   assert sorted(_losses(tmp_path)) == [3, 6]
-
-
-def test_results_of_several_features_are_named_by_feature():
-  """A method whose `represent` returns several features (a two-tower method) gets each feature's evaluation under
-  its name; with one feature the metric names stay as they are."""
-  one = {"image": {"eval/knn_top1": 0.5, "report/rankme": 3.0}}
-  assert train._per_feature(one) == one["image"]
-  two = dict(one, text={"eval/knn_top1": 0.25, "report/rankme": 2.0})
-  assert train._per_feature(two) == {"eval/image/knn_top1": 0.5, "report/image/rankme": 3.0,
-                                     "eval/text/knn_top1": 0.25, "report/text/rankme": 2.0}

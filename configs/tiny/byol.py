@@ -23,10 +23,8 @@ def get_config(arg=None):
   c.log_every = 50
   c.ckpt_every = 500
 
-  c.data.name = "digits"
-  c.data.image_size = 16
-  c.data.views = ml_collections.ConfigDict({"global_crops": dict(count=2, size=16, scale=(0.3, 1.0), flip=False,
-                                                                 photometric=("byol1", "byol2"))})
+  c.data = config_lib.image_data("digits", size=16, eval_crop_pct=1.0, views=dict(
+      global_crops=dict(count=2, size=16, scale=(0.3, 1.0), flip=False, photometric=("byol1", "byol2"))))
 
   c.model = ml_collections.ConfigDict(dict(arch="resnet", stages=(1, 1, 1), block="basic", width=32, stem="small",
                                            zero_init_residual=False, dtype="float32"))
@@ -46,7 +44,7 @@ def get_config(arg=None):
   c.eval.data_name = "digits"
   c.eval.train_split = "train"
   c.eval.test_split = "test"
-  c.eval.crop_pct = 1.0
   c.eval.batch_size = 360
+  c.eval.raw_baseline = True   # the evaluators on the raw pixels too: the baseline to beat
   c.lock()
   return c

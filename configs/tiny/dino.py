@@ -35,16 +35,12 @@ def get_config(arg=None):
   c.log_every = 50
   c.ckpt_every = 500
 
-  c.data.name = "digits"
-  c.data.image_size = 16
-  c.data.views = ml_collections.ConfigDict({
-      "global_crops": dict(count=2, size=16, scale=(0.4, 1.0), flip=False, photometric=("byol1", "byol2")),
-      "local_crops": dict(count=4, size=8, scale=(0.1, 0.4), flip=False, photometric=("dino_local",)),
-  })
+  c.data = config_lib.image_data("digits", size=16, eval_crop_pct=1.0, views=dict(
+      global_crops=dict(count=2, size=16, scale=(0.4, 1.0), flip=False, photometric=("byol1", "byol2")),
+      local_crops=dict(count=4, size=8, scale=(0.1, 0.4), flip=False, photometric=("dino_local",))))
 
-  c.model = ml_collections.ConfigDict(dict(arch="vit", patch_size=4, width=128, depth=4, num_heads=4, mlp_dim=512,
-                                           posemb="sincos2d", dtype="float32", pool="cls"))
-  config_lib.add_vit_execution_options(c.model)
+  c.model = config_lib.vit(patch_size=4, width=128, depth=4, num_heads=4, mlp_dim=512, posemb="sincos2d",
+                           dtype="float32", pool="cls")
 
   c.method.name = "dino"
   c.method.head = dict(out_dim=1024, hidden_dim=256, bottleneck_dim=64, num_layers=3, norm_last_layer=True,
@@ -70,7 +66,7 @@ def get_config(arg=None):
   c.eval.data_name = "digits"
   c.eval.train_split = "train"
   c.eval.test_split = "test"
-  c.eval.crop_pct = 1.0
   c.eval.batch_size = 360
+  c.eval.raw_baseline = True   # the evaluators on the raw pixels too: the baseline to beat
   c.lock()
   return c

@@ -27,11 +27,8 @@ def get_config(arg=None):
   c.log_every = 50
   c.ckpt_every = 500
 
-  c.data.name = "digits"
-  c.data.image_size = 16
-  c.data.crop_scale = (0.5, 1.0)
-  c.data.flip = False
-  c.data.rand_augment = (1, 5, 0.5)
+  c.data = config_lib.image_data("digits", size=16, crop_scale=(0.5, 1.0), flip=False, rand_augment=(1, 5, 0.5),
+                                 eval_crop_pct=1.0)
 
   c.model = config_dict.ConfigDict(dict(
       drop_path=0.1, pool="gap_fc_norm", dtype="float32",
@@ -60,7 +57,6 @@ def get_config(arg=None):
 
   c.eval.data_name = "digits"
   c.eval.test_split = "test"
-  c.eval.crop_pct = 1.0
   c.eval.batch_size = 360
   c.eval.init_baseline = False
   c.eval.evaluators = config_dict.ConfigDict()

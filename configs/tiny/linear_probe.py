@@ -21,10 +21,7 @@ def get_config(arg=None):
   c.log_every = 50
   c.ckpt_every = 500
 
-  c.data.name = "digits"
-  c.data.image_size = 16
-  c.data.crop_scale = (0.5, 1.0)
-  c.data.flip = False
+  c.data = config_lib.image_data("digits", size=16, crop_scale=(0.5, 1.0), flip=False, eval_crop_pct=1.0)
 
   c.model = config_dict.ConfigDict(dict(pool=config_dict.placeholder(str)))
   config_lib.add_vit_execution_options(c.model, remat=None, scan=None)
@@ -42,7 +39,6 @@ def get_config(arg=None):
 
   c.eval.data_name = "digits"
   c.eval.test_split = "test"
-  c.eval.crop_pct = 1.0
   c.eval.batch_size = 360
   c.eval.init_baseline = False
   c.eval.evaluators = config_dict.ConfigDict()

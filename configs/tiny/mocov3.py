@@ -23,14 +23,11 @@ def get_config(arg=None):
   c.log_every = 50
   c.ckpt_every = 500
 
-  c.data.name = "digits"
-  c.data.image_size = 16
-  c.data.views = ml_collections.ConfigDict({"global_crops": dict(count=2, size=16, scale=(0.3, 1.0), flip=False,
-                                                                 photometric=("byol1", "byol2"))})
+  c.data = config_lib.image_data("digits", size=16, eval_crop_pct=1.0, views=dict(
+      global_crops=dict(count=2, size=16, scale=(0.3, 1.0), flip=False, photometric=("byol1", "byol2"))))
 
-  c.model = ml_collections.ConfigDict(dict(arch="vit", patch_size=4, width=128, depth=4, num_heads=4, mlp_dim=512,
-                                           posemb="sincos2d", dtype="float32", pool="gap"))
-  config_lib.add_vit_execution_options(c.model)
+  c.model = config_lib.vit(patch_size=4, width=128, depth=4, num_heads=4, mlp_dim=512, posemb="sincos2d",
+                           dtype="float32", pool="gap")
 
   c.method.name = "mocov3"
   c.method.projector = dict(dims=(256, 256, 64), hidden_bn=True, last_bn="plain", use_bias=False)
@@ -50,7 +47,7 @@ def get_config(arg=None):
   c.eval.data_name = "digits"
   c.eval.train_split = "train"
   c.eval.test_split = "test"
-  c.eval.crop_pct = 1.0
   c.eval.batch_size = 360
+  c.eval.raw_baseline = True   # the evaluators on the raw pixels too: the baseline to beat
   c.lock()
   return c

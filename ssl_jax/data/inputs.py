@@ -1,9 +1,11 @@
-"""The input spec of the image data: what the pipeline yields per example, and the on-device stage that turns a
-batch of it into what the method receives. The trainer's init, the dry run and the benchmarks all build from it.
+"""The data of a run as the rest of the code sees it, from `config.data`: the sources, the host streams, what they
+yield per example (the input spec), the on-device stage that turns a batch into what the method receives, and the raw
+representation that evaluators measure as a baseline. The trainer's init, the dry run and the benchmarks all build
+from it; the trainer and the evaluators call it and know nothing of images (or, later, of text and audio).
 
 Per example the host pipeline (`ssl_jax.data.pipeline`) yields
 
-  single-view (`config.data.views` empty):  {"image": uint8 [S, S, 3], "label": int32, "index": int32}
+  single-view (`config.data.image.views` empty):  {"image": uint8 [S, S, 3], "label": int32, "index": int32}
   multi-view:                               {"views": {group: uint8 [count, size, size, 3], ...}, "label", "index"}
 
 with the view groups nested under one key (a group may have any name). The device stage, inside the jitted step,
@@ -16,17 +18,29 @@ go through `eval_stage`, the same normalisation.
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ssl_jax import augment
 from ssl_jax import image as image_lib
 from ssl_jax.data import pipeline
+from ssl_jax.data import sources
+from ssl_jax.data import transforms
+
+# What the raw-input baseline of the evaluators is, per modality (`raw_representation`).
+RAW_INPUT = "raw pixels"
 
 
-def view_groups(data) -> tuple[pipeline.ViewGroup, ...]:
-  """The host-side view groups of `data.views` (a `config.data` block), in name order."""
-  return tuple(pipeline.ViewGroup(name, g.count, g.size, tuple(g.scale), tuple(g.get("ratio", (3 / 4, 4 / 3))),
-                                  g.get("flip", True)) for name, g in sorted(data.views.items()))
+def open_source(data, split: str, name: str | None = None):
+  """The source `name` (default `data.name`) / `split`, with the location and options of `data` (`config.data`)."""
+  return sources.make(name or data.name, split, data_dir=data.data_dir, image_size=data.image.size,
+                      num_examples=data.synthetic_examples, bad_images=data.image.bad_images)
+
+
+def view_groups(data) -> tuple[transforms.ViewGroup, ...]:
+  """The host-side view groups of `data.image.views` (a `config.data` block), in name order."""
+  return tuple(transforms.ViewGroup(name, g.count, g.size, tuple(g.scale), tuple(g.get("ratio", (3 / 4, 4 / 3))),
+                                  g.get("flip", True)) for name, g in sorted(data.image.views.items()))
 
 
 def example_spec(data) -> dict:
@@ -36,7 +50,7 @@ def example_spec(data) -> dict:
   if groups:
     images = {"views": {g.name: jax.ShapeDtypeStruct((g.count, g.size, g.size, 3), np.uint8) for g in groups}}
   else:
-    images = {"image": jax.ShapeDtypeStruct((data.image_size, data.image_size, 3), np.uint8)}
+    images = {"image": jax.ShapeDtypeStruct((data.image.size, data.image.size, 3), np.uint8)}
   return dict(images, label=scalar, index=scalar)
 
 
@@ -75,7 +89,7 @@ def eval_stage(batch: dict) -> dict:
 def device_stage(data) -> DeviceStage:
   """The `DeviceStage` of a `config.data` block."""
   recipes = []
-  for name, g in sorted(data.views.items()):
+  for name, g in sorted(data.image.views.items()):
     names = (g.photometric,) if isinstance(g.photometric, str) else tuple(g.photometric)
     recipes.append((name, tuple(augment.recipe(names[i % len(names)]) for i in range(g.count))))
   return DeviceStage(tuple(recipes))
@@ -85,3 +99,37 @@ def method_inputs(data) -> dict:
   """One example as the method receives it (after `device_stage`): `jax.ShapeDtypeStruct`s without a batch axis."""
   out = jax.eval_shape(device_stage(data), batch_spec(data, 1), jax.random.key(0))
   return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), out)
+
+
+def train_stream(data, source, *, seed: int, global_batch_size: int):
+  """The training stream of `data` (`config.data`) over `source`: crops and flips, or the view groups
+  (`pipeline.train_dataset`)."""
+  image = data.image
+  transform = transforms.train_transform(
+      image_size=image.size, crop_scale=image.crop_scale, crop_ratio=image.crop_ratio, flip=image.flip,
+      rand_augment=image.rand_augment, views=view_groups(data))
+  return pipeline.train_dataset(source, seed=seed, global_batch_size=global_batch_size, transform=transform,
+                                num_workers=data.num_workers, prefetch=data.prefetch)
+
+
+def eval_stream(data, source, *, global_batch_size: int, augment_seed: int | None = None):
+  """One ordered pass over `source` in evaluation batches (`pipeline.eval_dataset`): `(IterDataset, batches)`.
+
+  The evaluation view (`data.image.size`, the centre `eval_crop_pct` of the resized image), or with `augment_seed` a
+  random training view of each image (the crop scale, ratio and flip of `data.image`), seeded: the report's two
+  augmented views.
+  """
+  image = data.image
+  if augment_seed is None:
+    transform = transforms.EvalView(image.size, image.eval_crop_pct)
+  else:
+    transform = transforms.TrainAugment(image.size, tuple(image.crop_scale), tuple(image.crop_ratio), image.flip)
+  return pipeline.eval_dataset(source, global_batch_size=global_batch_size, transform=transform,
+                               seed=augment_seed or 0)
+
+
+def raw_representation(batch: dict) -> dict:
+  """The raw input as a representation, for the evaluators' baseline column: `{"image": float32 [B, H * W * 3]}`, the
+  normalised pixels of the evaluation view (`eval_stage`'s output), flattened."""
+  images = batch["image"]
+  return {"image": jnp.reshape(images, (images.shape[0], -1)).astype(jnp.float32)}

@@ -1,7 +1,16 @@
-"""Host-side geometric transforms (run in Grain workers), numpy + Pillow on uint8 HWC images."""
+"""Host-side image transforms (run in Grain workers), numpy + Pillow on uint8 HWC images: the crops and flips, the
+view groups of multi-view methods, the evaluation view, RandAugment, and the Grain maps that apply them per example.
 
+Multi-view methods (SimCLR, BYOL, MoCo v3, DINO) get, instead of one crop per image, groups of views: each image is
+decoded once and cropped `count` times per group (e.g. DINO's 2 global crops at 224 and 10 local crops at 96), each
+group a `[count, size, size, 3]` array under `views/<group name>`. Photometric augmentation follows on the device
+(`ssl_jax.data.inputs`, the input spec).
+"""
+
+import dataclasses
 import math
 
+import grain
 import numpy as np
 from PIL import Image
 
@@ -123,3 +132,79 @@ def rand_augment(image: np.ndarray, rng: np.random.Generator, *, num_ops: int = 
     m = magnitude if magnitude_std <= 0 else float(np.clip(rng.normal(magnitude, magnitude_std), 0, _MAX_LEVEL))
     img = ops[name](img, rng, m)
   return np.asarray(img)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainAugment(grain.transforms.RandomMap):
+  """Random-resized-crop to `size`, then a horizontal flip with probability 1/2 (if `flip`), then RandAugment with
+  `rand_augment = (num_ops, magnitude, magnitude_std)` if given (supervised fine-tuning)."""
+  size: int
+  scale: tuple[float, float]
+  ratio: tuple[float, float]
+  flip: bool
+  rand_augment: tuple[int, float, float] | None = None
+
+  def random_map(self, element, rng: np.random.Generator):
+    img = random_resized_crop(element["image"], rng, self.size, self.scale, self.ratio)
+    if self.flip and rng.random() < 0.5:
+      img = img[:, ::-1]
+    if self.rand_augment is not None:
+      num_ops, magnitude, std = self.rand_augment
+      img = rand_augment(np.ascontiguousarray(img), rng, num_ops=num_ops, magnitude=magnitude,
+                                    magnitude_std=std)
+    return dict(element, image=np.ascontiguousarray(img))
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewGroup:
+  """`count` random-resized crops of side `size`, area fraction in `scale`, flipped with probability 1/2 if `flip`."""
+  name: str
+  count: int
+  size: int
+  scale: tuple[float, float]
+  ratio: tuple[float, float] = (3 / 4, 4 / 3)
+  flip: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiViewAugment(grain.transforms.RandomMap):
+  """Several views of each (once-decoded) image: `{"views": {group.name: uint8 [count, size, size, 3], ...}}`."""
+  groups: tuple[ViewGroup, ...]
+
+  def random_map(self, element, rng: np.random.Generator):
+    img = element["image"]
+    out = {k: v for k, v in element.items() if k != "image"}
+    out["views"] = {}
+    for g in self.groups:
+      views = []
+      for _ in range(g.count):
+        v = random_resized_crop(img, rng, g.size, g.scale, g.ratio)
+        views.append(v[:, ::-1] if g.flip and rng.random() < 0.5 else v)
+      out["views"][g.name] = np.stack(views)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalView(grain.transforms.Map):
+  """Deterministic evaluation view: shorter side to `size / crop_pct`, centre crop `size`."""
+  size: int
+  crop_pct: float
+
+  def map(self, element):
+    return dict(element, image=center_crop(element["image"], self.size, self.crop_pct))
+
+
+def train_transform(*, image_size: int, crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3), flip: bool = True,
+                    rand_augment: tuple | None = None,
+                    views: tuple[ViewGroup, ...] = ()) -> grain.transforms.RandomMap:
+  """The per-example training map: one random-resized crop (`TrainAugment`), or with `views` the view groups
+  (`MultiViewAugment`; `image_size`, `crop_scale`, `crop_ratio`, `flip` and `rand_augment` are then unused).
+
+  `rand_augment`: (num_ops, magnitude, magnitude_std) of RandAugment after the crop and flip (None: none).
+  Elements become `{"image": uint8 [S, S, 3], ...}`, or with `views` `{"views": {group: uint8 [count, size, size,
+  3]}, ...}` in place of "image".
+  """
+  if views:
+    return MultiViewAugment(tuple(views))
+  return TrainAugment(image_size, tuple(crop_scale), tuple(crop_ratio), flip,
+                      tuple(rand_augment) if rand_augment else None)

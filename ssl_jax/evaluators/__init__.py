@@ -13,43 +13,48 @@ The trainer runs the evaluators named in `config.eval.evaluators`, each `{type: 
                                 linear=dict(type="linear_lbfgs", l2=1e-4, steps=500),
                                 fewshot=dict(type="fewshot", shots=(1, 5, 10, 25)))
 
-and logs `eval/<name>_top1` (few-shot: `eval/<name>_<k>shot_top1`).
+and logs `eval/<name>_top1` (few-shot: `eval/<name>_<k>shot_top1`). Each evaluator is `run(context, *, name,
+**arguments)` over a `Context` (`ssl_jax.evaluators.context`): the representation, the evaluation batches by split,
+and the features of a split computed once and shared by every evaluator.
 """
 
 import inspect
 
 import jax
+import jax.numpy as jnp
 
+from ssl_jax.evaluators.context import Context
 from ssl_jax.evaluators.fewshot import fewshot_accuracy
 from ssl_jax.evaluators.knn import knn_accuracy
 from ssl_jax.evaluators.linear import lars_probe_accuracy
 from ssl_jax.evaluators.linear import linear_probe_accuracy
 
-__all__ = ["knn_accuracy", "linear_probe_accuracy", "lars_probe_accuracy", "fewshot_accuracy", "EVALUATORS",
-           "check", "run"]
+__all__ = ["knn_accuracy", "linear_probe_accuracy", "lars_probe_accuracy", "fewshot_accuracy", "classification_accuracy",
+           "Context", "EVALUATORS", "check", "run"]
 
 
-def _knn(name, train, test, num_classes, mesh, **kw):
-  return {f"eval/{name}_top1": knn_accuracy(*train, *test, num_classes=num_classes, mesh=mesh, **kw)}
+def _knn(context: Context, *, name: str, **kw) -> dict[str, float]:
+  return context.per_feature(lambda train, test: {
+      f"eval/{name}_top1": knn_accuracy(*train, *test, num_classes=context.num_classes, mesh=context.mesh, **kw)})
 
 
-def _linear_lbfgs(name, train, test, num_classes, mesh, **kw):
-  del mesh
-  return {f"eval/{name}_top1": linear_probe_accuracy(*train, *test, num_classes=num_classes, **kw)}
+def _linear_lbfgs(context: Context, *, name: str, **kw) -> dict[str, float]:
+  return context.per_feature(lambda train, test: {
+      f"eval/{name}_top1": linear_probe_accuracy(*train, *test, num_classes=context.num_classes, **kw)})
 
 
-def _linear_lars(name, train, test, num_classes, mesh, **kw):
-  del mesh
-  return {f"eval/{name}_top1": lars_probe_accuracy(*train, *test, num_classes=num_classes, **kw)}
+def _linear_lars(context: Context, *, name: str, **kw) -> dict[str, float]:
+  return context.per_feature(lambda train, test: {
+      f"eval/{name}_top1": lars_probe_accuracy(*train, *test, num_classes=context.num_classes, **kw)})
 
 
-def _fewshot(name, train, test, num_classes, mesh, shots=(1, 5, 10, 25), **kw):
-  del mesh
-  return {f"eval/{name}_{k}shot_top1": fewshot_accuracy(*train, *test, shots=k, num_classes=num_classes, **kw)
-          for k in shots}
+def _fewshot(context: Context, *, name: str, shots=(1, 5, 10, 25), **kw) -> dict[str, float]:
+  return context.per_feature(lambda train, test: {
+      f"eval/{name}_{k}shot_top1": fewshot_accuracy(*train, *test, shots=k, num_classes=context.num_classes, **kw)
+      for k in shots})
 
 
-# type -> (runner, the function whose keyword arguments the config may set)
+# type -> (runner `run(context, *, name, **arguments)`, the function whose keyword arguments the config may set)
 EVALUATORS = {
     "knn": (_knn, knn_accuracy),
     "linear_lbfgs": (_linear_lbfgs, linear_probe_accuracy),
@@ -57,7 +62,7 @@ EVALUATORS = {
     "fewshot": (_fewshot, fewshot_accuracy),
 }
 _NOT_SETTABLE = {"train_features", "train_labels", "test_features", "test_labels", "num_classes", "mesh", "name",
-                 "train", "test", "kw"}
+                 "context", "kw"}
 
 
 def check(name: str, spec: dict) -> None:
@@ -73,9 +78,22 @@ def check(name: str, spec: dict) -> None:
                      f"{sorted(allowed)}.")
 
 
-def run(evaluators: dict, train, test, *, num_classes: int | None, mesh: jax.sharding.Mesh | None = None,
-        suffix: str = "") -> dict[str, float]:
-  """Runs every evaluator of `evaluators` (name -> spec) on `train = (features, labels)` and `test` likewise.
+def classification_accuracy(context: Context) -> dict[str, float]:
+  """Top-1 and top-5 accuracy of a classifying method's own predictions (`context.predict`) on the test split."""
+  hits1 = hits5 = count = 0
+  for batch in context.batches("test"):
+    logits = context.predict(batch)
+    top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+    valid = batch["valid"] > 0
+    hits1 += jnp.sum((top5[:, 0] == batch["label"]) & valid)
+    hits5 += jnp.sum(jnp.any(top5 == batch["label"][:, None], axis=-1) & valid)
+    count += jnp.sum(valid)
+  return {"eval/top1": float(hits1 / count), "eval/top5": float(hits5 / count)}
+
+
+def run(evaluators: dict, context: Context, *, suffix: str = "") -> dict[str, float]:
+  """Runs every evaluator of `evaluators` (name -> `{type, **arguments}`, as `config.eval.evaluators`) on `context`,
+  then the classification accuracy of a method that predicts (`context.predict`).
 
   Returns `{metric name + suffix: value}`.
   """
@@ -83,5 +101,7 @@ def run(evaluators: dict, train, test, *, num_classes: int | None, mesh: jax.sha
   for name, spec in evaluators.items():
     spec = dict(spec)
     runner = EVALUATORS[spec.pop("type")][0]
-    out.update({k + suffix: v for k, v in runner(name, train, test, num_classes, mesh, **spec).items()})
-  return out
+    out.update(runner(context, name=name, **spec))
+  if context.predict is not None:
+    out.update(classification_accuracy(context))
+  return {k + suffix: v for k, v in out.items()}

@@ -8,11 +8,14 @@
 Figures are RGB uint8 arrays (for TensorBoard) and PNG files (matplotlib, Agg backend, no display needed).
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
 from ssl_jax import monitors
+from ssl_jax import sharding
+from ssl_jax.evaluators import context as context_lib
 
 
 def representation_metrics(features, view1, view2, prefix: str = "report/") -> dict[str, float]:
@@ -28,6 +31,39 @@ def representation_metrics(features, view1, view2, prefix: str = "report/") -> d
       f"{prefix}alignment": float(monitors.alignment(view1, view2)),
       f"{prefix}uniformity": float(monitors.uniformity(f[:4096])),
   }
+
+
+def run(context: context_lib.Context, *, points: int = 1000) -> dict[str, float]:
+  """The end-of-run report of `context`'s representation: per feature, `representation_metrics` of the test split
+  (its evaluation view, and two augmented views seeded 1 and 2 for the alignment) and the picture of its embedding
+  (at most `points` test examples), saved as "embedding" (one feature) or "embedding_<feature>"; for a method that
+  reconstructs, the grid of its first eight test inputs, masked inputs and reconstructions ("reconstructions").
+
+  Pictures go through `context.picture` on process 0. Returns `report/...` numbers (per feature as `per_feature`).
+  """
+  feats, labels = context.features("test")
+  view1, _ = context.features("test", augment_seed=1)
+  view2, _ = context.features("test", augment_seed=2)
+  labels = sharding.to_host(labels)
+  valid = labels >= 0
+  labels = labels[valid]
+  names = context.names(feats)
+  several = len(context.feature_names or feats) > 1
+  numbers = {}
+  for name in names:
+    f, v1, v2 = (sharding.to_host(x[name])[valid] for x in (feats, view1, view2))
+    numbers[name] = representation_metrics(f, v1, v2)
+    if context.picture is not None and jax.process_index() == 0:
+      title = context.title + (f", {name}" if several else "")
+      context.picture(f"embedding_{name}" if several else "embedding",
+                      embedding_figure(f[:points], labels[:points], title=title))
+  numbers = context_lib.name_per_feature(numbers, several=several)
+  if context.reconstruct is not None:
+    batch = next(iter(context.batches("test")))
+    rows = [sharding.to_host(x)[:8] for x in context.reconstruct(batch, jax.random.key(0))]
+    if context.picture is not None and jax.process_index() == 0:
+      context.picture("reconstructions", reconstruction_figure(*rows))
+  return numbers
 
 
 def pca_2d(x: np.ndarray) -> np.ndarray:

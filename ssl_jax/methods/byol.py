@@ -66,7 +66,7 @@ class BYOL(joint.ReleasesOnlineEncoder, contract.Method):
       online_probe: train a linear probe on the stop-gradient features when the data has labels.
     """
     if run.view_count(view_group) != 2:
-      raise ValueError(f"BYOL needs exactly 2 views in config.data.views.{view_group}.count.")
+      raise ValueError(f"BYOL needs exactly 2 views in config.data.image.views.{view_group}.count.")
     if not 0.0 <= tau_base <= 1.0:
       raise ValueError(f"method.tau_base must be in [0, 1], got {tau_base}.")
     proj = heads.MLP(**projector)

@@ -39,15 +39,15 @@ class RunInfo:
   def image_shape(self) -> tuple[int, ...]:
     """The shape of a single-view example's `image`."""
     if "image" not in self.inputs:
-      raise ValueError(f"this method needs single-view images (config.data.views empty); the data yields "
+      raise ValueError(f"this method needs single-view images (config.data.image.views empty); the data yields "
                        f"{sorted(self.inputs)}.")
     return tuple(self.inputs["image"].shape)
 
   def view_count(self, name: str) -> int:
-    """The number of views in view group `name` of `config.data.views`."""
+    """The number of views in view group `name` of `config.data.image.views`."""
     groups = self.inputs.get("views", {})
     if name not in groups:
-      raise ValueError(f"this method needs the view group {name!r} in config.data.views; the config has "
+      raise ValueError(f"this method needs the view group {name!r} in config.data.image.views; the config has "
                        f"{sorted(groups) or 'none'}.")
     return groups[name].shape[0]
 
@@ -112,9 +112,10 @@ class Method(abc.ABC):
     """Class logits `[B, C]` of an evaluation batch. Needed when `predicts`."""
     raise NotImplementedError(f"{type(self).__name__} does not predict classes.")
 
-  def reconstruct(self, params: Params, extra: Extra, batch: Batch, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Pictures of the method at work on an evaluation batch: `(input as the model sees it, output)`, uint8 images.
-    Needed when `reconstructs`."""
+  def reconstruct(self, params: Params, extra: Extra, batch: Batch,
+                  rng: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Pictures of the method at work on an evaluation batch: `(input, input as the model sees it, output)`, uint8
+    images of one shape, drawn as rows of the report. Needed when `reconstructs`."""
     raise NotImplementedError(f"{type(self).__name__} does not reconstruct its input.")
 
 

@@ -157,7 +157,7 @@ class DINO(contract.Method):
     if centering not in ("center", "sinkhorn"):
       raise ValueError(f"method.centering={centering!r}: use 'center' or 'sinkhorn'.")
     if run.view_count(global_group) < 2:
-      raise ValueError(f"DINO needs at least 2 global views in config.data.views.{global_group}.count.")
+      raise ValueError(f"DINO needs at least 2 global views in config.data.image.views.{global_group}.count.")
     if local_group is not None:
       run.view_count(local_group)
       if model.get("posemb", "sincos2d") == "learn":

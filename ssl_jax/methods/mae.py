@@ -72,7 +72,7 @@ class MAE(contract.Method):
     return {"image": (dict(self.encoder_spec), {"params": {"vit": params["encoder"]}})}
 
   def reconstruct(self, params, extra, batch, rng):
-    """Pictures of MAE at work: `batch["image"]` (normalised) -> (masked input, reconstruction), both uint8.
+    """Pictures of MAE at work: `batch["image"]` (normalised) -> (input, masked input, reconstruction), uint8.
 
     Masked patches are grey in the masked input; the reconstruction shows the predicted pixels of the masked patches
     with the visible patches pasted in (MAE's "reconstruction + visible"). With `norm_pix_loss` the predictions are
@@ -92,7 +92,7 @@ class MAE(contract.Method):
     grey = masking.patchify(jnp.broadcast_to(grey, x.shape), self.patch_size)
     to_uint8 = lambda patches: image.denormalize(masking.unpatchify(patches, self.patch_size, h, w))
     masked_input = jnp.where(masked, grey, target)
-    return to_uint8(masked_input), to_uint8(jnp.where(masked, pred, target))
+    return image.denormalize(x), to_uint8(masked_input), to_uint8(jnp.where(masked, pred, target))
 
   def represent(self, params, extra, batch):
     del extra
@@ -115,6 +115,10 @@ class MAE(contract.Method):
       feature: "cls" or "gap", the representation given to evaluators.
       decoder: width, depth, num_heads, mlp_dim of the decoder (paper: 512, 8, 16, 2048).
     """
+    model = dict(model)
+    arch = model.pop("arch", "vit")
+    if arch != "vit":
+      raise ValueError(f"MAE's encoder is a ViT, not config.model.arch={arch!r} (build it with config_lib.vit).")
     enc = vit.vit_kwargs(**model)
     if not 0.0 <= mask_ratio < 1.0:
       raise ValueError(f"method.mask_ratio must be in [0, 1), got {mask_ratio}.")

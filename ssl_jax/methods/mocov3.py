@@ -63,7 +63,7 @@ class MoCoV3(joint.ReleasesOnlineEncoder, contract.Method):
       momentum_base: momentum at step 0, raised to 1 on a cosine over the run.
     """
     if run.view_count(view_group) != 2:
-      raise ValueError(f"MoCo v3 needs exactly 2 views in config.data.views.{view_group}.count.")
+      raise ValueError(f"MoCo v3 needs exactly 2 views in config.data.image.views.{view_group}.count.")
     proj = heads.MLP(**projector)
     net = joint.Network(backbone.create(**model), proj, heads.MLP(**predictor))
     return cls(net=net, momentum_net=joint.Network(joint.teacher_encoder(model), proj), view_group=view_group,

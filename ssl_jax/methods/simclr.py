@@ -62,7 +62,7 @@ class SimCLR(joint.ReleasesOnlineEncoder, contract.Method):
       online_probe: train a linear probe on the stop-gradient features when the data has labels.
     """
     if run.view_count(view_group) != 2:
-      raise ValueError(f"SimCLR needs exactly 2 views in config.data.views.{view_group}.count, got "
+      raise ValueError(f"SimCLR needs exactly 2 views in config.data.image.views.{view_group}.count, got "
                        f"{run.view_count(view_group)}.")
     net = joint.Network(backbone.create(**model), heads.MLP(**projector))
     return cls(net=net, view_group=view_group, temperature=temperature,

@@ -2,7 +2,9 @@
 
 `create(arch="vit", variant="S/16", pool="cls", ...)` or `create(arch="resnet", depth=50, ...)`; the module maps
 normalised images `[B, H, W, 3]` to `{"pooled": float32 [B, D], "tokens": [B, T, D]}` (the ViT's output tokens, [CLS]
-first; the ResNet's last feature map, row by row) and exposes `D` as `num_features`. A new architecture is one
+first; the ResNet's last feature map, row by row) and exposes `D` as `num_features`. Called with
+`return_layers=True` it adds `"layers"`, the per-layer outputs: the ViT's block outputs `[depth, B, T, D]`, the
+ResNet's stage outputs (a tuple of `[B, T_i, D_i]`). A new architecture is one
 builder function and one entry in `ENCODERS`.
 """
 
@@ -35,15 +37,21 @@ class ViTEncoder(nn.Module):
     return self.vit["width"]
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
-    tokens = vit.ViT(**self.vit, final_norm=self.pool != "gap_fc_norm", name="vit")(x, train=train)
+  def __call__(self, x, train: bool = False, return_layers: bool = False):
+    """`x` `[B, H, W, 3]` -> `{"pooled": float32 [B, D], "tokens": [B, 1 + N, D]}`, and with `return_layers` also
+    `"layers"`: every block's output tokens, `[depth, B, 1 + N, D]`, before the final LayerNorm (data2vec's
+    targets)."""
+    out = vit.ViT(**self.vit, final_norm=self.pool != "gap_fc_norm", name="vit")(x, train=train,
+                                                                                 return_layers=return_layers)
+    tokens, layers = out if return_layers else (out, None)
     if self.pool == "cls":
       feats = tokens[:, 0]
     else:
       feats = jnp.mean(tokens[:, 1:], axis=1)
       if self.pool == "gap_fc_norm":
         feats = transformer.layer_norm(self.vit["dtype"], "fc_norm")(feats)
-    return {"pooled": feats.astype(jnp.float32), "tokens": tokens}
+    out = {"pooled": feats.astype(jnp.float32), "tokens": tokens}
+    return dict(out, layers=layers) if return_layers else out
 
 
 def _vit(*, pool: str | None = "cls", **kw: Any) -> nn.Module:

@@ -108,7 +108,9 @@ class ResNet(nn.Module):
     return DEPTHS[self.depth]
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, train: bool = False, return_layers: bool = False):
+    """`x` `[B, H, W, 3]` -> `{"pooled": float32 [B, D] (global mean), "tokens": [B, h * w, D] (the last feature
+    map, row by row)}`, and with `return_layers` also `"layers"`: each stage's output as tokens, `[B, T_i, D_i]`."""
     block_name, stages = self._layout()
     block = {"basic": BasicBlock, "bottleneck": BottleneckBlock}[block_name]
     x = x.astype(self.dtype)
@@ -123,9 +125,12 @@ class ResNet(nn.Module):
       x = nn.relu(batch_norm(train, "stem_bn")(x))
     else:
       raise ValueError(f"unknown ResNet stem {self.stem!r}; use 'imagenet' or 'small'.")
+    as_tokens = lambda y: y.reshape(y.shape[0], -1, y.shape[-1])
+    layers = []
     for i, n in enumerate(stages):
       for j in range(n):
         x = block(self.width * 2 ** i, 2 if i > 0 and j == 0 else 1, self.zero_init_residual, self.dtype,
                   name=f"stage{i + 1}_block{j + 1}")(x, train)
-    return {"pooled": jnp.mean(x.astype(jnp.float32), axis=(1, 2)),
-            "tokens": x.reshape(x.shape[0], -1, x.shape[-1])}
+      layers.append(as_tokens(x))
+    out = {"pooled": jnp.mean(x.astype(jnp.float32), axis=(1, 2)), "tokens": as_tokens(x)}
+    return dict(out, layers=tuple(layers)) if return_layers else out

@@ -107,7 +107,7 @@ class ViT(nn.Module):
     return h // self.patch_size, w // self.patch_size
 
   @nn.compact
-  def __call__(self, images, keep_ids=None, train: bool = False):
+  def __call__(self, images, keep_ids=None, train: bool = False, return_layers: bool = False):
     """Encodes images, optionally keeping only some patches (MAE).
 
     Args:
@@ -115,9 +115,11 @@ class ViT(nn.Module):
       keep_ids: optional `[B, K]` int32 indices of the patches to encode (position embeddings are added before the
         patches are dropped, as in MAE). None encodes all `T = (H/p)(W/p)` patches.
       train: apply stochastic depth (needs a "dropout" rng when `drop_path` > 0).
+      return_layers: also return every block's output (`Transformer`'s `return_layers`).
 
     Returns:
-      `[B, 1 + K, width]` (K = T without `keep_ids`) after the final LayerNorm (if `final_norm`).
+      `[B, 1 + K, width]` (K = T without `keep_ids`) after the final LayerNorm (if `final_norm`); with
+      `return_layers` a tuple of it and the `[depth, B, 1 + K, width]` block outputs (before the final LayerNorm).
     """
     gh, gw = self.grid(images.shape)
     x = masking.patchify(images, self.patch_size).astype(self.dtype)
@@ -139,7 +141,8 @@ class ViT(nn.Module):
     x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (x.shape[0], 1, self.width)), x], axis=1)
     x = constrain_tokens(x)
     return Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, self.drop_path,
-                       self.final_norm, self.remat, self.scan, name="encoder")(x, train)
+                       self.final_norm, self.remat, self.scan, name="encoder")(x, train,
+                                                                               return_layers=return_layers)
 
 
 class MAEDecoder(nn.Module):

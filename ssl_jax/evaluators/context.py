@@ -1,0 +1,89 @@
+"""What every evaluator is given: `Context`, the representation under evaluation and the labelled evaluation data.
+
+An evaluator is a function `run(context, *, name, **arguments) -> {metric: value}` (`ssl_jax.evaluators.EVALUATORS`).
+The trainer builds one context per column of its evaluation table (the trained state, the same model at random
+initialisation, the raw input) and hands it to every configured evaluator; the features of a split are computed once
+per context and shared by all of them (kNN, linear probes and few-shot read the same pass). An evaluator needs no
+config, no data pipeline and no knowledge of the modality: batches come from `context.batches`, features from
+`context.features`, and a new evaluator (zero-shot, retrieval, perplexity) is a function and an `EVALUATORS` entry.
+"""
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Labelled evaluation splits: "train" (the kNN bank, the probes' training set) and "test".
+SPLITS = ("train", "test")
+
+
+@dataclasses.dataclass
+class Context:
+  """The representation under evaluation and the data to evaluate it on.
+
+  Attributes:
+    represent: a global evaluation batch -> `{feature: float32 [B, D]}` (jitted; the device stage already inside).
+    batches: `batches(split, augment_seed=None)` -> global evaluation batches of `split` (one of `SPLITS`), each
+      with "label" and "valid" (0 on padding) besides the inputs; with `augment_seed` a random training view of each
+      example instead of the evaluation view, seeded (the report's two views).
+    mesh: the device mesh (kNN shards its bank over it).
+    num_classes: classes of the labels.
+    feature_names: the names of the run's features, which decide the metric names (`per_feature`); default: those
+      `represent` gives. The random-init and raw-input contexts take the trained run's, so their columns line up.
+    class_names: the labels' names, where the data set has them.
+    predict: a global batch -> `[B, C]` logits of a method that classifies, else None.
+    reconstruct: `(batch, key) -> (masked, reconstructed)` uint8 pictures of a method that reconstructs, else None.
+    picture: `picture(key, array)` saves a uint8 `[H, W, 3]` picture of the report (PNG and TensorBoard), or None.
+    title: a caption for pictures (the method and step).
+  """
+  represent: Callable[[dict], dict[str, jax.Array]]
+  batches: Callable[..., Iterable[dict]]
+  mesh: jax.sharding.Mesh | None
+  num_classes: int | None
+  feature_names: tuple[str, ...] | None = None
+  class_names: tuple[str, ...] | None = None
+  predict: Callable[[dict], jax.Array] | None = None
+  reconstruct: Callable[..., Any] | None = None
+  picture: Callable[[str, np.ndarray], None] | None = None
+  title: str = ""
+  _cache: dict = dataclasses.field(default_factory=dict, repr=False)
+
+  def features(self, split: str, augment_seed: int | None = None) -> tuple[dict[str, jax.Array], jax.Array]:
+    """`({feature: [N', D]}, labels [N'])` of a whole split (N' padded to whole batches; label -1 on padding),
+    computed on the first call and cached per (split, augment_seed)."""
+    if split not in SPLITS:
+      raise ValueError(f"evaluation split {split!r} is unknown; use one of {SPLITS}.")
+    key = (split, augment_seed)
+    if key not in self._cache:
+      feats, labels = [], []
+      for batch in self.batches(split, augment_seed=augment_seed):
+        out = self.represent(batch)
+        feats.append({name: out[name] for name in self.names(out)})
+        labels.append(jnp.where(batch["valid"] > 0, batch["label"], -1))
+      self._cache[key] = ({name: jnp.concatenate([f[name] for f in feats]) for name in feats[0]},
+                          jnp.concatenate(labels))
+    return self._cache[key]
+
+  def names(self, features: dict) -> tuple[str, ...]:
+    """The features of `features` that this context evaluates: `feature_names` where set (those present)."""
+    if self.feature_names is None:
+      return tuple(features)
+    return tuple(name for name in self.feature_names if name in features)
+
+  def per_feature(self, evaluate: Callable[..., dict[str, float]]) -> dict[str, float]:
+    """`evaluate((train_features, train_labels), (test_features, test_labels))` on each feature, as one dict: a run
+    with one feature keeps the metric names (`eval/knn_top1`); with several, each is `eval/<feature>/knn_top1`."""
+    (train, train_labels), (test, test_labels) = self.features("train"), self.features("test")
+    return name_per_feature({name: evaluate((train[name], train_labels), (test[name], test_labels)) for name in train},
+                            several=len(self.feature_names or train) > 1)
+
+
+def name_per_feature(results_of_feature: dict[str, dict[str, float]], *, several: bool) -> dict[str, float]:
+  """Per-feature results as one dict: unchanged names for a run with one feature; `eval/<feature>/<metric>` (and
+  `report/<feature>/...` alike) for a run with several."""
+  if not several:
+    return {k: v for results in results_of_feature.values() for k, v in results.items()}
+  return {k.replace("/", f"/{name}/", 1): v for name, results in results_of_feature.items() for k, v in results.items()}
