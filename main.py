@@ -7,7 +7,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from ssl_jax import host_memory
+from ssl_jax.runtime import host_memory
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (e.g. configs/mae_vit_b.py).",
                                           lock_config=True)
@@ -40,12 +40,12 @@ def main(argv):
     from ssl_jax import dry_run
     dry_run.check(_CONFIG.value, topology=_TOPOLOGY.value)
     return
-  from ssl_jax import distributed   # after flag parsing, so that --help is fast
+  from ssl_jax.runtime import distributed   # after flag parsing, so that --help is fast
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,   # before any device is used
                          **_CONFIG.value.distributed.to_dict())
-  from ssl_jax import preemption
+  from ssl_jax.runtime import preemption
   from ssl_jax import train
-  from ssl_jax import workdir
+  from ssl_jax.runtime import workdir
   try:
     train.run(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
   except preemption.Preempted as e:          # SIGTERM or Ctrl-C: the step is saved (75 or 130)
@@ -61,5 +61,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  host_memory.restart_with_huge_pages()   # first: glibc's huge pages for XLA:CPU's buffers (ssl_jax/host_memory.py)
+  host_memory.restart_with_huge_pages()   # first: glibc's huge pages for XLA:CPU's buffers (ssl_jax/runtime/host_memory.py)
   app.run(main)

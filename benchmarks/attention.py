@@ -15,10 +15,10 @@ import time
 from absl import app
 from absl import flags
 
-from ssl_jax import host_memory
+from ssl_jax.runtime import host_memory
 
 if __name__ == "__main__":
-  host_memory.restart_with_huge_pages()   # before jax starts, as main.py (ssl_jax/host_memory.py)
+  host_memory.restart_with_huge_pages()   # before jax starts, as main.py (ssl_jax/runtime/host_memory.py)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -19,10 +19,10 @@ from absl import flags
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from ssl_jax import host_memory  # noqa: E402
+from ssl_jax.runtime import host_memory  # noqa: E402
 
 if __name__ == "__main__":
-  host_memory.restart_with_huge_pages()   # before jax starts, as main.py (ssl_jax/host_memory.py)
+  host_memory.restart_with_huge_pages()   # before jax starts, as main.py (ssl_jax/runtime/host_memory.py)
 import harness  # noqa: E402
 
 _BATCH = flags.DEFINE_integer("batch_size", 8, "Global batch.")

@@ -12,11 +12,12 @@ import jax.numpy as jnp
 
 from ssl_jax import config as config_lib
 from ssl_jax import dry_run
-from ssl_jax import flops
-from ssl_jax import host_memory
+from ssl_jax.runtime import host_memory
 from ssl_jax import sharding
 from ssl_jax import train
 from ssl_jax.data import inputs
+
+import flops  # benchmarks/flops.py: the scripts run with benchmarks/ on sys.path
 
 # Dense bfloat16 peak FLOP/s per device (datasheets).
 DATASHEET_PEAK = {"NVIDIA H100 80GB HBM3": 989e12, "NVIDIA H100": 989e12, "NVIDIA H200": 989e12,
@@ -93,7 +94,7 @@ def benchmark(config, steps: int = 10, warmup: int = 2, peak: str = "auto", prof
     jax.block_until_ready((state, metrics))
     step_time = (time.perf_counter() - start) / steps
     # The process's page faults and kernel time meanwhile (all threads): a fresh mapping of XLA:CPU's per-step
-    # temporaries shows here (see ssl_jax/host_memory.py).
+    # temporaries shows here (see ssl_jax/runtime/host_memory.py).
     after = resource.getrusage(resource.RUSAGE_SELF)
     host_faults, host_system_s = (after.ru_minflt - usage.ru_minflt) / steps, (after.ru_stime - usage.ru_stime) / steps
 

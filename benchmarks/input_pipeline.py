@@ -19,10 +19,10 @@ from absl import flags
 from ml_collections import config_flags
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-from ssl_jax import host_memory  # noqa: E402
+from ssl_jax.runtime import host_memory  # noqa: E402
 
 if __name__ == "__main__":
-  host_memory.restart_with_huge_pages()   # before jax starts, as main.py (ssl_jax/host_memory.py)
+  host_memory.restart_with_huge_pages()   # before jax starts, as main.py (ssl_jax/runtime/host_memory.py)
 import harness  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)

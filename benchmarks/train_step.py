@@ -9,13 +9,13 @@ one wait at the end (on an accelerator the host's dispatch of the next step then
 of a 58 ms step on an H200). Prints a table and, last, one JSON line with:
 
   step_time_s (back to back), step_time_blocking_s (median one at a time), step_time_min_s, examples_per_s,
-  model_flops_per_step (`ssl_jax.flops`: matmuls, 2 FLOPs per MAC, 3 x forward), xla_flops_per_step (XLA's cost
+  model_flops_per_step (`benchmarks/flops.py`: matmuls, 2 FLOPs per MAC, 3 x forward), xla_flops_per_step (XLA's cost
   analysis of the compiled step, all devices: a cross-check that also counts elementwise work and the optimizer),
   achieved_flops_per_s, peak_flops_per_s and peak_source ("measured": a large matmul timed in this run, in the
   compute dtype; or "datasheet" for a known accelerator), mfu, compile_time_s, peak_memory_bytes and memory_source
   ("allocator" peak on GPU/TPU, else XLA's compiled-step estimate), device kind and count, host_memory (the paging of
   large host buffers: like main.py, the script restarts itself with glibc's huge-page tunable where that helps, see
-  `ssl_jax/host_memory.py`), host_page_faults_per_step and host_system_s_per_step (the process's minor page faults
+  `ssl_jax/runtime/host_memory.py`), host_page_faults_per_step and host_system_s_per_step (the process's minor page faults
   and kernel time per back-to-back step).
 """
 
@@ -27,10 +27,10 @@ from absl import flags
 from ml_collections import config_flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from ssl_jax import host_memory  # noqa: E402
+from ssl_jax.runtime import host_memory  # noqa: E402
 
 if __name__ == "__main__":
-  host_memory.restart_with_huge_pages()   # before jax starts, as main.py (ssl_jax/host_memory.py)
+  host_memory.restart_with_huge_pages()   # before jax starts, as main.py (ssl_jax/runtime/host_memory.py)
 import harness  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ssl_jax on a Cloud TPU slice: create it (queued resource), put the code on every worker, install, run the same
 # `python main.py ...` on all workers at once, follow the logs, tear down. jax.distributed is initialised from the
-# TPU environment on each worker (`ssl_jax.distributed`).
+# TPU environment on each worker (`ssl_jax.runtime.distributed`).
 #
 #   launch/tpu_pod.sh create                      # queued resource -> TPU VM slice, waits until it is ACTIVE
 #   launch/tpu_pod.sh setup                       # copy this checkout's HEAD to every worker and install it

@@ -11,7 +11,7 @@ import keyword
 import ml_collections
 from ml_collections import config_dict
 
-from ssl_jax import augment
+from ssl_jax.ops import augment
 from ssl_jax import evaluators
 from ssl_jax import optim
 from ssl_jax import sharding
@@ -31,7 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.init_from = config_dict.placeholder(str)
   c.batch_size = config_dict.placeholder(int)          # required: global, over all processes and devices
   # Gradient accumulation: each step's batch is processed in this many sequential micro-batches (their mean
-  # gradient makes one update); see the README for what it means for contrastive methods and BatchNorm.
+  # gradient makes one update); see docs/scale-out.md for what it means for contrastive methods and BatchNorm.
   c.grad_accum_steps = 1
   # Durations: in steps, or in epochs (`*_epochs`); when both are set the step value wins, so that
   # `--config.total_steps=2` shortens an epoch-based config. Converted once at start-up.
@@ -45,8 +45,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every_epochs = config_dict.placeholder(float)
   c.keep_ckpts = 3
   c.ckpt_timeout_s = 1200                              # an asynchronous save (and its host barrier) fails after this
-  # One live run per workdir (`ssl_jax.workdir`): process 0 holds <workdir>/lease.json, renewing its heartbeat every
-  # heartbeat_s; where no file lock tells that a holder died (object stores, NFS without locks), its lease is free
+  # One live run per workdir (`ssl_jax.runtime.workdir`): process 0 holds <workdir>/lease.json, renewing its heartbeat
+  # every heartbeat_s; where no file lock tells that a holder died (object stores, NFS without locks), its lease is free
   # expire_s after its last heartbeat.
   c.lease = ml_collections.ConfigDict(dict(heartbeat_s=30.0, expire_s=300.0))
   # A step with a non-finite loss or gradient (global norm) is never applied. "skip": go on, and stop after
@@ -54,7 +54,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.nonfinite_policy = "skip"
   c.max_nonfinite_streak = 10
 
-  # Multi-process runs (`ssl_jax.distributed`): every process joins within initialization_timeout_s; a process
+  # Multi-process runs (`ssl_jax.runtime.distributed`): every process joins within initialization_timeout_s; a process
   # silent for heartbeat_timeout_s (dead or hung) stops the whole job with an error instead of a hang.
   c.distributed = ml_collections.ConfigDict(dict(initialization_timeout_s=300, heartbeat_timeout_s=100,
                                                  shutdown_timeout_s=300))
@@ -155,7 +155,7 @@ def image_data(name: str, *, size: int, crop_scale=(0.2, 1.0), crop_ratio=(3 / 4
       (2, 9, 0.5)); None: none.
     views: multi-view methods' view groups by name (processed in name order), each
       `dict(count=2, size=224, scale=(0.08, 1.0), ratio=(3/4, 4/3), flip=True, photometric=("byol1", "byol2"))`
-      with `photometric` naming one `ssl_jax.augment.RECIPES` entry per view (or one for all). None: one crop per
+      with `photometric` naming one `ssl_jax.ops.augment.RECIPES` entry per view (or one for all). None: one crop per
       image as `image` (the crop options above), no photometric augmentation.
     eval_crop_pct: the evaluation view: the shorter side resized to `size / eval_crop_pct`, the centre `size` crop.
     bad_images: undecodable image files: "skip" (replaced by the next decodable one, counted) or "stop".

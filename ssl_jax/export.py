@@ -1,198 +1,32 @@
-"""Encoders out of ssl_jax (timm, Hugging Face, npz) and public ViT weights into it (timm).
+"""Encoders out of ssl_jax: timm, Hugging Face or npz files from a pretraining workdir.
 
     python -m ssl_jax.export --workdir=/tmp/mae_tiny --format=timm --out=/tmp/mae_tiny.safetensors
     python -m ssl_jax.export --workdir=/tmp/mae_tiny --format=hf --out=/tmp/mae_tiny_hf        # a directory
     python -m ssl_jax.export --workdir=/tmp/mae_tiny --format=npz --out=/tmp/mae_tiny.npz
 
 The encoder is the one the pretraining method releases (its `encoders(...)["image"]`, or the tower `--tower` names:
-MAE's encoder, DINO's teacher...) from the newest intact checkpoint of the workdir. The conversion is pure numpy (no
-PyTorch needed to write):
-
-- timm `VisionTransformer` (class token, pre-norm blocks, LayerNorm eps 1e-6, exact GELU, qkv bias): the patch
-  embedding kernel `[p*p*3, D]` (patches flattened row, column, channel) becomes the conv weight `[D, 3, p, p]`;
-  the fused q/k/v kernel `[D, H, 3, d]` becomes `qkv.weight` `[3D, D]`; Linear kernels are transposed; fixed sin-cos
-  position embeddings are written out as `pos_embed` `[1, 1 + T, D]` with a zero [CLS] slot (the [CLS] token carries
-  no position embedding, as in MAE). The pooled feature maps to timm's `global_pool`: "cls" -> "token",
-  "gap" -> "avg" without `fc_norm`, "gap_fc_norm" -> "avg" with `fc_norm`. The exact `timm.create_model(...)` call
-  is printed and written beside the file (`<out>.timm.json`).
-- Hugging Face `ViTModel` (`config.json` + `model.safetensors` in a directory): separate q/k/v projections,
-  `layer_norm_eps=1e-6`, no pooler; the features are `last_hidden_state[:, 0]` ("cls") or the mean of the patch
-  tokens ("gap"); "gap_fc_norm" has no ViTModel equivalent (its final LayerNorm is always applied).
-- npz: every variable under its '/'-joined path, plus the `backbone.create` keywords as JSON under `__spec__`.
-
-`load_timm_vit(path)` reads a timm ViT safetensors file back into ssl_jax variables (learned position embeddings,
-with timm's [CLS] position folded into the [CLS] token), for `config.init_from=<file>.safetensors`.
+MAE's encoder, DINO's teacher...) from the newest intact checkpoint of the workdir (`ssl_jax.pretrained`), converted
+by `ssl_jax.convert` (pure numpy: no PyTorch needed to write). The exact `timm.create_model(...)` call is printed and
+written beside a timm file (`<out>.timm.json`); npz holds every variable under its '/'-joined path, plus the
+`backbone.create` keywords as JSON under `__spec__`.
 """
 
 import json
-import re
 import sys
 
 import numpy as np
+from etils import epath
 
-TIMM_POOL = {"cls": ("token", False), "gap": ("avg", False), "gap_fc_norm": ("avg", True)}
-
-
-def _vit_sizes(spec: dict) -> dict:
-  from ssl_jax.models import vit
-  if spec.get("arch", "vit") != "vit":
-    raise ValueError(f"only ViT encoders convert to timm/Hugging Face ViTs; this one is {spec.get('arch')!r} "
-                     "(use --format=npz).")
-  kw = vit.vit_kwargs(**{k: spec.get(k) for k in ("variant", "patch_size", "width", "depth", "num_heads",
-                                                   "mlp_dim")})
-  return {k: kw[k] for k in ("patch_size", "width", "depth", "num_heads", "mlp_dim")}
-
-
-def _pos_table(spec: dict, vit_params: dict, grid: int, width: int) -> np.ndarray:
-  """`[1, 1 + grid*grid, D]`: the position embedding with a zero [CLS] slot."""
-  from ssl_jax.models import vit
-  if spec.get("posemb", "sincos2d") == "learn":
-    table = np.asarray(vit_params["pos_embedding"])[0]
-  else:
-    table = vit.sincos_2d(width, grid, grid)
-  return np.concatenate([np.zeros((1, width), np.float32), table.astype(np.float32)])[None]
-
-
-def to_timm(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.ndarray], dict]:
-  """(timm state dict of float32 numpy arrays, keyword arguments of `timm.create_model`) of a ViT encoder."""
-  s = _vit_sizes(spec)
-  p, d, h = s["patch_size"], s["width"], s["num_heads"]
-  if image_size % p:
-    raise ValueError(f"image size {image_size} is not divisible by the patch size {p}.")
-  pool = spec.get("pool", "cls")
-  vp = variables["params"]["vit"]
-  f32 = lambda x: np.asarray(x, np.float32)
-  out = {
-      "cls_token": f32(vp["cls"]),
-      "pos_embed": _pos_table(spec, vp, image_size // p, d),
-      "patch_embed.proj.weight": f32(vp["embedding"]["kernel"]).reshape(p, p, 3, d).transpose(3, 2, 0, 1),
-      "patch_embed.proj.bias": f32(vp["embedding"]["bias"]),
-  }
-  enc = vp["encoder"]
-  for i in range(s["depth"]):
-    b, t = enc[f"block{i}"], f"blocks.{i}."
-    out.update({
-        t + "norm1.weight": f32(b["ln1"]["scale"]), t + "norm1.bias": f32(b["ln1"]["bias"]),
-        # Ours: [D, heads, 3, head_dim]; timm's fused Linear(D, 3D): [3D, D] with outputs ordered (q|k|v, heads, dim).
-        t + "attn.qkv.weight": f32(b["attn"]["qkv_kernel"]).transpose(0, 2, 1, 3).reshape(d, 3 * d).T,
-        t + "attn.qkv.bias": f32(b["attn"]["qkv_bias"]).transpose(1, 0, 2).reshape(3 * d),
-        t + "attn.proj.weight": f32(b["attn"]["out_kernel"]).reshape(d, d).T,
-        t + "attn.proj.bias": f32(b["attn"]["out_bias"]),
-        t + "norm2.weight": f32(b["ln2"]["scale"]), t + "norm2.bias": f32(b["ln2"]["bias"]),
-        t + "mlp.fc1.weight": f32(b["mlp"]["fc1"]["kernel"]).T, t + "mlp.fc1.bias": f32(b["mlp"]["fc1"]["bias"]),
-        t + "mlp.fc2.weight": f32(b["mlp"]["fc2"]["kernel"]).T, t + "mlp.fc2.bias": f32(b["mlp"]["fc2"]["bias"]),
-    })
-  global_pool, fc_norm = TIMM_POOL[pool]
-  if fc_norm:
-    fcn = variables["params"]["fc_norm"]
-    out.update({"fc_norm.weight": f32(fcn["scale"]), "fc_norm.bias": f32(fcn["bias"])})
-  else:
-    out.update({"norm.weight": f32(enc["norm"]["scale"]), "norm.bias": f32(enc["norm"]["bias"])})
-  kwargs = dict(pretrained=False, num_classes=0, global_pool=global_pool, fc_norm=fc_norm, img_size=image_size,
-                patch_size=p, embed_dim=d, depth=s["depth"], num_heads=h, mlp_ratio=s["mlp_dim"] / d,
-                class_token=True, qkv_bias=True)
-  return {k: np.ascontiguousarray(v) for k, v in out.items()}, kwargs
-
-
-# The timm architecture the keyword arguments of `to_timm` are passed to: they override all of its sizes.
-TIMM_MODEL = "vit_base_patch16_224"
-
-
-def timm_call(kwargs: dict) -> str:
-  """The `timm.create_model(...)` call, as Python source, that builds the exported encoder."""
-  args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-  return f"timm.create_model({TIMM_MODEL!r}, {args})"
-
-
-def to_hf(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.ndarray], dict]:
-  """(Hugging Face `ViTModel` state dict, its `config.json` as a dict) of a ViT encoder."""
-  pool = spec.get("pool", "cls")
-  if pool == "gap_fc_norm":
-    raise ValueError("a 'gap_fc_norm' encoder has no Hugging Face ViTModel equivalent (ViTModel always applies its "
-                     "final LayerNorm to the tokens); export it with --format=timm.")
-  timm_sd, kw = to_timm(spec, variables, image_size)
-  d = kw["embed_dim"]
-  out = {
-      "embeddings.cls_token": timm_sd["cls_token"],
-      "embeddings.position_embeddings": timm_sd["pos_embed"],
-      "embeddings.patch_embeddings.projection.weight": timm_sd["patch_embed.proj.weight"],
-      "embeddings.patch_embeddings.projection.bias": timm_sd["patch_embed.proj.bias"],
-      "layernorm.weight": timm_sd["norm.weight"], "layernorm.bias": timm_sd["norm.bias"],
-  }
-  for i in range(kw["depth"]):
-    t, l = f"blocks.{i}.", f"encoder.layer.{i}."
-    qkv_w, qkv_b = timm_sd[t + "attn.qkv.weight"], timm_sd[t + "attn.qkv.bias"]
-    for j, name in enumerate(("query", "key", "value")):
-      out[l + f"attention.attention.{name}.weight"] = np.ascontiguousarray(qkv_w[j * d:(j + 1) * d])
-      out[l + f"attention.attention.{name}.bias"] = np.ascontiguousarray(qkv_b[j * d:(j + 1) * d])
-    for ours, theirs in (("attn.proj", "attention.output.dense"), ("norm1", "layernorm_before"),
-                         ("norm2", "layernorm_after"), ("mlp.fc1", "intermediate.dense"),
-                         ("mlp.fc2", "output.dense")):
-      out[l + theirs + ".weight"] = timm_sd[t + ours + ".weight"]
-      out[l + theirs + ".bias"] = timm_sd[t + ours + ".bias"]
-  config = dict(model_type="vit", architectures=["ViTModel"], hidden_size=d, num_hidden_layers=kw["depth"],
-                num_attention_heads=kw["num_heads"], intermediate_size=int(round(kw["mlp_ratio"] * d)),
-                hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, layer_norm_eps=1e-6,
-                image_size=image_size, patch_size=kw["patch_size"], num_channels=3, qkv_bias=True,
-                ssl_jax_pool=pool)
-  return out, config
-
-
-def load_timm_vit(path: str, *, num_heads: int | None = None, pool: str = "cls") -> tuple[dict, dict]:
-  """(spec, variables) of an ssl_jax ViT from a timm ViT safetensors file (class token, learned positions).
-
-  `num_heads` cannot be read from the weights; default: width / 64 (every standard ViT but ViT-H, which has 16).
-  """
-  from safetensors.numpy import load_file
-  sd = {k: np.asarray(v, np.float32) for k, v in load_file(path).items()}
-  if "pos_embed" not in sd or "blocks.0.attn.qkv.weight" not in sd:
-    raise ValueError(f"{path} is not a timm VisionTransformer state dict (no pos_embed / blocks.0.attn.qkv.weight).")
-  d, _, p, _ = sd["patch_embed.proj.weight"].shape
-  depth = 1 + max(int(m.group(1)) for k in sd for m in [re.match(r"blocks\.(\d+)\.", k)] if m)
-  mlp = sd["blocks.0.mlp.fc1.weight"].shape[0]
-  heads = num_heads or (16 if d == 1280 else max(1, d // 64))
-  if d % heads:
-    raise ValueError(f"width {d} is not divisible by num_heads={heads}; pass the model's head count.")
-  hd = d // heads
-  pos = sd["pos_embed"]
-  vp = {
-      "cls": sd["cls_token"] + pos[:, :1],       # timm adds pos_embed[:, 0] to the [CLS] token; ours adds nothing
-      "pos_embedding": pos[:, 1:],
-      "embedding": {"kernel": sd["patch_embed.proj.weight"].transpose(2, 3, 1, 0).reshape(p * p * 3, d),
-                    "bias": sd["patch_embed.proj.bias"]},
-  }
-  enc = {}
-  for i in range(depth):
-    t = f"blocks.{i}."
-    enc[f"block{i}"] = {
-        "ln1": {"scale": sd[t + "norm1.weight"], "bias": sd[t + "norm1.bias"]},
-        "ln2": {"scale": sd[t + "norm2.weight"], "bias": sd[t + "norm2.bias"]},
-        "attn": {"qkv_kernel": sd[t + "attn.qkv.weight"].T.reshape(d, 3, heads, hd).transpose(0, 2, 1, 3),
-                 "qkv_bias": sd[t + "attn.qkv.bias"].reshape(3, heads, hd).transpose(1, 0, 2),
-                 "out_kernel": sd[t + "attn.proj.weight"].T.reshape(heads, hd, d),
-                 "out_bias": sd[t + "attn.proj.bias"]},
-        "mlp": {"fc1": {"kernel": sd[t + "mlp.fc1.weight"].T, "bias": sd[t + "mlp.fc1.bias"]},
-                "fc2": {"kernel": sd[t + "mlp.fc2.weight"].T, "bias": sd[t + "mlp.fc2.bias"]}},
-    }
-  params = {"vit": vp}
-  if "norm.weight" in sd:
-    enc["norm"] = {"scale": sd["norm.weight"], "bias": sd["norm.bias"]}
-  if "fc_norm.weight" in sd:
-    params["fc_norm"] = {"scale": sd["fc_norm.weight"], "bias": sd["fc_norm.bias"]}
-  vp["encoder"] = enc
-  spec = dict(arch="vit", pool=pool, patch_size=int(p), width=int(d), depth=depth, num_heads=heads, mlp_dim=int(mlp),
-              posemb="learn")
-  return spec, {"params": params}
+from ssl_jax import convert
+from ssl_jax import pretrained
+from ssl_jax.runtime import workdir as workdir_lib
 
 
 def export(workdir: str, fmt: str, out: str, tower: str = "image") -> str:
   """Writes the encoder `tower` of `workdir` in `fmt` ("timm", "hf", "npz") to `out`; returns a line saying how to
   load it."""
-  from etils import epath
-  from ssl_jax import pretrained
   if fmt not in ("timm", "hf", "npz"):
     raise ValueError(f"--format={fmt!r}: use 'timm', 'hf' or 'npz'.")
-  from ssl_jax import workdir as workdir_lib
   out = workdir_lib.absolute(out)
   source = pretrained.open_workdir(workdir, tower)
   spec, variables = source.spec, source.variables()
@@ -205,13 +39,13 @@ def export(workdir: str, fmt: str, out: str, tower: str = "image") -> str:
     return f"numpy.load({out!r}): {len(flat) - 1} arrays by '/'-joined path; keywords in ['__spec__']"
   from safetensors.numpy import save
   if fmt == "timm":
-    sd, kwargs = to_timm(spec, variables, image_size)
+    sd, kwargs = convert.to_timm(spec, variables, image_size)
     epath.Path(out).write_bytes(save(sd))
-    call = timm_call(kwargs)
-    epath.Path(out + ".timm.json").write_text(json.dumps(dict(model_name=TIMM_MODEL, kwargs=kwargs)))
+    call = convert.timm_call(kwargs)
+    epath.Path(out + ".timm.json").write_text(json.dumps(dict(model_name=convert.TIMM_MODEL, kwargs=kwargs)))
     return (f"model = {call}\nmodel.load_state_dict(safetensors.torch.load_file({out!r}), strict=True)\n"
             "features = model(images)   # images: float32 NCHW, ImageNet mean/std normalised")
-  sd, config = to_hf(spec, variables, image_size)
+  sd, config = convert.to_hf(spec, variables, image_size)
   directory = epath.Path(out)
   directory.mkdir(parents=True, exist_ok=True)
   (directory / "model.safetensors").write_bytes(save(sd, metadata={"format": "pt"}))

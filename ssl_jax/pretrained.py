@@ -19,10 +19,11 @@ from etils import epath
 
 from ssl_jax import checkpoint
 from ssl_jax import config as config_lib
+from ssl_jax import convert
 from ssl_jax import methods
-from ssl_jax import workdir as workdir_lib
 from ssl_jax.data import inputs
 from ssl_jax.methods import contract
+from ssl_jax.runtime import workdir as workdir_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Source:
 
 @dataclasses.dataclass(frozen=True)
 class FileSource:
-  """A timm ViT safetensors file (public weights) as a pretrained source: see `ssl_jax.export.load_timm_vit`."""
+  """A timm ViT safetensors file (public weights) as a pretrained source: see `ssl_jax.convert.load_timm_vit`."""
   workdir: str
   spec: dict
   _variables: dict
@@ -83,11 +84,10 @@ def open_source(init_from: str, model: dict):
   current directory."""
   init_from = workdir_lib.absolute(init_from)
   if init_from.endswith(".safetensors"):
-    from ssl_jax import export
     if not epath.Path(init_from).exists():
       raise FileNotFoundError(f"config.init_from={init_from!r} does not exist.")
-    spec, variables = export.load_timm_vit(str(init_from), num_heads=model.get("num_heads"),
-                                           pool=model.get("pool") or "cls")
+    spec, variables = convert.load_timm_vit(str(init_from), num_heads=model.get("num_heads"),
+                                            pool=model.get("pool") or "cls")
     return FileSource(workdir=str(init_from), spec=spec, _variables=variables)
   return open_workdir(init_from)
 

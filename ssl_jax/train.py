@@ -23,14 +23,14 @@ from ssl_jax import evaluators
 from ssl_jax import methods
 from ssl_jax import metrics
 from ssl_jax import optim
-from ssl_jax import preemption
+from ssl_jax.runtime import preemption
 from ssl_jax import pretrained
 from ssl_jax import sharding
-from ssl_jax import workdir as workdir_lib
 from ssl_jax.data import inputs
 from ssl_jax.data import pipeline
 from ssl_jax.evaluators import report as report_lib
 from ssl_jax.methods import contract
+from ssl_jax.runtime import workdir as workdir_lib
 
 
 @flax.struct.dataclass
@@ -66,7 +66,7 @@ def loss_and_grads(method, params, extra, batch: dict, rng, step, micro_batches:
   loss that is a mean over independent examples; micro-batch `i` draws its random numbers from `fold_in(rng, i)`.
   The method state (`extra`) is threaded through the micro-batches in order. What this means for methods whose loss
   couples the examples of a batch — contrastive negatives, BatchNorm statistics, DINO's centre, a MoCo queue — is
-  in the README ("Gradient accumulation"): each micro-batch is then a batch of its own.
+  in docs/scale-out.md ("Gradient accumulation"): each micro-batch is then a batch of its own.
   """
   grad_fn = jax.value_and_grad(method.loss, has_aux=True)
   if micro_batches == 1:
@@ -391,7 +391,8 @@ def _restore(ckpt: checkpoint.Checkpointer, program: Program, train_iter, saved_
 
 
 def _take_lease(workdir: str, config) -> workdir_lib.Lease | None:
-  """Process 0 takes the workdir's lease (`ssl_jax.workdir`); every process raises `workdir_lib.Busy` if it cannot."""
+  """Process 0 takes the workdir's lease (`ssl_jax.runtime.workdir`); every process raises `workdir_lib.Busy` if it
+  cannot."""
   lease, refusal = None, ""
   if jax.process_index() == 0:
     try:

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssl_jax import augment
-from ssl_jax import image
+from ssl_jax.ops import augment
+from ssl_jax.ops import image
 from ssl_jax import sharding
 
 

@@ -49,7 +49,8 @@ def test_synthetic_source_splits():
 
 def _stream(process_index=0, process_count=1, **kw):
   ds = pipeline.train_dataset(sources.digits("train"), seed=3, global_batch_size=8,
-                              transform=transforms.train_transform(image_size=16), process_index=process_index, process_count=process_count, **kw)
+                              transform=transforms.train_transform(image_size=16), process_index=process_index,
+                              process_count=process_count, **kw)
   return iter(ds)
 
 
@@ -105,7 +106,8 @@ def test_tfds_source_under_mock_data():
   with tfds.testing.mock_data(num_examples=24):
     src = sources.make("imagenet2012", "train")
     assert len(src) == 24 and src.num_classes == 1000
-    it = iter(pipeline.train_dataset(src, seed=0, global_batch_size=8, transform=transforms.train_transform(image_size=32)))
+    it = iter(pipeline.train_dataset(src, seed=0, global_batch_size=8,
+                                     transform=transforms.train_transform(image_size=32)))
     batch = next(it)
   assert batch["image"].shape == (8, 32, 32, 3) and batch["image"].dtype == np.uint8
   assert batch["label"].shape == (8,) and ((0 <= batch["label"]) & (batch["label"] < 1000)).all()

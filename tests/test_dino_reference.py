@@ -26,7 +26,7 @@ import pytest
 
 from conftest import load_config
 from ssl_jax import config as config_lib
-from ssl_jax import export
+from ssl_jax import convert
 from ssl_jax import sharding
 from ssl_jax import train
 from ssl_jax.data import inputs
@@ -82,7 +82,7 @@ def _torch_params(a: Arch, state_params) -> dict:
   `mlp` indices as with `use_bn_in_head`, whether or not it has BatchNorm)."""
   net = jax.tree.map(np.asarray, state_params["net"])
   spec = dict(arch="vit", patch_size=a.patch, width=a.width, depth=a.depth, num_heads=a.heads, mlp_dim=a.mlp)
-  sd, _ = export.to_timm(spec, {"params": net["encoder"]}, image_size=4 * a.patch)
+  sd, _ = convert.to_timm(spec, {"params": net["encoder"]}, image_size=4 * a.patch)
   sd = {f"backbone.{k}": v for k, v in sd.items() if k != "pos_embed"}       # sin-cos: recomputed per crop size
   head = net["projector"]
   for i in range(3):

@@ -12,8 +12,9 @@ import pytest
 
 from conftest import ROOT
 from conftest import load_config
+from ssl_jax import convert
 from ssl_jax import export
-from ssl_jax import image
+from ssl_jax.ops import image
 from ssl_jax import train
 from ssl_jax.models import backbone
 
@@ -36,7 +37,7 @@ def _images(n=3, seed=1):
 
 def test_timm_names_and_shapes():
   spec, variables, _ = _encoder("cls")
-  sd, kw = export.to_timm(spec, variables, 16)
+  sd, kw = convert.to_timm(spec, variables, 16)
   block = {f"blocks.{i}.{n}" for i in range(2) for n in (
       "norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
       "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias")}
@@ -52,7 +53,7 @@ def test_timm_names_and_shapes():
   conv = np.einsum("dcij,ijc->d", sd["patch_embed.proj.weight"], patch)
   dense = patch.reshape(-1) @ np.asarray(variables["params"]["vit"]["embedding"]["kernel"])
   np.testing.assert_allclose(conv, dense, rtol=1e-5, atol=1e-5)
-  _, kw_gap = export.to_timm(dict(spec, pool="gap_fc_norm"), _encoder("gap_fc_norm")[1], 16)
+  _, kw_gap = convert.to_timm(dict(spec, pool="gap_fc_norm"), _encoder("gap_fc_norm")[1], 16)
   assert (kw_gap["global_pool"], kw_gap["fc_norm"]) == ("avg", True)
 
 
@@ -60,9 +61,9 @@ def test_timm_names_and_shapes():
 def test_timm_round_trip_gives_the_same_features(pool, tmp_path):
   from safetensors.numpy import save_file
   spec, variables, model = _encoder(pool)
-  sd, _ = export.to_timm(spec, variables, 16)
+  sd, _ = convert.to_timm(spec, variables, 16)
   save_file(sd, str(tmp_path / "m.safetensors"))
-  spec2, variables2 = export.load_timm_vit(str(tmp_path / "m.safetensors"), num_heads=4, pool=pool)
+  spec2, variables2 = convert.load_timm_vit(str(tmp_path / "m.safetensors"), num_heads=4, pool=pool)
   assert spec2 == dict(arch="vit", pool=pool, patch_size=4, width=32, depth=2, num_heads=4, mlp_dim=64,
                        posemb="learn")
   # Fixed sin-cos positions came back as a learned table; the features are the same.
@@ -74,14 +75,14 @@ def test_timm_round_trip_gives_the_same_features(pool, tmp_path):
 
 def test_hf_names_split_qkv_and_refuse_fc_norm():
   spec, variables, _ = _encoder("cls")
-  sd, config = export.to_hf(spec, variables, 16)
-  timm_sd, _ = export.to_timm(spec, variables, 16)
+  sd, config = convert.to_hf(spec, variables, 16)
+  timm_sd, _ = convert.to_timm(spec, variables, 16)
   q, k, v = (sd[f"encoder.layer.1.attention.attention.{n}.weight"] for n in ("query", "key", "value"))
   np.testing.assert_array_equal(np.concatenate([q, k, v]), timm_sd["blocks.1.attn.qkv.weight"])
   assert config["layer_norm_eps"] == 1e-6 and config["intermediate_size"] == 64 and config["num_attention_heads"] == 4
   assert len(sd) == 6 + 2 * 16
   with pytest.raises(ValueError, match="no Hugging Face ViTModel equivalent"):
-    export.to_hf(dict(spec, pool="gap_fc_norm"), _encoder("gap_fc_norm")[1], 16)
+    convert.to_hf(dict(spec, pool="gap_fc_norm"), _encoder("gap_fc_norm")[1], 16)
 
 
 def _features(workdir, images):
@@ -101,7 +102,7 @@ def test_cli_exports_every_format(mae_workdir, tmp_path):
   meta = json.loads((tmp_path / "m.safetensors.timm.json").read_text())
   assert meta["kwargs"]["embed_dim"] == 32 and meta["kwargs"]["fc_norm"] is False
   # Import the exported file: the same features as the workdir's encoder.
-  spec, variables = export.load_timm_vit(str(tmp_path / "m.safetensors"), num_heads=4, pool="gap")
+  spec, variables = convert.load_timm_vit(str(tmp_path / "m.safetensors"), num_heads=4, pool="gap")
   imgs = _images()
   np.testing.assert_allclose(backbone.create(**spec).apply(variables, image.normalize(imgs))["pooled"],
                              _features(mae_run, imgs), rtol=1e-5, atol=1e-5)
@@ -117,7 +118,7 @@ def test_cli_exports_every_format(mae_workdir, tmp_path):
 def test_fine_tuning_from_a_timm_file(tmp_path):
   from safetensors.numpy import save_file
   spec, variables, model = _encoder("cls", posemb="learn")
-  sd, _ = export.to_timm(spec, variables, 16)
+  sd, _ = convert.to_timm(spec, variables, 16)
   save_file(sd, str(tmp_path / "public.safetensors"))
   c = load_config("configs/tiny/finetune.py")
   c.init_from = str(tmp_path / "public.safetensors")
@@ -141,8 +142,8 @@ def test_timm_model_gives_ssl_jax_features(pool):
   torch = pytest.importorskip("torch", reason=NO_EXTRA)
   timm = pytest.importorskip("timm", reason=NO_EXTRA)
   spec, variables, model = _encoder(pool)
-  sd, kwargs = export.to_timm(spec, variables, 16)
-  net = timm.create_model(export.TIMM_MODEL, **kwargs).eval()
+  sd, kwargs = convert.to_timm(spec, variables, 16)
+  net = timm.create_model(convert.TIMM_MODEL, **kwargs).eval()
   net.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()}, strict=True)
   x = np.asarray(image.normalize(_images()))
   with torch.no_grad():
@@ -157,7 +158,7 @@ def test_hugging_face_vit_gives_ssl_jax_features(pool, tmp_path):
   transformers = pytest.importorskip("transformers", reason=NO_EXTRA)
   from safetensors.numpy import save_file
   spec, variables, model = _encoder(pool)
-  sd, config = export.to_hf(spec, variables, 16)
+  sd, config = convert.to_hf(spec, variables, 16)
   save_file(sd, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
   (tmp_path / "config.json").write_text(json.dumps(config))
   net = transformers.ViTModel.from_pretrained(str(tmp_path), add_pooling_layer=False).eval()
@@ -177,7 +178,7 @@ def test_exported_tiny_mae_loads_into_timm_with_matching_features(mae_workdir, t
   from safetensors.torch import load_file
   assert export.main([f"--workdir={mae_run}", "--format=timm", f"--out={tmp_path / 'mae.safetensors'}"]) == 0
   kwargs = json.loads((tmp_path / "mae.safetensors.timm.json").read_text())["kwargs"]
-  net = timm.create_model(export.TIMM_MODEL, **kwargs).eval()
+  net = timm.create_model(convert.TIMM_MODEL, **kwargs).eval()
   net.load_state_dict(load_file(str(tmp_path / "mae.safetensors")), strict=True)
   imgs = _images(8)
   with torch.no_grad():

@@ -25,7 +25,7 @@ from conftest import load_config
 from ssl_jax import checkpoint
 from ssl_jax import methods
 from ssl_jax import metrics
-from ssl_jax import preemption
+from ssl_jax.runtime import preemption
 from ssl_jax import train
 
 STEPS, NONFINITE_STEP = 8, 3

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ROOT
 from ssl_jax import checkpoint
-from ssl_jax import preemption
+from ssl_jax.runtime import preemption
 from ssl_jax import train
 
 # The tiny config shrunk (as the `tiny_config` fixture), as command-line overrides.

@@ -1,7 +1,6 @@
 """Downstream protocols: init_from a pretraining workdir, fine-tuning (regularisers, layer decay, RandAugment), the
 frozen linear probe and standalone evaluation, through the one trainer."""
 
-import json
 import os
 
 import flax.linen as nn
@@ -14,7 +13,7 @@ import pytest
 from conftest import load_config
 from ssl_jax import optim
 from ssl_jax import pretrained
-from ssl_jax import regularization
+from ssl_jax.ops import regularization
 from ssl_jax import train
 from ssl_jax.data import transforms
 

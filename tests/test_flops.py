@@ -13,13 +13,13 @@ import pytest
 
 from conftest import ROOT
 from conftest import image_run
-from ssl_jax import flops
-from ssl_jax import host_memory
 from ssl_jax.methods import mae
 from ssl_jax.models import vit
+from ssl_jax.runtime import host_memory
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import attention  # noqa: E402
+import flops  # noqa: E402
 import profile_summary  # noqa: E402
 
 
@@ -71,7 +71,7 @@ def test_train_step_benchmark_reports_mfu_and_a_consistent_flop_count(tmp_path):
   assert 0.7 < result["model_flops_per_step"] / result["xla_flops_per_step"] <= 1.0
   assert result["examples_per_s"] == pytest.approx(16 / result["step_time_s"])
   assert result["step_time_min_s"] <= result["step_time_blocking_s"]
-  # The script restarted itself with glibc's huge-page tunable where that helps (ssl_jax/host_memory.py).
+  # The script restarted itself with glibc's huge-page tunable where that helps (ssl_jax/runtime/host_memory.py).
   restarts = host_memory.wants_restart(env, sys.platform, host_memory.glibc_version(), host_memory.thp_mode())
   expected_env = dict(env, GLIBC_TUNABLES=host_memory.TUNABLE) if restarts else env
   assert result["host_memory"] == host_memory.describe(expected_env)

@@ -1,5 +1,5 @@
-"""The restart with glibc's huge-page tunable (ssl_jax/host_memory.py): when it applies, and that it re-executes the
-same command line with the tunable added, exactly once."""
+"""The restart with glibc's huge-page tunable (ssl_jax/runtime/host_memory.py): when it applies, and that it
+re-executes the same command line with the tunable added, exactly once."""
 
 import os
 import pathlib
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ssl_jax import host_memory
+from ssl_jax.runtime import host_memory
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def test_describe():
 def test_restart_re_executes_the_same_command_once_with_the_tunable():
   # Whatever this machine's kernel and C library, make the restart apply, and see what the restarted process got.
   script = ("import os, sys\n"
-            "from ssl_jax import host_memory\n"
+            "from ssl_jax.runtime import host_memory\n"
             "host_memory.wants_restart = lambda environ, *a: 'glibc.malloc.hugetlb' not in environ.get("
             "'GLIBC_TUNABLES', '')\n"
             "print('run', os.getpid(), os.environ.get('GLIBC_TUNABLES'), sys.argv[1:], flush=True)\n"

@@ -11,10 +11,10 @@ import pytest
 from ssl_jax import monitors
 from ssl_jax import optim
 from ssl_jax import sharding
-from ssl_jax import teacher
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
 from ssl_jax.data import transforms
+from ssl_jax.methods import teacher
 from ssl_jax.models import heads
 from ssl_jax.models import resnet
 

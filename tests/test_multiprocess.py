@@ -59,7 +59,7 @@ def test_cluster_scripts_dry_run():
 
 
 def test_distributed_initialisation_needs_a_complete_setting(monkeypatch):
-  from ssl_jax import distributed
+  from ssl_jax.runtime import distributed
   for key in ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_STEP_ID", "TPU_WORKER_HOSTNAMES", "SSL_JAX_DISTRIBUTED"):
     monkeypatch.delenv(key, raising=False)
   assert distributed.cluster_kind() is None and distributed.initialize() is False      # one process: nothing

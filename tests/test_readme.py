@@ -32,7 +32,8 @@ import pytest
 
 from conftest import ROOT
 
-DOCS = ("README.md", "launch/README.md", "benchmarks/README.md", "docs/design.md")
+DOCS = ("README.md", "launch/README.md", "benchmarks/README.md", *sorted(
+    str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +165,23 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
         else:
           found.append((doc, line, list(exports)))
   return found
+
+
+def test_links_between_the_docs_resolve_inside_the_repository():
+  """Every relative link of the docs names a file of this repository (and a heading of it, for `#anchor` links)."""
+  broken = []
+  for doc in DOCS:
+    for target in re.findall(r"\]\(([^)]+)\)", (ROOT / doc).read_text()):
+      if re.match(r"\w+://", target):
+        continue
+      path, _, anchor = target.partition("#")
+      file = ((ROOT / doc).parent / path).resolve() if path else ROOT / doc
+      if not file.is_relative_to(ROOT) or not file.exists():
+        broken.append(f"{doc}: {target}")
+      elif anchor and anchor not in {re.sub(r"[^\w -]", "", h).strip().lower().replace(" ", "-")
+                                     for h in re.findall(r"^#+ (.*)$", file.read_text(), re.M)}:
+        broken.append(f"{doc}: {target} (no such heading)")
+  assert not broken, broken
 
 
 def test_every_documented_command_has_a_check():

@@ -1,5 +1,5 @@
-"""The workdir lease (`ssl_jax.workdir`): one live run per workdir; dead holders free it (at once on their host, after
-expiry where no lock reaches); paths given relative, with ~, or as URLs."""
+"""The workdir lease (`ssl_jax.runtime.workdir`): one live run per workdir; dead holders free it (at once on their
+host, after expiry where no lock reaches); paths given relative, with ~, or as URLs."""
 
 import json
 import os
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from ssl_jax import workdir
+from ssl_jax.runtime import workdir
 
 
 def test_absolute_paths():
@@ -36,7 +36,7 @@ def test_second_holder_is_refused_naming_the_first(tmp_path):
 
 def _holder_process(path, *extra):
   """A process that takes the lease of `path` and sleeps; returns it once the lease is written."""
-  code = ("import sys, time; from ssl_jax import workdir; "
+  code = ("import sys, time; from ssl_jax.runtime import workdir; "
           f"workdir.Lease.acquire(sys.argv[1]{''.join(', ' + x for x in extra)}); print('held', flush=True); "
           "time.sleep(600)")
   proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)

@@ -9,8 +9,8 @@ Per example the host pipeline (`ssl_jax.data.pipeline`) yields
   multi-view:                               {"views": {group: uint8 [count, size, size, 3], ...}, "label", "index"}
 
 with the view groups nested under one key (a group may have any name). The device stage, inside the jitted step,
-normalises `image` with the ImageNet mean and std (`ssl_jax.image.normalize`), and augments each view group
-photometrically and normalises it (`ssl_jax.augment.augment_views`): a method always receives normalised float32
+normalises `image` with the ImageNet mean and std (`ssl_jax.ops.image.normalize`), and augments each view group
+photometrically and normalises it (`ssl_jax.ops.augment.augment_views`): a method always receives normalised float32
 images, `[B, S, S, 3]` or `[B, count, size, size, 3]` per group. Evaluation batches (`image` only, the centre view)
 go through `eval_stage`, the same normalisation.
 """
@@ -21,11 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ssl_jax import augment
-from ssl_jax import image as image_lib
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
 from ssl_jax.data import transforms
+from ssl_jax.ops import augment
+from ssl_jax.ops import image as image_lib
 
 # What the raw-input baseline of the evaluators is, per modality (`raw_representation`).
 RAW_INPUT = "raw pixels"

@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from ssl_jax import workdir as workdir_lib
+from ssl_jax.runtime import workdir as workdir_lib
 
 DIGITS_SIZE = 32          # digits are stored upsampled from 8x8 to 32x32 (bilinear), grey replicated to RGB
 DIGITS_TRAIN = 1437       # a fixed 80/20 split of the 1,797 images (seeded permutation)

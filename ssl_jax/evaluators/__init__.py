@@ -29,8 +29,8 @@ from ssl_jax.evaluators.knn import knn_accuracy
 from ssl_jax.evaluators.linear import lars_probe_accuracy
 from ssl_jax.evaluators.linear import linear_probe_accuracy
 
-__all__ = ["knn_accuracy", "linear_probe_accuracy", "lars_probe_accuracy", "fewshot_accuracy", "classification_accuracy",
-           "Context", "EVALUATORS", "check", "run"]
+__all__ = ["knn_accuracy", "linear_probe_accuracy", "lars_probe_accuracy", "fewshot_accuracy",
+           "classification_accuracy", "Context", "EVALUATORS", "check", "run"]
 
 
 def _knn(context: Context, *, name: str, **kw) -> dict[str, float]:

@@ -13,7 +13,6 @@ The target keeps its own running statistics (from its forward passes); only its 
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 
 from ssl_jax import losses

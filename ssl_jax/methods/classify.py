@@ -5,8 +5,8 @@ One method for both protocols, chosen by its hyperparameters:
 - linear probe (MAE appendix A.2): `freeze_encoder=True` (the encoder runs in evaluation mode under a stop-gradient;
   the config also freezes its parameters with `optim.frozen`), head `batchnorm=True`, `init_std=0.01`, LARS;
 - fine-tuning (MAE appendix A.3): the whole network trained with stochastic depth, label smoothing, mixup / CutMix,
-  random erasing (`ssl_jax.regularization`), RandAugment on the host (`config.data.image.rand_augment`), layer-wise lr
-  decay (`config.optim.layer_decay`), head `init_std=2e-5`.
+  random erasing (`ssl_jax.ops.regularization`), RandAugment on the host (`config.data.image.rand_augment`),
+  layer-wise lr decay (`config.optim.layer_decay`), head `init_std=2e-5`.
 
 The encoder comes from `config.init_from` (a pretraining workdir; see `ssl_jax.pretrained`), or is trained from
 scratch. It `predicts` (the contract's `predict(params, extra, batch) -> logits`), from which the trainer
@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ssl_jax import regularization
 from ssl_jax.methods import contract
 from ssl_jax.models import backbone
 from ssl_jax.models import heads
+from ssl_jax.ops import regularization
 
 
 class ClassifierNet(nn.Module):

@@ -26,9 +26,9 @@ import jax.numpy as jnp
 
 from ssl_jax import losses
 from ssl_jax import monitors
-from ssl_jax import teacher as teacher_lib
 from ssl_jax.methods import contract
 from ssl_jax.methods import joint
+from ssl_jax.methods import teacher as teacher_lib
 from ssl_jax.models import backbone
 from ssl_jax.models import heads
 

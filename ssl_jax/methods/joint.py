@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ssl_jax import teacher as teacher_lib
+from ssl_jax.methods import teacher as teacher_lib
 from ssl_jax.models import backbone
 
 

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ssl_jax import image
+from ssl_jax.ops import image
 from ssl_jax import losses
 from ssl_jax import masking
 from ssl_jax.methods import contract

@@ -9,7 +9,6 @@ batch a negative. Both views pass through the network as one batch of 2B, so Bat
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 
 from ssl_jax import losses
@@ -45,8 +44,6 @@ class SimCLR(joint.ReleasesOnlineEncoder, contract.Method):
     probe, probe_metrics = joint.probe_loss(params["probe"], feats, joint.repeat_labels(batch.get("label"), 2))
     metrics = dict(probe_metrics, **monitors.collapse_metrics(z), **{"ssl_loss": loss})
     return loss + probe, (metrics, {"batch_stats": stats})
-
-
 
   @classmethod
   def create(cls, *, model: dict, run: contract.RunInfo, projector: dict, temperature: float = 0.1,

@@ -6,7 +6,6 @@ l2 normalisation and weight-normalised prototype layer.
 """
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from ssl_jax.models import resnet

@@ -24,7 +24,7 @@ import dm_pix as pix
 import jax
 import jax.numpy as jnp
 
-from ssl_jax import image as image_lib
+from ssl_jax.ops import image as image_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +125,7 @@ def augment_views(views: jax.Array, key: jax.Array, recipes: tuple[Photometric, 
     recipes: V recipes (view v uses `recipes[v]`).
 
   Returns:
-    float32 `[B, V, H, W, 3]`, normalised with the ImageNet mean and std (`ssl_jax.image.normalize`).
+    float32 `[B, V, H, W, 3]`, normalised with the ImageNet mean and std (`ssl_jax.ops.image.normalize`).
   """
   b, v = views.shape[:2]
   if len(recipes) != v:
