@@ -173,3 +173,86 @@ def load_timm_vit(path: str, *, num_heads: int | None = None, pool: str = "cls")
   spec = dict(arch="vit", pool=pool, patch_size=int(p), width=int(d), depth=depth, num_heads=heads, mlp_dim=int(mlp),
               posemb="learn")
   return spec, {"params": params}
+
+
+def _text_blocks(params: dict, depth: int) -> list[dict]:
+  """Each block's arrays of a `TextTransformer`'s params, as numpy float32: q/k/v kernels `[D, D]` and biases `[D]`
+  (heads concatenated), the output kernel `[D, D]`, the MLP kernels, the two LayerNorms."""
+  f32 = lambda x: np.asarray(x, np.float32)
+  blocks = []
+  for i in range(depth):
+    b = params["encoder"][f"block{i}"]
+    qkv, qkv_b = f32(b["attn"]["qkv_kernel"]), f32(b["attn"]["qkv_bias"])       # [D, H, 3, d], [H, 3, d]
+    d = qkv.shape[0]
+    blocks.append(dict(
+        q=qkv[:, :, 0].reshape(d, d), k=qkv[:, :, 1].reshape(d, d), v=qkv[:, :, 2].reshape(d, d),
+        q_b=qkv_b[:, 0].reshape(d), k_b=qkv_b[:, 1].reshape(d), v_b=qkv_b[:, 2].reshape(d),
+        out=f32(b["attn"]["out_kernel"]).reshape(d, d), out_b=f32(b["attn"]["out_bias"]),
+        ln1=(f32(b["ln1"]["scale"]), f32(b["ln1"]["bias"])), ln2=(f32(b["ln2"]["scale"]), f32(b["ln2"]["bias"])),
+        fc1=f32(b["mlp"]["fc1"]["kernel"]), fc1_b=f32(b["mlp"]["fc1"]["bias"]),
+        fc2=f32(b["mlp"]["fc2"]["kernel"]), fc2_b=f32(b["mlp"]["fc2"]["bias"])))
+  return blocks
+
+
+def to_hf_gpt2(spec: dict, variables: dict) -> tuple[dict[str, np.ndarray], dict]:
+  """(Hugging Face `GPT2LMHeadModel` state dict, its `config.json` as a dict) of a GPT-2 `TextTransformer`
+  (`spec`: its fields). GPT-2's `Conv1D` weights are `[in, out]`, as Flax kernels; `c_attn` is q|k|v, each with the
+  heads concatenated; the output layer is tied to `wte`."""
+  p = variables["params"]
+  f32 = lambda x: np.asarray(x, np.float32)
+  sd = {"transformer.wte.weight": f32(p["token_embedding"]), "transformer.wpe.weight": f32(p["position_embedding"]),
+        "transformer.ln_f.weight": f32(p["encoder"]["norm"]["scale"]),
+        "transformer.ln_f.bias": f32(p["encoder"]["norm"]["bias"])}
+  for i, b in enumerate(_text_blocks(p, spec["depth"])):
+    h = f"transformer.h.{i}."
+    sd.update({h + "ln_1.weight": b["ln1"][0], h + "ln_1.bias": b["ln1"][1],
+               h + "attn.c_attn.weight": np.concatenate([b["q"], b["k"], b["v"]], axis=1),
+               h + "attn.c_attn.bias": np.concatenate([b["q_b"], b["k_b"], b["v_b"]]),
+               h + "attn.c_proj.weight": b["out"], h + "attn.c_proj.bias": b["out_b"],
+               h + "ln_2.weight": b["ln2"][0], h + "ln_2.bias": b["ln2"][1],
+               h + "mlp.c_fc.weight": b["fc1"], h + "mlp.c_fc.bias": b["fc1_b"],
+               h + "mlp.c_proj.weight": b["fc2"], h + "mlp.c_proj.bias": b["fc2_b"]})
+  sd["lm_head.weight"] = sd["transformer.wte.weight"]
+  config = dict(model_type="gpt2", architectures=["GPT2LMHeadModel"], vocab_size=spec["vocab_size"],
+                n_positions=spec["max_length"], n_embd=spec["width"], n_layer=spec["depth"], n_head=spec["num_heads"],
+                n_inner=spec["mlp_dim"], activation_function="gelu_new", layer_norm_epsilon=1e-5,
+                resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True)
+  return {k: np.ascontiguousarray(v) for k, v in sd.items()}, config
+
+
+def to_hf_bert(spec: dict, variables: dict) -> tuple[dict[str, np.ndarray], dict]:
+  """(Hugging Face `BertForMaskedLM` state dict, its `config.json` as a dict) of a BERT `TextTransformer`. Torch
+  `Linear` weights are `[out, in]` (Flax kernels transposed); the fused q/k/v kernel splits into query, key and
+  value; the masked-LM decoder is tied to the word embeddings, with its own bias."""
+  p = variables["params"]
+  f32 = lambda x: np.asarray(x, np.float32)
+  e = "bert.embeddings."
+  sd = {e + "word_embeddings.weight": f32(p["token_embedding"]),
+        e + "position_embeddings.weight": f32(p["position_embedding"]),
+        e + "LayerNorm.weight": f32(p["embedding_norm"]["scale"]),
+        e + "LayerNorm.bias": f32(p["embedding_norm"]["bias"])}
+  types = spec.get("type_vocab_size") or 0
+  sd[e + "token_type_embeddings.weight"] = (f32(p["type_embedding"]) if types else
+                                            np.zeros((1, spec["width"]), np.float32))
+  for i, b in enumerate(_text_blocks(p, spec["depth"])):
+    l = f"bert.encoder.layer.{i}."
+    for name in ("q", "k", "v"):
+      full = {"q": "query", "k": "key", "v": "value"}[name]
+      sd[l + f"attention.self.{full}.weight"] = b[name].T
+      sd[l + f"attention.self.{full}.bias"] = b[name + "_b"]
+    sd.update({l + "attention.output.dense.weight": b["out"].T, l + "attention.output.dense.bias": b["out_b"],
+               l + "attention.output.LayerNorm.weight": b["ln1"][0], l + "attention.output.LayerNorm.bias": b["ln1"][1],
+               l + "intermediate.dense.weight": b["fc1"].T, l + "intermediate.dense.bias": b["fc1_b"],
+               l + "output.dense.weight": b["fc2"].T, l + "output.dense.bias": b["fc2_b"],
+               l + "output.LayerNorm.weight": b["ln2"][0], l + "output.LayerNorm.bias": b["ln2"][1]})
+  c = "cls.predictions."
+  sd.update({c + "transform.dense.weight": f32(p["mlm_dense"]["kernel"]).T, c + "transform.dense.bias":
+             f32(p["mlm_dense"]["bias"]), c + "transform.LayerNorm.weight": f32(p["mlm_norm"]["scale"]),
+             c + "transform.LayerNorm.bias": f32(p["mlm_norm"]["bias"]), c + "bias": f32(p["mlm_bias"]),
+             c + "decoder.weight": sd[e + "word_embeddings.weight"], c + "decoder.bias": f32(p["mlm_bias"])})
+  config = dict(model_type="bert", architectures=["BertForMaskedLM"], vocab_size=spec["vocab_size"],
+                hidden_size=spec["width"], num_hidden_layers=spec["depth"], num_attention_heads=spec["num_heads"],
+                intermediate_size=spec["mlp_dim"], hidden_act="gelu", hidden_dropout_prob=0.0,
+                attention_probs_dropout_prob=0.0, max_position_embeddings=spec["max_length"],
+                type_vocab_size=max(types, 1), layer_norm_eps=1e-12, tie_word_embeddings=True)
+  return {k: np.ascontiguousarray(v) for k, v in sd.items()}, config

@@ -29,6 +29,7 @@ DEFAULT_RULES = (
     ("length", None),
     ("conv_in", None),
     ("conv_out", "fsdp"),
+    ("vocab", "tensor"),        # text embeddings and output layers: the vocabulary over the tensor-parallel axis
 )
 
 

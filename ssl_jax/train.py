@@ -93,9 +93,8 @@ def train_step(method, tx, schedule, stage: inputs.DeviceStage, nonfinite_policy
                poison_steps: tuple[int, ...], micro_batches: int, state: TrainState, batch: dict):
   """One optimizer update on a global batch. Pure; jitted with the state donated.
 
-  `stage` (the input spec's device stage) first turns the batch into what the method receives (images normalised,
-  view groups photometrically augmented), with a key of its own split from the step's key when it draws random
-  numbers.
+  `stage` (the input spec's device stage, `ssl_jax.data.inputs`) first turns the batch into what the method
+  receives, with a key of its own split from the step's key when it draws random numbers.
   The gradient is computed in `micro_batches` pieces (see `loss_and_grads`).
 
   An update whose loss or gradients are not finite is not applied (parameters, optimizer and method state stay as
@@ -483,7 +482,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
         # Between log steps nothing waits for the devices: config.debug.transfer_guard="disallow" proves it.
         with jax.transfer_guard(config.debug.transfer_guard):
           local = next(train_iter)
-          bad_examples += int(np.sum(local.pop("bad", 0)))    # unreadable examples replaced (data.bad_images="skip")
+          bad_examples += int(np.sum(local.pop("bad", 0)))    # examples the source could not read, replaced
           if ids_log is not None:
             ids_log.write(step, local["index"])
           state, step_metrics = program.step(state, pipeline.to_global(local, batch_sharding))

@@ -32,7 +32,10 @@ def _to_iter(ds, num_workers, prefetch):
 
 
 def _apply(ds, transform):
-  """`ds` through `transform`: a `grain.transforms.RandomMap` (seeded per index by the dataset's seed) or a `Map`."""
+  """`ds` through `transform`: a `grain.transforms.RandomMap` (seeded per index by the dataset's seed), a `Map`, or
+  None (the examples as the source gives them, e.g. text windows)."""
+  if transform is None:
+    return ds
   if isinstance(transform, grain.transforms.RandomMap):
     return ds.random_map(transform)
   return ds.map(transform)
@@ -44,7 +47,7 @@ def train_dataset(source, *, seed: int, global_batch_size: int, transform, num_w
 
   Args:
     source: a random-access source of example dicts (`ssl_jax.data.sources`).
-    transform: the per-example Grain map (e.g. `transforms.train_transform(...)`).
+    transform: the per-example Grain map (e.g. `transforms.train_transform(...)`), or None.
 
   Returns:
     an `IterDataset` of the transformed examples batched to `[L, ...]` leaves, L the per-process batch size;

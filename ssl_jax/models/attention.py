@@ -165,11 +165,16 @@ class Attention(nn.Module):
     dtype: compute dtype (parameters stay float32).
     attention_impl: one of `ATTENTION_IMPLS`, or None to pick (`dot_product_attention`).
     causal: each token attends to itself and the tokens before it only.
+    init_std: None: the Xavier-uniform kernels above; else N(0, init_std) ones (GPT-2, BERT).
+    out_init_std: the output kernel's std when `init_std` is set (GPT-2's scaled residual projection); default
+      `init_std`.
   """
   num_heads: int
   dtype: Any = jnp.float32
   attention_impl: str | None = None
   causal: bool = False
+  init_std: float | None = None
+  out_init_std: float | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, segment_ids: jax.Array | None = None) -> jax.Array:
@@ -180,12 +185,15 @@ class Attention(nn.Module):
     head_dim = width // self.num_heads
     param = lambda name, init, names, shape: self.param(
         name, nn.with_logical_partitioning(init, names), shape).astype(self.dtype)
-    xavier = nn.initializers.xavier_uniform
-    w_qkv = param("qkv_kernel", xavier(in_axis=0, out_axis=(1, 2, 3)), ("embed", "heads", None, "kv"),
-                  (width, self.num_heads, 3, head_dim))
+    if self.init_std is None:
+      qkv_init = nn.initializers.xavier_uniform(in_axis=0, out_axis=(1, 2, 3))
+      out_init = nn.initializers.xavier_uniform(in_axis=(0, 1), out_axis=2)
+    else:
+      qkv_init = nn.initializers.normal(self.init_std)
+      out_init = nn.initializers.normal(self.init_std if self.out_init_std is None else self.out_init_std)
+    w_qkv = param("qkv_kernel", qkv_init, ("embed", "heads", None, "kv"), (width, self.num_heads, 3, head_dim))
     b_qkv = param("qkv_bias", nn.initializers.zeros, ("heads", None, "kv"), (self.num_heads, 3, head_dim))
-    w_out = param("out_kernel", xavier(in_axis=(0, 1), out_axis=2), ("heads", "kv", "embed"),
-                  (self.num_heads, head_dim, width))
+    w_out = param("out_kernel", out_init, ("heads", "kv", "embed"), (self.num_heads, head_dim, width))
     b_out = param("out_bias", nn.initializers.zeros, ("embed",), (width,))
     tokens = x.astype(self.dtype).reshape(batch * length, width)
     qkv = (tokens @ w_qkv.reshape(width, 3 * width)).reshape(batch, length, self.num_heads, 3, head_dim) + b_qkv

@@ -1,12 +1,14 @@
-"""The pre-LayerNorm transformer stack that every transformer encoder and decoder here builds on (ViT, the MAE
-decoder, and the text and audio encoders).
+"""The transformer stack that every transformer encoder and decoder here builds on (ViT, the MAE decoder, GPT-2,
+BERT, and the audio encoders).
 
-Blocks are `x + attn(ln(x))`, then `x + mlp(ln(x))` (LayerNorm eps 1e-6, exact GELU, Xavier-uniform linear maps and
-zero biases as MAE/timm), with stochastic depth, optional causal and segment masks (`ssl_jax.models.attention`),
-rematerialisation and a scanned layer loop. Parameters carry logical axis names (`embed`, `mlp`, `heads`, `kv`) that
+Blocks are pre-LayerNorm by default, `x + attn(ln(x))`, then `x + mlp(ln(x))` (LayerNorm eps 1e-6, exact GELU,
+Xavier-uniform linear maps and zero biases as MAE/timm); a `BlockStyle` gives the other families' variants (GPT-2's
+eps 1e-5, tanh GELU and N(0, 0.02) weights; BERT's post-LayerNorm `ln(x + attn(x))` and hidden dropout). Stochastic
+depth, optional causal and segment masks (`ssl_jax.models.attention`), rematerialisation and a scanned layer loop. Parameters carry logical axis names (`embed`, `mlp`, `heads`, `kv`) that
 `ssl_jax.sharding` maps to mesh axes; activations are constrained to (`batch`, `length`, `embed`) between blocks.
 """
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -16,14 +18,45 @@ import jax.numpy as jnp
 from ssl_jax.models.attention import Attention
 
 
+@dataclasses.dataclass(frozen=True)
+class BlockStyle:
+  """How a family's transformer blocks differ from the ViT's (the defaults).
+
+  Attributes:
+    post_norm: `ln(x + f(x))` after each residual branch (BERT, the original Transformer) instead of `x + f(ln(x))`.
+    eps: the LayerNorms' epsilon (ViT/MAE 1e-6, GPT-2 1e-5, BERT 1e-12).
+    tanh_gelu: GELU's tanh approximation (GPT-2's "gelu_new") instead of the exact erf form.
+    init_std: None: Xavier-uniform linear maps (ViT, MAE); else N(0, init_std) (GPT-2, BERT: 0.02).
+    out_init_std: the std of the residual branches' output projections (GPT-2: 0.02 / sqrt(2 * depth)); default
+      `init_std`.
+    dropout: dropout on each residual branch's output, before it is added (BERT 0.1); attention probabilities are
+      not dropped.
+  """
+  post_norm: bool = False
+  eps: float = 1e-6
+  tanh_gelu: bool = False
+  init_std: float | None = None
+  out_init_std: float | None = None
+  dropout: float = 0.0
+
+  def kernel_init(self, names: tuple[str | None, ...], output: bool = False):
+    """The initialiser of a linear kernel with logical axis `names` (`output`: a residual branch's projection)."""
+    std = self.out_init_std if output and self.out_init_std is not None else self.init_std
+    init = nn.initializers.xavier_uniform() if std is None else nn.initializers.normal(std)
+    return nn.with_logical_partitioning(init, names)
+
+
+VIT = BlockStyle()
+
+
 def dense_init(names: tuple[str | None, ...]):
   """Xavier-uniform kernel initialiser with the logical axis `names` of its dimensions."""
   return nn.with_logical_partitioning(nn.initializers.xavier_uniform(), names)
 
 
-def layer_norm(dtype, name: str | None = None) -> nn.LayerNorm:
-  """LayerNorm with eps 1e-6 (ViT, MAE, timm) over the `embed` axis."""
-  return nn.LayerNorm(epsilon=1e-6, dtype=dtype, name=name,
+def layer_norm(dtype, name: str | None = None, eps: float = 1e-6) -> nn.LayerNorm:
+  """LayerNorm with eps 1e-6 (ViT, MAE, timm; `eps` for other families) over the `embed` axis."""
+  return nn.LayerNorm(epsilon=eps, dtype=dtype, name=name,
                       scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("embed",)),
                       bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))
 
@@ -34,17 +67,19 @@ def constrain_tokens(x: jax.Array) -> jax.Array:
 
 
 class MlpBlock(nn.Module):
-  """Two-layer MLP with exact GELU, `[..., D] -> [..., D]`."""
+  """Two-layer MLP with GELU (exact, or tanh with `style.tanh_gelu`), `[..., D] -> [..., D]`."""
   mlp_dim: int
   dtype: Any = jnp.float32
+  style: BlockStyle = VIT
 
   @nn.compact
   def __call__(self, x):
     width = x.shape[-1]
-    h = nn.Dense(self.mlp_dim, dtype=self.dtype, name="fc1", kernel_init=dense_init(("embed", "mlp")),
+    h = nn.Dense(self.mlp_dim, dtype=self.dtype, name="fc1", kernel_init=self.style.kernel_init(("embed", "mlp")),
                  bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)))(x)
-    h = nn.gelu(h, approximate=False)
-    return nn.Dense(width, dtype=self.dtype, name="fc2", kernel_init=dense_init(("mlp", "embed")),
+    h = nn.gelu(h, approximate=self.style.tanh_gelu)
+    return nn.Dense(width, dtype=self.dtype, name="fc2",
+                    kernel_init=self.style.kernel_init(("mlp", "embed"), output=True),
                     bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(h)
 
 
@@ -61,25 +96,44 @@ def drop_path(module: nn.Module, x: jax.Array, rate, train: bool, key: jax.Array
   return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
 
 
+def dropout(module: nn.Module, x: jax.Array, rate: float, train: bool, key: jax.Array | None = None) -> jax.Array:
+  """Element-wise dropout at `rate` (kept values scaled by `1 / (1 - rate)`); `key` defaults to the module's
+  "dropout" rng."""
+  if not train or rate == 0.0:
+    return x
+  key = module.make_rng("dropout") if key is None else key
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
 class Block(nn.Module):
-  """Pre-LN transformer block: `x + attn(ln(x))`, then `x + mlp(ln(x))` (branches under stochastic depth at rate
-  `drop_path`, or `rate` when given, with the two branches' keys split from `key` when given)."""
+  """Transformer block, pre-LN `x + attn(ln(x))`, then `x + mlp(ln(x))`, or post-LN `ln(x + attn(x))`, then
+  `ln(x + mlp(x))` (`style.post_norm`). Branches under stochastic depth at rate `drop_path`, or `rate` when given
+  (the two branches' keys split from `key` when given), and `style.dropout` (keys `fold_in(key, 2 | 3)`)."""
   num_heads: int
   mlp_dim: int
   dtype: Any = jnp.float32
   attention_impl: str | None = None
   drop_path: float = 0.0
   causal: bool = False
+  style: BlockStyle = VIT
 
   @nn.compact
   def __call__(self, x, train: bool = False, rate=None, key=None, segment_ids=None):
     rate = self.drop_path if rate is None else rate
     keys = (None, None) if key is None else tuple(jax.random.split(key))
-    y = Attention(self.num_heads, self.dtype, self.attention_impl, self.causal, name="attn")(
-        layer_norm(self.dtype, "ln1")(x), segment_ids)
-    x = x + drop_path(self, y, rate, train, keys[0])
-    y = MlpBlock(self.mlp_dim, self.dtype, name="mlp")(layer_norm(self.dtype, "ln2")(x))
-    x = x + drop_path(self, y, rate, train, keys[1])
+    drop = [None, None] if key is None else [jax.random.fold_in(key, 2), jax.random.fold_in(key, 3)]
+    st = self.style
+    norm = lambda name: layer_norm(self.dtype, name, st.eps)
+    branches = (
+        lambda h: Attention(self.num_heads, self.dtype, self.attention_impl, self.causal, st.init_std,
+                            st.out_init_std, name="attn")(h, segment_ids),
+        lambda h: MlpBlock(self.mlp_dim, self.dtype, st, name="mlp")(h))
+    for i, (branch, name) in enumerate(zip(branches, ("ln1", "ln2"))):
+      y = dropout(self, branch(x if st.post_norm else norm(name)(x)), st.dropout, train, drop[i])
+      x = x + drop_path(self, y, rate, train, keys[i])
+      if st.post_norm:
+        x = norm(name)(x)
     return constrain_tokens(x)
 
 
@@ -118,6 +172,7 @@ class Transformer(nn.Module):
   remat: str = "none"
   scan: bool = False
   causal: bool = False
+  style: BlockStyle = VIT
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, segment_ids: jax.Array | None = None,
@@ -137,9 +192,9 @@ class Transformer(nn.Module):
     if self.remat not in REMAT_POLICIES:
       raise ValueError(f"model.remat={self.remat!r} is unknown; use one of {sorted(REMAT_POLICIES)}.")
     block = lambda **kw: Block(self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, causal=self.causal,
-                               **kw)
+                               style=self.style, **kw)
     rates = [self.drop_path * i / max(self.depth - 1, 1) for i in range(self.depth)]
-    stochastic = train and self.drop_path > 0.0
+    stochastic = train and (self.drop_path > 0.0 or self.style.dropout > 0.0)
     keys = jax.random.split(self.make_rng("dropout"), self.depth) if stochastic else None
     layers = []
     if self.is_initializing() or (self.remat == "none" and not self.scan):
@@ -164,7 +219,7 @@ class Transformer(nn.Module):
         for i in range(self.depth):
           x = apply(params[i], x, rates[i] if stochastic else None, None if keys is None else keys[i])
           layers.append(x)
-    out = layer_norm(self.dtype, "norm")(x) if self.final_norm else x
+    out = layer_norm(self.dtype, "norm", self.style.eps)(x) if self.final_norm else x
     if not return_layers:
       return out
     return out, (layers if self.scan and not self.is_initializing() else jnp.stack(layers))

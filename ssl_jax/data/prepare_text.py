@@ -1,0 +1,158 @@
+"""Tokenizes a text corpus into the token streams the text pipeline reads (`ssl_jax.data.text`).
+
+    python -m ssl_jax.data.prepare_text --input=stdlib_docstrings --tokenizer=bpe:8192 --out=data/docstrings_bpe
+    python -m ssl_jax.data.prepare_text --input='corpus/*.txt' --per=file --tokenizer=wordpiece:30522 --out=data/mine
+    python -m ssl_jax.data.prepare_text --input=books.jsonl --per=json --field=text \\
+        --tokenizer=data/mine/tokenizer.json --out=data/books
+
+`--input`: an embedded corpus (`stdlib_docstrings`: the standard library's docstrings and pydoc topics;
+`ssl_jax_code`: this package's source), or comma-separated files and glob patterns (local or gs://), read as UTF-8,
+one document per file (`--per=file`), per non-empty line (`line`) or per JSON line's `--field` (`json`).
+`--tokenizer`: `bpe:<vocab size>` or `wordpiece:<vocab size>` trains one on the training documents (GPT-2's
+byte-level BPE, BERT's uncased WordPiece), or a `tokenizer.json` path is loaded; either way it is saved as
+`<out>/tokenizer.json`.
+
+Writes `<out>/train/` and `<out>/validation/` (`tokens.npy`, `starts.npy`, `meta.json`: documents, tokens, bytes,
+the corpus's SHA-256, the tokenizer's, the vocabulary size), and for the embedded docstrings the downstream probe's
+`<out>/probe.json` (texts and labels of its train and test splits, held out by module). The validation documents are
+one in `--validation_every` (by module for the embedded docstrings, so that no module is on both sides). Empty
+documents are dropped and counted; a file that is not UTF-8 stops the run naming it (`--bad_files=stop`) or is
+skipped and counted (`skip`). Nothing in `<out>` is replaced unless `--overwrite` is given.
+"""
+
+import glob
+import json
+import os
+import sys
+import time
+
+from ssl_jax.data import text as text_lib
+
+EMBEDDED = ("stdlib_docstrings", "ssl_jax_code")
+
+
+def read_documents(inputs: str, *, per: str = "file", field: str = "text",
+                   bad_files: str = "stop") -> tuple[list[text_lib.Document], dict]:
+  """The documents of `inputs` (see the module docstring) and counts of what was left out."""
+  from etils import epath
+  if inputs in EMBEDDED:
+    docs = text_lib.stdlib_docstrings() if inputs == "stdlib_docstrings" else text_lib.package_code()
+    return docs, dict(empty=0, bad_files=0)
+  if per not in ("file", "line", "json"):
+    raise ValueError(f"--per={per!r}: use 'file', 'line' or 'json'.")
+  paths = []
+  for pattern in inputs.split(","):
+    matched = sorted(str(p) for p in epath.Path(os.path.dirname(pattern) or ".").glob(os.path.basename(pattern))) \
+        if glob.has_magic(pattern) else [pattern]
+    if not matched:
+      raise FileNotFoundError(f"--input pattern {pattern!r} matches no file.")
+    paths += matched
+  docs, counts = [], dict(empty=0, bad_files=0)
+  for path in paths:
+    try:
+      content = epath.Path(path).read_bytes().decode("utf-8")
+    except FileNotFoundError:
+      raise FileNotFoundError(f"--input file {path} does not exist.") from None
+    except UnicodeDecodeError as e:
+      if bad_files == "stop":
+        raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); convert it, or pass "
+                         "--bad_files=skip to leave such files out (they are counted).") from None
+      counts["bad_files"] += 1
+      continue
+    if per == "file":
+      texts = [content]
+    elif per == "line":
+      texts = content.splitlines()
+    else:
+      texts = []
+      for n, line in enumerate(content.splitlines(), 1):
+        if line.strip():
+          try:
+            texts.append(json.loads(line)[field])
+          except (json.JSONDecodeError, KeyError, TypeError):
+            raise ValueError(f"{path}:{n} is not a JSON object with a {field!r} field (--per=json "
+                             f"--field={field}).") from None
+    for i, t in enumerate(texts):
+      if t.strip():
+        docs.append(text_lib.Document(t, f"{path}:{i}" if per != "file" else path))
+      else:
+        counts["empty"] += 1
+  return docs, counts
+
+
+def split_validation(documents: list[text_lib.Document], every: int):
+  """(train, validation): one document in `every` to validation; documents of a labelled corpus by module (their
+  `source`), so that a module's docstrings are all on one side."""
+  if every <= 1:
+    raise ValueError(f"--validation_every must be at least 2, got {every}.")
+  sources = sorted({d.source for d in documents})
+  held = {s for i, s in enumerate(sources) if i % every == every - 1}
+  return [d for d in documents if d.source not in held], [d for d in documents if d.source in held]
+
+
+def prepare(inputs: str, tokenizer: str, out: str, *, per: str = "file", field: str = "text",
+            validation_every: int = 20, bad_files: str = "stop", overwrite: bool = False,
+            log=print) -> dict:
+  """Reads, tokenizes and writes a corpus (see the module docstring); returns the summary it prints."""
+  if os.path.exists(os.path.join(out, "train", "tokens.npy")) and not overwrite:
+    raise FileExistsError(f"{out} already holds a prepared corpus; pass --overwrite to replace it, or choose another "
+                          "--out.")
+  start = time.time()
+  docs, counts = read_documents(inputs, per=per, field=field, bad_files=bad_files)
+  if not docs:
+    raise ValueError(f"--input={inputs!r} holds no non-empty document.")
+  train, validation = split_validation(docs, validation_every)
+  log(f"read {len(docs)} documents ({counts['empty']} empty ones and {counts['bad_files']} files that are not UTF-8 "
+      f"left out): {len(train)} for training, {len(validation)} for validation")
+  if ":" in tokenizer and tokenizer.split(":")[0] in text_lib.SPECIAL_TOKENS:
+    kind, size = tokenizer.split(":")
+    tok = text_lib.train_tokenizer((d.text for d in train), kind=kind, vocab_size=int(size))
+    log(f"trained a {kind} tokenizer of {tok.get_vocab_size()} tokens on the training documents")
+  else:
+    tok = text_lib.load_tokenizer(tokenizer)
+  os.makedirs(out, exist_ok=True)
+  tok.save(os.path.join(out, "tokenizer.json"))
+  summary = dict(input=inputs, tokenizer_sha256=text_lib.tokenizer_digest(tok), vocab_size=tok.get_vocab_size(),
+                 left_out=counts)
+  for split, split_docs in (("train", train), ("validation", validation)):
+    tokens, starts = text_lib.tokenize([d.text for d in split_docs], tok)
+    meta = dict(summary, corpus=text_lib.digest(split_docs), tokens=int(len(tokens)), split=split)
+    text_lib.save_stream(os.path.join(out, split), tokens, starts, meta)
+    summary[split] = dict(documents=len(split_docs), tokens=int(len(tokens)), bytes=meta["corpus"]["bytes"],
+                          sha256=meta["corpus"]["sha256"])
+    log(f"{split}: {len(split_docs)} documents, {meta['corpus']['bytes']:,} bytes -> {len(tokens):,} tokens "
+        f"({len(tokens) / max(meta['corpus']['bytes'], 1):.3f} per byte)")
+  if inputs == "stdlib_docstrings":
+    probe_train, probe_test, names = text_lib.probe_split(docs)
+    with open(os.path.join(out, "probe.json"), "w") as f:
+      json.dump(dict(classes=names, **{s: dict(texts=[d.text for d in ds], labels=[names.index(d.label) for d in ds])
+                                       for s, ds in (("train", probe_train), ("test", probe_test))}), f)
+    log(f"probe (top-level package, held out by module): {len(names)} classes, {len(probe_train)} train and "
+        f"{len(probe_test)} test docstrings -> probe.json")
+  log(f"wrote {out} in {time.time() - start:.1f} s")
+  return summary
+
+
+def main(argv=None) -> int:
+  import argparse
+  parser = argparse.ArgumentParser(prog="python -m ssl_jax.data.prepare_text", description=__doc__.split("\n\n")[0])
+  parser.add_argument("--input", required=True, help=f"{' or '.join(EMBEDDED)}, or files / globs, comma-separated")
+  parser.add_argument("--tokenizer", required=True, help="bpe:<vocab>, wordpiece:<vocab> or a tokenizer.json")
+  parser.add_argument("--out", required=True, help="the output directory")
+  parser.add_argument("--per", default="file", choices=("file", "line", "json"))
+  parser.add_argument("--field", default="text", help="the JSON field holding the text (--per=json)")
+  parser.add_argument("--validation_every", type=int, default=20)
+  parser.add_argument("--bad_files", default="stop", choices=("stop", "skip"))
+  parser.add_argument("--overwrite", action="store_true")
+  args = parser.parse_args(argv)
+  try:
+    prepare(args.input, args.tokenizer, args.out, per=args.per, field=args.field,
+            validation_every=args.validation_every, bad_files=args.bad_files, overwrite=args.overwrite)
+  except (ValueError, FileNotFoundError, FileExistsError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

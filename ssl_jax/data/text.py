@@ -1,0 +1,263 @@
+"""Text data: the embedded corpora, tokenizers (Hugging Face `tokenizers`), token streams and their packed windows.
+
+A corpus is a list of `Document`s. `tokenize` turns it into one token stream, every document followed by the
+end-of-text token, with the offsets where documents start; `TokenWindows` cuts that stream into fixed-length windows,
+random access, so that Grain shuffles, slices and checkpoints them like images (global batch b holds the same windows
+on 1 host or N, and a resumed iterator is exact). Each window carries, besides its tokens (`text`), the Grain-style
+packing features `text_segment_ids` (1, 2, ... for the pieces of documents it holds, in order) and `text_positions`
+(the position of each token within its piece, from 0), so that attention and losses never cross a document boundary
+(`ssl_jax.models.attention`).
+
+Why windows of a stream rather than Grain's packers (`grain.experimental.FirstFitPackIterDataset` and kin): those
+pack whole examples into rows of an iterator, with padding, and their state is a packing buffer; windows of one
+stream waste no token on padding, are random access (so resumption and any process count give the same batches by
+construction), and cost one `np.searchsorted` per window. A document longer than a window continues in the next
+window as a piece of its own (positions restart at 0), as GPT-2 and nanoGPT train.
+
+The embedded corpora need no download and are extracted from the running Python: `stdlib_docstrings()` (every
+docstring of 40 characters or more in the standard library's own modules, read with `ast` (nothing is imported), and
+the `pydoc_data` topics: about 1.9 MB of English prose, which differs slightly between Python patch versions, so its
+hash is recorded with any prepared data) and `package_code()` (the source files of ssl_jax, for GPT on code). Each
+docstring carries the top-level package it belongs to, the label of the downstream probe (`probe_split`).
+"""
+
+import ast
+import dataclasses
+import hashlib
+import json
+import os
+import sysconfig
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+# Special tokens of the two tokenizer kinds (the first is the end-of-text / separator token).
+SPECIAL_TOKENS = {"bpe": ("<|endoftext|>",), "wordpiece": ("[SEP]", "[PAD]", "[UNK]", "[CLS]", "[MASK]")}
+
+# Standard-library folders whose files are tests, demos, bundled installers or GUI code, not library prose.
+_SKIPPED_FOLDERS = {"site-packages", "dist-packages", "test", "tests", "idle_test", "idlelib", "lib2to3", "tkinter",
+                    "turtledemo", "ensurepip", "venv", "__pycache__", "__phello__"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+  """One document: its text, where it came from (a module's dotted path, or `pydoc_data.topics:<topic>`), and the
+  label of the probe task (the top-level package of a docstring), if any."""
+  text: str
+  source: str
+  label: str | None = None
+
+
+def _stdlib_files() -> list[tuple[str, str]]:
+  """(dotted module name, path) of the standard library's Python files, sorted, without tests and demos."""
+  root = sysconfig.get_paths()["stdlib"]
+  found = []
+  for folder, subfolders, files in os.walk(root):
+    parts = os.path.relpath(folder, root).split(os.sep)
+    if any(p in _SKIPPED_FOLDERS or p.startswith("config-") for p in parts):
+      subfolders[:] = []
+      continue
+    subfolders.sort()
+    for name in sorted(files):
+      if name.endswith(".py"):
+        path = os.path.join(folder, name)
+        module = os.path.relpath(path, root)[:-3].replace(os.sep, ".").removesuffix(".__init__")
+        found.append((module, path))
+  return found
+
+
+def stdlib_docstrings(min_chars: int = 40, topics: bool = True) -> list[Document]:
+  """The standard library's docstrings (modules, classes, functions; `inspect.cleandoc`-ed) of at least `min_chars`
+  characters, in file order, labelled by top-level package; then, with `topics`, the `pydoc_data` help topics."""
+  docs = []
+  for module, path in _stdlib_files():
+    try:
+      with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    except (SyntaxError, UnicodeDecodeError, OSError):
+      continue          # a file this Python cannot parse (none in CPython 3.11-3.13) is left out
+    nodes = [tree] + [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                  ast.ClassDef))]
+    for node in nodes:
+      text = ast.get_docstring(node, clean=True)
+      if text and len(text) >= min_chars:
+        docs.append(Document(text, module, module.split(".")[0]))
+  if topics:
+    from pydoc_data import topics as pydoc_topics
+    docs += [Document(text, f"pydoc_data.topics:{name}") for name, text in sorted(pydoc_topics.topics.items())]
+  return docs
+
+
+def package_code() -> list[Document]:
+  """The Python source files of ssl_jax itself, one document each (GPT on code)."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  docs = []
+  for folder, subfolders, files in os.walk(root):
+    subfolders[:] = sorted(s for s in subfolders if s != "__pycache__")
+    for name in sorted(files):
+      if name.endswith(".py"):
+        path = os.path.join(folder, name)
+        with open(path, encoding="utf-8") as f:
+          docs.append(Document(f.read(), os.path.relpath(path, os.path.dirname(root))))
+  return docs
+
+
+def digest(documents: Sequence[Document]) -> dict:
+  """Size and identity of a corpus: documents, characters, UTF-8 bytes and the SHA-256 of the texts."""
+  h = hashlib.sha256()
+  size = 0
+  for d in documents:
+    data = d.text.encode("utf-8")
+    h.update(len(data).to_bytes(8, "little"))
+    h.update(data)
+    size += len(data)
+  return dict(documents=len(documents), characters=sum(len(d.text) for d in documents), bytes=size,
+              sha256=h.hexdigest())
+
+
+def probe_split(documents: Sequence[Document], *, classes: int = 8, test_every: int = 4):
+  """The downstream probe: which top-level package a docstring belongs to, held out by module.
+
+  The `classes` packages with the most labelled docstrings among those spread over at least `test_every` modules
+  are the classes; within each, its modules in name order go to the test split one in `test_every` (the others to
+  train), so that no module has docstrings on both sides and the probe cannot recognise a module's own phrasing.
+
+  Returns:
+    (train documents, test documents, class names in label order); a document's class is
+    `names.index(document.label)`.
+  """
+  modules: dict[str, set[str]] = {}
+  counts: dict[str, int] = {}
+  for d in documents:
+    if d.label is not None:
+      modules.setdefault(d.label, set()).add(d.source)
+      counts[d.label] = counts.get(d.label, 0) + 1
+  eligible = [p for p in counts if len(modules[p]) >= test_every]
+  names = tuple(sorted(sorted(eligible, key=lambda p: (-counts[p], p))[:classes]))
+  held_out = {m for p in names for i, m in enumerate(sorted(modules[p])) if i % test_every == test_every - 1}
+  chosen = [d for d in documents if d.label in names]
+  return ([d for d in chosen if d.source not in held_out], [d for d in chosen if d.source in held_out], names)
+
+
+def train_tokenizer(texts: Iterable[str], *, kind: str, vocab_size: int):
+  """A tokenizer trained on `texts` (seconds for a few MB):
+
+  - "bpe": GPT-2's byte-level BPE (every byte in the initial alphabet, so no text is ever unknown; no prefix space),
+    special token `<|endoftext|>`;
+  - "wordpiece": BERT's uncased WordPiece (BERT normaliser: lower case, accents stripped; `##` continuations),
+    special tokens `[SEP]`, `[PAD]`, `[UNK]`, `[CLS]`, `[MASK]`.
+
+  Returns a `tokenizers.Tokenizer` (save it with `.save(path)`; `load_tokenizer` reads it back).
+  """
+  from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+  if kind == "bpe":
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS["bpe"]),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+  elif kind == "wordpiece":
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS["wordpiece"]),
+                                        show_progress=False)
+  else:
+    raise ValueError(f"tokenizer kind {kind!r} is unknown; use 'bpe' (GPT-2) or 'wordpiece' (BERT).")
+  tok.train_from_iterator(texts, trainer)
+  return tok
+
+
+def load_tokenizer(path: str):
+  """A `tokenizers.Tokenizer` from its `tokenizer.json` (ours, or any Hugging Face one)."""
+  from tokenizers import Tokenizer
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"tokenizer file {path} does not exist; train one with `python -m "
+                            "ssl_jax.data.prepare_text --tokenizer=bpe:<vocab size>` or give a tokenizer.json.")
+  return Tokenizer.from_file(path)
+
+
+def tokenizer_digest(tokenizer) -> str:
+  """The SHA-256 of a tokenizer's JSON: what a checkpoint records, to refuse data tokenized by another tokenizer."""
+  return hashlib.sha256(tokenizer.to_str().encode("utf-8")).hexdigest()
+
+
+def end_of_text_id(tokenizer) -> int:
+  """The id of the tokenizer's end-of-text / separator token (`<|endoftext|>` or `[SEP]`)."""
+  for name in ("<|endoftext|>", "[SEP]", "</s>"):
+    i = tokenizer.token_to_id(name)
+    if i is not None:
+      return i
+  raise ValueError("the tokenizer has none of the end-of-text tokens <|endoftext|>, [SEP], </s>; add one.")
+
+
+def tokenize(texts: Sequence[str], tokenizer, *, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+  """One token stream of `texts`, each followed by the end-of-text token.
+
+  Returns:
+    (tokens: uint16 (a vocabulary under 65,536) or int32 `[N]`, starts: int64 `[len(texts) + 1]`, where document i is
+    `tokens[starts[i]:starts[i + 1]]`, its end-of-text token last). An empty text is a document of one end-of-text
+    token.
+  """
+  eot = end_of_text_id(tokenizer)
+  pieces, lengths = [], []
+  for i in range(0, len(texts), batch):
+    for enc in tokenizer.encode_batch(list(texts[i:i + batch]), add_special_tokens=False):
+      pieces.append(np.asarray(enc.ids + [eot], np.int64))
+      lengths.append(len(enc.ids) + 1)
+  dtype = np.uint16 if tokenizer.get_vocab_size() <= 2 ** 16 else np.int32
+  tokens = np.concatenate(pieces).astype(dtype) if pieces else np.zeros((0,), dtype)
+  return tokens, np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+
+
+class TokenWindows:
+  """Fixed-length windows of a token stream, as a random-access source for Grain.
+
+  Window i is `tokens[i * length:(i + 1) * length]` (the stream's last partial window is dropped), as
+  `{"text": int32 [length], "text_segment_ids": int32 [length], "text_positions": int32 [length], "index": i}`:
+  segment ids number the pieces of documents in the window 1, 2, ... (a document cut by the window's start is
+  piece 1), positions count from 0 within each piece.
+  """
+
+  def __init__(self, tokens: np.ndarray, starts: np.ndarray, length: int):
+    if length < 2:
+      raise ValueError(f"a token window needs at least 2 tokens, got length={length}.")
+    if len(tokens) < length:
+      raise ValueError(f"the token stream ({len(tokens)} tokens) is shorter than one window of {length}; use a "
+                       "shorter data.text.length or more text.")
+    self.tokens, self.starts, self.length = tokens, np.asarray(starts, np.int64), length
+
+  def __len__(self) -> int:
+    return len(self.tokens) // self.length
+
+  def __getitem__(self, i: int) -> dict:
+    if not 0 <= i < len(self):
+      raise IndexError(i)
+    begin = i * self.length
+    offsets = np.arange(begin, begin + self.length)
+    doc = np.searchsorted(self.starts, offsets, side="right") - 1          # the document of each token
+    segment = (doc - doc[0] + 1).astype(np.int32)
+    piece_start = np.maximum(self.starts[doc], begin)
+    return {"text": self.tokens[begin:begin + self.length].astype(np.int32), "text_segment_ids": segment,
+            "text_positions": (offsets - piece_start).astype(np.int32), "index": np.int32(i)}
+
+
+def save_stream(directory: str, tokens: np.ndarray, starts: np.ndarray, meta: dict) -> None:
+  """Writes a token stream as `tokens.npy`, `starts.npy` and `meta.json` into `directory` (created)."""
+  os.makedirs(directory, exist_ok=True)
+  np.save(os.path.join(directory, "tokens.npy"), tokens)
+  np.save(os.path.join(directory, "starts.npy"), starts)
+  with open(os.path.join(directory, "meta.json"), "w") as f:
+    json.dump(meta, f, indent=2, sort_keys=True)
+
+
+def load_stream(directory: str) -> tuple[np.ndarray, np.ndarray, dict]:
+  """(tokens, starts, meta) of a stream `save_stream` wrote; the tokens memory-mapped."""
+  path = os.path.join(directory, "tokens.npy")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no prepared token stream in {directory} (tokens.npy missing); prepare it with "
+                            "`python -m ssl_jax.data.prepare_text`.")
+  with open(os.path.join(directory, "meta.json")) as f:
+    meta = json.load(f)
+  return np.load(path, mmap_mode="r"), np.load(os.path.join(directory, "starts.npy")), meta
