@@ -34,9 +34,6 @@ Smoke-run the full-scale model on a laptop: add `--config.data.name=digits --con
 --config.eval.test_split='test[:64]' --config.eval.batch_size=8`.
 """
 
-import ml_collections
-from ml_collections import config_dict
-
 from ssl_jax import config as config_lib
 
 

@@ -168,6 +168,21 @@ def image_data(name: str, *, size: int, crop_scale=(0.2, 1.0), crop_ratio=(3 / 4
   return d
 
 
+def text_data(name: str, *, length: int, tokenizer: str = "bpe:8192", **fields) -> ml_collections.ConfigDict:
+  """`config.data` of a text corpus: `data_block(name, **fields)` with its text options under `text`.
+
+  Args:
+    name: "stdlib_docstrings" or "ssl_jax_code" (embedded: tokenized in memory at start-up), or "prepared" (the
+      `--out` of `python -m ssl_jax.data.prepare_text` in `data_dir`); the evaluators' probe is `<name>_probe`.
+    length: tokens per training window (the model's context: GPT-2 1024, BERT 128 then 512).
+    tokenizer: for embedded corpora, `bpe:<vocab>` (GPT-2's byte-level BPE) or `wordpiece:<vocab>` (BERT's), trained
+      on the training documents, or a tokenizer.json path; prepared data brings its own.
+  """
+  d = data_block(name, **fields)
+  d.text = ml_collections.ConfigDict(dict(length=length, tokenizer=tokenizer))
+  return d
+
+
 def vit(variant: str | None = None, *, remat: str | None = "none", scan: bool | None = False,
         **fields) -> ml_collections.ConfigDict:
   """`config.model` of a ViT encoder: a named size (`variant`: "S/16", "B/16", "L/16", ...) or explicit dimensions
@@ -232,8 +247,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
       continue                                          # evaluation only: nothing is trained
     if (config[group] if group else config)[field] is None:
       raise ValueError(f"config.{key} is not set; set it to {how}.")
-  if "image" not in config.data:
-    raise ValueError("config.data has no modality block; build it with config_lib.image_data(name, size=...).")
+  modalities = [m for m in ("image", "text") if m in config.data]
+  if len(modalities) != 1:
+    raise ValueError(f"config.data has {'no' if not modalities else 'more than one'} modality block "
+                     f"({modalities}); build it with config_lib.image_data(name, size=...) or "
+                     "config_lib.text_data(name, length=...).")
   if config.batch_size <= 0:
     raise ValueError(f"config.batch_size must be positive, got {config.batch_size}.")
   if config.grad_accum_steps < 1 or config.batch_size % config.grad_accum_steps:
@@ -275,7 +293,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   sharding.preset_sizes(config.mesh_preset, config.mesh.to_dict())
   if config.data.num_workers < 0:
     raise ValueError(f"config.data.num_workers must be >= 0, got {config.data.num_workers}.")
-  _validate_image(config.data.image)
+  if "image" in config.data:
+    _validate_image(config.data.image)
+  elif config.data.text.length < 2:
+    raise ValueError(f"config.data.text.length must be at least 2, got {config.data.text.length}.")
   if config.eval.batch_size <= 0:
     raise ValueError(f"config.eval.batch_size must be positive, got {config.eval.batch_size}.")
   for name, spec in config.eval.evaluators.items():

@@ -170,11 +170,11 @@ class Program:
 
 
 def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_examples: int,
-          num_classes: int | None = None) -> Program:
+          num_classes: int | None = None, vocab_size: int | None = None) -> Program:
   """The method, optimizer, and jitted initialiser, train step and feature extractor of `config` on `mesh`."""
   durations = config_lib.resolve_durations(config, num_train_examples)
   run = contract.RunInfo(inputs=inputs.method_inputs(config.data), total_steps=durations.total,
-                         steps_per_epoch=durations.steps_per_epoch, num_classes=num_classes)
+                         steps_per_epoch=durations.steps_per_epoch, num_classes=num_classes, vocab_size=vocab_size)
   model, source = config.model.to_dict(), None
   if config.init_from:
     if not methods.get(config.method.name).accepts_pretrained_encoder:
@@ -215,7 +215,7 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
                    out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0),
       represent=jax.jit(lambda params, extra, batch: method.represent(params, extra, inputs.eval_stage(batch)),
                         out_shardings=batch_sharding),
-      represent_raw=jax.jit(lambda batch: inputs.raw_representation(inputs.eval_stage(batch)),
+      represent_raw=jax.jit(lambda batch: inputs.raw_representation(inputs.eval_stage(batch), vocab_size=vocab_size),
                             out_shardings=batch_sharding),
       predict=jax.jit(lambda params, extra, batch: method.predict(params, extra, inputs.eval_stage(batch)),
                       out_shardings=batch_sharding) if method.predicts else None,
@@ -327,7 +327,7 @@ def open_sources(config):
 def _report(step, results, config, workdir):
   """Prints the final evaluation (pretrained next to random init and the raw input where measured) and the report's
   numbers."""
-  columns = [("", "pretrained"), ("_init", "random init"), ("_raw", inputs.RAW_INPUT)]
+  columns = [("", "pretrained"), ("_init", "random init"), ("_raw", inputs.RAW_INPUT[inputs.modality(config.data)])]
   columns = [(suffix, label) for suffix, label in columns if not suffix or any(k.endswith(suffix) for k in results)]
   header = " (" + " / ".join(label for _, label in columns) + ")" if len(columns) > 1 else ""
   lines = [f"\nevaluation at step {step}{header}:"]
@@ -436,7 +436,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
   mesh = sharding.make_mesh(config.mesh.to_dict(), devices, config.mesh_preset)
   check_batch_split(config, mesh)
   train_source, eval_sources = open_sources(config)
-  program = build(config, mesh, len(train_source), getattr(train_source, "num_classes", None))
+  program = build(config, mesh, len(train_source), getattr(train_source, "num_classes", None),
+                  getattr(train_source, "vocab_size", None))
   dur = program.durations
   if program.source is not None:            # the pretrained encoder must fit before the workdir is touched
     _, target = program.method.encoders(program.abstract_state.params, program.abstract_state.extra)[

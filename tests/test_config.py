@@ -27,7 +27,7 @@ from ssl_jax import train
     (lambda c: c.data.image.update(dict(crop_scale=(0.5, 0.2))), "config.data.image.crop_scale must satisfy"),
     (lambda c: c.method.update(dict(name=None)), r"config.method.name is not set; set it to a method of"),
     (lambda c: c.update(dict(batch_size=None)), r"config.batch_size is not set"),
-    (lambda c: setattr(c, "data", config_lib.data_block("digits")), r"config.data has no modality block; .*image_data"),
+    (lambda c: setattr(c, "data", config_lib.data_block("digits")), r"config.data has no modality block .*image_data"),
     (lambda c: c.model.update(dict(width=None)), r"set `variant` .* or all of \['width'\]"),
     (lambda c: c.data.update(dict(name="digits", train_split="val")), "digits has splits"),
     (lambda c: c.data.update(dict(name="imagenet2012", data_dir="/nonexistent/tfds")), "tfds build imagenet2012"),

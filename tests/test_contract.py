@@ -11,26 +11,38 @@ import pytest
 from ssl_jax import methods
 from ssl_jax import sharding
 from ssl_jax.data import inputs
+from ssl_jax.data import text
 from ssl_jax.methods import contract
 from ssl_jax.models import backbone
 from test_fault_matrix import shrunk
 
 BATCH = 16
+VOCAB = 128          # the token ids of a text method's tiny input
 
 
 def _build(name: str, **overrides):
   c = shrunk(name)
   c.method.update(overrides)
+  text_data = inputs.modality(c.data) == "text"
   run = contract.RunInfo(inputs=inputs.method_inputs(c.data), total_steps=c.total_steps, steps_per_epoch=4,
-                         num_classes=10)
+                         num_classes=10, vocab_size=VOCAB if text_data else None)
   hyper = {k: v for k, v in c.method.to_dict().items() if k != "name"}
   return c, methods.create(name, model=c.model.to_dict(), run=run, **hyper), run
 
 
 def _batches(config, run: contract.RunInfo):
-  """A training batch as the method receives it (`run.inputs`: normalised float `image` or view groups) and an
-  evaluation batch as the method receives it (`image` normalised by the input spec's `eval_stage`)."""
+  """A training batch as the method receives it (`run.inputs`: normalised float `image` or view groups; text
+  windows) and an evaluation batch as the method receives it (`image` normalised by the input spec's `eval_stage`;
+  labelled text examples, padded)."""
   rng = np.random.default_rng(0)
+  if inputs.modality(config.data) == "text":         # windows of a random stream with documents of 5 to 40 tokens
+    length = config.data.text.length
+    tokens = rng.integers(0, VOCAB, BATCH * length).astype(np.int32)
+    starts = np.concatenate([[0], np.cumsum(rng.integers(5, 40, BATCH * length))])
+    windows = text.TokenWindows(tokens, starts[starts <= len(tokens)], length)
+    train = jax.tree.map(lambda *x: np.stack(x), *[windows[i] for i in range(BATCH)])
+    padded = {k: np.where(train["text_segment_ids"] == 1, v, 0) for k, v in train.items() if k != "index"}
+    return train, dict(padded, label=np.arange(BATCH, dtype=np.int32) % run.num_classes)
   images = rng.integers(0, 256, (BATCH, config.data.image.size, config.data.image.size, 3), dtype=np.uint8)
 
   def example(path, s):
@@ -122,7 +134,7 @@ def test_method_honours_the_contract(name):
   assert feats and set(towers) <= set(feats), (sorted(feats), sorted(towers))
   for tower, (spec, variables) in towers.items():
     assert feats[tower].dtype == jnp.float32 and feats[tower].shape[0] == BATCH
-    released = jax.jit(backbone.create(**spec).apply)(variables, eval_batch["image"])["pooled"]
+    released = jax.jit(lambda v, b: backbone.encode(backbone.create(**spec), v, b))(variables, eval_batch)["pooled"]
     np.testing.assert_allclose(np.asarray(released), np.asarray(feats[tower]), rtol=1e-5, atol=1e-5)
   if cls.accepts_pretrained_encoder:                 # loading the released encoders back changes nothing
     again = method.load_encoders(params, extra, {t: v for t, (_, v) in towers.items()})

@@ -105,7 +105,9 @@ LOGGED = {"simclr": {"monitor/embedding_std", "monitor/rankme", "probe/train_top
           "mocov3": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1"},
           "dino": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1", "monitor/teacher_entropy",
                    "monitor/teacher_student_kl", "teacher_temp"},
-          "classify": {"train_top1", "eval/top1", "eval/top5"}}
+          "classify": {"train_top1", "eval/top1", "eval/top5"},
+          "gpt": {"next_token_accuracy"},
+          "bert": {"masked_token_accuracy"}}
 PICTURES = {"mae": {"reconstructions.png"}}
 
 

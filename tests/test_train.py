@@ -112,7 +112,8 @@ def test_end_of_run_report_and_extra_evaluators(tiny_config, tmp_path):
   tiny_config.eval.raw_baseline = True
   results = train.run(tiny_config, str(tmp_path))
   # The raw-input column: the same kNN on the evaluation view's normalised pixels, flattened.
-  from ssl_jax import evaluators, image
+  from ssl_jax import evaluators
+  from ssl_jax.ops import image
   raw = lambda split: (np.stack([np.asarray(image.normalize(transforms.center_crop(e["image"], 16, 1.0))).ravel()
                                  for e in sources.digits(split)]), [e["label"] for e in sources.digits(split)])
   expected = evaluators.knn_accuracy(*raw("train[:200]"), *raw("test[:80]"), num_classes=10, k=20, temperature=0.07)

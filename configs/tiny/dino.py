@@ -22,8 +22,6 @@ scaled to the data (global (0.4, 1) at 16 px, local (0.1, 0.4) at 8 px), 4 local
 prototypes, BatchNorm in the head, teacher momentum 0.99, a constant teacher temperature of 0.04.
 """
 
-import ml_collections
-
 from ssl_jax import config as config_lib
 
 

@@ -19,8 +19,6 @@ Deviations from the ImageNet recipe, for an 8x8-pixel data set: crop scale (0.5,
 as the evaluated feature.
 """
 
-from ml_collections import config_dict
-
 from ssl_jax import config as config_lib
 
 

@@ -10,8 +10,6 @@ Deviations from the ImageNet recipe (configs/mocov3_vit_b.py), for 8x8-pixel dig
 (0.3, 1), no flip, base lr 5e-4 with 10 warm-up epochs, weight decay 0.05, mean-pooled patch tokens as the feature.
 """
 
-import ml_collections
-
 from ssl_jax import config as config_lib
 
 

@@ -23,16 +23,25 @@ import numpy as np
 
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
+from ssl_jax.data import text
 from ssl_jax.data import transforms
 from ssl_jax.ops import augment
 from ssl_jax.ops import image as image_lib
 
 # What the raw-input baseline of the evaluators is, per modality (`raw_representation`).
-RAW_INPUT = "raw pixels"
+RAW_INPUT = {"image": "raw pixels", "text": "bag of tokens"}
+
+
+def modality(data) -> str:
+  """"image" or "text": the modality block `config.data` has."""
+  return "text" if "text" in data else "image"
 
 
 def open_source(data, split: str, name: str | None = None):
   """The source `name` (default `data.name`) / `split`, with the location and options of `data` (`config.data`)."""
+  if modality(data) == "text":
+    return text.open_text(name or data.name, split, length=data.text.length, tokenizer=data.text.tokenizer,
+                          data_dir=data.data_dir)
   return sources.make(name or data.name, split, data_dir=data.data_dir, image_size=data.image.size,
                       num_examples=data.synthetic_examples, bad_images=data.image.bad_images)
 
@@ -46,6 +55,9 @@ def view_groups(data) -> tuple[transforms.ViewGroup, ...]:
 def example_spec(data) -> dict:
   """One example as the host pipeline yields it: `jax.ShapeDtypeStruct`s without a batch axis."""
   scalar = jax.ShapeDtypeStruct((), np.int32)
+  if modality(data) == "text":
+    window = jax.ShapeDtypeStruct((data.text.length,), np.int32)
+    return {"text": window, "text_segment_ids": window, "text_positions": window, "index": scalar}
   groups = view_groups(data)
   if groups:
     images = {"views": {g.name: jax.ShapeDtypeStruct((g.count, g.size, g.size, 3), np.uint8) for g in groups}}
@@ -89,6 +101,8 @@ def eval_stage(batch: dict) -> dict:
 def device_stage(data) -> DeviceStage:
   """The `DeviceStage` of a `config.data` block."""
   recipes = []
+  if modality(data) == "text":
+    return DeviceStage()                # token ids reach the method as they are (BERT masks inside its loss)
   for name, g in sorted(data.image.views.items()):
     names = (g.photometric,) if isinstance(g.photometric, str) else tuple(g.photometric)
     recipes.append((name, tuple(augment.recipe(names[i % len(names)]) for i in range(g.count))))
@@ -102,8 +116,11 @@ def method_inputs(data) -> dict:
 
 
 def train_stream(data, source, *, seed: int, global_batch_size: int):
-  """The training stream of `data` (`config.data`) over `source`: crops and flips, or the view groups
-  (`pipeline.train_dataset`)."""
+  """The training stream of `data` (`config.data`) over `source`: crops and flips, or the view groups; text windows
+  as they are (`pipeline.train_dataset`)."""
+  if modality(data) == "text":
+    return pipeline.train_dataset(source, seed=seed, global_batch_size=global_batch_size, transform=None,
+                                  num_workers=data.num_workers, prefetch=data.prefetch)
   image = data.image
   transform = transforms.train_transform(
       image_size=image.size, crop_scale=image.crop_scale, crop_ratio=image.crop_ratio, flip=image.flip,
@@ -117,8 +134,10 @@ def eval_stream(data, source, *, global_batch_size: int, augment_seed: int | Non
 
   The evaluation view (`data.image.size`, the centre `eval_crop_pct` of the resized image), or with `augment_seed` a
   random training view of each image (the crop scale, ratio and flip of `data.image`), seeded: the report's two
-  augmented views.
+  augmented views. Text examples have no augmented views: `augment_seed` gives the same examples.
   """
+  if modality(data) == "text":
+    return pipeline.eval_dataset(source, global_batch_size=global_batch_size, transform=None)
   image = data.image
   if augment_seed is None:
     transform = transforms.EvalView(image.size, image.eval_crop_pct)
@@ -128,8 +147,13 @@ def eval_stream(data, source, *, global_batch_size: int, augment_seed: int | Non
                                seed=augment_seed or 0)
 
 
-def raw_representation(batch: dict) -> dict:
+def raw_representation(batch: dict, *, vocab_size: int | None = None) -> dict:
   """The raw input as a representation, for the evaluators' baseline column: `{"image": float32 [B, H * W * 3]}`, the
-  normalised pixels of the evaluation view (`eval_stage`'s output), flattened."""
+  normalised pixels of the evaluation view (`eval_stage`'s output), flattened; or `{"text": float32 [B, V]}`, the
+  bag of tokens (each token id's frequency among the example's tokens, padding left out)."""
+  if "text" in batch:
+    tokens, real = batch["text"], (batch["text_segment_ids"] > 0).astype(jnp.float32)
+    counts = jax.vmap(lambda t, w: jnp.zeros((vocab_size,), jnp.float32).at[t].add(w))(tokens, real)
+    return {"text": counts / jnp.maximum(counts.sum(-1, keepdims=True), 1.0)}
   images = batch["image"]
   return {"image": jnp.reshape(images, (images.shape[0], -1)).astype(jnp.float32)}

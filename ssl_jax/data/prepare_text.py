@@ -80,16 +80,6 @@ def read_documents(inputs: str, *, per: str = "file", field: str = "text",
   return docs, counts
 
 
-def split_validation(documents: list[text_lib.Document], every: int):
-  """(train, validation): one document in `every` to validation; documents of a labelled corpus by module (their
-  `source`), so that a module's docstrings are all on one side."""
-  if every <= 1:
-    raise ValueError(f"--validation_every must be at least 2, got {every}.")
-  sources = sorted({d.source for d in documents})
-  held = {s for i, s in enumerate(sources) if i % every == every - 1}
-  return [d for d in documents if d.source not in held], [d for d in documents if d.source in held]
-
-
 def prepare(inputs: str, tokenizer: str, out: str, *, per: str = "file", field: str = "text",
             validation_every: int = 20, bad_files: str = "stop", overwrite: bool = False,
             log=print) -> dict:
@@ -101,7 +91,7 @@ def prepare(inputs: str, tokenizer: str, out: str, *, per: str = "file", field: 
   docs, counts = read_documents(inputs, per=per, field=field, bad_files=bad_files)
   if not docs:
     raise ValueError(f"--input={inputs!r} holds no non-empty document.")
-  train, validation = split_validation(docs, validation_every)
+  train, validation = text_lib.split_validation(docs, validation_every)
   log(f"read {len(docs)} documents ({counts['empty']} empty ones and {counts['bad_files']} files that are not UTF-8 "
       f"left out): {len(train)} for training, {len(validation)} for validation")
   if ":" in tokenizer and tokenizer.split(":")[0] in text_lib.SPECIAL_TOKENS:

@@ -41,7 +41,7 @@ def _digits_arrays():
   return np.repeat(big[..., None], 3, axis=-1), d.target[order].astype(np.int32)
 
 
-def _split_slice(split: str) -> tuple[str, slice]:
+def split_slice(split: str) -> tuple[str, slice]:
   """"train" -> ("train", [:]); "train[:100]" -> ("train", [:100]); "test[10:20]" likewise (TFDS's syntax)."""
   m = re.fullmatch(r"(\w+)(?:\[(-?\d*):(-?\d*)\])?", split)
   if not m:
@@ -58,7 +58,7 @@ def digits(split: str) -> ArraySource:
       splits work unchanged) or "all", optionally sliced as in TFDS: "train[:100]".
   """
   images, labels = _digits_arrays()
-  name, sub = _split_slice(split)
+  name, sub = split_slice(split)
   held_out = slice(DIGITS_TRAIN, None)
   parts = {"train": slice(0, DIGITS_TRAIN), "test": held_out, "validation": held_out, "all": slice(None)}
   if name not in parts:
@@ -194,7 +194,7 @@ def make(name: str, split: str, *, data_dir: str | None = None, image_size: int 
   if name == "digits":
     return digits(split)
   if name == "synthetic":
-    base, sub = _split_slice(split)
+    base, sub = split_slice(split)
     n, offset = (num_examples, 0) if base == "train" else (max(num_examples // 4, 1), num_examples)
     start, stop, _ = sub.indices(n)
     return SyntheticSource(max(stop - start, 0), image_size, offset=offset + start)

@@ -23,6 +23,7 @@ docstring carries the top-level package it belongs to, the label of the downstre
 
 import ast
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -113,6 +114,17 @@ def digest(documents: Sequence[Document]) -> dict:
     size += len(data)
   return dict(documents=len(documents), characters=sum(len(d.text) for d in documents), bytes=size,
               sha256=h.hexdigest())
+
+
+def split_validation(documents: Sequence[Document], every: int):
+  """(train, validation): the documents of one `source` (module, file, topic) in `every`, in name order, to
+  validation, so that a module's docstrings are all on one side."""
+  if every <= 1:
+    raise ValueError(f"one document source in `every` goes to validation: every must be at least 2, got {every} "
+                     "(--validation_every).")
+  sources = sorted({d.source for d in documents})
+  held = {s for i, s in enumerate(sources) if i % every == every - 1}
+  return [d for d in documents if d.source not in held], [d for d in documents if d.source in held]
 
 
 def probe_split(documents: Sequence[Document], *, classes: int = 8, test_every: int = 4):
@@ -261,3 +273,95 @@ def load_stream(directory: str) -> tuple[np.ndarray, np.ndarray, dict]:
   with open(os.path.join(directory, "meta.json")) as f:
     meta = json.load(f)
   return np.load(path, mmap_mode="r"), np.load(os.path.join(directory, "starts.npy")), meta
+
+
+class TextExamples:
+  """Labelled texts as fixed-length examples (the downstream probe's): each text's first `length` tokens, padded,
+  `{"text", "text_segment_ids" (1 on tokens, 0 on padding), "text_positions", "label", "index"}`."""
+
+  def __init__(self, texts: Sequence[str], labels: Sequence[int], tokenizer, length: int, num_classes: int):
+    self.length, self.num_classes, self.labels = length, num_classes, np.asarray(labels, np.int32)
+    self.vocab_size = tokenizer.get_vocab_size()
+    self.rows = [np.asarray(e.ids[:length], np.int32)
+                 for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+  def __len__(self) -> int:
+    return len(self.rows)
+
+  def __getitem__(self, i: int) -> dict:
+    ids = self.rows[i]
+    n = len(ids)
+    pad = lambda x: np.pad(x, (0, self.length - n)).astype(np.int32)
+    return {"text": pad(ids), "text_segment_ids": pad(np.ones(n, np.int32)), "text_positions": pad(np.arange(n)),
+            "label": self.labels[i], "index": np.int32(i)}
+
+
+@functools.cache
+def _embedded(name: str, tokenizer: str) -> dict:
+  """The embedded corpus `name`, its tokenizer (trained on its training documents, or loaded), token streams by
+  split and, for the docstrings, the probe: prepared in memory once per process (a few seconds)."""
+  docs = stdlib_docstrings() if name == "stdlib_docstrings" else package_code()
+  train, validation = split_validation(docs, 20)
+  kind, _, size = tokenizer.partition(":")
+  if kind in SPECIAL_TOKENS and size.isdigit():
+    tok = train_tokenizer((d.text for d in train), kind=kind, vocab_size=int(size))
+  else:
+    tok = load_tokenizer(tokenizer)
+  out = {"tokenizer": tok, "train": tokenize([d.text for d in train], tok),
+         "validation": tokenize([d.text for d in validation], tok)}
+  if name == "stdlib_docstrings":
+    probe_train, probe_test, names = probe_split(docs)
+    out["probe"] = {"classes": names, **{s: ([d.text for d in ds], [names.index(d.label) for d in ds])
+                                         for s, ds in (("train", probe_train), ("test", probe_test))}}
+  return out
+
+
+def open_text(name: str, split: str, *, length: int, tokenizer: str, data_dir: str | None = None):
+  """A text source: training or validation windows (`TokenWindows`, with `vocab_size`) of a corpus, or the labelled
+  examples of its probe (`TextExamples`, with `num_classes`).
+
+  Args:
+    name: "stdlib_docstrings" or "ssl_jax_code" (embedded, tokenized in memory with `tokenizer`), "prepared" (the
+      `--out` of `prepare_text` in `data_dir`, with its own tokenizer.json), or either with the suffix "_probe"
+      for the probe's examples.
+    split: "train" / "validation" (windows) or "train" / "test" (probe), optionally sliced: "train[:64]".
+    length: tokens per window or example.
+    tokenizer: for embedded corpora, `bpe:<vocab>` / `wordpiece:<vocab>` or a tokenizer.json path.
+  """
+  from ssl_jax.data import sources
+  base, part = sources.split_slice(split)
+  probe = name.endswith("_probe")
+  corpus = name.removesuffix("_probe")
+  if corpus == "prepared":
+    if not data_dir:
+      raise ValueError("data.name='prepared' needs config.data.data_dir: the --out of python -m "
+                       "ssl_jax.data.prepare_text.")
+    tok = load_tokenizer(os.path.join(data_dir, "tokenizer.json"))
+    if probe:
+      with open(os.path.join(data_dir, "probe.json")) as f:
+        p = json.load(f)
+      data = {"probe": {"classes": p["classes"], **{s: (p[s]["texts"], p[s]["labels"]) for s in ("train", "test")}}}
+    else:
+      tokens, starts, _ = load_stream(os.path.join(data_dir, base))
+      data = {base: (tokens, starts)}
+  elif corpus in ("stdlib_docstrings", "ssl_jax_code"):
+    data = _embedded(corpus, tokenizer)
+    tok = data["tokenizer"]
+  else:
+    raise ValueError(f"text data {name!r} is unknown; use 'stdlib_docstrings', 'ssl_jax_code' or 'prepared' (with "
+                     "config.data.data_dir), with '_probe' for the probe's labelled examples.")
+  if probe:
+    if "probe" not in data:
+      raise ValueError(f"{corpus!r} has no probe task (only the docstrings are labelled).")
+    if base not in ("train", "test"):
+      raise ValueError(f"the probe has splits 'train' and 'test', not {base!r}.")
+    texts, labels = data["probe"][base]
+    return TextExamples(texts[part], labels[part], tok, length, len(data["probe"]["classes"]))
+  if base not in ("train", "validation") or base not in data:
+    raise ValueError(f"text data {name!r} has splits 'train' and 'validation', not {base!r}.")
+  tokens, starts = data[base]
+  windows = TokenWindows(tokens, starts, length)
+  if part != slice(None):
+    raise ValueError(f"split {split!r}: token windows are not sliced; use 'train' or 'validation'.")
+  windows.vocab_size = tok.get_vocab_size()
+  return windows

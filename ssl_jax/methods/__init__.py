@@ -19,18 +19,22 @@ group (photometrically augmented on the device), plus `label` and `index` `[B]`.
 `predict`, `reconstruct`) hold `image`, normalised float32 `[B, H, W, 3]` (the centre view).
 """
 
+from ssl_jax.methods import bert
 from ssl_jax.methods import byol
 from ssl_jax.methods import classify
 from ssl_jax.methods import contract
 from ssl_jax.methods import dino
+from ssl_jax.methods import gpt
 from ssl_jax.methods import mae
 from ssl_jax.methods import mocov3
 from ssl_jax.methods import simclr
 
 METHODS: dict[str, type[contract.Method]] = {
+    "bert": bert.BERT,
     "byol": byol.BYOL,
     "classify": classify.Classify,
     "dino": dino.DINO,
+    "gpt": gpt.GPT,
     "mae": mae.MAE,
     "mocov3": mocov3.MoCoV3,
     "simclr": simclr.SimCLR,

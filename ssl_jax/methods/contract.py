@@ -30,11 +30,13 @@ class RunInfo:
     total_steps: optimizer steps of the whole run (for momentum and temperature schedules).
     steps_per_epoch: optimizer steps per epoch (for epoch-based schedule hyperparameters of the papers).
     num_classes: labels of the training split, when it has them (for an online linear probe); None otherwise.
+    vocab_size: the token ids of text data (its tokenizer's vocabulary); None for other data.
   """
   inputs: dict
   total_steps: int = 1
   steps_per_epoch: int = 1
   num_classes: int | None = None
+  vocab_size: int | None = None
 
   def image_shape(self) -> tuple[int, ...]:
     """The shape of a single-view example's `image`."""

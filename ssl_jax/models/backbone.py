@@ -1,4 +1,4 @@
-"""Image encoders from `config.model`, by name: one registry (`ENCODERS`) of ViT and ResNet builders.
+"""Encoders from `config.model`, by name: one registry (`ENCODERS`) of ViT, ResNet and text-transformer builders.
 
 `create(arch="vit", variant="S/16", pool="cls", ...)` or `create(arch="resnet", depth=50, ...)`; the module maps
 normalised images `[B, H, W, 3]` to `{"pooled": float32 [B, D], "tokens": [B, T, D]}` (the ViT's output tokens, [CLS]
@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ssl_jax.models import resnet
+from ssl_jax.models import text
 from ssl_jax.models import transformer
 from ssl_jax.models import vit
 
@@ -75,8 +76,28 @@ def _resnet(*, pool: str | None = None, **kw: Any) -> nn.Module:
   return resnet.ResNet(**kw)
 
 
+def _text(**kw: Any) -> nn.Module:
+  """A GPT-2 or BERT (fields of `text.TextTransformer`; unset ones at their defaults)."""
+  kw = {k: v for k, v in kw.items() if v is not None}
+  if "dtype" in kw:
+    kw["dtype"] = jnp.dtype(kw["dtype"])
+  return text.TextTransformer(**kw)
+
+
 # config.model.arch -> a builder taking the rest of config.model as keywords.
-ENCODERS: dict[str, Callable[..., nn.Module]] = {"vit": _vit, "resnet": _resnet}
+ENCODERS: dict[str, Callable[..., nn.Module]] = {"vit": _vit, "resnet": _resnet, "text": _text}
+
+# What each modality's encoder reads from a batch: the positional input, and keyword inputs by batch key.
+INPUTS = {"image": ("image", {}), "text": ("text", {"segment_ids": "text_segment_ids",
+                                                     "positions": "text_positions"})}
+
+
+def encode(module: nn.Module, variables, batch: dict, **kw) -> dict:
+  """`module.apply(variables, <the batch's input>, ...)`: an encoder of `ENCODERS` on the modality the batch holds
+  (`batch["image"]`, or `batch["text"]` with its segment ids and positions)."""
+  modality = "text" if "text" in batch else "image"
+  key, keywords = INPUTS[modality]
+  return module.apply(variables, batch[key], **{k: batch[v] for k, v in keywords.items() if v in batch}, **kw)
 
 
 def create(*, arch: str = "vit", **kw: Any) -> nn.Module:

@@ -4,8 +4,8 @@ BERT, and the audio encoders).
 Blocks are pre-LayerNorm by default, `x + attn(ln(x))`, then `x + mlp(ln(x))` (LayerNorm eps 1e-6, exact GELU,
 Xavier-uniform linear maps and zero biases as MAE/timm); a `BlockStyle` gives the other families' variants (GPT-2's
 eps 1e-5, tanh GELU and N(0, 0.02) weights; BERT's post-LayerNorm `ln(x + attn(x))` and hidden dropout). Stochastic
-depth, optional causal and segment masks (`ssl_jax.models.attention`), rematerialisation and a scanned layer loop. Parameters carry logical axis names (`embed`, `mlp`, `heads`, `kv`) that
-`ssl_jax.sharding` maps to mesh axes; activations are constrained to (`batch`, `length`, `embed`) between blocks.
+depth, optional causal and segment masks (`ssl_jax.models.attention`), rematerialisation and a scanned layer loop.
+Parameters carry logical axis names (`embed`, `mlp`, `heads`, `kv`) that `ssl_jax.sharding` maps to mesh axes; activations are constrained to (`batch`, `length`, `embed`) between blocks.
 """
 
 import dataclasses

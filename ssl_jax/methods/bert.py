@@ -1,0 +1,66 @@
+"""BERT (Devlin et al. 2019, "BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding"):
+masked language modelling with a bidirectional post-LayerNorm transformer.
+
+Each step masks every training window afresh (dynamic masking, as RoBERTa; the original BERT fixed the masks when
+it prepared the data): `masking.mlm_masking` chooses 15% of the tokens that are not special, replaces 80% of them by
+[MASK], 10% by a random token and keeps 10%, and the loss is the cross-entropy at the chosen positions, averaged over
+all of them in the global batch, through the output layer tied to the token embedding. Next-sentence prediction is
+left out (RoBERTa, Liu et al. 2019, found it does not help), so windows hold runs of documents separated by [SEP]
+rather than sentence pairs, and attention stays within a document (segment ids). Representation: the mean of the
+final hidden states over the first document of each example.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from ssl_jax import losses
+from ssl_jax import masking
+from ssl_jax.methods import contract
+from ssl_jax.methods import language
+
+
+@dataclasses.dataclass(frozen=True)
+class BERT(language.LanguageMethod):
+  mask_token_id: int = 4
+  special_token_ids: tuple[int, ...] = ()
+  mask_prob: float = 0.15
+
+  def loss(self, params, extra, batch, rng, step):
+    del step
+    mask_rng, dropout_rng = jax.random.split(rng)
+    tokens = batch["text"]
+    special = jnp.isin(tokens, jnp.asarray(self.special_token_ids, tokens.dtype)) | (batch["text_segment_ids"] == 0)
+    corrupted, chosen = masking.mlm_masking(mask_rng, tokens, vocab_size=self.model.vocab_size,
+                                            mask_token_id=self.mask_token_id, special_mask=special,
+                                            mask_prob=self.mask_prob)
+    hidden = self.hidden(params, dict(batch, text=corrupted), dropout_rng if self.model.dropout > 0 else None)
+    logits = self.logits(params, hidden)
+    count = chosen.sum(-1)
+    loss = jnp.sum(losses.masked_token_loss(logits, tokens, chosen) * count) / jnp.maximum(count.sum(), 1.0)
+    hits = (jnp.argmax(logits, -1) == tokens) * chosen
+    return loss, ({"masked_token_accuracy": hits.sum() / jnp.maximum(count.sum(), 1.0)}, extra)
+
+  @classmethod
+  def create(cls, *, model: dict, run: contract.RunInfo, mask_token_id: int = 4,
+             special_token_ids: tuple[int, ...] = (0, 1, 2, 3, 4), mask_prob: float = 0.15) -> "BERT":
+    """Builds BERT.
+
+    Args:
+      model: `TextTransformer` fields (width, depth, num_heads, mlp_dim, type_vocab_size, dropout, dtype...); the
+        vocabulary is the data's and the positions the window's unless set.
+      run: the run's facts (the window length, the tokenizer's vocabulary).
+      mask_token_id: the [MASK] id (4 in the WordPiece vocabularies `ssl_jax.data.text` trains: [SEP], [PAD],
+        [UNK], [CLS], [MASK] first).
+      special_token_ids: ids never chosen for masking (the special tokens; padding never is).
+      mask_prob: the fraction of tokens chosen (paper: 0.15).
+    """
+    if not 0 < mask_prob < 1:
+      raise ValueError(f"method.mask_prob must be in (0, 1), got {mask_prob}.")
+    net, spec = language.text_model(model, run, "bert")
+    if not 0 <= mask_token_id < net.vocab_size:
+      raise ValueError(f"method.mask_token_id={mask_token_id} is not a token id of the {net.vocab_size}-token "
+                       "vocabulary.")
+    return cls(model=net, model_spec=spec, mask_token_id=mask_token_id,
+               special_token_ids=tuple(special_token_ids), mask_prob=mask_prob)
