@@ -62,8 +62,8 @@ def benchmark(config, steps: int = 10, warmup: int = 2, peak: str = "auto", prof
   config_lib.validate(config)
   mesh = sharding.make_mesh(config.mesh.to_dict(), preset=config.mesh_preset)
   train.check_batch_split(config, mesh)
-  num_examples, num_classes, _ = dry_run.dataset_facts(config)
-  program = train.build(config, mesh, num_examples, num_classes)
+  num_examples, num_classes, vocab_size, _ = dry_run.dataset_facts(config)
+  program = train.build(config, mesh, num_examples, num_classes, vocab_size)
   batch = synthetic_batch(inputs.batch_spec(config.data, config.batch_size), sharding.batch_sharding(mesh), config.seed)
   device = mesh.devices.flat[0]
 

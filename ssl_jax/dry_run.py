@@ -47,16 +47,18 @@ def topology_devices(name: str) -> list:
                      "'v5p:2x2x2'.") from e
 
 
-def dataset_facts(config) -> tuple[int, int | None, str]:
-  """The training split's size and classes, from its metadata; for data not on this machine, placeholders (they
-  change the schedules' lengths, not the compiled program), with a note saying so."""
+def dataset_facts(config) -> tuple[int, int | None, int | None, str]:
+  """The training split's size, classes and (text) vocabulary, from its metadata; for data not on this machine,
+  placeholders (they change the schedules' lengths, not the compiled program; a text model then needs
+  `config.model.vocab_size`), with a note saying so."""
   try:
     source = inputs.open_source(config.data, config.data.train_split)
-    return len(source), getattr(source, "num_classes", None), ""
+    return len(source), getattr(source, "num_classes", None), getattr(source, "vocab_size", None), ""
   except Exception as e:  # noqa: BLE001 -- any failure to open the data only makes durations unknown
     classes = KNOWN_NUM_CLASSES.get(config.data.name)
-    return config.batch_size, classes, (f"data set {config.data.name!r} not readable here ({type(e).__name__}); "
-                                        f"compiled with 1 step per epoch and {classes} classes")
+    return config.batch_size, classes, None, (f"data set {config.data.name!r} not readable here "
+                                              f"({type(e).__name__}); compiled with 1 step per epoch and {classes} "
+                                              "classes")
 
 
 def parameter_table(params) -> list[tuple[str, str, str, str, str]]:
@@ -100,8 +102,8 @@ def check(config: ml_collections.ConfigDict, topology: str | None = None, device
   devices = list(jax.devices() if devices is None else devices)
   mesh = sharding.make_mesh(config.mesh.to_dict(), devices, config.mesh_preset)
   train.check_batch_split(config, mesh)
-  num_examples, num_classes, note = dataset_facts(config)
-  program = train.build(config, mesh, num_examples, num_classes)
+  num_examples, num_classes, vocab_size, note = dataset_facts(config)
+  program = train.build(config, mesh, num_examples, num_classes, vocab_size)
   state = program.abstract_state
   batch = abstract_batch(config, mesh)
   start = time.perf_counter()

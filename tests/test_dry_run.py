@@ -78,3 +78,18 @@ def test_dry_run_compiles_for_a_tpu_topology_without_a_tpu(tiny_config):
   c.batch_size = 2 ** 20                          # 28 GiB of temporaries per 16 GiB chip: the compiler refuses it
   with pytest.raises(dry_run.DoesNotFit, match=r"does not fit in the memory of a TPU v5 lite device.*HBM.*To fit: "):
     dry_run.check(c, topology="v5e:2x2")
+
+
+def test_dry_run_compiles_a_text_config_under_fsdp_and_tensor_parallelism(capsys):
+  """The text path ahead of time: the tiny GPT's step compiles from the input spec on an FSDP x TP mesh, the
+  vocabulary read from the data (`dataset_facts`), the embedding split as (tensor, fsdp)."""
+  from conftest import load_config
+  c = load_config("configs/tiny/gpt.py")
+  assert dry_run.dataset_facts(c)[:3] == (7947, None, 4096)
+  c.model.update(dict(width=32, depth=1, num_heads=2, mlp_dim=64))
+  c.mesh = dict(data=2, fsdp=2, tensor=2)
+  c.batch_size = 16
+  report = dry_run.check(c)
+  assert report["mesh"] == dict(data=2, fsdp=2, tensor=2) and report["flops_per_device"] > 0
+  row = next(l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("token_embedding"))
+  assert row.split() == ["token_embedding", "(4096,", "32)", "('tensor',", "'fsdp')", "(2048,", "16)"]

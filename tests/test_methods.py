@@ -73,8 +73,8 @@ def test_full_scale_config_builds_and_lowers_at_its_batch(name):
   loss, and the bfloat16 matmuls the config asks for."""
   c = load_config(f"configs/{name}.py")
   mesh = sharding.make_mesh(c.mesh.to_dict(), jax.devices(), c.mesh_preset)
-  num_examples, num_classes, _ = dry_run.dataset_facts(c)
-  program = train.build(c, mesh, num_examples, num_classes)
+  num_examples, num_classes, vocab_size, _ = dry_run.dataset_facts(c)
+  program = train.build(c, mesh, num_examples, num_classes, vocab_size)
   with jax.set_mesh(mesh), nn.logical_axis_rules(c.sharding_rules):
     lowered = program.step.lower(program.abstract_state, dry_run.abstract_batch(c, mesh))
   state_out, step_metrics = lowered.out_info
