@@ -109,10 +109,14 @@ class TextTransformer(nn.Module):
       raise ValueError(f"a window of {t} tokens is longer than the model's {self.max_length} positions.")
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(t), (b, t))
-    x = jnp.take(self.token_embedding, tokens, axis=0) + jnp.take(self.position_embedding, positions, axis=0)
+    # A lookup reads whole rows of a table: each table is gathered whole first (as FSDP gathers any parameter for
+    # its use), so that the rows come out sharded like the tokens, instead of XLA rematerialising them across the mesh.
+    whole = lambda table: nn.with_logical_constraint(table, (None, None))
+    x = (jnp.take(whole(self.token_embedding), tokens, axis=0)
+         + jnp.take(whole(self.position_embedding), positions, axis=0))
     if self.type_vocab_size:
       types = jnp.zeros_like(tokens) if token_types is None else token_types
-      x = x + jnp.take(self.type_embedding, types, axis=0)
+      x = x + jnp.take(whole(self.type_embedding), types, axis=0)
     x = x.astype(self.dtype)
     if self.style == "bert":
       x = self.embedding_norm(x)
