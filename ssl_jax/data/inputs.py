@@ -1,18 +1,21 @@
 """The data of a run as the rest of the code sees it, from `config.data`: the sources, the host streams, what they
 yield per example (the input spec), the on-device stage that turns a batch into what the method receives, and the raw
 representation that evaluators measure as a baseline. The trainer's init, the dry run and the benchmarks all build
-from it; the trainer and the evaluators call it and know nothing of images (or, later, of text and audio).
+from it; the trainer and the evaluators call it and know nothing of images or text (audio will join them here).
 
 Per example the host pipeline (`ssl_jax.data.pipeline`) yields
 
-  single-view (`config.data.image.views` empty):  {"image": uint8 [S, S, 3], "label": int32, "index": int32}
-  multi-view:                               {"views": {group: uint8 [count, size, size, 3], ...}, "label", "index"}
+  images, single-view (`config.data.image.views` empty):  {"image": uint8 [S, S, 3], "label": int32, "index": int32}
+  images, multi-view:              {"views": {group: uint8 [count, size, size, 3], ...}, "label", "index"}
+  text (`config.data.text`):       {"text": int32 [T], "text_segment_ids": int32 [T], "text_positions": int32 [T],
+                                    "index"}  (windows of a token stream: `ssl_jax.data.text.TokenWindows`)
 
 with the view groups nested under one key (a group may have any name). The device stage, inside the jitted step,
 normalises `image` with the ImageNet mean and std (`ssl_jax.ops.image.normalize`), and augments each view group
 photometrically and normalises it (`ssl_jax.ops.augment.augment_views`): a method always receives normalised float32
-images, `[B, S, S, 3]` or `[B, count, size, size, 3]` per group. Evaluation batches (`image` only, the centre view)
-go through `eval_stage`, the same normalisation.
+images, `[B, S, S, 3]` or `[B, count, size, size, 3]` per group; token ids pass unchanged. Evaluation batches (the
+centre view of `image`, or the probe's padded `text` examples, with `label` and `valid`) go through `eval_stage`, the
+same normalisation.
 """
 
 import dataclasses

@@ -15,8 +15,10 @@ optimizer leaves out of their first updates: DINO's last layer), and, with the c
 
 `batch` is what the input spec (`ssl_jax.data.inputs`) says the method receives, `run.inputs`: `image`, normalised
 float32 `[B, H, W, 3]`, for single-view methods, or `views`, one normalised float32 `[B, V, S, S, 3]` array per view
-group (photometrically augmented on the device), plus `label` and `index` `[B]`. Evaluation batches (`represent`,
-`predict`, `reconstruct`) hold `image`, normalised float32 `[B, H, W, 3]` (the centre view).
+group (photometrically augmented on the device), plus `label` and `index` `[B]`; or, for text, `text`,
+`text_segment_ids` and `text_positions` int32 `[B, T]` (windows of a token stream) and `index`. Evaluation batches
+(`represent`, `predict`, `reconstruct`) hold `image`, normalised float32 `[B, H, W, 3]` (the centre view), or the
+probe's padded `text` examples (segment 0 on the padding).
 """
 
 from ssl_jax.methods import bert
