@@ -99,3 +99,17 @@ def test_execution_keys_do_not_change_a_runs_identity():
   assert checkpoint.identity_differences(saved, current) == ["data.image.size"]
   current["model"]["variant"] = "S/16"
   assert checkpoint.identity_differences(saved, current) == ["model", "data.image.size"]
+
+
+def test_runs_saved_before_the_image_block_are_read_in_the_current_schema():
+  """`config.upgrade`: a saved config whose image options sit in `config.data` (and `eval.crop_pct`) gets them under
+  `config.data.image`, as `export` and `init_from` read it; a current one is returned as it is."""
+  old = dict(method=dict(name="mae"), eval=dict(crop_pct=1.0, batch_size=8),
+             data=dict(name="digits", image_size=16, crop_scale=[0.5, 1.0], crop_ratio=[0.75, 1.33], flip=False,
+                       rand_augment=None, views={}, bad_images="skip", num_workers=0))
+  new = config_lib.upgrade(old)
+  assert new["data"] == dict(name="digits", num_workers=0, image=dict(
+      size=16, crop_scale=[0.5, 1.0], crop_ratio=[0.75, 1.33], flip=False, rand_augment=None, views={},
+      bad_images="skip", eval_crop_pct=1.0))
+  current = load_config("configs/tiny/mae.py").to_dict()
+  assert config_lib.upgrade(current) is current
