@@ -103,6 +103,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.data_name = config_dict.placeholder(str)      # default: data.name
   c.eval.train_split = "train"                         # the labelled bank / probe training set
   c.eval.test_split = "validation"
+  # The held-out split of config.data.name on which a language model's own predictions are scored (the
+  # 'language_model' evaluator): "validation" for text corpora.
+  c.eval.pretext_split = config_dict.placeholder(str)
   c.eval.batch_size = 256
   # Evaluators by name, each {type, **arguments} (see `ssl_jax.evaluators`); logged as eval/<name>_top1.
   c.eval.evaluators = ml_collections.ConfigDict(dict(
@@ -181,6 +184,18 @@ def text_data(name: str, *, length: int, tokenizer: str = "bpe:8192", **fields) 
   d = data_block(name, **fields)
   d.text = ml_collections.ConfigDict(dict(length=length, tokenizer=tokenizer))
   return d
+
+
+def text_evaluation(config: ml_collections.ConfigDict, *, batch_size: int | None = None) -> None:
+  """Sets `config.eval` for a language model on `config.data` (a `text_data` block): the downstream probe of
+  `<data.name>_probe` (its train and test splits) by kNN and the linear probe, and the `language_model` evaluator on
+  the corpus's held-out "validation" windows (loss, perplexity, accuracy of the method's own predictions)."""
+  e = config.eval
+  e.data_name = config.data.name + "_probe"
+  e.train_split, e.test_split, e.pretext_split = "train", "test", "validation"
+  e.evaluators.validation = dict(type="language_model")     # eval/validation_{loss,perplexity,accuracy}
+  if batch_size is not None:
+    e.batch_size = batch_size
 
 
 def vit(variant: str | None = None, *, remat: str | None = "none", scan: bool | None = False,
@@ -301,6 +316,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.eval.batch_size must be positive, got {config.eval.batch_size}.")
   for name, spec in config.eval.evaluators.items():
     evaluators.check(name, spec.to_dict() if hasattr(spec, "to_dict") else dict(spec))
+    if spec["type"] == "language_model" and not config.eval.pretext_split:
+      raise ValueError(f"config.eval.evaluators.{name} (a 'language_model' evaluator) scores held-out text: set "
+                       "config.eval.pretext_split, e.g. 'validation'.")
 
 
 VIEW_FIELDS = ("count", "size", "scale", "ratio", "flip", "photometric")

@@ -166,6 +166,7 @@ class Program:
   mesh: jax.sharding.Mesh
   predict: Callable | None = None                   # jitted: (params, extra, eval batch) -> [B, C] logits
   reconstruct: Callable | None = None               # jitted: (params, extra, eval batch, key) -> 3 uint8 rows
+  token_predictions: Callable | None = None         # jitted: (params, extra, pretext batch, key) -> per-token scores
   source: pretrained.Source | pretrained.FileSource | None = None   # config.init_from
 
 
@@ -184,6 +185,10 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
     model = dict(source.spec, **{k: v for k, v in model.items() if v is not None})
   method = methods.create(config.method.name, model=model, run=run,
                           **{k: v for k, v in config.method.to_dict().items() if k != "name"})
+  scored = [n for n, spec in config.eval.evaluators.items() if spec["type"] == "language_model"]
+  if scored and not method.predicts_tokens:
+    raise ValueError(f"config.eval.evaluators.{scored[0]}: a 'language_model' evaluator scores a method's token "
+                     f"predictions, and {config.method.name!r} makes none; remove it (it is for gpt and bert).")
   o = config.optim
   base_lr = 0.0 if o.base_lr is None else o.base_lr    # unset only in an evaluation-only run (total_steps=0)
   schedule = optim.lr_schedule(peak_lr=optim.peak_learning_rate(base_lr, config.batch_size, o.lr_batch_base),
@@ -222,6 +227,9 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
       reconstruct=jax.jit(lambda params, extra, batch, key: method.reconstruct(params, extra,
                                                                               inputs.eval_stage(batch), key))
       if method.reconstructs else None,
+      token_predictions=jax.jit(lambda params, extra, batch, key: method.token_predictions(
+          params, extra, inputs.eval_stage(batch), key), out_shardings=batch_sharding)
+      if method.predicts_tokens else None,
       abstract_state=abstract_state, source=source)
 
 
@@ -272,10 +280,19 @@ def _model_inputs(batch: dict) -> dict:
 
 def eval_context(program: Program, state: TrainState, config, eval_sources: dict, *, raw: bool = False,
                  feature_names: tuple[str, ...] | None = None, picture=None) -> evaluators.Context:
-  """The `evaluators.Context` of `state`'s representation (or with `raw` of the raw input) on `eval_sources`."""
+  """The `evaluators.Context` of `state`'s representation (or with `raw` of the raw input: its token predictions
+  those of the unigram model of the training data) on `eval_sources`."""
   p, e = state.params, state.extra
   method = program.method
   trained = not raw and program.durations.total > 0         # an untrained head predicts nothing
+  token_predictions = None
+  if method.predicts_tokens:
+    token_predictions = lambda b, key: program.token_predictions(p, e, _model_inputs(b), key)
+    if raw:
+      log_probs = evaluators.language.unigram_log_probs(
+          inputs.token_counts(config.data), excluded=method.unpredicted_token_ids)
+      token_predictions = lambda b, key, model=token_predictions: evaluators.language.unigram_predictions(
+          model(b, key), jnp.asarray(log_probs))
   return evaluators.Context(
       represent=(lambda b: program.represent_raw(_model_inputs(b))) if raw else (
           lambda b: program.represent(p, e, _model_inputs(b))),
@@ -285,7 +302,7 @@ def eval_context(program: Program, state: TrainState, config, eval_sources: dict
       predict=(lambda b: program.predict(p, e, _model_inputs(b))) if trained and method.predicts else None,
       reconstruct=(lambda b, key: program.reconstruct(p, e, _model_inputs(b), key)) if (
           not raw and method.reconstructs) else None,
-      picture=picture, title=f"{config.method.name}, step {int(state.step)}")
+      token_predictions=token_predictions, picture=picture, title=f"{config.method.name}, step {int(state.step)}")
 
 
 def evaluate(program: Program, state: TrainState, eval_sources: dict, config, *, workdir: str | None = None,
@@ -317,11 +334,14 @@ def _save_picture(workdir: str, writer, step: int, key: str, picture) -> None:
 
 
 def open_sources(config):
-  """The training source and the evaluators' sources by split (`{"train": ..., "test": ...}`) of `config`."""
+  """The training source and the evaluators' sources by split of `config`: `{"train": ..., "test": ...}`, and
+  "pretext" (the held-out split of the training data) where `config.eval.pretext_split` is set."""
   e = config.eval
-  return inputs.open_source(config.data, config.data.train_split), {
-      "train": inputs.open_source(config.data, e.train_split, e.data_name),
-      "test": inputs.open_source(config.data, e.test_split, e.data_name)}
+  sources = {"train": inputs.open_source(config.data, e.train_split, e.data_name),
+             "test": inputs.open_source(config.data, e.test_split, e.data_name)}
+  if e.pretext_split:
+    sources["pretext"] = inputs.open_source(config.data, e.pretext_split)
+  return inputs.open_source(config.data, config.data.train_split), sources
 
 
 def _report(step, results, config, workdir):
@@ -331,10 +351,10 @@ def _report(step, results, config, workdir):
   columns = [(suffix, label) for suffix, label in columns if not suffix or any(k.endswith(suffix) for k in results)]
   header = " (" + " / ".join(label for _, label in columns) + ")" if len(columns) > 1 else ""
   lines = [f"\nevaluation at step {step}{header}:"]
+  number = lambda v: f"{v:8.4f}" if abs(v) < 1000 else f"{v:8.1f}"    # perplexities run into the thousands
   for key in sorted(k for k in results if k.startswith("eval/") and not k.endswith(("_init", "_raw"))):
-    values = "".join(f"   {results[key + s]:.4f}" if key + s in results else "         "
-                     for s, _ in columns[1:])
-    lines.append(f"  {key.split('/', 1)[1]:32s} {results[key]:.4f}{values}".rstrip())
+    values = "".join(" " + (number(results[key + s]) if key + s in results else " " * 8) for s, _ in columns)
+    lines.append(f"  {key.split('/', 1)[1]:30s}{values}".rstrip())
   report = sorted(k for k in results if k.startswith("report/"))
   if report:
     pictures = os.path.join(workdir, "report")

@@ -65,7 +65,7 @@ def test_method_honours_the_contract(name):
   cls = type(method)
   assert isinstance(method, contract.Method) and cls is methods.get(name)
   for flag, hook in (("predicts", "predict"), ("reconstructs", "reconstruct"),
-                     ("accepts_pretrained_encoder", "load_encoders")):      # a capability comes with its hook
+                     ("accepts_pretrained_encoder", "load_encoders"), ("predicts_tokens", "token_predictions")):      # a capability comes with its hook
     assert getattr(cls, flag) == (getattr(cls, hook) is not getattr(contract.Method, hook)), (flag, hook)
 
   train_batch, eval_batch = _batches(config, run)
@@ -144,3 +144,12 @@ def test_method_honours_the_contract(name):
   if cls.reconstructs:
     rows = jax.jit(method.reconstruct)(params, extra, eval_batch, jax.random.key(2))
     assert len(rows) == 3 and all(r.dtype == jnp.uint8 and r.shape == eval_batch["image"].shape for r in rows)
+  if cls.predicts_tokens:                            # scored on held-out windows: deterministic given the key
+    scores = jax.jit(method.token_predictions)(params, extra, train_batch, jax.random.key(3))
+    again = jax.jit(method.token_predictions)(params, extra, train_batch, jax.random.key(3))
+    shape = scores["target"].shape
+    assert shape[0] == BATCH and all(v.shape == shape for v in scores.values())
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), scores, again))
+    weight, log_prob = np.asarray(scores["weight"]), np.asarray(scores["log_prob"])
+    assert set(np.unique(weight)) <= {0.0, 1.0} and weight.sum() > 0 and np.all(log_prob <= 0)
+    assert not np.isin(np.asarray(scores["target"])[weight > 0], method.unpredicted_token_ids).any()

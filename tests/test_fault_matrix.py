@@ -67,6 +67,8 @@ def shrunk(method: str):
   c.eval.update(dict(train_split="train[:64]", test_split="test[:32]", batch_size=32, init_baseline=False,
                      raw_baseline=False, report=False))
   c.eval.evaluators = dict(knn=dict(type="knn", k=5, temperature=0.07))
+  if c.eval.pretext_split:       # a language model: its validation loss on one held-out batch too
+    c.eval.evaluators.validation = dict(type="language_model", max_batches=1)
   return c
 
 

@@ -42,10 +42,7 @@ def get_config(arg=None):
   c.optim.warmup_steps = 50
   c.optim.min_lr = 1e-4
 
-  c.eval.data_name = "stdlib_docstrings_probe"
-  c.eval.train_split = "train"
-  c.eval.test_split = "test"
-  c.eval.batch_size = 64
-  c.eval.raw_baseline = True   # the evaluators on the bag of tokens too: the baseline to beat
+  config_lib.text_evaluation(c, batch_size=64)   # the probe, and loss / perplexity on held-out docstrings
+  c.eval.raw_baseline = True   # baselines: the probe on the bag of tokens, the unigram model's validation loss
   c.lock()
   return c

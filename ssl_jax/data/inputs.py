@@ -32,7 +32,8 @@ from ssl_jax.ops import augment
 from ssl_jax.ops import image as image_lib
 
 # What the raw-input baseline of the evaluators is, per modality (`raw_representation`).
-RAW_INPUT = {"image": "raw pixels", "text": "bag of tokens"}
+# For text the language-model evaluator's baseline is the unigram model (`ssl_jax.evaluators.language`).
+RAW_INPUT = {"image": "raw pixels", "text": "bag of tokens (unigram)"}
 
 
 def modality(data) -> str:
@@ -148,6 +149,18 @@ def eval_stream(data, source, *, global_batch_size: int, augment_seed: int | Non
     transform = transforms.TrainAugment(image.size, tuple(image.crop_scale), tuple(image.crop_ratio), image.flip)
   return pipeline.eval_dataset(source, global_batch_size=global_batch_size, transform=transform,
                                seed=augment_seed or 0)
+
+
+def token_counts(data, *, max_tokens: int = 2 ** 24) -> np.ndarray:
+  """How often each token id occurs in the training stream of text `data` (`config.data`): int64 `[vocabulary]`,
+  counted over the whole stream or, beyond `max_tokens`, over `max_tokens` tokens in 64 evenly spaced runs (the
+  unigram baseline of the language-model evaluator)."""
+  source = open_source(data, data.train_split)
+  tokens = source.tokens
+  if len(tokens) > max_tokens:
+    run = max_tokens // 64
+    tokens = np.concatenate([tokens[s:s + run] for s in np.linspace(0, len(tokens) - run, 64).astype(np.int64)])
+  return np.bincount(np.asarray(tokens, np.int64), minlength=source.vocab_size)
 
 
 def raw_representation(batch: dict, *, vocab_size: int | None = None) -> dict:

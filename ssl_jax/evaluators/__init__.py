@@ -6,6 +6,7 @@ Public functions on arrays, usable without a config (each returns top-1 accuracy
   linear_probe_accuracy(train_features, train_labels, test_features, test_labels)     # L-BFGS logistic regression
   lars_probe_accuracy(...)                                                             # MAE protocol, cached feats
   fewshot_accuracy(..., shots=5)                                                       # big_vision least squares
+  language_model_scores(batches, predict)          # loss, perplexity, accuracy of a method's token predictions
 
 The trainer runs the evaluators named in `config.eval.evaluators`, each `{type: <EVALUATORS key>, **arguments}`:
 
@@ -13,7 +14,8 @@ The trainer runs the evaluators named in `config.eval.evaluators`, each `{type: 
                                 linear=dict(type="linear_lbfgs", l2=1e-4, steps=500),
                                 fewshot=dict(type="fewshot", shots=(1, 5, 10, 25)))
 
-and logs `eval/<name>_top1` (few-shot: `eval/<name>_<k>shot_top1`). Each evaluator is `run(context, *, name,
+and logs `eval/<name>_top1` (few-shot: `eval/<name>_<k>shot_top1`); a language model adds
+`lm=dict(type="language_model")`, its loss, perplexity and accuracy on held-out text (`ssl_jax.evaluators.language`). Each evaluator is `run(context, *, name,
 **arguments)` over a `Context` (`ssl_jax.evaluators.context`): the representation, the evaluation batches by split,
 and the features of a split computed once and shared by every evaluator.
 """
@@ -24,13 +26,15 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.evaluators.context import Context
+from ssl_jax.evaluators import language
 from ssl_jax.evaluators.fewshot import fewshot_accuracy
 from ssl_jax.evaluators.knn import knn_accuracy
 from ssl_jax.evaluators.linear import lars_probe_accuracy
+from ssl_jax.evaluators.language import language_model_scores
 from ssl_jax.evaluators.linear import linear_probe_accuracy
 
 __all__ = ["knn_accuracy", "linear_probe_accuracy", "lars_probe_accuracy", "fewshot_accuracy",
-           "classification_accuracy", "Context", "EVALUATORS", "check", "run"]
+           "language_model_scores", "classification_accuracy", "Context", "EVALUATORS", "check", "run"]
 
 
 def _knn(context: Context, *, name: str, **kw) -> dict[str, float]:
@@ -60,6 +64,7 @@ EVALUATORS = {
     "linear_lbfgs": (_linear_lbfgs, linear_probe_accuracy),
     "linear_lars": (_linear_lars, lars_probe_accuracy),
     "fewshot": (_fewshot, fewshot_accuracy),
+    "language_model": (language.run, language.run),
 }
 _NOT_SETTABLE = {"train_features", "train_labels", "test_features", "test_labels", "num_classes", "mesh", "name",
                  "context", "kw"}

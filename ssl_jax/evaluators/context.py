@@ -5,7 +5,7 @@ The trainer builds one context per column of its evaluation table (the trained s
 initialisation, the raw input) and hands it to every configured evaluator; the features of a split are computed once
 per context and shared by all of them (kNN, linear probes and few-shot read the same pass). An evaluator needs no
 config, no data pipeline and no knowledge of the modality: batches come from `context.batches`, features from
-`context.features`, and a new evaluator (zero-shot, retrieval, perplexity) is a function and an `EVALUATORS` entry.
+`context.features`, and a new evaluator (zero-shot, retrieval) is a function and an `EVALUATORS` entry.
 """
 
 import dataclasses
@@ -16,8 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-# Labelled evaluation splits: "train" (the kNN bank, the probes' training set) and "test".
+# Labelled evaluation splits: "train" (the kNN bank, the probes' training set) and "test"; `batches` also gives
+# "pretext", the held-out split of the pretraining data (unlabelled: `config.eval.pretext_split`).
 SPLITS = ("train", "test")
+PRETEXT = "pretext"
 
 
 @dataclasses.dataclass
@@ -27,7 +29,7 @@ class Context:
   Attributes:
     represent: a global evaluation batch -> `{feature: float32 [B, D]}` (jitted; the device stage already inside).
     batches: `batches(split, augment_seed=None)` -> global evaluation batches of `split` (one of `SPLITS`), each
-      with "label" and "valid" (0 on padding) besides the inputs; with `augment_seed` a random training view of each
+      with "label" and "valid" (0 on padding) besides the inputs, or of `PRETEXT` (no "label"); with `augment_seed` a random training view of each
       example instead of the evaluation view, seeded (the report's two views).
     mesh: the device mesh (kNN shards its bank over it).
     num_classes: classes of the labels.
@@ -35,7 +37,9 @@ class Context:
       `represent` gives. The random-init and raw-input contexts take the trained run's, so their columns line up.
     class_names: the labels' names, where the data set has them.
     predict: a global batch -> `[B, C]` logits of a method that classifies, else None.
-    reconstruct: `(batch, key) -> (masked, reconstructed)` uint8 pictures of a method that reconstructs, else None.
+    reconstruct: `(batch, key) -> (input, masked, reconstructed)` uint8 pictures of a method that reconstructs, else None.
+    token_predictions: `(batch, key)` -> the method's `token_predictions` of a "pretext" batch (the raw-input
+      context: the unigram model's), for a method that predicts tokens, else None.
     picture: `picture(key, array)` saves a uint8 `[H, W, 3]` picture of the report (PNG and TensorBoard), or None.
     title: a caption for pictures (the method and step).
   """
@@ -47,6 +51,7 @@ class Context:
   class_names: tuple[str, ...] | None = None
   predict: Callable[[dict], jax.Array] | None = None
   reconstruct: Callable[..., Any] | None = None
+  token_predictions: Callable[..., dict] | None = None
   picture: Callable[[str, np.ndarray], None] | None = None
   title: str = ""
   _cache: dict = dataclasses.field(default_factory=dict, repr=False)

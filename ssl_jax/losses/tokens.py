@@ -6,7 +6,8 @@ import jax.numpy as jnp
 from ssl_jax.losses.reconstruction import masked_mean
 
 
-def _token_cross_entropy(logits, labels):
+def token_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """`-log softmax(logits)[label]` per position, in float32: `[..., V]` logits, `[...]` int labels -> `[...]`."""
   logits = logits.astype(jnp.float32)
   picked = jnp.take_along_axis(logits, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
   return jax.nn.logsumexp(logits, axis=-1) - picked
@@ -31,7 +32,7 @@ def masked_token_loss(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> 
     [2.3026]
   """
   safe = jnp.where(mask > 0, labels, 0)
-  return masked_mean(_token_cross_entropy(logits, safe), mask)
+  return masked_mean(token_cross_entropy(logits, safe), mask)
 
 
 def causal_lm_loss(logits: jax.Array, tokens: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -52,6 +53,6 @@ def causal_lm_loss(logits: jax.Array, tokens: jax.Array, mask: jax.Array | None 
     >>> [round(float(v), 4) for v in causal_lm_loss(logits, jnp.array([[1, 2, 3]]))]
     [1.3863]
   """
-  ce = _token_cross_entropy(logits[:, :-1], tokens[:, 1:])
+  ce = token_cross_entropy(logits[:, :-1], tokens[:, 1:])
   valid = jnp.ones_like(ce) if mask is None else mask[:, 1:]
   return masked_mean(ce, valid)

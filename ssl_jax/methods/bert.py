@@ -15,7 +15,6 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from ssl_jax import losses
 from ssl_jax import masking
 from ssl_jax.methods import contract
 from ssl_jax.methods import language
@@ -27,20 +26,32 @@ class BERT(language.LanguageMethod):
   special_token_ids: tuple[int, ...] = ()
   mask_prob: float = 0.15
 
+  def masked(self, batch, rng):
+    """`(corrupted batch, chosen [B, T])`: the window with `mlm_masking` applied (never to special tokens or
+    padding)."""
+    tokens = batch["text"]
+    special = jnp.isin(tokens, jnp.asarray(self.special_token_ids, tokens.dtype)) | (batch["text_segment_ids"] == 0)
+    corrupted, chosen = masking.mlm_masking(rng, tokens, vocab_size=self.model.vocab_size,
+                                            mask_token_id=self.mask_token_id, special_mask=special,
+                                            mask_prob=self.mask_prob)
+    return dict(batch, text=corrupted), chosen
+
   def loss(self, params, extra, batch, rng, step):
     del step
     mask_rng, dropout_rng = jax.random.split(rng)
-    tokens = batch["text"]
-    special = jnp.isin(tokens, jnp.asarray(self.special_token_ids, tokens.dtype)) | (batch["text_segment_ids"] == 0)
-    corrupted, chosen = masking.mlm_masking(mask_rng, tokens, vocab_size=self.model.vocab_size,
-                                            mask_token_id=self.mask_token_id, special_mask=special,
-                                            mask_prob=self.mask_prob)
-    hidden = self.hidden(params, dict(batch, text=corrupted), dropout_rng if self.model.dropout > 0 else None)
-    logits = self.logits(params, hidden)
-    count = chosen.sum(-1)
-    loss = jnp.sum(losses.masked_token_loss(logits, tokens, chosen) * count) / jnp.maximum(count.sum(), 1.0)
-    hits = (jnp.argmax(logits, -1) == tokens) * chosen
-    return loss, ({"masked_token_accuracy": hits.sum() / jnp.maximum(count.sum(), 1.0)}, extra)
+    corrupted, chosen = self.masked(batch, mask_rng)
+    hidden = self.hidden(params, corrupted, dropout_rng if self.model.dropout > 0 else None)
+    loss, accuracy = language.mean_scores(language.score_tokens(self.logits(params, hidden), batch["text"], chosen))
+    return loss, ({"masked_token_accuracy": accuracy}, extra)
+
+  def token_predictions(self, params, extra, batch, rng):
+    del extra
+    corrupted, chosen = self.masked(batch, rng)
+    return language.score_tokens(self.logits(params, self.hidden(params, corrupted)), batch["text"], chosen)
+
+  @property
+  def unpredicted_token_ids(self):
+    return self.special_token_ids
 
   @classmethod
   def create(cls, *, model: dict, run: contract.RunInfo, mask_token_id: int = 4,

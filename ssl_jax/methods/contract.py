@@ -67,10 +67,13 @@ class Method(abc.ABC):
       then calls `load_encoders`.
     predicts: `predict` gives class logits; the trainer reports top-1 / top-5 accuracy from them.
     reconstructs: `reconstruct` draws the method's inputs and outputs for the end-of-run report.
+    predicts_tokens: `token_predictions` scores the method's own token prediction (a language model's next or masked
+      tokens) on held-out data; the `language_model` evaluator reports loss, perplexity and accuracy from it.
   """
   accepts_pretrained_encoder: ClassVar[bool] = False
   predicts: ClassVar[bool] = False
   reconstructs: ClassVar[bool] = False
+  predicts_tokens: ClassVar[bool] = False
 
   @classmethod
   @abc.abstractmethod
@@ -119,6 +122,20 @@ class Method(abc.ABC):
     """Pictures of the method at work on an evaluation batch: `(input, input as the model sees it, output)`, uint8
     images of one shape, drawn as rows of the report. Needed when `reconstructs`."""
     raise NotImplementedError(f"{type(self).__name__} does not reconstruct its input.")
+
+  def token_predictions(self, params: Params, extra: Extra, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
+    """The method's token predictions on an evaluation batch, without dropout: `{"target": int32 [B, L] (the token
+    to predict), "weight": float32 [B, L] (1 where a token is predicted, else 0), "log_prob": float32 [B, L] (the
+    log-probability of the target), "hit": bool [B, L] (the most probable token is the target)}`; `rng` draws what
+    the pretext task draws (BERT's masks), the same key giving the same task to every model. Needed when
+    `predicts_tokens`."""
+    raise NotImplementedError(f"{type(self).__name__} does not predict tokens.")
+
+  @property
+  def unpredicted_token_ids(self) -> tuple[int, ...]:
+    """Token ids that `token_predictions` never has as a target (BERT's special tokens), which the unigram baseline
+    leaves out."""
+    return ()
 
 
 def freeze(spec: dict) -> tuple:

@@ -10,11 +10,19 @@ the first document of each example (for probes; GPT-2 has no pooled output).
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 
-from ssl_jax import losses
 from ssl_jax.methods import contract
 from ssl_jax.methods import language
+
+
+def next_tokens(batch: dict) -> tuple[jax.Array, jax.Array]:
+  """What position t of each window predicts: `(targets [B, T - 1], weight [B, T - 1])`, token t + 1, weighted 1
+  where tokens t and t + 1 are in the same document (and not padding)."""
+  segments = batch["text_segment_ids"]
+  within = (segments[:, 1:] == segments[:, :-1]) & (segments[:, 1:] > 0)
+  return batch["text"][:, 1:], within.astype(jnp.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,16 +31,13 @@ class GPT(language.LanguageMethod):
   def loss(self, params, extra, batch, rng, step):
     del step
     hidden = self.hidden(params, batch, rng if self.model.dropout > 0 else None)
-    logits = self.logits(params, hidden)
-    segments = batch["text_segment_ids"]
-    within = (segments[:, 1:] == segments[:, :-1]) & (segments[:, 1:] > 0)     # t -> t + 1 in one document
-    mask = jnp.concatenate([jnp.ones_like(within[:, :1]), within], axis=1).astype(jnp.float32)
-    per_example = losses.causal_lm_loss(logits, batch["text"], mask)
-    count = within.sum(-1).astype(jnp.float32)
-    loss = jnp.sum(per_example * count) / jnp.maximum(count.sum(), 1.0)
-    hits = (jnp.argmax(logits[:, :-1], -1) == batch["text"][:, 1:]) & within
-    return loss, ({"next_token_accuracy": hits.sum() / jnp.maximum(count.sum(), 1.0)}, extra)
+    loss, accuracy = language.mean_scores(
+        language.score_tokens(self.logits(params, hidden[:, :-1]), *next_tokens(batch)))
+    return loss, ({"next_token_accuracy": accuracy}, extra)
 
+  def token_predictions(self, params, extra, batch, rng):
+    del extra, rng
+    return language.score_tokens(self.logits(params, self.hidden(params, batch)[:, :-1]), *next_tokens(batch))
   @classmethod
   def create(cls, *, model: dict, run: contract.RunInfo) -> "GPT":
     """Builds GPT.

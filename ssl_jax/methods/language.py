@@ -4,7 +4,10 @@ initialisation, the pooled representation and the released encoder."""
 import dataclasses
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
+from ssl_jax import losses
 from ssl_jax.methods import contract
 from ssl_jax.models import backbone
 from ssl_jax.models import text
@@ -33,12 +36,29 @@ def text_model(model: dict, run: contract.RunInfo, style: str) -> tuple[text.Tex
   return backbone.create(**spec), contract.freeze(spec)
 
 
+def score_tokens(logits: jax.Array, targets: jax.Array, weight: jax.Array) -> dict[str, jax.Array]:
+  """Per-position scores of predicting `targets` `[B, L]` from `logits` `[B, L, V]` where `weight` `[B, L]` is 1:
+  the `token_predictions` of the contract (`target`, `weight`, `log_prob`, `hit`)."""
+  weight = weight.astype(jnp.float32)
+  return {"target": targets, "weight": weight, "log_prob": -losses.token_cross_entropy(logits, targets),
+          "hit": jnp.argmax(logits, -1) == targets}
+
+
+def mean_scores(scores: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+  """(mean cross-entropy, accuracy) over every predicted token of a batch's `score_tokens`."""
+  count = jnp.maximum(scores["weight"].sum(), 1.0)
+  return (-jnp.sum(scores["log_prob"] * scores["weight"]) / count,
+          jnp.sum(scores["hit"] * scores["weight"]) / count)
+
+
 @dataclasses.dataclass(frozen=True)
 class LanguageMethod(contract.Method):
-  """Init, representation and release of a `TextTransformer` trained on windows of text; subclasses add the loss.
-  The representation is the mean of the final hidden states over the first segment of each example."""
+  """Init, representation and release of a `TextTransformer` trained on windows of text; subclasses add the loss
+  and their `token_predictions`. The representation is the mean of the final hidden states over the first segment
+  of each example."""
   model: text.TextTransformer
   model_spec: tuple
+  predicts_tokens = True
 
   def init(self, rng, batch):
     params = self.model.init(rng, batch["text"], positions=batch["text_positions"],
