@@ -1,12 +1,17 @@
-"""MAE ViT-B/16, ssl_jax against the PyTorch reference, on the same machine in the same invocation.
+"""ssl_jax against the PyTorch reference users would otherwise run, on the same machine in the same invocation.
 
-    python benchmarks/compare_torch.py --batch_size=8 --dtype=float32 --steps=10
-    python benchmarks/compare_torch.py --batch_size=256 --dtype=bfloat16 --attention_impl=cudnn   # on a GPU
+    python benchmarks/compare_torch.py --batch_size=8 --dtype=float32 --steps=10                 # MAE ViT-B/16
+    python benchmarks/compare_torch.py --batch_size=256 --dtype=bfloat16 --attention_impl=cudnn  # on a GPU
+    python benchmarks/compare_torch.py --method=gpt --batch_size=4 --length=256 --steps=5        # GPT-2 small
+    python benchmarks/compare_torch.py --method=bert --batch_size=16 --length=128 --steps=5      # BERT-base
 
-Runs `torch_reference/mae.py` (the same model sizes, batch, mask ratio, optimizer and compute dtype — bf16 through
-`torch.autocast` — with PyTorch's fused attention) in a subprocess of the same Python, then `train_step.py`'s
-benchmark of `configs/mae_vit_b.py` (batch, dtype as given), and prints both step times and the ratio ssl_jax /
-PyTorch (below 1: ssl_jax is faster). Needs the `bench` extra (torch, timm) besides ssl_jax. Final line: JSON.
+`--method=mae` runs `torch_reference/mae.py` (the official recipe on timm blocks: the same model sizes, batch, mask
+ratio, optimizer and compute dtype — bf16 through `torch.autocast` — with PyTorch's fused attention); `gpt` and
+`bert` run `torch_reference/language.py` (Hugging Face `GPT2LMHeadModel` / `BertForMaskedLM` of
+`configs/gpt2_small.py` / `configs/bert_base.py`'s sizes and AdamW, windows of `--length` tokens). The reference runs
+in a subprocess of the same Python, then `train_step.py`'s benchmark of the matching config (batch, dtype, length as
+given), and both step times and the ratio ssl_jax / PyTorch (below 1: ssl_jax is faster) are printed. Needs the
+`bench` extra (torch, timm; `transformers` from the `export` extra for gpt and bert). Final line: JSON.
 """
 
 import json
@@ -25,7 +30,9 @@ if __name__ == "__main__":
   host_memory.restart_with_huge_pages()   # before jax starts, as main.py (ssl_jax/runtime/host_memory.py)
 import harness  # noqa: E402
 
+_METHOD = flags.DEFINE_enum("method", "mae", ["mae", "gpt", "bert"], "Which model and reference.")
 _BATCH = flags.DEFINE_integer("batch_size", 8, "Global batch.")
+_LENGTH = flags.DEFINE_integer("length", 256, "gpt and bert: tokens per window.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of both.")
 _ATTENTION = flags.DEFINE_enum("attention_impl", None, ["einsum", "xla", "cudnn"], "ssl_jax's attention "
                                "implementation (default: the config's: cuDNN on GPUs in bf16, else 'einsum').")
@@ -40,7 +47,8 @@ def main(argv):
   del argv
   from ssl_jax import config as config_lib  # noqa: F401 -- the config file imports it
   import importlib.util
-  spec = importlib.util.spec_from_file_location("mae_vit_b", HERE.parent / "configs" / "mae_vit_b.py")
+  name = {"mae": "mae_vit_b", "gpt": "gpt2_small", "bert": "bert_base"}[_METHOD.value]
+  spec = importlib.util.spec_from_file_location(name, HERE.parent / "configs" / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config()
@@ -50,9 +58,14 @@ def main(argv):
   if _ATTENTION.value:
     config.model.attention_impl = _ATTENTION.value
   # PyTorch first, before JAX initialises the device: XLA keeps most of an accelerator's memory once it has started.
-  cmd = [sys.executable, str(HERE / "torch_reference" / "mae.py"), f"--batch_size={_BATCH.value}",
-         f"--steps={_STEPS.value}", f"--dtype={_DTYPE.value}"] + (["--compile"] if _TORCH_COMPILE.value else [])
-  cmd += ["--profile"] if _PROFILE.value else []
+  if _METHOD.value == "mae":
+    cmd = [sys.executable, str(HERE / "torch_reference" / "mae.py")]
+  else:
+    config.data.text.length = _LENGTH.value
+    cmd = [sys.executable, str(HERE / "torch_reference" / "language.py"), f"--length={_LENGTH.value}",
+           f"--model={'gpt2' if _METHOD.value == 'gpt' else 'bert'}"]
+  cmd += [f"--batch_size={_BATCH.value}", f"--steps={_STEPS.value}", f"--dtype={_DTYPE.value}"]
+  cmd += (["--compile"] if _TORCH_COMPILE.value else []) + (["--profile"] if _PROFILE.value else [])
   out = subprocess.run(cmd, capture_output=True, text=True, check=True)
   if _PROFILE.value:
     pathlib.Path(_PROFILE.value).mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,8 @@
 #   attention The attention implementations alone at the MAE shapes (benchmarks/attention.py, bf16).
 #   methods  The train step of every other method family's full-scale config at BATCH, bf16 as configured (METHODS:
 #            SimCLR and BYOL ResNet-50, MoCo v3 ViT-B/16, DINO ViT-S/16 with 2 x 224 + 10 x 96 crops), one part each.
+#   language GPT-2 small (TEXT_BATCH windows of 1024 tokens) and BERT-base (TEXT_BATCH x 4 windows of 128), bf16,
+#            each against the Hugging Face PyTorch reference in the same invocation (compare_torch.py --method).
 #   flags    ssl_jax as in "compare", once per XLA flag in GPU_FLAGS (each alone, added to XLA_FLAGS): where the
 #            H200 profile's time outside the matmuls went (LayerNorm and bias-gradient reductions, GELU) — cuDNN's
 #            LayerNorm kernels, cuBLASLt, cuBLAS instead of Triton GEMMs. An unknown flag fails its part alone.
@@ -28,7 +30,8 @@ BATCH=${BATCH:-256}
 STEPS=${STEPS:-20}
 PYTHON=${PYTHON:-python3}
 LIMIT=${LIMIT:-150}
-PARTS=${PARTS:-compare einsum xla double compiled peak attention methods flags}
+PARTS=${PARTS:-compare einsum xla double compiled peak attention methods language flags}
+TEXT_BATCH=${TEXT_BATCH:-32}
 METHODS=${METHODS:-simclr_resnet50 byol_resnet50 mocov3_vit_b dino_vit_s16}
 DEFAULT_GPU_FLAGS="--xla_gpu_enable_cudnn_layer_norm=true --xla_gpu_enable_cublaslt=true"
 DEFAULT_GPU_FLAGS+=" --xla_gpu_enable_triton_gemm=false"
@@ -94,6 +97,10 @@ for method in $METHODS; do
   part methods "${method}_b${B}" "$PYTHON" benchmarks/train_step.py --config="configs/$method.py" \
     --config.batch_size="$B" --steps="$STEPS"
 done
+part language "gpt2_small_b${TEXT_BATCH}x1024_vs_torch" "$PYTHON" benchmarks/compare_torch.py --method=gpt \
+  --batch_size="$TEXT_BATCH" --length=1024 --dtype=bfloat16 --steps="$STEPS"
+part language "bert_base_b$((4 * TEXT_BATCH))x128_vs_torch" "$PYTHON" benchmarks/compare_torch.py --method=bert \
+  --batch_size=$((4 * TEXT_BATCH)) --length=128 --dtype=bfloat16 --steps="$STEPS"
 for flag in $GPU_FLAGS; do
   name=${flag#--xla_gpu_}
   part flags "mae_b${B}_${ATTENTION}_${name%%=*}=${flag#*=}" env XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }$flag" "$PYTHON" \

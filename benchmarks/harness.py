@@ -41,16 +41,22 @@ def measure_matmul_peak(dtype, device, n: int | None = None, repeats: int = 5) -
 
 
 def synthetic_batch(spec: dict, sharding, seed: int = 0) -> dict:
-  """Random arrays of the global batch `spec` (`ssl_jax.data.inputs.batch_spec`), created on the devices."""
-  leaves, treedef = jax.tree.flatten(spec)
+  """Random arrays of the global batch `spec` (`ssl_jax.data.inputs.batch_spec`), created on the devices; text
+  windows hold one document each (segment id 1, positions 0..T-1) of random token ids below 1000."""
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(spec)
   keys = jax.random.split(jax.random.key(seed), len(leaves))
 
-  def make(key, s):
+  def make(key, name, s):
     if s.dtype == jnp.uint8:
       return jax.random.randint(key, s.shape, 0, 256, jnp.int32).astype(jnp.uint8)
-    return jax.random.randint(key, s.shape, 0, 10, s.dtype)
-  return jax.tree.unflatten(treedef, [jax.jit(make, static_argnums=1, out_shardings=sharding)(key, s)
-                                      for key, s in zip(keys, leaves)])
+    if name == "text_segment_ids":
+      return jnp.ones(s.shape, s.dtype)
+    if name == "text_positions":
+      return jnp.broadcast_to(jnp.arange(s.shape[-1], dtype=s.dtype), s.shape)
+    return jax.random.randint(key, s.shape, 0, 1000 if name == "text" else 10, s.dtype)
+  return jax.tree.unflatten(treedef, [
+      jax.jit(make, static_argnums=(1, 2), out_shardings=sharding)(key, getattr(path[-1], "key", ""), s)
+      for key, (path, s) in zip(keys, leaves)])
 
 
 def benchmark(config, steps: int = 10, warmup: int = 2, peak: str = "auto", profile_dir: str | None = None) -> dict:
@@ -127,6 +133,8 @@ def benchmark(config, steps: int = 10, warmup: int = 2, peak: str = "auto", prof
               batch_size=config.batch_size, dtype=str(config.model.get("dtype") or "float32"),
               step_time_s=step_time, step_time_blocking_s=statistics.median(times), step_time_min_s=min(times),
               examples_per_s=config.batch_size / step_time,
+              tokens_per_s=(config.batch_size * config.data.text.length / step_time if "text" in config.data
+                            else None),
               model_flops_per_step=model_flops, xla_flops_per_step=float(cost.get("flops", -1.0)) * mesh.size,
               achieved_flops_per_s=achieved, peak_flops_per_s=peak_flops, peak_source=peak_source,
               mfu=achieved / peak_flops, compile_time_s=compile_s, peak_memory_bytes=int(memory),
@@ -139,7 +147,8 @@ def table(result: dict) -> str:
           ("batch / dtype", f"{result['batch_size']} / {result['dtype']}"),
           ("step time", f"{result['step_time_s'] * 1e3:.1f} ms (one step at a time: median "
                         f"{result['step_time_blocking_s'] * 1e3:.1f}, min {result['step_time_min_s'] * 1e3:.1f})"),
-          ("examples/s", f"{result['examples_per_s']:.1f}"),
+          ("examples/s", f"{result['examples_per_s']:.1f}" + (
+              f" ({result['tokens_per_s']:.0f} tokens/s)" if result.get("tokens_per_s") else "")),
           ("model FLOPs / step", f"{result['model_flops_per_step'] / 1e9:.2f} GFLOP (XLA cost analysis: "
                                  f"{result['xla_flops_per_step'] / 1e9:.2f})"),
           ("achieved", f"{result['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s"),

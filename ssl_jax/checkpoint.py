@@ -22,9 +22,14 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint._src.metadata import array_metadata_store
 
 # Config keys that define the experiment: a workdir holding a run with other values is not resumed.
-IDENTITY_KEYS = ("method", "model", "batch_size", "seed", "data.name", "data.image.size")
+# The SHA-256 of a text run's tokenizer (`ssl_jax.data.text.tokenizer_digest`), which the trainer adds to the config
+# it saves: token ids mean nothing under another tokenizer.
+TOKENIZER_KEY = "data.text.tokenizer_sha256"
+IDENTITY_KEYS = ("method", "model", "batch_size", "seed", "data.name", "data.image.size", TOKENIZER_KEY)
 # Where runs saved by earlier versions of the config schema kept an identity key.
 _FORMER_KEYS = {"data.image.size": "data.image_size"}
+# Identity keys recorded since a later version: a run saved before one existed matches any value.
+_RECORDED_SINCE = {TOKENIZER_KEY}
 ITEMS = ("state", "data", "config")
 COMMIT_MARKER = "commit_success.txt"
 
@@ -236,7 +241,8 @@ def _now() -> str:
 
 def archive_run(workdir: str) -> str | None:
   """Moves a previous run's outputs in `workdir` to `workdir/archive/<time>/` (for an explicit restart)."""
-  names = [n for n in ("checkpoints", "checkpoints_damaged", "metrics.jsonl", "tensorboard", "example_ids")
+  names = [n for n in ("checkpoints", "checkpoints_damaged", "metrics.jsonl", "tensorboard", "example_ids",
+                       "tokenizer.json")
            if os.path.exists(os.path.join(workdir, n))]
   if not names:
     return None
@@ -302,7 +308,8 @@ def identity_differences(saved: dict, current: dict, keys=IDENTITY_KEYS) -> list
     if key == "model" and isinstance(value, dict):
       value = {k: v for k, v in dict(dict(arch="vit"), **value).items() if k not in EXECUTION_KEYS and v is not None}
     return value
-  return [k for k in keys if norm(k, saved) != norm(k, current)]
+  return [k for k in keys if norm(k, saved) != norm(k, current)
+          and not (k in _RECORDED_SINCE and _lookup(saved, k) is None)]
 
 
 def abstract_like(shapes, shardings):

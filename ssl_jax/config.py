@@ -120,6 +120,10 @@ def base_config() -> ml_collections.ConfigDict:
   # the test features (at most report_points of them), and for MAE a grid of reconstructions.
   c.eval.report = True
   c.eval.report_points = 1000
+  # A GPT's end-of-run report: a continuation of each prompt (sample_tokens new tokens, temperature 0.8, top-k 40,
+  # seed 0), printed and written to workdir/report/samples.txt.
+  c.eval.sample_prompts = ()
+  c.eval.sample_tokens = 40
 
   c.debug = ml_collections.ConfigDict()
   c.debug.log_example_ids = False                      # write example_ids/process_<i>.jsonl (ids per step)

@@ -3,9 +3,10 @@
     python -m ssl_jax.export --workdir=/tmp/mae_tiny --format=timm --out=/tmp/mae_tiny.safetensors
     python -m ssl_jax.export --workdir=/tmp/mae_tiny --format=hf --out=/tmp/mae_tiny_hf        # a directory
     python -m ssl_jax.export --workdir=/tmp/mae_tiny --format=npz --out=/tmp/mae_tiny.npz
+    python -m ssl_jax.export --workdir=/tmp/gpt_tiny --format=hf --out=/tmp/gpt_tiny_hf  # GPT2LMHeadModel + tokenizer
 
-The encoder is the one the pretraining method releases (its `encoders(...)["image"]`, or the tower `--tower` names:
-MAE's encoder, DINO's teacher...) from the newest intact checkpoint of the workdir (`ssl_jax.pretrained`), converted
+The encoder is the one the pretraining method releases (its `encoders(...)["image"]` or `["text"]`, or the tower
+`--tower` names: MAE's encoder, DINO's teacher, GPT's or BERT's whole language model with its output layer) from the newest intact checkpoint of the workdir (`ssl_jax.pretrained`), converted
 by `ssl_jax.convert` (pure numpy: no PyTorch needed to write). The exact `timm.create_model(...)` call is printed and
 written beside a timm file (`<out>.timm.json`); npz holds every variable under its '/'-joined path, plus the
 `backbone.create` keywords as JSON under `__spec__`.
@@ -22,15 +23,14 @@ from ssl_jax import pretrained
 from ssl_jax.runtime import workdir as workdir_lib
 
 
-def export(workdir: str, fmt: str, out: str, tower: str = "image") -> str:
-  """Writes the encoder `tower` of `workdir` in `fmt` ("timm", "hf", "npz") to `out`; returns a line saying how to
-  load it."""
+def export(workdir: str, fmt: str, out: str, tower: str | None = None) -> str:
+  """Writes the encoder `tower` of `workdir` (default: the run's image or text encoder) in `fmt` ("timm", "hf",
+  "npz"; a text model "hf" or "npz") to `out`; returns a line saying how to load it."""
   if fmt not in ("timm", "hf", "npz"):
     raise ValueError(f"--format={fmt!r}: use 'timm', 'hf' or 'npz'.")
   out = workdir_lib.absolute(out)
   source = pretrained.open_workdir(workdir, tower)
   spec, variables = source.spec, source.variables()
-  image_size = source.config.data.image.size
   if fmt == "npz":
     flat = {k: np.asarray(v) for k, v in pretrained.flatten(variables).items()}
     flat["__spec__"] = np.asarray(json.dumps(spec))
@@ -38,6 +38,11 @@ def export(workdir: str, fmt: str, out: str, tower: str = "image") -> str:
       np.savez(f, **flat)
     return f"numpy.load({out!r}): {len(flat) - 1} arrays by '/'-joined path; keywords in ['__spec__']"
   from safetensors.numpy import save
+  if spec.get("arch") == "text":
+    if fmt != "hf":
+      raise ValueError(f"--format={fmt!r} is for images; a text model exports as 'hf' (or 'npz').")
+    return _export_text(workdir, spec, variables, epath.Path(out), save)
+  image_size = source.config.data.image.size
   if fmt == "timm":
     sd, kwargs = convert.to_timm(spec, variables, image_size)
     epath.Path(out).write_bytes(save(sd))
@@ -55,13 +60,44 @@ def export(workdir: str, fmt: str, out: str, tower: str = "image") -> str:
           f"features = model(pixel_values=images).{feature}")
 
 
+def _export_text(workdir: str, spec: dict, variables: dict, directory: epath.Path, save) -> str:
+  """A Hugging Face `GPT2LMHeadModel` / `BertForMaskedLM` directory with the run's tokenizer (a fast tokenizer:
+  `tokenizer.json` and `tokenizer_config.json`)."""
+  tokenizer = epath.Path(workdir) / "tokenizer.json"
+  if not tokenizer.exists():
+    raise FileNotFoundError(f"{tokenizer} is missing: a text run writes its tokenizer there when it starts (runs "
+                            "of an earlier ssl_jax did not); run the config again in that workdir to write it.")
+  from tokenizers import Tokenizer
+  tok = Tokenizer.from_str(tokenizer.read_text())
+  gpt = spec["style"] == "gpt2"
+  sd, config = (convert.to_hf_gpt2 if gpt else convert.to_hf_bert)(spec, variables)
+  if gpt:
+    end = tok.token_to_id("<|endoftext|>")
+    config.update(bos_token_id=end, eos_token_id=end)
+    special = dict(bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+  else:
+    config.update(pad_token_id=tok.token_to_id("[PAD]"))
+    special = dict(cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]", mask_token="[MASK]")
+  directory.mkdir(parents=True, exist_ok=True)
+  (directory / "model.safetensors").write_bytes(save(sd, metadata={"format": "pt"}))
+  (directory / "config.json").write_text(json.dumps(config, indent=2))
+  (directory / "tokenizer.json").write_text(tok.to_str())
+  (directory / "tokenizer_config.json").write_text(json.dumps(dict(
+      tokenizer_class="PreTrainedTokenizerFast", model_max_length=spec["max_length"], **special), indent=2))
+  model = "GPT2LMHeadModel" if gpt else "BertForMaskedLM"
+  return (f"model = transformers.{model}.from_pretrained({str(directory)!r})\n"
+          f"tokenizer = transformers.AutoTokenizer.from_pretrained({str(directory)!r})\n"
+          "logits = model(**tokenizer(text, return_tensors='pt', return_token_type_ids=False)).logits")
+
+
 def main(argv=None) -> int:
   import argparse
   parser = argparse.ArgumentParser(prog="python -m ssl_jax.export", description=__doc__.split("\n\n")[0])
   parser.add_argument("--workdir", required=True, help="a pretraining (or fine-tuning) workdir")
   parser.add_argument("--format", required=True, choices=("timm", "hf", "npz"))
   parser.add_argument("--out", required=True, help="output file (timm, npz) or directory (hf)")
-  parser.add_argument("--tower", default="image", help="which of the method's encoders (default: image)")
+  parser.add_argument("--tower", default=None, help="which of the method's encoders (default: the run's modality, "
+                      "image or text)")
   args = parser.parse_args(argv)
   try:
     how = export(args.workdir, args.format, args.out, args.tower)

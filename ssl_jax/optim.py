@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import optax
 
 OPTIMIZERS = ("adamw", "lars", "lamb", "sgd")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "linear", "constant")
 
 
 def peak_learning_rate(base_lr: float, batch_size: int, lr_batch_base: int = 256) -> float:
@@ -18,10 +18,15 @@ def peak_learning_rate(base_lr: float, batch_size: int, lr_batch_base: int = 256
 def lr_schedule(*, peak_lr: float, warmup_steps: int, total_steps: int, schedule: str = "cosine",
                 min_lr: float = 0.0) -> optax.Schedule:
   """Linear warm-up from 0 to `peak_lr` over `warmup_steps`, then half-cycle cosine to `min_lr` at `total_steps`
-  (MAE's `adjust_learning_rate`, per step rather than per fractional epoch) or constant."""
+  (MAE's `adjust_learning_rate`, per step rather than per fractional epoch), linear decay to `min_lr` at
+  `total_steps` (BERT's `polynomial_decay` with power 1), or constant."""
   if schedule == "cosine":
     return optax.warmup_cosine_decay_schedule(0.0, peak_lr, warmup_steps, max(total_steps, warmup_steps + 1),
                                               end_value=min_lr)
+  if schedule == "linear":
+    return optax.join_schedules([optax.linear_schedule(0.0, peak_lr, warmup_steps),
+                                 optax.linear_schedule(peak_lr, min_lr, max(total_steps - warmup_steps, 1))],
+                                [warmup_steps])
   if schedule == "constant":
     return optax.join_schedules([optax.linear_schedule(0.0, peak_lr, warmup_steps), optax.constant_schedule(peak_lr)],
                                 [warmup_steps])

@@ -99,8 +99,9 @@ def _intact_steps(directory: epath.Path) -> list[int]:
   return [s for s in steps if checkpoint.step_damage(directory, s) is None]
 
 
-def open_workdir(workdir: str, tower: str = "image") -> Source:
-  """The newest intact checkpoint of the pretraining run in `workdir` (local or gs://), releasing `tower`.
+def open_workdir(workdir: str, tower: str | None = None) -> Source:
+  """The newest intact checkpoint of the pretraining run in `workdir` (local or gs://), releasing `tower` (default:
+  the encoder of the run's modality, "image" or "text").
 
   Raises:
     FileNotFoundError: no intact checkpoint there (the message says what was found).
@@ -116,17 +117,30 @@ def open_workdir(workdir: str, tower: str = "image") -> Source:
   with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as ckptr:
     config = ml_collections.ConfigDict(config_lib.upgrade(ckptr.restore(directory / str(step) / "config")))
   metadata = ocp.PyTreeCheckpointHandler().metadata(directory / str(step) / "state").tree
-  method = build_method(config)
+  method = build_method(config, vocab_size=saved_vocab_size(workdir))
   towers = method.encoders(metadata["params"], metadata["extra"])
+  if tower is None:
+    tower = "text" if "text" in config.data else "image"
   if tower not in towers:
     raise ValueError(f"the {config.method.name!r} run in {workdir} releases the encoders {sorted(towers)}, not "
                      f"{tower!r}.")
   return Source(workdir=str(workdir), step=step, config=config, method=method, _metadata=metadata, tower=tower)
 
 
-def build_method(config: ml_collections.ConfigDict):
-  """The method of a (saved) config, enough to name its parameters: no data, schedules or labels."""
-  run = contract.RunInfo(inputs=inputs.method_inputs(config.data), total_steps=1, steps_per_epoch=1, num_classes=None)
+def saved_vocab_size(workdir: str) -> int | None:
+  """The vocabulary of a text run's `workdir/tokenizer.json` (the trainer writes it), or None."""
+  path = epath.Path(workdir) / "tokenizer.json"
+  if not path.exists():
+    return None
+  from tokenizers import Tokenizer
+  return Tokenizer.from_str(path.read_text()).get_vocab_size()
+
+
+def build_method(config: ml_collections.ConfigDict, vocab_size: int | None = None):
+  """The method of a (saved) config, enough to name its parameters: no data, schedules or labels (a text model's
+  vocabulary is `vocab_size` unless its config sets it)."""
+  run = contract.RunInfo(inputs=inputs.method_inputs(config.data), total_steps=1, steps_per_epoch=1, num_classes=None,
+                         vocab_size=vocab_size)
   hp = {k: v for k, v in config.method.to_dict().items() if k != "name"}
   return methods.create(config.method.name, model=config.model.to_dict(), run=run, **hp)
 

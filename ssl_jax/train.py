@@ -28,6 +28,7 @@ from ssl_jax import pretrained
 from ssl_jax import sharding
 from ssl_jax.data import inputs
 from ssl_jax.data import pipeline
+from ssl_jax.data import text as text_lib
 from ssl_jax.evaluators import report as report_lib
 from ssl_jax.methods import contract
 from ssl_jax.runtime import workdir as workdir_lib
@@ -171,11 +172,14 @@ class Program:
 
 
 def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_examples: int,
-          num_classes: int | None = None, vocab_size: int | None = None) -> Program:
-  """The method, optimizer, and jitted initialiser, train step and feature extractor of `config` on `mesh`."""
+          num_classes: int | None = None, vocab_size: int | None = None,
+          special_tokens: dict | None = None) -> Program:
+  """The method, optimizer, and jitted initialiser, train step and feature extractor of `config` on `mesh` (text:
+  `vocab_size` and `special_tokens` of the tokenizer, `contract.RunInfo`)."""
   durations = config_lib.resolve_durations(config, num_train_examples)
   run = contract.RunInfo(inputs=inputs.method_inputs(config.data), total_steps=durations.total,
-                         steps_per_epoch=durations.steps_per_epoch, num_classes=num_classes, vocab_size=vocab_size)
+                         steps_per_epoch=durations.steps_per_epoch, num_classes=num_classes, vocab_size=vocab_size,
+                         special_tokens=special_tokens)
   model, source = config.model.to_dict(), None
   if config.init_from:
     if not methods.get(config.method.name).accepts_pretrained_encoder:
@@ -207,6 +211,11 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
   boxed = jax.eval_shape(init)
   state_sharding = sharding.logical_shardings(boxed, mesh, config.sharding_rules)
   abstract_state = checkpoint.abstract_like(nn.unbox(boxed), state_sharding)
+  if config.eval.sample_prompts:
+    tower = method.encoders(abstract_state.params, abstract_state.extra).get("text")
+    if tower is None or tower[0].get("style") != "gpt2":
+      raise ValueError(f"config.eval.sample_prompts: {config.method.name!r} has no causal language model to sample "
+                       "from; leave it empty (it is for gpt).")
   if config.sharding_tolerance is not None:
     sharding.check_sufficiently_sharded(abstract_state.params, mesh, config.sharding_tolerance)
   batch_sharding = sharding.batch_sharding(mesh)
@@ -324,7 +333,26 @@ def evaluate(program: Program, state: TrainState, eval_sources: dict, config, *,
                                                       feature_names=names), suffix="_raw"))
   if config.eval.report:
     results.update(report_lib.run(context, points=config.eval.report_points))
+  if config.eval.sample_prompts and jax.process_index() == 0:
+    _write_samples(program, state, config, workdir)
   return results
+
+
+def _write_samples(program: Program, state: TrainState, config, workdir: str) -> None:
+  """Continues `config.eval.sample_prompts` with the trained language model; prints the texts and writes them to
+  `workdir/report/samples.txt`."""
+  from ssl_jax import sample
+  from ssl_jax.models import backbone
+  spec, variables = program.method.encoders(state.params, state.extra)["text"]
+  sampler = sample.Sampler.of(backbone.create(**spec), jax.device_get(variables["params"]),
+                              inputs.tokenizer(config.data))
+  outputs, timing = sampler.complete(list(config.eval.sample_prompts), max_new_tokens=config.eval.sample_tokens,
+                                     temperature=0.8, top_k=40)
+  texts = "\n\n".join(f"--- {prompt!r}\n{out[0]}" for prompt, out in zip(config.eval.sample_prompts, outputs))
+  path = epath.Path(workdir) / "report" / "samples.txt"
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(texts + "\n")
+  metrics.say(f"samples (temperature 0.8, top-k 40; {timing['tokens_per_s']:.0f} tokens/s):\n{texts}")
 
 
 def _save_picture(workdir: str, writer, step: int, key: str, picture) -> None:
@@ -351,7 +379,7 @@ def _report(step, results, config, workdir):
   columns = [(suffix, label) for suffix, label in columns if not suffix or any(k.endswith(suffix) for k in results)]
   header = " (" + " / ".join(label for _, label in columns) + ")" if len(columns) > 1 else ""
   lines = [f"\nevaluation at step {step}{header}:"]
-  number = lambda v: f"{v:8.4f}" if abs(v) < 1000 else f"{v:8.1f}"    # perplexities run into the thousands
+  number = lambda v: f"{v:8.4f}" if abs(v) < 100 else f"{v:8.1f}"     # perplexities run into the thousands
   for key in sorted(k for k in results if k.startswith("eval/") and not k.endswith(("_init", "_raw"))):
     values = "".join(" " + (number(results[key + s]) if key + s in results else " " * 8) for s, _ in columns)
     lines.append(f"  {key.split('/', 1)[1]:30s}{values}".rstrip())
@@ -391,15 +419,23 @@ def _create_workdir(workdir: str) -> None:
     raise PermissionError(f"workdir {workdir} cannot be written ({e}); choose another --workdir.") from e
 
 
-def _restore(ckpt: checkpoint.Checkpointer, program: Program, train_iter, saved_config: dict, workdir: str):
+def _restore(ckpt: checkpoint.Checkpointer, program: Program, train_iter, saved_config: dict, workdir: str,
+             tokenizer_name: str = ""):
   """The newest intact checkpoint's state (the data iterator set to its position), or None; clear errors for a
-  workdir of another experiment or another parameter layout."""
+  workdir of another experiment (naming both tokenizers where they differ: `tokenizer_name` is this run's) or another
+  parameter layout."""
   try:
     return ckpt.restore_latest(program.abstract_state, train_iter, saved_config)
   except checkpoint.ConfigMismatch as e:
+    why = ""
+    if checkpoint.TOKENIZER_KEY in e.args[0]:
+      saved = ckpt.saved_config(ckpt.latest_step())["data"]["text"]["tokenizer_sha256"]
+      why = (f"; its checkpoints were trained with the tokenizer {workdir}/tokenizer.json (sha256 {saved[:16]}...), "
+             f"this run's data with {tokenizer_name} (sha256 {saved_config['data']['text']['tokenizer_sha256'][:16]}"
+             "...): the same token ids would mean other tokens")
     raise checkpoint.ConfigMismatch(
-        f"{workdir} holds a run with a different config ({', '.join(e.args[0])}); nothing was changed there. Use a "
-        "new --workdir, or pass --restart to archive that run and start afresh.") from None
+        f"{workdir} holds a run with a different config ({', '.join(e.args[0])}){why}; nothing was changed there. "
+        "Use a new --workdir, or pass --restart to archive that run and start afresh.") from None
   except checkpoint.StateMismatch as e:
     step, diffs = e.args
     raise checkpoint.StateMismatch(
@@ -407,6 +443,16 @@ def _restore(ckpt: checkpoint.Checkpointer, program: Program, train_iter, saved_
         "written by a version of ssl_jax with another parameter or optimizer-state layout. Nothing was "
         "changed there. Resume it with the version that wrote it, or pass --restart to archive that run and start "
         "afresh (or use a new --workdir).") from None
+
+
+def _save_tokenizer(workdir: str, tokenizer) -> None:
+  """Writes the run's tokenizer to `workdir/tokenizer.json` (atomically; for sampling and export), unless it is there."""
+  path = epath.Path(workdir) / "tokenizer.json"
+  data = tokenizer.to_str()
+  if not path.exists() or path.read_text() != data:
+    partial = path.with_name(".tokenizer.json.partial")
+    partial.write_text(data)
+    partial.rename(path)
 
 
 def _take_lease(workdir: str, config) -> workdir_lib.Lease | None:
@@ -456,8 +502,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
   mesh = sharding.make_mesh(config.mesh.to_dict(), devices, config.mesh_preset)
   check_batch_split(config, mesh)
   train_source, eval_sources = open_sources(config)
+  tokenizer = getattr(train_source, "tokenizer", None)
   program = build(config, mesh, len(train_source), getattr(train_source, "num_classes", None),
-                  getattr(train_source, "vocab_size", None))
+                  getattr(train_source, "vocab_size", None),
+                  None if tokenizer is None else text_lib.special_tokens(tokenizer))
   dur = program.durations
   if program.source is not None:            # the pretrained encoder must fit before the workdir is touched
     _, target = program.method.encoders(program.abstract_state.params, program.abstract_state.extra)[
@@ -477,7 +525,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
     ckpt = checkpoint.Checkpointer(epath.Path(workdir) / "checkpoints", keep=config.keep_ckpts,
                                    timeout_s=config.ckpt_timeout_s)
     saved_config = config.to_dict()
-    state = _restore(ckpt, program, train_iter, saved_config, workdir)
+    if tokenizer is not None:              # the run's identity includes what its token ids mean
+      saved_config["data"]["text"]["tokenizer_sha256"] = text_lib.tokenizer_digest(tokenizer)
+    state = _restore(ckpt, program, train_iter, saved_config, workdir,
+                     tokenizer_name=inputs.tokenizer_name(config.data) if tokenizer is not None else "")
+    if tokenizer is not None and jax.process_index() == 0:
+      _save_tokenizer(workdir, tokenizer)
     if state is None:
       state = program.init()
       if program.source is not None:

@@ -93,3 +93,17 @@ def test_dry_run_compiles_a_text_config_under_fsdp_and_tensor_parallelism(capsys
   assert report["mesh"] == dict(data=2, fsdp=2, tensor=2) and report["flops_per_device"] > 0
   row = next(l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("token_embedding"))
   assert row.split() == ["token_embedding", "(4096,", "32)", "('tensor',", "'fsdp')", "(2048,", "16)"]
+
+
+@pytest.mark.parametrize("path, parameters", [("configs/gpt2_small.py:10b", 124_475_904),     # 124,439,808 + 47 rows
+                                              ("configs/bert_base.py:512", 109_514_298)])
+def test_dry_run_compiles_the_full_language_configs_without_their_data(path, parameters, capsys):
+  """GPT-2 small and BERT-base on an FSDP x TP mesh, two of their twelve blocks (a 768-wide block holds 7,087,872
+  parameters) and a small batch, for a short compile, with no corpus on this machine: the vocabulary, widths and
+  positions come from the config."""
+  from conftest import load_config
+  c = load_config(*path.split(":"))
+  c.batch_size, c.mesh, c.model.depth = 16, dict(data=2, fsdp=2, tensor=2), 2
+  report = dry_run.check(c)
+  assert report["parameters"] == parameters - 10 * 7_087_872 and report["mesh"] == dict(data=2, fsdp=2, tensor=2)
+  assert "data set 'prepared' not readable here" in capsys.readouterr().out

@@ -73,6 +73,7 @@ def test_language_model_scores_pool_every_predicted_token_of_the_valid_examples(
   weight = np.array([[[1, 1], [1, 0]], [[1, 0], [1, 1]]], np.float32)
   hit = np.array([[[1, 0], [0, 1]], [[1, 1], [0, 0]]], bool)
   valid = np.array([[1, 1], [1, 0]], np.int32)
+  log_p[0, 1, 1] = log_p[1, 1, 1] = -np.inf          # a token the unigram model never predicts, where nothing is scored
   keys = []
 
   def predict(batch, key):
@@ -103,19 +104,33 @@ def test_unigram_baseline_is_the_add_one_frequency_and_guesses_the_most_frequent
   np.testing.assert_array_equal(out["weight"], p["weight"])
 
 
-def test_trainer_reports_validation_loss_with_the_unigram_baseline_of_the_training_stream(tmp_path):
+def _train(name: str, workdir, **eval_options):
+  """A 2-step run of `name`'s shrunk tiny config in `workdir` with the `validation` evaluator (2 batches)."""
+  from ssl_jax import train
+  from test_fault_matrix import shrunk
+  c = shrunk(name)
+  c.update(dict(total_steps=2, ckpt_every=2))
+  c.debug.nonfinite_at_steps = ()
+  c.eval.update(eval_options)
+  c.eval.evaluators = dict(validation=dict(type="language_model", max_batches=2))
+  return c, train.run(c, str(workdir))
+
+
+@pytest.fixture(scope="module")
+def gpt_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("gpt") / "run"
+  config, results = _train("gpt", workdir, init_baseline=True, raw_baseline=True)
+  return config, results, workdir
+
+
+def test_trainer_reports_validation_loss_with_the_unigram_baseline_of_the_training_stream(gpt_run, tmp_path):
   """A 2-step GPT run: its `validation` evaluator on held-out docstrings, the random-init column near ln(V), and the
   raw-input column equal to the unigram model of the training stream recomputed here from the windows."""
   from ssl_jax import train
   from ssl_jax.data import inputs
   from ssl_jax.methods import gpt
   from test_fault_matrix import shrunk
-  c = shrunk("gpt")
-  c.update(dict(total_steps=2, ckpt_every=2))
-  c.debug.nonfinite_at_steps = ()
-  c.eval.update(dict(init_baseline=True, raw_baseline=True))
-  c.eval.evaluators = dict(validation=dict(type="language_model", max_batches=2))
-  results = train.run(c, str(tmp_path / "run"))
+  c, results, _ = gpt_run
   vocab = inputs.open_source(c.data, "train").vocab_size
   assert results["eval/validation_loss"] < results["eval/validation_loss_init"]
   assert abs(results["eval/validation_loss_init"] - np.log(vocab)) < 0.1
@@ -134,3 +149,126 @@ def test_trainer_reports_validation_loss_with_the_unigram_baseline_of_the_traini
     c2.eval.evaluators = dict(validation=dict(type="language_model"))
     train.run(c2, str(tmp_path / "refused"))
   assert not (tmp_path / "refused").exists()
+
+
+def test_a_workdir_trained_with_another_tokenizer_is_refused_naming_both(gpt_run):
+  from ssl_jax import checkpoint
+  from ssl_jax import train
+  from ssl_jax.data import inputs
+  from ssl_jax.data import text
+  c, _, workdir = gpt_run
+  saved = (workdir / "tokenizer.json").read_text()                # the run wrote the tokenizer it trained with
+  assert text.tokenizer_digest(text.load_tokenizer(str(workdir / "tokenizer.json"))) == text.tokenizer_digest(
+      inputs.tokenizer(c.data))
+  before = sorted(p.name for p in workdir.rglob("*"))
+  other = c.copy_and_resolve_references()
+  other.data.text.tokenizer = "bpe:2048"                        # the same config but for the tokenizer
+  with pytest.raises(checkpoint.ConfigMismatch, match=r"data.text.tokenizer_sha256.*tokenizer\.json \(sha256 "
+                     r"[0-9a-f]{16}\.\.\.\), this run's data with config.data.text.tokenizer='bpe:2048'"):
+    train.run(other, str(workdir))
+  assert sorted(p.name for p in workdir.rglob("*")) == before and (workdir / "tokenizer.json").read_text() == saved
+
+
+@pytest.mark.parametrize("name", ["gpt", "bert"])
+def test_hugging_face_export_with_its_tokenizer_gives_our_logits_on_real_text(name, gpt_run, tmp_path):
+  """`export --format=hf` of a text run: transformers loads the model and the tokenizer from the directory alone, and
+  its logits on a real docstring equal ours within 1e-4."""
+  torch = pytest.importorskip("torch", reason="the optional `export` extra: pip install -e '.[export]'")
+  transformers = pytest.importorskip("transformers", reason="the optional `export` extra")
+  from ssl_jax import export
+  from ssl_jax import pretrained
+  from ssl_jax.models import backbone
+  from ssl_jax.models import text as text_model
+  workdir = gpt_run[2] if name == "gpt" else tmp_path / "bert"
+  if name == "bert":
+    _train("bert", workdir)
+  assert export.main([f"--workdir={workdir}", "--format=hf", f"--out={tmp_path / 'hf'}"]) == 0
+  sentence = "Return the number of items in a container, counting each distinct element once."
+  tokenizer = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
+  ids = tokenizer(sentence, return_tensors="pt", return_token_type_ids=False)["input_ids"]
+  net = {"gpt": transformers.GPT2LMHeadModel, "bert": transformers.BertForMaskedLM}[name].from_pretrained(
+      str(tmp_path / "hf")).eval()
+  with torch.no_grad():
+    theirs = net(input_ids=ids).logits.numpy()
+  source = pretrained.open_workdir(str(workdir))
+  model = backbone.create(**source.spec)
+  tokens = jnp.asarray(ids.numpy(), jnp.int32)
+  ours = model.apply(source.variables(), model.apply(source.variables(), tokens)["tokens"],
+                     method=text_model.TextTransformer.logits)
+  assert ids.shape[1] > 10 and tokenizer.decode(ids[0]).strip().lower() == sentence.lower()
+  np.testing.assert_allclose(np.asarray(ours), theirs, atol=1e-4)
+  assert export.main([f"--workdir={workdir}", "--format=timm", f"--out={tmp_path / 'x'}"]) == 2
+
+
+def test_cached_decoding_equals_the_full_forward_pass_whatever_follows_the_prompt():
+  """Greedy generation with the key/value cache picks, at every step, the argmax of the full (uncached) forward pass
+  over the sequence so far; padding after the prompt, whatever it holds, changes nothing; the cached logits of
+  every position equal the full pass's within float32 rounding (1e-5 of their scale)."""
+  import flax.linen as nn
+  from ssl_jax import sample
+  from ssl_jax.models import text as text_model
+  _, model = _text_gpt()
+  params = nn.unbox(model.init(jax.random.key(1), jnp.zeros((1, 8), jnp.int32)))["params"]
+  params = jax.tree.map(lambda x: x + jax.random.normal(jax.random.key(2), x.shape), params)   # far from uniform
+  prompt = np.zeros((3, 12), np.int32)
+  prompt[:, :5] = [[5, 6, 7, 8, 9], [1, 2, 3, 4, 5], [9, 9, 9, 9, 9]]
+  new = np.asarray(sample.generate(model, params, prompt, np.int32(5), jax.random.key(0), steps=20))
+  noisy = prompt.copy()
+  noisy[:, 5:] = np.random.default_rng(0).integers(0, 97, (3, 7))
+  np.testing.assert_array_equal(sample.generate(model, params, noisy, np.int32(5), jax.random.key(0), steps=20), new)
+  seq = jnp.asarray(np.concatenate([prompt[:, :5], new], 1))
+  logits = lambda ids: model.apply({"params": params}, model.apply({"params": params}, ids)["tokens"],
+                                   method=text_model.TextTransformer.logits)
+  full = np.asarray(logits(seq))
+  np.testing.assert_array_equal(np.argmax(full[:, 4:-1], -1), new)
+  # Teacher-forced through the cache: a 5-token prefill, then one token at a time, on a random sequence; each
+  # position's logits equal the full pass's.
+  decoder = model.clone(decode=True)
+  seq = jax.random.randint(jax.random.key(3), (3, 16), 0, 97)
+  full = np.asarray(logits(seq))
+  cache = decoder.init(jax.random.key(0), jnp.zeros((3, 16), jnp.int32))["cache"]
+  out, state = decoder.apply({"params": params, "cache": cache}, seq[:, :5],
+                             positions=jnp.tile(jnp.arange(5), (3, 1)), mutable=["cache"])
+  steps = [out["tokens"]]
+  for t in range(5, 16):
+    out, state = decoder.apply({"params": params, "cache": state["cache"]}, seq[:, t:t + 1],
+                               positions=jnp.full((3, 1), t), mutable=["cache"])
+    steps.append(out["tokens"])
+  cached = decoder.apply({"params": params}, jnp.concatenate(steps, 1), method=text_model.TextTransformer.logits)
+  np.testing.assert_allclose(np.asarray(cached), full, rtol=1e-5, atol=1e-5 * np.abs(full).max())   # float32 sums
+
+
+def _text_gpt():
+  from ssl_jax.models import text as text_model
+  spec = dict(vocab_size=97, max_length=40, width=32, depth=2, num_heads=4, mlp_dim=64, style="gpt2")
+  return spec, text_model.TextTransformer(**spec)
+
+
+def test_top_k_and_nucleus_filters_and_sampling_by_hand():
+  from ssl_jax import sample
+  logits = jnp.log(jnp.array([[0.05, 0.5, 0.15, 0.3]]))
+  kept = lambda **kw: np.isfinite(np.asarray(sample.filter_logits(logits, **kw)))[0].tolist()
+  assert kept(top_k=2) == [False, True, False, True]
+  assert kept(top_p=0.7) == [False, True, False, True]                    # 0.5, then 0.3 (0.5 before it < 0.7)
+  assert kept(top_p=0.5) == [False, True, False, False]                   # 0.3 has 0.5 before it: out
+  assert kept(top_p=0.81) == [False, True, True, True] and kept() == [True] * 4
+  assert kept(top_k=3, top_p=0.5) == [False, True, False, False]
+  draw = jax.jit(jax.vmap(lambda k: sample.sample_token(k, logits, temperature=1.0, top_p=0.7)[0]))
+  counts = np.bincount(np.asarray(draw(jax.random.split(jax.random.key(0), 4000))), minlength=4) / 4000
+  np.testing.assert_allclose(counts, [0, 0.5 / 0.8, 0, 0.3 / 0.8], atol=0.03)   # renormalised over the nucleus
+  assert int(sample.sample_token(jax.random.key(0), logits, temperature=0.0, top_k=2)[0]) == 1    # greedy
+
+
+def test_sample_command_continues_prompts_from_a_gpt_workdir(gpt_run, capsys):
+  from ssl_jax import sample
+  _, _, workdir = gpt_run
+  args = [f"--workdir={workdir}", "--prompt=Return the", "--prompt=Open a file", "--max_new_tokens=8"]
+  assert sample.main(args + ["--temperature=0.9", "--top_k=20", "--num_samples=2", "--seed=3"]) == 0
+  out = capsys.readouterr().out
+  assert out.count("--- 'Return the'\nReturn the") == 2 and out.count("--- 'Open a file'\nOpen a file") == 2
+  assert "32 tokens in " in out and "tokens/s" in out
+  greedy = sample.Sampler.from_workdir(str(workdir)).complete(["Return the"], max_new_tokens=8, num_samples=2)[0]
+  assert greedy[0][0] == greedy[0][1]                             # temperature 0: the same continuation
+  assert sample.main([f"--workdir={workdir}", "--prompt="]) == 2
+  assert "has no tokens" in capsys.readouterr().err
+  assert sample.main([f"--workdir={workdir}", "--prompt=x", "--max_new_tokens=64"]) == 2

@@ -99,6 +99,10 @@ CHECKS = {
         Run("wrote mae_tiny.safetensors"),
     "python main.py --config=configs/mae_vit_b.py --dry_run --topology=v5e:4x4 --config.mesh.data=1 "
     "--config.mesh.fsdp=-1": Run("on 16 x TPU v5 lite", **_TPU),
+    # docs/methods.md
+    "python -m ssl_jax.data.prepare_text --input='corpus/*.jsonl' --per=json --tokenizer=bpe:50257 "
+    "--out=data/corpus": Covered("tests/test_text.py::test_prepare_text_writes_streams_and_refuses_bad_input",
+                                 "small files of its own, a tokenizer of 2048 tokens"),
     # launch/README.md
     "launch/local.sh 2 configs/tiny/mae.py --workdir=/tmp/mae_2proc":
         Covered(_TWO_PROCESSES, "the shrunk tiny MAE for 40 steps, a workdir of the test's"),

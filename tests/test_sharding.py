@@ -87,3 +87,20 @@ def test_replicated_parameters_under_fsdp_fail_loudly():
     train.build(c, mesh, 1437, 10)
   c.sharding_tolerance = None                   # explicitly allowed
   train.build(c, mesh, 1437, 10)
+
+
+@pytest.mark.parametrize("name", ["gpt", "bert"])
+def test_language_models_train_alike_under_data_fsdp_and_tensor_parallelism(name):
+  """GPT and BERT (dropout and masks on) through the trainer's step: the vocabulary split over tensor and the width
+  over FSDP, the same losses as data parallelism over three steps."""
+  c = load_config(f"configs/tiny/{name}.py")
+  c.batch_size = 16
+  c.model.update(dict(width=32, depth=2, num_heads=4, mlp_dim=64, vocab_size=4096))
+  it = iter(inputs.train_stream(c.data, inputs.open_source(c.data, "train"), seed=0, global_batch_size=16))
+  batches = [next(it) for _ in range(3)]
+  (_, _, dp), (_, tp, tp_losses) = (train_steps(c.copy_and_resolve_references(), MESHES[m], batches)
+                                    for m in ("dp", "dp_fsdp_tp"))
+  table = tp.params["token_embedding"]
+  assert table.sharding.spec == P("tensor", "fsdp") and table.sharding.shard_shape(table.shape) == (2048, 16)
+  np.testing.assert_allclose(tp_losses, dp, rtol=2e-5)
+  assert dp[0] > dp[-1] > 0

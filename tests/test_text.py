@@ -53,8 +53,28 @@ def test_tokenizers_round_trip_and_know_their_end_of_text():
   assert wordpiece.encode("Return THE Value").tokens[:2] == ["return", "the"]        # uncased, as BERT's
   assert text.end_of_text_id(wordpiece) == wordpiece.token_to_id("[SEP]")
   assert text.tokenizer_digest(bpe) != text.tokenizer_digest(wordpiece)
+  assert text.special_tokens(wordpiece) == {"[SEP]": 0, "[PAD]": 1, "[UNK]": 2, "[CLS]": 3, "[MASK]": 4}
+  pieces = wordpiece.encode("indistinguishably").tokens                 # a word cut into ## continuations
+  assert len(pieces) > 1 and all(p.startswith("##") for p in pieces[1:])
+  assert wordpiece.decode(wordpiece.encode("counting each element").ids) == "counting each element"
   with pytest.raises(ValueError, match="'bpe' .* or 'wordpiece'"):
     text.train_tokenizer(sample, kind="unigram", vocab_size=100)
+
+
+def test_tokenizers_are_the_same_in_every_process():
+  """A resumed run and every process of a multi-host run train the embedded corpus's tokenizer afresh: they must
+  agree (the `tokenizers` WordPiece trainer numbers its `##` alphabet in a randomly seeded hash order; ours not)."""
+  import subprocess
+  import sys
+  script = ("from ssl_jax.data import text\n"
+            "docs = [d.text for d in text.stdlib_docstrings()[:1500]]\n"
+            "for kind in ('bpe', 'wordpiece'):\n"
+            "  print(text.tokenizer_digest(text.train_tokenizer(docs, kind=kind, vocab_size=1500)))\n")
+  runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+          for _ in range(2)]
+  docs = [d.text for d in _docstrings()[:1500]]
+  here = [text.tokenizer_digest(text.train_tokenizer(docs, kind=k, vocab_size=1500)) for k in ("bpe", "wordpiece")]
+  assert runs[0] == runs[1] == here
 
 
 def test_token_stream_ends_every_document_with_end_of_text():

@@ -36,11 +36,12 @@ def get_config(arg=None):
   c.method.mask_prob = 0.15
 
   c.optim.name = "adamw"
-  c.optim.base_lr = 1e-3
+  c.optim.base_lr = 3e-3          # measured: 1e-3 lifts the probe over random init by 2 points, 3e-3 by 10
   c.optim.lr_batch_base = 64
   c.optim.b1, c.optim.b2 = 0.9, 0.999
   c.optim.weight_decay = 0.01
-  c.optim.warmup_steps = 50
+  c.optim.grad_clip = 1.0         # BERT's; without it this post-LayerNorm model at 3e-3 can collapse to the unigram
+  c.optim.warmup_steps = 100
   c.optim.min_lr = 1e-4
 
   config_lib.text_evaluation(c, batch_size=64)   # the probe, and loss / perplexity on held-out docstrings

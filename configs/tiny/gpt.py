@@ -43,6 +43,7 @@ def get_config(arg=None):
   c.optim.min_lr = 1e-4
 
   config_lib.text_evaluation(c, batch_size=64)   # the probe, and loss / perplexity on held-out docstrings
+  c.eval.sample_prompts = ("Return the number of", "This module provides", "Raise ValueError if")   # the report
   c.eval.raw_baseline = True   # baselines: the probe on the bag of tokens, the unigram model's validation loss
   c.lock()
   return c

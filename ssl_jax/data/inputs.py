@@ -19,6 +19,7 @@ same normalisation.
 """
 
 import dataclasses
+import os
 
 import jax
 import jax.numpy as jnp
@@ -41,10 +42,19 @@ def modality(data) -> str:
   return "text" if "text" in data else "image"
 
 
+def _tokenizer_spec(data) -> str:
+  """The tokenizer of text `data`: prepared data's own `tokenizer.json`, else `data.text.tokenizer`."""
+  if data.name == "prepared" and data.data_dir:
+    return os.path.join(data.data_dir, "tokenizer.json")
+  return data.text.tokenizer
+
+
 def open_source(data, split: str, name: str | None = None):
-  """The source `name` (default `data.name`) / `split`, with the location and options of `data` (`config.data`)."""
+  """The source `name` (default `data.name`) / `split`, with the location and options of `data` (`config.data`).
+  Every text source of a run is tokenized by the training data's tokenizer (an embedded probe of a run on prepared
+  data too)."""
   if modality(data) == "text":
-    return text.open_text(name or data.name, split, length=data.text.length, tokenizer=data.text.tokenizer,
+    return text.open_text(name or data.name, split, length=data.text.length, tokenizer=_tokenizer_spec(data),
                           data_dir=data.data_dir)
   return sources.make(name or data.name, split, data_dir=data.data_dir, image_size=data.image.size,
                       num_examples=data.synthetic_examples, bad_images=data.image.bad_images)
@@ -149,6 +159,19 @@ def eval_stream(data, source, *, global_batch_size: int, augment_seed: int | Non
     transform = transforms.TrainAugment(image.size, tuple(image.crop_scale), tuple(image.crop_ratio), image.flip)
   return pipeline.eval_dataset(source, global_batch_size=global_batch_size, transform=transform,
                                seed=augment_seed or 0)
+
+
+def tokenizer_name(data) -> str:
+  """Where the tokenizer of text `data` comes from, for messages: a file, or the vocabulary trained in memory."""
+  spec = _tokenizer_spec(data)
+  return spec if spec.endswith(".json") else f"config.data.text.tokenizer={spec!r} on {data.name!r}"
+
+
+def tokenizer(data):
+  """The `tokenizers.Tokenizer` of text `data` (`config.data`), None for other data."""
+  if modality(data) != "text":
+    return None
+  return open_source(data, data.train_split).tokenizer
 
 
 def token_counts(data, *, max_tokens: int = 2 ** 24) -> np.ndarray:

@@ -157,7 +157,9 @@ def train_tokenizer(texts: Iterable[str], *, kind: str, vocab_size: int):
   - "bpe": GPT-2's byte-level BPE (every byte in the initial alphabet, so no text is ever unknown; no prefix space),
     special token `<|endoftext|>`;
   - "wordpiece": BERT's uncased WordPiece (BERT normaliser: lower case, accents stripped; `##` continuations),
-    special tokens `[SEP]`, `[PAD]`, `[UNK]`, `[CLS]`, `[MASK]`.
+    special tokens `[SEP]`, `[PAD]`, `[UNK]`, `[CLS]`, `[MASK]` (`_train_wordpiece`).
+
+  Both are deterministic: the same texts give the same tokenizer in every process.
 
   Returns a `tokenizers.Tokenizer` (save it with `.save(path)`; `load_tokenizer` reads it back).
   """
@@ -169,15 +171,46 @@ def train_tokenizer(texts: Iterable[str], *, kind: str, vocab_size: int):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS["bpe"]),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
   elif kind == "wordpiece":
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS["wordpiece"]),
-                                        show_progress=False)
+    return _train_wordpiece(texts, vocab_size)
   else:
     raise ValueError(f"tokenizer kind {kind!r} is unknown; use 'bpe' (GPT-2) or 'wordpiece' (BERT).")
   tok.train_from_iterator(texts, trainer)
+  return tok
+
+
+def _train_wordpiece(texts: Iterable[str], vocab_size: int):
+  """BERT's uncased WordPiece vocabulary, learnt as `tokenizers.trainers.WordPieceTrainer` learns it (BPE merges
+  within words, a word's later pieces marked `##`), but the same in every process.
+
+  The library's trainer numbers the `##` forms of the characters in the order of a randomly seeded hash map, which
+  changes the ids and, through tie-breaking, the merges from one process to the next (so that resumed runs and the
+  processes of a multi-host run would disagree on what an id means). Here every character after a word's first is
+  written as a private-use character of its own before a plain character BPE learns the merges from a sorted
+  alphabet, and the vocabulary is mapped back (`x` -> `##x`) into a `models.WordPiece`.
+  """
+  from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+  norm, pre = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+  words = [[w for w, _ in pre.pre_tokenize_str(norm.normalize_str(t))] for t in texts]
+  chars = sorted({c for ws in words for w in ws for c in w})
+  later = {c: chr(0xF0000 + i) for i, c in enumerate(chars)}         # Unicode's supplementary private-use plane
+  back = {v: k for k, v in later.items()}
+  bpe = Tokenizer(models.BPE())
+  bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+  specials = list(SPECIAL_TOKENS["wordpiece"])
+  trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                initial_alphabet=chars + sorted(later.values()), show_progress=False)
+  bpe.train_from_iterator((" ".join(w[0] + "".join(later[c] for c in w[1:]) for w in ws) for ws in words), trainer)
+  vocab = {}
+  for token, i in bpe.get_vocab().items():
+    if token in specials:
+      vocab[token] = i
+    elif token[0] in back:
+      vocab["##" + "".join(back[c] for c in token)] = i
+    else:
+      vocab[token[0] + "".join(back[c] for c in token[1:])] = i
+  tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+  tok.normalizer, tok.pre_tokenizer, tok.decoder = norm, pre, decoders.WordPiece()
+  tok.add_special_tokens(specials)
   return tok
 
 
@@ -193,6 +226,12 @@ def load_tokenizer(path: str):
 def tokenizer_digest(tokenizer) -> str:
   """The SHA-256 of a tokenizer's JSON: what a checkpoint records, to refuse data tokenized by another tokenizer."""
   return hashlib.sha256(tokenizer.to_str().encode("utf-8")).hexdigest()
+
+
+def special_tokens(tokenizer) -> dict[str, int]:
+  """The tokenizer's special tokens, `{text: id}` ("[MASK]": 4 in the WordPiece vocabularies `train_tokenizer` makes,
+  103 in bert-base-uncased's)."""
+  return {t.content: i for i, t in sorted(tokenizer.get_added_tokens_decoder().items()) if t.special}
 
 
 def end_of_text_id(tokenizer) -> int:
@@ -317,8 +356,8 @@ def _embedded(name: str, tokenizer: str) -> dict:
 
 
 def open_text(name: str, split: str, *, length: int, tokenizer: str, data_dir: str | None = None):
-  """A text source: training or validation windows (`TokenWindows`, with `vocab_size`) of a corpus, or the labelled
-  examples of its probe (`TextExamples`, with `num_classes`).
+  """A text source: training or validation windows (`TokenWindows`, with `vocab_size` and `tokenizer`) of a corpus,
+  or the labelled examples of its probe (`TextExamples`, with `num_classes`).
 
   Args:
     name: "stdlib_docstrings" or "ssl_jax_code" (embedded, tokenized in memory with `tokenizer`), "prepared" (the
@@ -326,7 +365,8 @@ def open_text(name: str, split: str, *, length: int, tokenizer: str, data_dir: s
       for the probe's examples.
     split: "train" / "validation" (windows) or "train" / "test" (probe), optionally sliced: "train[:64]".
     length: tokens per window or example.
-    tokenizer: for embedded corpora, `bpe:<vocab>` / `wordpiece:<vocab>` or a tokenizer.json path.
+    tokenizer: for embedded corpora, `bpe:<vocab>` / `wordpiece:<vocab>` or a tokenizer.json path (prepared data
+      is always read with its own).
   """
   from ssl_jax.data import sources
   base, part = sources.split_slice(split)
@@ -363,5 +403,5 @@ def open_text(name: str, split: str, *, length: int, tokenizer: str, data_dir: s
   windows = TokenWindows(tokens, starts, length)
   if part != slice(None):
     raise ValueError(f"split {split!r}: token windows are not sliced; use 'train' or 'validation'.")
-  windows.vocab_size = tok.get_vocab_size()
+  windows.vocab_size, windows.tokenizer = tok.get_vocab_size(), tok
   return windows

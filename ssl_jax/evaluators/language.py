@@ -44,7 +44,7 @@ def language_model_scores(batches, predict) -> dict[str, float]:
   for i, batch in enumerate(batches):
     p = predict(batch, jax.random.key(i))
     weight = p["weight"] * batch["valid"][:, None].astype(jnp.float32)
-    nll += -jnp.sum(p["log_prob"] * weight)
+    nll += -jnp.sum(jnp.where(weight > 0, p["log_prob"], 0.0) * weight)    # unscored positions may be -inf
     hits += jnp.sum(p["hit"] * weight)
     count += jnp.sum(weight)
   count = float(count)

@@ -54,22 +54,30 @@ class BERT(language.LanguageMethod):
     return self.special_token_ids
 
   @classmethod
-  def create(cls, *, model: dict, run: contract.RunInfo, mask_token_id: int = 4,
-             special_token_ids: tuple[int, ...] = (0, 1, 2, 3, 4), mask_prob: float = 0.15) -> "BERT":
+  def create(cls, *, model: dict, run: contract.RunInfo, mask_token_id: int | None = None,
+             special_token_ids: tuple[int, ...] | None = None, mask_prob: float = 0.15) -> "BERT":
     """Builds BERT.
 
     Args:
       model: `TextTransformer` fields (width, depth, num_heads, mlp_dim, type_vocab_size, dropout, dtype...); the
         vocabulary is the data's and the positions the window's unless set.
-      run: the run's facts (the window length, the tokenizer's vocabulary).
-      mask_token_id: the [MASK] id (4 in the WordPiece vocabularies `ssl_jax.data.text` trains: [SEP], [PAD],
-        [UNK], [CLS], [MASK] first).
-      special_token_ids: ids never chosen for masking (the special tokens; padding never is).
+      run: the run's facts (the window length, the tokenizer's vocabulary and special tokens).
+      mask_token_id: the [MASK] id; default: the tokenizer's "[MASK]" (4 in the WordPiece vocabularies
+        `ssl_jax.data.text` trains, 103 in bert-base-uncased's; 4 when the data was not read, as in a dry run).
+      special_token_ids: ids never chosen for masking (padding never is); default: the tokenizer's special tokens.
       mask_prob: the fraction of tokens chosen (paper: 0.15).
     """
     if not 0 < mask_prob < 1:
       raise ValueError(f"method.mask_prob must be in (0, 1), got {mask_prob}.")
     net, spec = language.text_model(model, run, "bert")
+    specials = run.special_tokens
+    if mask_token_id is None:
+      if specials is not None and "[MASK]" not in specials:
+        raise ValueError(f"the tokenizer has no [MASK] token (its special tokens: {sorted(specials)}); set "
+                         "config.method.mask_token_id, or use a WordPiece tokenizer (--tokenizer=wordpiece:<vocab>).")
+      mask_token_id = 4 if specials is None else specials["[MASK]"]
+    if special_token_ids is None:
+      special_token_ids = (0, 1, 2, 3, 4) if specials is None else tuple(sorted(specials.values()))
     if not 0 <= mask_token_id < net.vocab_size:
       raise ValueError(f"method.mask_token_id={mask_token_id} is not a token id of the {net.vocab_size}-token "
                        "vocabulary.")

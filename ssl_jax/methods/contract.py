@@ -31,12 +31,15 @@ class RunInfo:
     steps_per_epoch: optimizer steps per epoch (for epoch-based schedule hyperparameters of the papers).
     num_classes: labels of the training split, when it has them (for an online linear probe); None otherwise.
     vocab_size: the token ids of text data (its tokenizer's vocabulary); None for other data.
+    special_tokens: the tokenizer's special tokens, `{text: id}` (e.g. "[MASK]"), where the data was read; None
+      otherwise (a dry run of data not on this machine).
   """
   inputs: dict
   total_steps: int = 1
   steps_per_epoch: int = 1
   num_classes: int | None = None
   vocab_size: int | None = None
+  special_tokens: dict | None = None
 
   def image_shape(self) -> tuple[int, ...]:
     """The shape of a single-view example's `image`."""

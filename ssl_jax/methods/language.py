@@ -53,12 +53,13 @@ def mean_scores(scores: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
 
 @dataclasses.dataclass(frozen=True)
 class LanguageMethod(contract.Method):
-  """Init, representation and release of a `TextTransformer` trained on windows of text; subclasses add the loss
-  and their `token_predictions`. The representation is the mean of the final hidden states over the first segment
-  of each example."""
+  """Init, representation, release and reloading of a `TextTransformer` trained on windows of text; subclasses add
+  the loss and their `token_predictions`. The representation is the mean of the final hidden states over the first
+  segment of each example."""
   model: text.TextTransformer
   model_spec: tuple
   predicts_tokens = True
+  accepts_pretrained_encoder = True      # `config.init_from` a run of the same model: BERT's 512-token phase
 
   def init(self, rng, batch):
     params = self.model.init(rng, batch["text"], positions=batch["text_positions"],
@@ -82,3 +83,8 @@ class LanguageMethod(contract.Method):
   def encoders(self, params, extra):
     del extra
     return {"text": (dict(self.model_spec), {"params": nn.unbox(params)})}
+
+  def load_encoders(self, params, extra, variables):
+    """The whole language model (with its output layer) from `{"text": variables}`; the parameters are the same."""
+    del params
+    return variables["text"]["params"], extra

@@ -168,6 +168,10 @@ class Attention(nn.Module):
     init_std: None: the Xavier-uniform kernels above; else N(0, init_std) ones (GPT-2, BERT).
     out_init_std: the output kernel's std when `init_std` is set (GPT-2's scaled residual projection); default
       `init_std`.
+    decode: autoregressive decoding with a key/value cache (the "cache" collection, created by `init` with the
+      whole sequence's shape `[B, S, D]`: `cached_key`, `cached_value` `[B, S, heads, head_dim]`, `cache_index`).
+      Each call appends its `[B, L, D]` tokens' keys and values at `cache_index` and attends causally over the cache
+      (query i sees slots <= cache_index + i), so that a prefix is never recomputed.
   """
   num_heads: int
   dtype: Any = jnp.float32
@@ -175,6 +179,7 @@ class Attention(nn.Module):
   causal: bool = False
   init_std: float | None = None
   out_init_std: float | None = None
+  decode: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, segment_ids: jax.Array | None = None) -> jax.Array:
@@ -197,7 +202,29 @@ class Attention(nn.Module):
     b_out = param("out_bias", nn.initializers.zeros, ("embed",), (width,))
     tokens = x.astype(self.dtype).reshape(batch * length, width)
     qkv = (tokens @ w_qkv.reshape(width, 3 * width)).reshape(batch, length, self.num_heads, 3, head_dim) + b_qkv
-    y = dot_product_attention(qkv[:, :, :, 0], qkv[:, :, :, 1], qkv[:, :, :, 2], implementation=self.attention_impl,
-                              causal=self.causal, segment_ids=segment_ids)
+    q, k, v = qkv[:, :, :, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]
+    if self.decode and self.has_variable("cache", "cached_key"):
+      y = self._decode(q, k, v)
+    else:
+      if self.decode:                               # init: the cache, shaped like this (whole) sequence
+        self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
+        self.variable("cache", "cached_value", jnp.zeros, v.shape, v.dtype)
+        self.variable("cache", "cache_index", lambda: jnp.zeros((), jnp.int32))
+      y = dot_product_attention(q, k, v, implementation=self.attention_impl, causal=self.causal,
+                                segment_ids=segment_ids)
     y = y.reshape(batch * length, width) @ w_out.reshape(width, width) + b_out
     return y.reshape(batch, length, width)
+
+  def _decode(self, q, k, v):
+    """Attention of `[B, L, heads, head_dim]` new tokens over the cache, after appending their keys and values."""
+    cached_key, cached_value = self.variable("cache", "cached_key"), self.variable("cache", "cached_value")
+    index = self.variable("cache", "cache_index")
+    start = index.value
+    cached_key.value = jax.lax.dynamic_update_slice(cached_key.value, k.astype(cached_key.value.dtype),
+                                                    (0, start, 0, 0))
+    cached_value.value = jax.lax.dynamic_update_slice(cached_value.value, v.astype(cached_value.value.dtype),
+                                                      (0, start, 0, 0))
+    index.value = start + q.shape[1]
+    slots = jnp.arange(cached_key.value.shape[1])
+    mask = (slots[None, :] <= start + jnp.arange(q.shape[1])[:, None])[None, None]
+    return einsum_attention(q, cached_key.value, cached_value.value, mask)

@@ -48,6 +48,8 @@ class TextTransformer(nn.Module):
     type_vocab_size: BERT's token types (segment A/B embeddings); 0: none.
     dropout: embedding and hidden dropout (BERT and GPT-2: 0.1; nanoGPT pretrains GPT-2 with 0).
     dtype, attention_impl, remat, scan: as the ViT's (`transformer.Transformer`).
+    decode: GPT-2 generation with a key/value cache (`ssl_jax.sample`): calls append their tokens to the cache of
+      the "cache" collection, with `positions` given; the parameters are the same.
   """
   vocab_size: int
   max_length: int
@@ -62,6 +64,7 @@ class TextTransformer(nn.Module):
   attention_impl: str | None = None
   remat: str = "none"
   scan: bool = False
+  decode: bool = False
 
   @property
   def num_features(self) -> int:
@@ -86,7 +89,7 @@ class TextTransformer(nn.Module):
                                  (self.vocab_size,))
     self.encoder = transformer.Transformer(
         self.depth, self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, final_norm=self.style == "gpt2",
-        remat=self.remat, scan=self.scan, causal=self.style == "gpt2", style=st)
+        remat=self.remat, scan=self.scan, causal=self.style == "gpt2", style=st, decode=self.decode)
 
   def __call__(self, tokens: jax.Array, *, positions: jax.Array | None = None, segment_ids: jax.Array | None = None,
                token_types: jax.Array | None = None, train: bool = False, return_layers: bool = False) -> dict:

@@ -117,6 +117,7 @@ class Block(nn.Module):
   drop_path: float = 0.0
   causal: bool = False
   style: BlockStyle = VIT
+  decode: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False, rate=None, key=None, segment_ids=None):
@@ -127,7 +128,7 @@ class Block(nn.Module):
     norm = lambda name: layer_norm(self.dtype, name, st.eps)
     branches = (
         lambda h: Attention(self.num_heads, self.dtype, self.attention_impl, self.causal, st.init_std,
-                            st.out_init_std, name="attn")(h, segment_ids),
+                            st.out_init_std, decode=self.decode, name="attn")(h, segment_ids),
         lambda h: MlpBlock(self.mlp_dim, self.dtype, st, name="mlp")(h))
     for i, (branch, name) in enumerate(zip(branches, ("ln1", "ln2"))):
       y = dropout(self, branch(x if st.post_norm else norm(name)(x)), st.dropout, train, drop[i])
@@ -152,7 +153,8 @@ class Transformer(nn.Module):
   from 0 to `drop_path`.
 
   `causal` masks every block's attention to earlier tokens; `segment_ids` (a call argument) to tokens of the same
-  segment (`ssl_jax.models.attention`).
+  segment (`ssl_jax.models.attention`). `decode` runs every block's attention over a key/value cache
+  (`attention.Attention`; the blocks then run as a plain loop whatever `remat` and `scan` say).
 
   `remat` (a `REMAT_POLICIES` name) recomputes each block's activations in the backward pass instead of storing
   them; `scan` runs the blocks as one `lax.scan` over their parameters stacked on the fly, so that XLA compiles one
@@ -173,6 +175,7 @@ class Transformer(nn.Module):
   scan: bool = False
   causal: bool = False
   style: BlockStyle = VIT
+  decode: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, segment_ids: jax.Array | None = None,
@@ -192,12 +195,12 @@ class Transformer(nn.Module):
     if self.remat not in REMAT_POLICIES:
       raise ValueError(f"model.remat={self.remat!r} is unknown; use one of {sorted(REMAT_POLICIES)}.")
     block = lambda **kw: Block(self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, causal=self.causal,
-                               style=self.style, **kw)
+                               style=self.style, decode=self.decode, **kw)
     rates = [self.drop_path * i / max(self.depth - 1, 1) for i in range(self.depth)]
     stochastic = train and (self.drop_path > 0.0 or self.style.dropout > 0.0)
     keys = jax.random.split(self.make_rng("dropout"), self.depth) if stochastic else None
     layers = []
-    if self.is_initializing() or (self.remat == "none" and not self.scan):
+    if self.is_initializing() or self.decode or (self.remat == "none" and not self.scan):
       for i in range(self.depth):
         x = block(drop_path=rates[i], name=f"block{i}")(x, train, key=None if keys is None else keys[i],
                                                         segment_ids=segment_ids)
