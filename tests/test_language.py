@@ -46,20 +46,27 @@ def test_gpt_scores_each_next_token_of_the_same_document_and_its_loss_is_their_m
 
 
 def test_bert_scores_exactly_the_tokens_its_key_masks():
+  """The masked tokens of `mlm_masking` with the given key, each once, gathered (the output layer runs at ceil(0.15 T)
+  + 1 positions per window, not T), scored as the full pass over every position scores them."""
   method, params, batch = _setup("bert")
   key = jax.random.key(7)
-  scores = jax.jit(method.token_predictions)(params, {}, batch, key)
-  special = np.isin(batch["text"], method.special_token_ids) | (batch["text_segment_ids"] == 0)
-  corrupted, chosen = masking.mlm_masking(key, jnp.asarray(batch["text"]), vocab_size=method.model.vocab_size,
+  scores = jax.tree.map(np.asarray, jax.jit(method.token_predictions)(params, {}, batch, key))
+  tokens = batch["text"]
+  special = np.isin(tokens, method.special_token_ids) | (batch["text_segment_ids"] == 0)
+  corrupted, chosen = masking.mlm_masking(key, jnp.asarray(tokens), vocab_size=method.model.vocab_size,
                                           mask_token_id=method.mask_token_id, special_mask=jnp.asarray(special))
-  np.testing.assert_array_equal(scores["weight"], chosen)
-  np.testing.assert_array_equal(scores["target"], batch["text"])
-  assert not np.any(np.asarray(chosen)[special])
+  chosen = np.asarray(chosen) > 0
+  t = tokens.shape[1]
+  assert scores["target"].shape == (tokens.shape[0], int(np.ceil(0.15 * t)) + 1) and not np.any(chosen & special)
+  assert np.array_equal(scores["weight"].sum(1), chosen.sum(1))                 # every chosen token, once
   logits = method.logits(params, method.hidden(params, dict(batch, text=corrupted)))
-  w = np.asarray(chosen) > 0
-  np.testing.assert_allclose(np.asarray(scores["log_prob"])[w], _log_softmax_at(logits, batch["text"])[w], atol=1e-5)
+  full = _log_softmax_at(logits, tokens)
+  for row in range(tokens.shape[0]):
+    picked = scores["weight"][row] > 0
+    np.testing.assert_array_equal(scores["target"][row][picked], tokens[row][chosen[row]])
+    np.testing.assert_allclose(scores["log_prob"][row][picked], full[row][chosen[row]], atol=1e-5)
   other = jax.jit(method.token_predictions)(params, {}, batch, jax.random.key(8))
-  assert not np.array_equal(other["weight"], scores["weight"])            # another key, other masks
+  assert not np.array_equal(np.asarray(other["target"]), scores["target"])        # another key, other masks
   # The loss draws its masks from the first half of its key, and is their mean cross-entropy.
   loss, _ = jax.jit(method.loss)(params, {}, batch, key, jnp.int32(0))
   mine = jax.jit(method.token_predictions)(params, {}, batch, jax.random.split(key)[0])

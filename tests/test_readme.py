@@ -137,6 +137,12 @@ CHECKS = {
                           "the tiny config; the full-size step at batch 8 runs in the README's smoke command here"),
     "python benchmarks/compare_torch.py --batch_size=8 --dtype=float32 --steps=10":
         Run("ratio", append=" --steps=2", **_TORCH),
+    "python benchmarks/compare_torch.py --method=gpt --batch_size=4 --length=256 --steps=5":
+        Run("ratio", append=" --steps=1 --batch_size=1 --length=32", package="transformers",
+            install="pip install -e '.[bench,export]'"),
+    "python benchmarks/compare_torch.py --method=bert --batch_size=16 --length=128 --steps=5":
+        Run("ratio", append=" --steps=1 --batch_size=2 --length=32", package="transformers",
+            install="pip install -e '.[bench,export]'"),
     "python benchmarks/input_pipeline.py --config=configs/tiny/mae.py --batches=30": Run("examples/s", append=_FEW),
     "python benchmarks/input_pipeline.py --config=configs/mae_vit_b.py --config.batch_size=8 "
     "--config.data.name=image_folder --config.data.data_dir=/tmp/jpegs --config.data.num_workers=0 --batches=30":

@@ -16,15 +16,14 @@ one at a time), step_time_min_s, examples_per_s, threads, device, compiled, dtyp
 
 import argparse
 import json
-import statistics
-import sys
-import time
 
 import numpy as np
 import torch
 from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 from torch import nn
+
+import timing
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -138,37 +137,9 @@ def main():
     opt.step()
     return loss
 
-  sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-  for _ in range(args.warmup):
-    step().item()
-  times = []
-  for _ in range(args.steps):
-    sync()
-    start = time.perf_counter()
-    step().item()
-    sync()
-    times.append(time.perf_counter() - start)
-  if args.profile:
-    activities = [torch.profiler.ProfilerActivity.CPU] + (
-        [torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with torch.profiler.profile(activities=activities) as prof:
-      for _ in range(3):
-        step().item()
-      sync()
-    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    print(prof.key_averages().table(sort_by=sort, row_limit=40, max_name_column_width=80), file=sys.stderr)
-  sync()
-  start = time.perf_counter()
-  for _ in range(args.steps):   # as a training loop runs: no host sync between steps
-    step()
-  sync()
-  pipelined = (time.perf_counter() - start) / args.steps
-  median = statistics.median(times)
-  print(json.dumps(dict(step_time_s=pipelined, step_time_blocking_s=median, step_time_min_s=min(times),
-                        examples_per_s=args.batch_size / pipelined,
-                        threads=torch.get_num_threads(), device=str(device), compiled=args.compile,
-                        dtype=args.dtype, torch=torch.__version__, batch_size=args.batch_size)), flush=True)
-
+  result = timing.time_step(step, device, steps=args.steps, warmup=args.warmup, profile=args.profile)
+  print(json.dumps(dict(result, examples_per_s=args.batch_size / result["step_time_s"], device=str(device),
+                        compiled=args.compile, dtype=args.dtype, batch_size=args.batch_size)), flush=True)
 
 if __name__ == "__main__":
   main()

@@ -4,13 +4,15 @@ masked language modelling with a bidirectional post-LayerNorm transformer.
 Each step masks every training window afresh (dynamic masking, as RoBERTa; the original BERT fixed the masks when
 it prepared the data): `masking.mlm_masking` chooses 15% of the tokens that are not special, replaces 80% of them by
 [MASK], 10% by a random token and keeps 10%, and the loss is the cross-entropy at the chosen positions, averaged over
-all of them in the global batch, through the output layer tied to the token embedding. Next-sentence prediction is
+all of them in the global batch, through the output layer tied to the token embedding (run at the chosen positions
+only, as Google's `max_predictions_per_seq` gathers them: `BERT.predicted`). Next-sentence prediction is
 left out (RoBERTa, Liu et al. 2019, found it does not help), so windows hold runs of documents separated by [SEP]
 rather than sentence pairs, and attention stays within a document (segment ids). Representation: the mean of the
 final hidden states over the first document of each example.
 """
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -36,18 +38,28 @@ class BERT(language.LanguageMethod):
                                             mask_prob=self.mask_prob)
     return dict(batch, text=corrupted), chosen
 
+  def predicted(self, params, hidden, tokens, chosen):
+    """`score_tokens` at the chosen positions only: each window's chosen positions (in order) gathered into
+    `[B, K]`, K = ceil(mask_prob T) + 1 >= the most `mlm_masking` chooses, padded with unchosen positions of weight
+    0, so that the output layer runs at K positions instead of T (Google's `max_predictions_per_seq`)."""
+    k = min(tokens.shape[1], math.ceil(self.mask_prob * tokens.shape[1]) + 1)
+    where = jnp.argsort(-chosen, axis=1, stable=True)[:, :k]
+    pick = lambda x: jnp.take_along_axis(x, where, axis=1)
+    gathered = jnp.take_along_axis(hidden, where[..., None], axis=1)
+    return language.score_tokens(self.logits(params, gathered), pick(tokens), pick(chosen))
+
   def loss(self, params, extra, batch, rng, step):
     del step
     mask_rng, dropout_rng = jax.random.split(rng)
     corrupted, chosen = self.masked(batch, mask_rng)
     hidden = self.hidden(params, corrupted, dropout_rng if self.model.dropout > 0 else None)
-    loss, accuracy = language.mean_scores(language.score_tokens(self.logits(params, hidden), batch["text"], chosen))
+    loss, accuracy = language.mean_scores(self.predicted(params, hidden, batch["text"], chosen))
     return loss, ({"masked_token_accuracy": accuracy}, extra)
 
   def token_predictions(self, params, extra, batch, rng):
     del extra
     corrupted, chosen = self.masked(batch, rng)
-    return language.score_tokens(self.logits(params, self.hidden(params, corrupted)), batch["text"], chosen)
+    return self.predicted(params, self.hidden(params, corrupted), batch["text"], chosen)
 
   @property
   def unpredicted_token_ids(self):
