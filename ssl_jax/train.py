@@ -333,19 +333,21 @@ def evaluate(program: Program, state: TrainState, eval_sources: dict, config, *,
                                                       feature_names=names), suffix="_raw"))
   if config.eval.report:
     results.update(report_lib.run(context, points=config.eval.report_points))
-  if config.eval.sample_prompts and jax.process_index() == 0:
+  if config.eval.sample_prompts:
     _write_samples(program, state, config, workdir)
   return results
 
 
 def _write_samples(program: Program, state: TrainState, config, workdir: str) -> None:
-  """Continues `config.eval.sample_prompts` with the trained language model; prints the texts and writes them to
-  `workdir/report/samples.txt`."""
+  """Continues `config.eval.sample_prompts` with the trained language model (gathered from every process, then
+  sampled on process 0's first device); prints the texts and writes them to `workdir/report/samples.txt`."""
   from ssl_jax import sample
   from ssl_jax.models import backbone
   spec, variables = program.method.encoders(state.params, state.extra)["text"]
-  sampler = sample.Sampler.of(backbone.create(**spec), jax.device_get(variables["params"]),
-                              inputs.tokenizer(config.data))
+  params = jax.tree.map(sharding.to_host, variables["params"])     # a collective: every process takes part
+  if jax.process_index() != 0:
+    return
+  sampler = sample.Sampler.of(backbone.create(**spec), params, inputs.tokenizer(config.data))
   outputs, timing = sampler.complete(list(config.eval.sample_prompts), max_new_tokens=config.eval.sample_tokens,
                                      temperature=0.8, top_k=40)
   texts = "\n\n".join(f"--- {prompt!r}\n{out[0]}" for prompt, out in zip(config.eval.sample_prompts, outputs))

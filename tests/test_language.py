@@ -137,7 +137,9 @@ def test_trainer_reports_validation_loss_with_the_unigram_baseline_of_the_traini
   from ssl_jax.data import inputs
   from ssl_jax.methods import gpt
   from test_fault_matrix import shrunk
-  c, results, _ = gpt_run
+  c, results, workdir = gpt_run
+  samples = (workdir / "report" / "samples.txt").read_text()          # the report's continuations of the prompts
+  assert c.eval.sample_prompts and all(f"--- {p!r}\n{p}" in samples for p in c.eval.sample_prompts)
   vocab = inputs.open_source(c.data, "train").vocab_size
   assert results["eval/validation_loss"] < results["eval/validation_loss_init"]
   assert abs(results["eval/validation_loss_init"] - np.log(vocab)) < 0.1
@@ -156,6 +158,11 @@ def test_trainer_reports_validation_loss_with_the_unigram_baseline_of_the_traini
     c2.eval.evaluators = dict(validation=dict(type="language_model"))
     train.run(c2, str(tmp_path / "refused"))
   assert not (tmp_path / "refused").exists()
+  c3 = shrunk("bert")
+  c3.eval.sample_prompts = ("Return the",)
+  with pytest.raises(ValueError, match="sample_prompts: 'bert' has no causal language model"):
+    train.run(c3, str(tmp_path / "refused_too"))
+  assert not (tmp_path / "refused_too").exists()
 
 
 def test_a_workdir_trained_with_another_tokenizer_is_refused_naming_both(gpt_run):
