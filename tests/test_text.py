@@ -235,3 +235,23 @@ def test_text_parameters_shard_the_vocabulary_over_tensor_and_the_width_over_fsd
   assert spec["token_embedding"] == P("tensor", "fsdp") and spec["mlm_bias"] == P("tensor")
   assert spec["encoder"]["block0"]["attn"]["qkv_kernel"] == P("fsdp", "tensor", None, None)
   assert spec["encoder"]["block0"]["mlp"]["fc1"]["kernel"] == P("fsdp", "tensor")
+
+
+def test_prepare_text_reads_a_prepared_tfds_text_data_set_with_a_progress_bar(tmp_path):
+  """`--input=tfds:<name>` reads a TFDS data set's records through `tfds.data_source` (here `tfds.testing.mock_data`'s
+  imdb_reviews: random text), one document per record's field, and prints its progress and summary."""
+  import tensorflow_datasets as tfds
+  lines = []
+  with tfds.testing.mock_data(num_examples=40):
+    summary = prepare_text.prepare("tfds:imdb_reviews", "bpe:300", str(tmp_path / "imdb"), validation_every=4,
+                                   log=lines.append)
+    with pytest.raises(ValueError, match=r"no 'body' field \(they have \['label', 'text'\]\); set --field"):
+      prepare_text.prepare("tfds:imdb_reviews", "bpe:300", str(tmp_path / "x"), field="body", log=lambda *_: None)
+  assert summary["train"]["documents"] + summary["validation"]["documents"] == 40
+  tokens, starts, meta = text.load_stream(str(tmp_path / "imdb" / "train"))
+  assert len(starts) - 1 == summary["train"]["documents"] == 30 and meta["input"] == "tfds:imdb_reviews"
+  bars = [l for l in lines if l.lstrip().startswith("tokenizing train [")]
+  assert bars[-1].endswith("100% (30 / 30 documents)") and "[####################]" in bars[-1]
+  with pytest.raises(FileNotFoundError, match="is not prepared here"):
+    prepare_text.prepare("tfds:imdb_reviews", "bpe:300", str(tmp_path / "y"), data_dir=str(tmp_path / "none"),
+                         log=lambda *_: None)

@@ -243,8 +243,9 @@ def end_of_text_id(tokenizer) -> int:
   raise ValueError("the tokenizer has none of the end-of-text tokens <|endoftext|>, [SEP], </s>; add one.")
 
 
-def tokenize(texts: Sequence[str], tokenizer, *, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-  """One token stream of `texts`, each followed by the end-of-text token.
+def tokenize(texts: Sequence[str], tokenizer, *, batch: int = 1024, progress=None) -> tuple[np.ndarray, np.ndarray]:
+  """One token stream of `texts`, each followed by the end-of-text token (`progress(documents done)` is called after
+  each batch of `batch` texts, if given).
 
   Returns:
     (tokens: uint16 (a vocabulary under 65,536) or int32 `[N]`, starts: int64 `[len(texts) + 1]`, where document i is
@@ -257,6 +258,8 @@ def tokenize(texts: Sequence[str], tokenizer, *, batch: int = 1024) -> tuple[np.
     for enc in tokenizer.encode_batch(list(texts[i:i + batch]), add_special_tokens=False):
       pieces.append(np.asarray(enc.ids + [eot], np.int64))
       lengths.append(len(enc.ids) + 1)
+    if progress is not None:
+      progress(min(i + batch, len(texts)))
   dtype = np.uint16 if tokenizer.get_vocab_size() <= 2 ** 16 else np.int32
   tokens = np.concatenate(pieces).astype(dtype) if pieces else np.zeros((0,), dtype)
   return tokens, np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
