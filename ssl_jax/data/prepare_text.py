@@ -56,14 +56,11 @@ def read_documents(inputs: str, *, per: str = "file", field: str = "text", bad_f
   docs, counts = [], dict(empty=0, bad_files=0)
   for path in paths:
     try:
-      content = epath.Path(path).read_bytes().decode("utf-8")
+      data = epath.Path(path).read_bytes()
     except FileNotFoundError:
       raise FileNotFoundError(f"--input file {path} does not exist.") from None
-    except UnicodeDecodeError as e:
-      if bad_files == "stop":
-        raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); convert it, or pass "
-                         "--bad_files=skip to leave such files out (they are counted).") from None
-      counts["bad_files"] += 1
+    content = _decode(data, path, bad_files, counts)
+    if content is None:
       continue
     if per == "file":
       texts = [content]
@@ -86,6 +83,18 @@ def read_documents(inputs: str, *, per: str = "file", field: str = "text", bad_f
   return docs, counts
 
 
+def _decode(data: bytes, where: str, bad_files: str, counts: dict) -> str | None:
+  """`data` as UTF-8 text; else an error naming `where` (`bad_files="stop"`) or None, counted in `counts`."""
+  try:
+    return data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    if bad_files == "stop":
+      raise ValueError(f"{where} is not UTF-8 text ({e.reason} at byte {e.start}); convert it, or pass "
+                       "--bad_files=skip to leave such inputs out (they are counted).") from None
+    counts["bad_files"] += 1
+    return None
+
+
 def _tfds_documents(name: str, *, split: str, field: str, data_dir: str | None, bad_files: str):
   """The `field` of every record of a prepared TFDS data set's `split` (`tfds.data_source`: ArrayRecord, no
   TensorFlow), one document each."""
@@ -102,13 +111,8 @@ def _tfds_documents(name: str, *, split: str, field: str, data_dir: str | None, 
       raise ValueError(f"tfds:{name} records have no {field!r} field (they have {sorted(record)}); set --field.")
     value = record[field]
     if isinstance(value, bytes):
-      try:
-        value = value.decode("utf-8")
-      except UnicodeDecodeError as e:
-        if bad_files == "stop":
-          raise ValueError(f"tfds:{name}[{split}] record {i} is not UTF-8 text ({e.reason} at byte {e.start}); "
-                           "pass --bad_files=skip to leave such records out (they are counted).") from None
-        counts["bad_files"] += 1
+      value = _decode(value, f"tfds:{name}[{split}] record {i}", bad_files, counts)
+      if value is None:
         continue
     if str(value).strip():
       docs.append(text_lib.Document(str(value), f"tfds:{name}[{split}]:{i}"))
