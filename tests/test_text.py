@@ -255,3 +255,23 @@ def test_prepare_text_reads_a_prepared_tfds_text_data_set_with_a_progress_bar(tm
   with pytest.raises(FileNotFoundError, match="is not prepared here"):
     prepare_text.prepare("tfds:imdb_reviews", "bpe:300", str(tmp_path / "y"), data_dir=str(tmp_path / "none"),
                          log=lambda *_: None)
+
+
+def test_a_run_on_prepared_data_probes_the_embedded_docstrings_with_its_own_tokenizer(tmp_path):
+  """configs/gpt2_small.py's evaluation: data.name='prepared' with the docstring probe, which must be tokenized by the
+  prepared corpus's tokenizer (a model's ids mean nothing under another), not by data.text.tokenizer's default."""
+  from ssl_jax import config as config_lib
+  from ssl_jax.data import inputs
+  (tmp_path / "in").mkdir()
+  (tmp_path / "in" / "a.txt").write_text("\n".join(d.text for d in _docstrings()[:300]))
+  prepare_text.prepare(str(tmp_path / "in" / "a.txt"), "bpe:700", str(tmp_path / "out"), per="line",
+                       validation_every=4, log=lambda *_: None)
+  data = config_lib.text_data("prepared", length=32, data_dir=str(tmp_path / "out"))
+  windows = inputs.open_source(data, "train")
+  probe = inputs.open_source(data, "test", "stdlib_docstrings_probe")
+  assert windows.vocab_size == probe.vocab_size == 700 and data.text.tokenizer == "bpe:8192"     # not the default
+  tok = text.load_tokenizer(str(tmp_path / "out" / "tokenizer.json"))
+  assert text.tokenizer_digest(inputs.tokenizer(data)) == text.tokenizer_digest(tok)
+  first = probe[0]
+  ids = first["text"][first["text_segment_ids"] > 0].tolist()
+  assert tok.decode(ids) and ids == tok.encode(tok.decode(ids), add_special_tokens=False).ids[:len(ids)]
