@@ -14,7 +14,6 @@ step_time_blocking_s (median of steps synced one at a time), step_time_min_s, ex
 threads, device, compiled, dtype, torch. Needs `pip install -e '.[bench]'` and `transformers` (the `export` extra).
 """
 
-import argparse
 import json
 import sys
 
@@ -40,17 +39,9 @@ def build(name: str, length: int):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = timing.parser(__doc__, batch_size=4, steps=5)
   parser.add_argument("--model", default="gpt2", choices=["gpt2", "bert"])
-  parser.add_argument("--batch_size", type=int, default=4)
   parser.add_argument("--length", type=int, default=256)
-  parser.add_argument("--steps", type=int, default=5)
-  parser.add_argument("--warmup", type=int, default=2)
-  parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-  parser.add_argument("--profile", action="store_true",
-                      help="after timing, profile 3 steps and print the top kernels (torch.profiler) to stderr")
-  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-  parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
   args = parser.parse_args()
   torch.manual_seed(0)
   device = torch.device(args.device)

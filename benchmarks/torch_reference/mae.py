@@ -14,7 +14,6 @@ one at a time), step_time_min_s, examples_per_s, threads, device, compiled, dtyp
 '.[bench]'` (torch, timm).
 """
 
-import argparse
 import json
 
 import numpy as np
@@ -101,16 +100,7 @@ class MAE(nn.Module):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--batch_size", type=int, default=8)
-  parser.add_argument("--steps", type=int, default=10)
-  parser.add_argument("--warmup", type=int, default=2)
-  parser.add_argument("--compile", action="store_true", help="torch.compile the step's model")
-  parser.add_argument("--profile", action="store_true",
-                      help="after timing, profile 3 steps and print the top kernels (torch.profiler) to stderr")
-  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                      help="bfloat16: mixed precision with torch.autocast")
-  parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+  parser = timing.parser(__doc__, batch_size=8, steps=10)
   args = parser.parse_args()
   torch.manual_seed(0)
   device = torch.device(args.device)
