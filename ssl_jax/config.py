@@ -84,6 +84,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.min_lr = 0.0
   c.optim.warmup_steps = config_dict.placeholder(int)
   c.optim.warmup_epochs = config_dict.placeholder(float)
+  c.optim.warmup_base_lr = 0.0                         # the warm-up's first lr, scaled as base_lr (I-JEPA: 2e-4)
   c.optim.weight_decay = 0.05
   c.optim.weight_decay_end = config_dict.placeholder(float)   # set: cosine from weight_decay to this (DINO)
   c.optim.frozen = ()                                  # regexes of parameter paths ("net/encoder/vit/embedding/.*")

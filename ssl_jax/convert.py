@@ -6,7 +6,7 @@
   are transposed; fixed sin-cos position embeddings are written out as `pos_embed` `[1, 1 + T, D]` with a zero [CLS]
   slot (the [CLS] token carries no position embedding, as in MAE). The pooled feature maps to timm's `global_pool`:
   "cls" -> "token", "gap" -> "avg" without `fc_norm`, "gap_fc_norm" -> "avg" with `fc_norm`; `timm_call` writes the
-  `timm.create_model(...)` call.
+  `timm.create_model(...)` call. A ViT without a [CLS] token (I-JEPA) is timm's `class_token=False`, average pooled.
 - `to_hf(spec, variables, image_size)`: Hugging Face `ViTModel` (`config.json` + `model.safetensors`): separate q/k/v
   projections, `layer_norm_eps=1e-6`, no pooler; the features are `last_hidden_state[:, 0]` ("cls") or the mean of
   the patch tokens ("gap"); "gap_fc_norm" has no ViTModel equivalent (its final LayerNorm is always applied).
@@ -34,13 +34,18 @@ def _vit_sizes(spec: dict) -> dict:
   return {k: kw[k] for k in ("patch_size", "width", "depth", "num_heads", "mlp_dim")}
 
 
+def _class_token(spec: dict) -> bool:
+  return spec.get("class_token") is not False
+
+
 def _pos_table(spec: dict, vit_params: dict, grid: int, width: int) -> np.ndarray:
-  """`[1, 1 + grid*grid, D]`: the position embedding with a zero [CLS] slot."""
+  """`[1, 1 + grid*grid, D]`: the position embedding with a zero [CLS] slot (`[1, grid*grid, D]` without [CLS])."""
   if spec.get("posemb", "sincos2d") == "learn":
     table = np.asarray(vit_params["pos_embedding"])[0]
   else:
     table = vit.sincos_2d(width, grid, grid)
-  return np.concatenate([np.zeros((1, width), np.float32), table.astype(np.float32)])[None]
+  slot = [np.zeros((1, width), np.float32)] if _class_token(spec) else []
+  return np.concatenate(slot + [table.astype(np.float32)])[None]
 
 
 def to_timm(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.ndarray], dict]:
@@ -53,7 +58,7 @@ def to_timm(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.
   vp = variables["params"]["vit"]
   f32 = lambda x: np.asarray(x, np.float32)
   out = {
-      "cls_token": f32(vp["cls"]),
+      **({"cls_token": f32(vp["cls"])} if _class_token(spec) else {}),
       "pos_embed": _pos_table(spec, vp, image_size // p, d),
       "patch_embed.proj.weight": f32(vp["embedding"]["kernel"]).reshape(p, p, 3, d).transpose(3, 2, 0, 1),
       "patch_embed.proj.bias": f32(vp["embedding"]["bias"]),
@@ -80,7 +85,7 @@ def to_timm(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.
     out.update({"norm.weight": f32(enc["norm"]["scale"]), "norm.bias": f32(enc["norm"]["bias"])})
   kwargs = dict(pretrained=False, num_classes=0, global_pool=global_pool, fc_norm=fc_norm, img_size=image_size,
                 patch_size=p, embed_dim=d, depth=s["depth"], num_heads=h, mlp_ratio=s["mlp_dim"] / d,
-                class_token=True, qkv_bias=True)
+                class_token=_class_token(spec), qkv_bias=True)
   return {k: np.ascontiguousarray(v) for k, v in out.items()}, kwargs
 
 
@@ -97,6 +102,9 @@ def timm_call(kwargs: dict) -> str:
 def to_hf(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.ndarray], dict]:
   """(Hugging Face `ViTModel` state dict, its `config.json` as a dict) of a ViT encoder."""
   pool = spec.get("pool", "cls")
+  if not _class_token(spec):
+    raise ValueError("a ViT without a [CLS] token (model.class_token=False, e.g. I-JEPA) has no Hugging Face "
+                     "ViTModel equivalent (ViTModel always prepends one); export it with --format=timm.")
   if pool == "gap_fc_norm":
     raise ValueError("a 'gap_fc_norm' encoder has no Hugging Face ViTModel equivalent (ViTModel always applies its "
                      "final LayerNorm to the tokens); export it with --format=timm.")
@@ -129,7 +137,8 @@ def to_hf(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.nd
 
 
 def load_timm_vit(path: str, *, num_heads: int | None = None, pool: str = "cls") -> tuple[dict, dict]:
-  """(spec, variables) of an ssl_jax ViT from a timm ViT safetensors file (class token, learned positions).
+  """(spec, variables) of an ssl_jax ViT from a timm ViT safetensors file (learned positions; with or without a
+  class token, the latter pooled by `pool`, which must then be "gap").
 
   `num_heads` cannot be read from the weights; default: width / 64 (every standard ViT but ViT-H, which has 16).
   """
@@ -145,9 +154,11 @@ def load_timm_vit(path: str, *, num_heads: int | None = None, pool: str = "cls")
     raise ValueError(f"width {d} is not divisible by num_heads={heads}; pass the model's head count.")
   hd = d // heads
   pos = sd["pos_embed"]
+  has_cls = "cls_token" in sd
   vp = {
-      "cls": sd["cls_token"] + pos[:, :1],       # timm adds pos_embed[:, 0] to the [CLS] token; ours adds nothing
-      "pos_embedding": pos[:, 1:],
+      # timm adds pos_embed[:, 0] to the [CLS] token; ours adds nothing.
+      **({"cls": sd["cls_token"] + pos[:, :1]} if has_cls else {}),
+      "pos_embedding": pos[:, 1:] if has_cls else pos,
       "embedding": {"kernel": sd["patch_embed.proj.weight"].transpose(2, 3, 1, 0).reshape(p * p * 3, d),
                     "bias": sd["patch_embed.proj.bias"]},
   }
@@ -171,7 +182,7 @@ def load_timm_vit(path: str, *, num_heads: int | None = None, pool: str = "cls")
     params["fc_norm"] = {"scale": sd["fc_norm.weight"], "bias": sd["fc_norm.bias"]}
   vp["encoder"] = enc
   spec = dict(arch="vit", pool=pool, patch_size=int(p), width=int(d), depth=depth, num_heads=heads, mlp_dim=int(mlp),
-              posemb="learn")
+              posemb="learn", **({} if has_cls else {"class_token": False}))
   return spec, {"params": params}
 
 

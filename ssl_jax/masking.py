@@ -316,25 +316,51 @@ class MultiBlockMask(NamedTuple):
   targets: jax.Array
 
 
-def _block_size(key, grid_h, grid_w, scale, aspect):
-  k1, k2 = jax.random.split(key)
-  s = jax.random.uniform(k1, minval=scale[0], maxval=scale[1])
-  keep = jnp.floor(grid_h * grid_w * s)
-  ar = jax.random.uniform(k2, minval=aspect[0], maxval=aspect[1])
-  h = jnp.round(jnp.sqrt(keep * ar)).astype(jnp.int32)
-  w = jnp.round(jnp.sqrt(keep / ar)).astype(jnp.int32)
-  return jnp.clip(h, 1, grid_h - 1), jnp.clip(w, 1, grid_w - 1)
+def multiblock_block_size(u, grid: tuple[int, int], scale: tuple[float, float],
+                          aspect: tuple[float, float]) -> tuple:
+  """I-JEPA's `_sample_block_size`: the (height, width) of a block from one uniform `u` in [0, 1).
+
+  One draw sets both the scale and the aspect ratio (`scale[0] + u * (scale[1] - scale[0])`, likewise the aspect),
+  as the official collator does; the area kept is `int(H * W * scale)`, `h = round(sqrt(area * aspect))`, `w =
+  round(sqrt(area / aspect))`, each reduced below the grid size. Works on python floats and on traced arrays.
+
+  Example:
+    >>> multiblock_block_size(0.5, (14, 14), (0.15, 0.2), (0.75, 1.5))     # area int(196 * 0.175) = 34
+    (6, 5)
+  """
+  gh, gw = grid
+  np_like = isinstance(u, float)
+  floor, sqrt, rnd = (math.floor, math.sqrt, round) if np_like else (jnp.floor, jnp.sqrt, jnp.round)
+  s = scale[0] + u * (scale[1] - scale[0])
+  area = floor(gh * gw * s)
+  ar = aspect[0] + u * (aspect[1] - aspect[0])
+  h, w = rnd(sqrt(area * ar)), rnd(sqrt(area / ar))
+  if np_like:
+    return min(int(h), gh - 1), min(int(w), gw - 1)
+  return jnp.minimum(h, gh - 1).astype(jnp.int32), jnp.minimum(w, gw - 1).astype(jnp.int32)
+
+
+def multiblock_extremes(grid: tuple[int, int], scale: tuple[float, float],
+                        aspect: tuple[float, float]) -> tuple[int, int]:
+  """(smallest, largest) block area `h * w` that `multiblock_block_size` can give (a fine sweep of `u`, both ends
+  included): the static capacity of the target tokens, and the check that a block can ever exceed `min_keep`."""
+  areas = [math.prod(multiblock_block_size(i / 4096, grid, scale, aspect)) for i in range(4097)]
+  return min(areas), max(areas)
 
 
 def multiblock_masking(rng: jax.Array, batch_size: int, grid: tuple[int, int], *, num_targets: int = 4,
                        target_scale=(0.15, 0.2), target_aspect=(0.75, 1.5), context_scale=(0.85, 1.0),
                        context_aspect=(1.0, 1.0), min_keep: int = 10, tries: int = 20) -> MultiBlockMask:
-  """I-JEPA's multi-block masking (Assran et al. 2023, Sec. 3; the official `MaskCollator`).
+  """I-JEPA's multi-block masking (Assran et al. 2023, Sec. 3), the official `MaskCollator` with static shapes.
 
-  One target-block size and one context-block size are drawn per batch (scale = fraction of the grid, aspect =
-  h / w); every example then places `num_targets` target blocks and one context block uniformly, and the context
-  keeps only the patches of its block that are in no target. The context position is redrawn (up to `tries` times)
-  until at least `min_keep` patches remain.
+  One target-block size and one context-block size are drawn per batch (`multiblock_block_size`: scale = fraction
+  of the grid, aspect = h / w, both from one uniform). Every example places `num_targets` target blocks and one
+  context block, each with its top-left corner uniform in `[0, H - h) x [0, W - w)` (the official `randint(0, H -
+  h)`, which never lets a block touch the last row or column), and the context keeps only its patches outside every
+  target. A context placement is accepted when it keeps more than `min_keep` patches; after `tries` rejected
+  placements the official collator drops the last target from the constraint, then the next, and so on: here all
+  `(num_targets + 1) * tries` placements are drawn at once and the first acceptable one in that order is kept, which
+  is the same distribution. Target blocks are never rejected (they have no constraint).
 
   Args:
     rng: PRNG key.
@@ -343,41 +369,48 @@ def multiblock_masking(rng: jax.Array, batch_size: int, grid: tuple[int, int], *
     num_targets: M (4).
     target_scale, target_aspect: (0.15, 0.2) and (0.75, 1.5).
     context_scale, context_aspect: (0.85, 1.0) and (1.0, 1.0).
-    min_keep: smallest context.
-    tries: context placements tried per example.
+    min_keep: a block is kept only with more than this many patches (10).
+    tries: placements per constraint level (the official `timeout`, 20).
 
   Returns:
-    a `MultiBlockMask` of bool masks (static shapes). Use `mask_to_indices` with a static k (I-JEPA truncates all
-    contexts of a batch to the smallest one) to gather tokens.
+    a `MultiBlockMask` of bool masks (static shapes). The official collator then truncates every example's index
+    list to the batch's smallest (`mask_to_indices` with a static capacity, and a validity limit per example).
 
-  Deviation: where the official collator, after 20 failed tries, relaxes the constraint by ignoring some targets,
-  this keeps the placement with the most visible patches among the tries (the context never overlaps a target).
+  Raises:
+    ValueError: where the official collator would loop forever: a target block, or an unconstrained context block,
+      that can never keep more than `min_keep` patches (`multiblock_extremes`).
 
   Example:
     >>> m = multiblock_masking(jax.random.key(0), 2, (14, 14))
-    >>> bool(jnp.any(m.context[:, None] & m.targets))    # the context never sees a target patch
+    >>> bool(jnp.any(m.context[:, None] & m.targets))    # the context rarely needs to overlap a target
     False
   """
   gh, gw = grid
+  for name, scale, aspect in (("target", target_scale, target_aspect), ("context", context_scale, context_aspect)):
+    smallest = multiblock_extremes(grid, scale, aspect)[0]
+    if smallest <= min_keep:
+      raise ValueError(f"multiblock_masking: a {name} block of scale {tuple(scale)} on a {gh}x{gw} grid can have "
+                       f"{smallest} patches, not more than min_keep={min_keep} (the official collator never "
+                       "returns); lower min_keep or use a finer grid (a smaller patch size).")
   k_tsize, k_csize, k_ex = jax.random.split(rng, 3)
-  th, tw = _block_size(k_tsize, gh, gw, target_scale, target_aspect)
-  ch, cw = _block_size(k_csize, gh, gw, context_scale, context_aspect)
+  th, tw = multiblock_block_size(jax.random.uniform(k_tsize), grid, target_scale, target_aspect)
+  ch, cw = multiblock_block_size(jax.random.uniform(k_csize), grid, context_scale, context_aspect)
 
   def place(key, h, w):
     k1, k2 = jax.random.split(key)
-    top = jax.random.randint(k1, (), 0, gh - h + 1)
-    left = jax.random.randint(k2, (), 0, gw - w + 1)
+    top = jax.random.randint(k1, (), 0, gh - h)
+    left = jax.random.randint(k2, (), 0, gw - w)
     return _block(top, left, h, w, gh, gw)
 
   def one(key):
     k_targets, k_context = jax.random.split(key)
-    targets = jax.vmap(lambda k: place(k, th, tw))(jax.random.split(k_targets, num_targets))
-    covered = jnp.any(targets, axis=0)
-    contexts = jax.vmap(lambda k: place(k, ch, cw) & ~covered)(jax.random.split(k_context, tries))
-    counts = jnp.sum(contexts, axis=(1, 2))
-    first_ok = jnp.argmax(counts >= min_keep)
-    pick = jnp.where(jnp.any(counts >= min_keep), first_ok, jnp.argmax(counts))
-    return contexts[pick].reshape(-1), targets.reshape(num_targets, -1)
+    targets = jax.vmap(lambda k: place(k, th, tw))(jax.random.split(k_targets, num_targets))     # [M, H, W]
+    # Constraint level r keeps the complements of the first M - r targets (the official `tries` counter).
+    allowed = jnp.stack([~jnp.any(targets[:num_targets - r], axis=0) for r in range(num_targets + 1)])
+    blocks = jax.vmap(lambda k: place(k, ch, cw))(jax.random.split(k_context, (num_targets + 1) * tries))
+    contexts = blocks.reshape(num_targets + 1, tries, gh, gw) & allowed[:, None]
+    ok = (jnp.sum(contexts, axis=(2, 3)) > min_keep).reshape(-1)
+    return contexts.reshape(-1, gh * gw)[jnp.argmax(ok)], targets.reshape(num_targets, -1)
 
   context, targets = jax.vmap(one)(jax.random.split(k_ex, batch_size))
   return MultiBlockMask(context, targets)

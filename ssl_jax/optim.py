@@ -16,20 +16,19 @@ def peak_learning_rate(base_lr: float, batch_size: int, lr_batch_base: int = 256
 
 
 def lr_schedule(*, peak_lr: float, warmup_steps: int, total_steps: int, schedule: str = "cosine",
-                min_lr: float = 0.0) -> optax.Schedule:
-  """Linear warm-up from 0 to `peak_lr` over `warmup_steps`, then half-cycle cosine to `min_lr` at `total_steps`
-  (MAE's `adjust_learning_rate`, per step rather than per fractional epoch), linear decay to `min_lr` at
-  `total_steps` (BERT's `polynomial_decay` with power 1), or constant."""
+                min_lr: float = 0.0, init_lr: float = 0.0) -> optax.Schedule:
+  """Linear warm-up from `init_lr` (0; I-JEPA starts at a fifth of its peak) to `peak_lr` over `warmup_steps`, then
+  half-cycle cosine to `min_lr` at `total_steps` (MAE's `adjust_learning_rate`, per step rather than per fractional
+  epoch), linear decay to `min_lr` at `total_steps` (BERT's `polynomial_decay` with power 1), or constant."""
   if schedule == "cosine":
-    return optax.warmup_cosine_decay_schedule(0.0, peak_lr, warmup_steps, max(total_steps, warmup_steps + 1),
+    return optax.warmup_cosine_decay_schedule(init_lr, peak_lr, warmup_steps, max(total_steps, warmup_steps + 1),
                                               end_value=min_lr)
+  warmup = optax.linear_schedule(init_lr, peak_lr, warmup_steps)
   if schedule == "linear":
-    return optax.join_schedules([optax.linear_schedule(0.0, peak_lr, warmup_steps),
-                                 optax.linear_schedule(peak_lr, min_lr, max(total_steps - warmup_steps, 1))],
+    return optax.join_schedules([warmup, optax.linear_schedule(peak_lr, min_lr, max(total_steps - warmup_steps, 1))],
                                 [warmup_steps])
   if schedule == "constant":
-    return optax.join_schedules([optax.linear_schedule(0.0, peak_lr, warmup_steps), optax.constant_schedule(peak_lr)],
-                                [warmup_steps])
+    return optax.join_schedules([warmup, optax.constant_schedule(peak_lr)], [warmup_steps])
   raise ValueError(f"unknown lr schedule {schedule!r}; use one of {SCHEDULES}.")
 
 

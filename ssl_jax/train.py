@@ -166,7 +166,7 @@ class Program:
   abstract_state: TrainState                        # ShapeDtypeStructs with shardings: the restore target
   mesh: jax.sharding.Mesh
   predict: Callable | None = None                   # jitted: (params, extra, eval batch) -> [B, C] logits
-  reconstruct: Callable | None = None               # jitted: (params, extra, eval batch, key) -> 3 uint8 rows
+  reconstruct: Callable | None = None               # jitted: (params, extra, eval batch, key) -> uint8 pictures
   token_predictions: Callable | None = None         # jitted: (params, extra, pretext batch, key) -> per-token scores
   source: pretrained.Source | pretrained.FileSource | None = None   # config.init_from
 
@@ -179,7 +179,8 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
   durations = config_lib.resolve_durations(config, num_train_examples)
   run = contract.RunInfo(inputs=inputs.method_inputs(config.data), total_steps=durations.total,
                          steps_per_epoch=durations.steps_per_epoch, num_classes=num_classes, vocab_size=vocab_size,
-                         special_tokens=special_tokens)
+                         special_tokens=special_tokens,
+                         batch_size=config.batch_size // max(config.grad_accum_steps, 1))
   model, source = config.model.to_dict(), None
   if config.init_from:
     if not methods.get(config.method.name).accepts_pretrained_encoder:
@@ -197,7 +198,8 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
   base_lr = 0.0 if o.base_lr is None else o.base_lr    # unset only in an evaluation-only run (total_steps=0)
   schedule = optim.lr_schedule(peak_lr=optim.peak_learning_rate(base_lr, config.batch_size, o.lr_batch_base),
                                warmup_steps=durations.warmup, total_steps=durations.total, schedule=o.schedule,
-                               min_lr=o.min_lr)
+                               min_lr=o.min_lr,
+                               init_lr=optim.peak_learning_rate(o.warmup_base_lr, config.batch_size, o.lr_batch_base))
   tx = optim.make(name=o.name, learning_rate=schedule,
                   weight_decay=optim.weight_decay_schedule(o.weight_decay, o.weight_decay_end, durations.total),
                   b1=o.b1, b2=o.b2, eps=o.eps, momentum=o.momentum, lr_in_momentum=o.lr_in_momentum,
@@ -311,7 +313,8 @@ def eval_context(program: Program, state: TrainState, config, eval_sources: dict
       predict=(lambda b: program.predict(p, e, _model_inputs(b))) if trained and method.predicts else None,
       reconstruct=(lambda b, key: program.reconstruct(p, e, _model_inputs(b), key)) if (
           not raw and method.reconstructs) else None,
-      token_predictions=token_predictions, picture=picture, title=f"{config.method.name}, step {int(state.step)}")
+      pictures=method.pictures, token_predictions=token_predictions, picture=picture,
+      title=f"{config.method.name}, step {int(state.step)}")
 
 
 def evaluate(program: Program, state: TrainState, eval_sources: dict, config, *, workdir: str | None = None,

@@ -22,8 +22,11 @@ SPEC = dict(arch="vit", patch_size=4, width=32, depth=2, num_heads=4, mlp_dim=64
 
 
 def _encoder(pool, posemb="sincos2d", seed=0):
-  """A randomly initialised encoder with non-trivial LayerNorm parameters, and its variables."""
+  """A randomly initialised encoder with non-trivial LayerNorm parameters, and its variables. Pool "gap_no_cls": a
+  ViT without [CLS] token (I-JEPA's), average pooled."""
   spec = dict(SPEC, pool=pool, posemb=posemb)
+  if pool == "gap_no_cls":
+    spec.update(pool="gap", class_token=False)
   model = backbone.create(**spec)
   variables = jax.device_get(nn.unbox(model.init(jax.random.key(seed), np.zeros((1, 16, 16, 3), np.float32))))
   rng = np.random.default_rng(seed)
@@ -57,15 +60,16 @@ def test_timm_names_and_shapes():
   assert (kw_gap["global_pool"], kw_gap["fc_norm"]) == ("avg", True)
 
 
-@pytest.mark.parametrize("pool", ["cls", "gap", "gap_fc_norm"])
+@pytest.mark.parametrize("pool", ["cls", "gap", "gap_fc_norm", "gap_no_cls"])
 def test_timm_round_trip_gives_the_same_features(pool, tmp_path):
   from safetensors.numpy import save_file
   spec, variables, model = _encoder(pool)
   sd, _ = convert.to_timm(spec, variables, 16)
   save_file(sd, str(tmp_path / "m.safetensors"))
-  spec2, variables2 = convert.load_timm_vit(str(tmp_path / "m.safetensors"), num_heads=4, pool=pool)
-  assert spec2 == dict(arch="vit", pool=pool, patch_size=4, width=32, depth=2, num_heads=4, mlp_dim=64,
-                       posemb="learn")
+  spec2, variables2 = convert.load_timm_vit(str(tmp_path / "m.safetensors"), num_heads=4, pool=spec["pool"])
+  no_cls = {"class_token": False} if pool == "gap_no_cls" else {}
+  assert spec2 == dict(arch="vit", pool=spec["pool"], patch_size=4, width=32, depth=2, num_heads=4, mlp_dim=64,
+                       posemb="learn", **no_cls)
   # Fixed sin-cos positions came back as a learned table; the features are the same.
   x = image.normalize(_images())
   ours = model.apply(variables, x)["pooled"]
@@ -83,6 +87,9 @@ def test_hf_names_split_qkv_and_refuse_fc_norm():
   assert len(sd) == 6 + 2 * 16
   with pytest.raises(ValueError, match="no Hugging Face ViTModel equivalent"):
     convert.to_hf(dict(spec, pool="gap_fc_norm"), _encoder("gap_fc_norm")[1], 16)
+  spec, variables, _ = _encoder("gap_no_cls")
+  with pytest.raises(ValueError, match="without a \\[CLS\\] token"):
+    convert.to_hf(spec, variables, 16)
 
 
 def _features(workdir, images):
@@ -137,7 +144,7 @@ def test_fine_tuning_from_a_timm_file(tmp_path):
 NO_EXTRA = "the optional `export` extra (torch, timm, transformers) is not installed: pip install -e '.[export]'"
 
 
-@pytest.mark.parametrize("pool", ["cls", "gap", "gap_fc_norm"])
+@pytest.mark.parametrize("pool", ["cls", "gap", "gap_fc_norm", "gap_no_cls"])
 def test_timm_model_gives_ssl_jax_features(pool):
   torch = pytest.importorskip("torch", reason=NO_EXTRA)
   timm = pytest.importorskip("timm", reason=NO_EXTRA)

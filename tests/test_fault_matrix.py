@@ -58,8 +58,10 @@ def shrunk(method: str):
   m = c.method
   narrow = lambda dims: tuple([32] * (len(dims) - 1) + [16])
   for key in ("projector", "predictor"):
-    if key in m:
+    if key in m and "dims" in m[key]:
       m[key] = dict(m[key], dims=narrow(m[key]["dims"]))
+    elif key in m:               # a transformer predictor (I-JEPA)
+      m[key] = dict(width=16, depth=1, num_heads=2, mlp_dim=32)
   if "head" in m:
     m.head = dict(m.head, out_dim=64, hidden_dim=32, bottleneck_dim=16)
   if "decoder" in m:
@@ -109,8 +111,10 @@ LOGGED = {"simclr": {"monitor/embedding_std", "monitor/rankme", "probe/train_top
                    "monitor/teacher_student_kl", "teacher_temp"},
           "classify": {"train_top1", "eval/top1", "eval/top5"},
           "gpt": {"next_token_accuracy"},
-          "bert": {"masked_token_accuracy"}}
-PICTURES = {"mae": {"reconstructions.png"}}
+          "bert": {"masked_token_accuracy"},
+          "ijepa": {"monitor/embedding_std", "monitor/rankme", "monitor/target_token_std", "mask/context_tokens",
+                    "mask/target_tokens", "mask/context_truncated", "target_momentum"}}
+PICTURES = {"mae": {"reconstructions.png"}, "ijepa": {"masks.png"}}
 
 
 def _check_reference(method, workdir, results):

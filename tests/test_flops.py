@@ -149,3 +149,33 @@ def test_pytorch_reference_is_the_same_model():
   assert sum(p.numel() for p in reference.parameters()) == sum(x.size for x in jax.tree.leaves(nn.unbox(params)))
   np.testing.assert_allclose(torch_mae.sincos_table(768, 14)[1:], vit.sincos_2d(768, 14, 14), atol=1e-6)
   assert float(reference(torch.randn(2, 3, 224, 224))) > 0
+
+
+def test_stop_gradient_work_counts_once():
+  """A matmul on a stop-gradient path (a teacher's forward pass) has no backward: 1 x; one through a trained
+  parameter 3 x, also inside remat and scan."""
+  def loss(p, e, b):
+    frozen = jax.lax.stop_gradient(b @ e)                                       # 2 * 2*3*3 = 36, no backward
+    trained = jax.checkpoint(lambda a: a @ p)(frozen)                           # 36, trained
+    out, _ = jax.lax.scan(lambda c, _: (c @ p, None), trained, None, length=2)  # 2 x 36, trained
+    return jnp.sum(out)
+  closed = jax.make_jaxpr(loss)(jnp.ones((3, 3)), jnp.ones((3, 3)), jnp.ones((2, 3)))
+  assert flops._split_flops(closed.jaxpr, [True, False, False])[:2] == (108, 36)
+  assert flops.jaxpr_matmul_flops(closed.jaxpr) == 144
+
+
+def test_ijepa_step_counts_its_target_encoder_forward_once():
+  from ssl_jax.methods import ijepa
+  method = ijepa.IJEPA.create(model=dict(patch_size=2, width=32, depth=2, num_heads=2, mlp_dim=64, class_token=False),
+                              run=image_run(16), predictor=dict(width=16, depth=1, num_heads=2, mlp_dim=32),
+                              min_keep=4)
+  batch = {"image": jax.ShapeDtypeStruct((2, 16, 16, 3), jnp.float32)}
+  params, extra = jax.eval_shape(lambda: method.init(jax.random.key(0), {"image": jnp.zeros((2, 16, 16, 3))}))
+  params = nn.unbox(params)
+  counted = flops.train_step_flops(method, params, extra, batch, jax.random.key(1))
+  everything = flops.matmul_flops(lambda p, e, b: method.loss(p, e, b, jax.random.key(1), 0)[0], params, extra, batch)
+  target = flops.matmul_flops(lambda e, b: method.target.apply({"params": e["target"]}, b["image"]), extra, batch)
+  target_expected = 2 * 2 * 64 * 12 * 32 + flops.vit_forward_flops(batch=2, tokens=64, width=32, depth=2, mlp_dim=64)
+  assert target == target_expected
+  gram = 2 * 2 * 2 * 32              # RankMe's Gram matrix of the pooled target features ([2, 32]), no backward
+  assert counted == 3 * everything - 2 * (target + gram)

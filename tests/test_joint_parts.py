@@ -246,3 +246,13 @@ def test_learning_rate_schedules_warm_up_then_decay_by_hand():
   np.testing.assert_allclose(float(constant(12)), 1.0)
   with pytest.raises(ValueError, match="unknown lr schedule"):
     optim.lr_schedule(schedule="step", **kw)
+  # I-JEPA's warm-up starts at init_lr (2e-4 -> 1e-3 in the paper): 0.2 -> 1 over 4 steps here.
+  for name in ("linear", "cosine", "constant"):
+    warm = optim.lr_schedule(schedule=name, init_lr=0.2, **kw)
+    np.testing.assert_allclose([float(warm(s)) for s in (0, 2, 4)], [0.2, 0.6, 1.0], rtol=1e-6)
+
+
+def test_ijepa_momentum_is_linear_from_its_first_update():
+  """The official `momentum_scheduler`: 0.996 at the first update (step 0), + 0.004 * step / total, 1 at the end."""
+  values = [float(teacher.linear_increase(s, 100, 0.996)) for s in (0, 25, 100, 150)]
+  np.testing.assert_allclose(values, [0.996, 0.997, 1.0, 1.0], rtol=1e-7)

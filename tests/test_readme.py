@@ -135,6 +135,13 @@ CHECKS = {
     "python benchmarks/train_step.py --config=configs/mae_vit_b.py --config.batch_size=8 --config.model.dtype=float32 "
     "--steps=10": Covered("tests/test_flops.py::test_train_step_benchmark_reports_mfu_and_a_consistent_flop_count",
                           "the tiny config; the full-size step at batch 8 runs in the README's smoke command here"),
+    "python benchmarks/train_step.py --config=configs/tiny/ijepa.py --steps=20":
+        Covered("tests/test_flops.py::test_ijepa_step_counts_its_target_encoder_forward_once",
+                "the same counter on a small I-JEPA; the harness itself runs in the MAE benchmark test"),
+    "python benchmarks/train_step.py --config=configs/ijepa_vit_h14.py --config.batch_size=8 "
+    "--config.method.mask_group=8 --config.model.variant=B/16 --config.model.dtype=float32 --steps=5":
+        Covered("tests/test_methods.py::test_full_scale_config_builds_and_lowers_at_its_batch",
+                "the full-scale I-JEPA step traced and lowered at its own batch"),
     "python benchmarks/compare_torch.py --batch_size=8 --dtype=float32 --steps=10":
         Run("ratio", append=" --steps=2", **_TORCH),
     "python benchmarks/compare_torch.py --method=gpt --batch_size=4 --length=256 --steps=5":

@@ -38,6 +38,7 @@ class Context:
     class_names: the labels' names, where the data set has them.
     predict: a global batch -> `[B, C]` logits of a method that classifies, else None.
     reconstruct: `(batch, key) -> (input, masked, reconstructed)` uint8 pictures of a method that reconstructs, else None.
+    pictures: the name of `reconstruct`'s picture and its columns' titles (`Method.pictures`).
     token_predictions: `(batch, key)` -> the method's `token_predictions` of a "pretext" batch (the raw-input
       context: the unigram model's), for a method that predicts tokens, else None.
     picture: `picture(key, array)` saves a uint8 `[H, W, 3]` picture of the report (PNG and TensorBoard), or None.
@@ -51,6 +52,7 @@ class Context:
   class_names: tuple[str, ...] | None = None
   predict: Callable[[dict], jax.Array] | None = None
   reconstruct: Callable[..., Any] | None = None
+  pictures: tuple[str, tuple[str, ...]] = ("reconstructions", ("input", "masked", "reconstruction"))
   token_predictions: Callable[..., dict] | None = None
   picture: Callable[[str, np.ndarray], None] | None = None
   title: str = ""

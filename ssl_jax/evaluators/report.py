@@ -37,7 +37,8 @@ def run(context: context_lib.Context, *, points: int = 1000) -> dict[str, float]
   """The end-of-run report of `context`'s representation: per feature, `representation_metrics` of the test split
   (its evaluation view, and two augmented views seeded 1 and 2 for the alignment) and the picture of its embedding
   (at most `points` test examples), saved as "embedding" (one feature) or "embedding_<feature>"; for a method that
-  reconstructs, the grid of its first eight test inputs, masked inputs and reconstructions ("reconstructions").
+  reconstructs, the grid of its first eight test inputs, masked inputs and reconstructions ("reconstructions"; the
+  name and columns of `context.pictures`).
 
   Pictures go through `context.picture` on process 0. Returns `report/...` numbers (per feature as `per_feature`).
   """
@@ -62,7 +63,8 @@ def run(context: context_lib.Context, *, points: int = 1000) -> dict[str, float]
     batch = next(iter(context.batches("test")))
     rows = [sharding.to_host(x)[:8] for x in context.reconstruct(batch, jax.random.key(0))]
     if context.picture is not None and jax.process_index() == 0:
-      context.picture("reconstructions", reconstruction_figure(*rows))
+      name, titles = context.pictures
+      context.picture(name, reconstruction_figure(*rows, titles=titles))
   return numbers
 
 
@@ -105,15 +107,16 @@ def embedding_figure(features, labels, title: str = "", tsne: bool = True, seed:
   return out
 
 
-def reconstruction_figure(images, masked, reconstructions) -> np.ndarray:
-  """Rows of (input, masked input, reconstruction), each uint8 `[N, H, W, 3]`; returns RGB uint8 of the grid."""
+def reconstruction_figure(*columns, titles=("input", "masked", "reconstruction")) -> np.ndarray:
+  """A grid with one row per example and one column per array of `columns` (each uint8 `[N, H, W, 3]`: by default
+  input, masked input, reconstruction), titled `titles`; returns RGB uint8 of the grid."""
   import matplotlib
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt
-  n = len(images)
-  fig, axes = plt.subplots(n, 3, figsize=(4.5, 1.5 * n + 0.4), squeeze=False)
+  n, cols = len(columns[0]), len(columns)
+  fig, axes = plt.subplots(n, cols, figsize=(1.5 * cols, 1.5 * n + 0.4), squeeze=False)
   for i in range(n):
-    for j, (name, img) in enumerate((("input", images), ("masked", masked), ("reconstruction", reconstructions))):
+    for j, (name, img) in enumerate(zip(titles, columns)):
       axes[i, j].imshow(np.asarray(img[i]), interpolation="nearest")
       axes[i, j].axis("off")
       if i == 0:

@@ -27,6 +27,7 @@ from ssl_jax.methods import classify
 from ssl_jax.methods import contract
 from ssl_jax.methods import dino
 from ssl_jax.methods import gpt
+from ssl_jax.methods import ijepa
 from ssl_jax.methods import mae
 from ssl_jax.methods import mocov3
 from ssl_jax.methods import simclr
@@ -37,6 +38,7 @@ METHODS: dict[str, type[contract.Method]] = {
     "classify": classify.Classify,
     "dino": dino.DINO,
     "gpt": gpt.GPT,
+    "ijepa": ijepa.IJEPA,
     "mae": mae.MAE,
     "mocov3": mocov3.MoCoV3,
     "simclr": simclr.SimCLR,

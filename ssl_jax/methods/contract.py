@@ -33,6 +33,8 @@ class RunInfo:
     vocab_size: the token ids of text data (its tokenizer's vocabulary); None for other data.
     special_tokens: the tokenizer's special tokens, `{text: id}` (e.g. "[MASK]"), where the data was read; None
       otherwise (a dry run of data not on this machine).
+    batch_size: the global batch each `loss` call sees (`config.batch_size / config.grad_accum_steps`), where known
+      (None: a method built to read a saved run's encoders).
   """
   inputs: dict
   total_steps: int = 1
@@ -40,6 +42,7 @@ class RunInfo:
   num_classes: int | None = None
   vocab_size: int | None = None
   special_tokens: dict | None = None
+  batch_size: int | None = None
 
   def image_shape(self) -> tuple[int, ...]:
     """The shape of a single-view example's `image`."""
@@ -69,13 +72,15 @@ class Method(abc.ABC):
     accepts_pretrained_encoder: `config.init_from` may start this method from a pretrained encoder; the trainer
       then calls `load_encoders`.
     predicts: `predict` gives class logits; the trainer reports top-1 / top-5 accuracy from them.
-    reconstructs: `reconstruct` draws the method's inputs and outputs for the end-of-run report.
+    reconstructs: `reconstruct` draws the method's inputs and outputs for the end-of-run report, as the picture
+      `pictures[0]` with the columns titled `pictures[1]` (MAE's reconstructions; I-JEPA's context and targets).
     predicts_tokens: `token_predictions` scores the method's own token prediction (a language model's next or masked
       tokens) on held-out data; the `language_model` evaluator reports loss, perplexity and accuracy from it.
   """
   accepts_pretrained_encoder: ClassVar[bool] = False
   predicts: ClassVar[bool] = False
   reconstructs: ClassVar[bool] = False
+  pictures: ClassVar[tuple[str, tuple[str, ...]]] = ("reconstructions", ("input", "masked", "reconstruction"))
   predicts_tokens: ClassVar[bool] = False
 
   @classmethod
@@ -122,8 +127,9 @@ class Method(abc.ABC):
 
   def reconstruct(self, params: Params, extra: Extra, batch: Batch,
                   rng: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Pictures of the method at work on an evaluation batch: `(input, input as the model sees it, output)`, uint8
-    images of one shape, drawn as rows of the report. Needed when `reconstructs`."""
+    """Pictures of the method at work on an evaluation batch, one uint8 `[B, H, W, 3]` array per column titled in
+    `pictures` (by default: input, input as the model sees it, output), drawn as rows of the report. Needed when
+    `reconstructs`."""
     raise NotImplementedError(f"{type(self).__name__} does not reconstruct its input.")
 
   def token_predictions(self, params: Params, extra: Extra, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:

@@ -120,6 +120,8 @@ class MAE(contract.Method):
     if arch != "vit":
       raise ValueError(f"MAE's encoder is a ViT, not config.model.arch={arch!r} (build it with config_lib.vit).")
     enc = vit.vit_kwargs(**model)
+    if not enc["class_token"]:
+      raise ValueError("MAE's encoder and decoder carry a [CLS] token: leave config.model.class_token unset (True).")
     if not 0.0 <= mask_ratio < 1.0:
       raise ValueError(f"method.mask_ratio must be in [0, 1), got {mask_ratio}.")
     if feature not in ("cls", "gap"):

@@ -1,4 +1,5 @@
-"""Momentum (EMA) teachers and the cosine schedules of BYOL, MoCo v3 and DINO (pure jax.numpy)."""
+"""Momentum (EMA) teachers and the momentum schedules of BYOL, MoCo v3, DINO (cosine) and I-JEPA (linear), pure
+jax.numpy."""
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,13 @@ def cosine_increase(step: jax.Array, total_steps: int, base: float, final: float
   """
   t = jnp.clip(jnp.asarray(step, jnp.float32) / max(total_steps, 1), 0.0, 1.0)
   return final - (final - base) * (jnp.cos(jnp.pi * t) + 1.0) / 2.0
+
+
+def linear_increase(step: jax.Array, total_steps: int, base: float, final: float = 1.0) -> jax.Array:
+  """`base + (final - base) * step / total_steps`, clipped at `total_steps`: I-JEPA's EMA momentum (0.996 -> 1, the
+  official `momentum_scheduler` generator, whose first value, used after the first update, is `base`)."""
+  t = jnp.clip(jnp.asarray(step, jnp.float32) / max(total_steps, 1), 0.0, 1.0)
+  return base + (final - base) * t
 
 
 def epoch_warmup(step: jax.Array, steps_per_epoch: int, warmup_epochs: int, start: float, end: float) -> jax.Array:

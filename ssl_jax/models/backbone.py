@@ -26,7 +26,7 @@ class ViTEncoder(nn.Module):
   """A ViT giving its output tokens `[B, 1 + N, D]` ([CLS] first) and one float32 vector per image, by `pool`:
 
   - "cls": the [CLS] token after the final LayerNorm (MAE linear probe, MoCo v3, DINO);
-  - "gap": the mean of the patch tokens after the final LayerNorm;
+  - "gap": the mean of the patch tokens after the final LayerNorm (I-JEPA's ViTs, which have no [CLS] token);
   - "gap_fc_norm": the mean of the patch tokens before any final LayerNorm, then a LayerNorm of its own (`fc_norm`;
     MAE fine-tuning's `global_pool`, timm's `global_pool="avg"` with `fc_norm`): the pretrained final norm is unused.
   """
@@ -48,7 +48,7 @@ class ViTEncoder(nn.Module):
     if self.pool == "cls":
       feats = tokens[:, 0]
     else:
-      feats = jnp.mean(tokens[:, 1:], axis=1)
+      feats = jnp.mean(tokens[:, int(self.vit["class_token"]):], axis=1)
       if self.pool == "gap_fc_norm":
         feats = transformer.layer_norm(self.vit["dtype"], "fc_norm")(feats)
     out = {"pooled": feats.astype(jnp.float32), "tokens": tokens}
@@ -56,11 +56,14 @@ class ViTEncoder(nn.Module):
 
 
 def _vit(*, pool: str | None = "cls", **kw: Any) -> nn.Module:
-  """A ViT (keywords of `vit.vit_kwargs`) pooled by `pool` (None: "cls")."""
-  pool = pool or "cls"
+  """A ViT (keywords of `vit.vit_kwargs`) pooled by `pool` (None: "cls", or "gap" without a [CLS] token)."""
+  kw = vit.vit_kwargs(**kw)
+  pool = pool or ("cls" if kw["class_token"] else "gap")
   if pool not in POOLS:
     raise ValueError(f"model.pool must be one of {POOLS}, got {pool!r}.")
-  return ViTEncoder(vit.vit_kwargs(**kw), pool)
+  if pool == "cls" and not kw["class_token"]:
+    raise ValueError("model.pool='cls' needs the [CLS] token; this ViT has model.class_token=False: use 'gap'.")
+  return ViTEncoder(kw, pool)
 
 
 def _resnet(*, pool: str | None = None, **kw: Any) -> nn.Module:

@@ -1,10 +1,12 @@
-"""Vision Transformer (Dosovitskiy et al. 2021) with MAE token dropping, and the MAE decoder (He et al. 2022).
+"""Vision Transformer (Dosovitskiy et al. 2021) with MAE token dropping, the MAE decoder (He et al. 2022) and the
+I-JEPA predictor (Assran et al. 2023).
 
 The pre-LayerNorm stack of `ssl_jax.models.transformer` (attention by `ssl_jax.models.attention`: cuDNN flash
 attention on recent NVIDIA GPUs in half precision, elsewhere plain XLA ops with FlashAttention's backward pass), a
-[CLS] token, fixed 2-D sin-cos or learned position embeddings. Initialisation follows the official MAE code:
-Xavier-uniform for every linear map (the patch embedding included, on its flattened kernel), zero biases, N(0, 0.02)
-for the [CLS] and mask tokens.
+[CLS] token (optional: I-JEPA's encoders have none), fixed 2-D sin-cos or learned position embeddings.
+Initialisation follows the official MAE code by default: Xavier-uniform for every linear map (the patch embedding
+included, on its flattened kernel), zero biases, N(0, 0.02) for the [CLS] and mask tokens; `init_std` gives every
+linear map N(0, init_std) instead (I-JEPA, BEiT, data2vec: truncated normal 0.02, truncated at +-2, i.e. never).
 
 Parameters carry logical axis names (`embed`, `mlp`, `heads`, `kv`, `patch`) that `ssl_jax.sharding` maps to mesh
 axes; activations are constrained to (`batch`, `length`, `embed`) between blocks.
@@ -20,6 +22,7 @@ import numpy as np
 from ssl_jax import masking
 from ssl_jax.models.attention import ATTENTION_IMPLS
 from ssl_jax.models.transformer import REMAT_POLICIES
+from ssl_jax.models.transformer import BlockStyle
 from ssl_jax.models.transformer import Transformer
 from ssl_jax.models.transformer import constrain_tokens
 from ssl_jax.models.transformer import dense_init
@@ -88,6 +91,9 @@ class ViT(nn.Module):
     final_norm: end with the final LayerNorm (False: MAE/timm global-pool fine-tuning, which normalises the pooled
       tokens with a fresh `fc_norm` instead).
     remat, scan: memory and compile-time options of the blocks (see `Transformer`); the same parameters and results.
+    class_token: prepend a learned [CLS] token (False: I-JEPA's encoders, pooled by the mean of the tokens).
+    init_std: None: Xavier-uniform linear maps (MAE); else N(0, init_std) for the patch embedding and every linear
+      map of the blocks (I-JEPA, BEiT, data2vec: 0.02).
   """
   patch_size: int
   width: int
@@ -101,14 +107,16 @@ class ViT(nn.Module):
   final_norm: bool = True
   remat: str = "none"
   scan: bool = False
+  class_token: bool = True
+  init_std: float | None = None
 
   def grid(self, images_shape):
     _, h, w, _ = images_shape
     return h // self.patch_size, w // self.patch_size
 
   @nn.compact
-  def __call__(self, images, keep_ids=None, train: bool = False, return_layers: bool = False):
-    """Encodes images, optionally keeping only some patches (MAE).
+  def __call__(self, images, keep_ids=None, train: bool = False, return_layers: bool = False, keep_valid=None):
+    """Encodes images, optionally keeping only some patches (MAE, I-JEPA's context).
 
     Args:
       images: `[B, H, W, C]` float, already normalised.
@@ -116,14 +124,18 @@ class ViT(nn.Module):
         patches are dropped, as in MAE). None encodes all `T = (H/p)(W/p)` patches.
       train: apply stochastic depth (needs a "dropout" rng when `drop_path` > 0).
       return_layers: also return every block's output (`Transformer`'s `return_layers`).
+      keep_valid: optional `[B, K]` bool beside `keep_ids`: False marks padding slots (a static capacity larger than
+        an example's count), which no valid token attends to; their outputs are meaningless.
 
     Returns:
-      `[B, 1 + K, width]` (K = T without `keep_ids`) after the final LayerNorm (if `final_norm`); with
-      `return_layers` a tuple of it and the `[depth, B, 1 + K, width]` block outputs (before the final LayerNorm).
+      `[B, P + K, width]` (P = 1 with the [CLS] token, first, else 0; K = T without `keep_ids`) after the final
+      LayerNorm (if `final_norm`); with `return_layers` a tuple of it and the `[depth, B, P + K, width]` block
+      outputs (before the final LayerNorm).
     """
     gh, gw = self.grid(images.shape)
     x = masking.patchify(images, self.patch_size).astype(self.dtype)
-    x = nn.Dense(self.width, dtype=self.dtype, name="embedding", kernel_init=dense_init(("patch", "embed")),
+    style = BlockStyle(init_std=self.init_std)
+    x = nn.Dense(self.width, dtype=self.dtype, name="embedding", kernel_init=style.kernel_init(("patch", "embed")),
                  bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(x)
     if self.posemb == "sincos2d":
       pos = jnp.asarray(sincos_2d(self.width, gh, gw))[None]
@@ -135,14 +147,18 @@ class ViT(nn.Module):
     x = x + pos.astype(self.dtype)
     if keep_ids is not None:
       x = masking.gather_tokens(x, keep_ids)
-    # The [CLS] token carries no position embedding (MAE adds a zero one).
-    cls = self.param("cls", nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, None, "embed")),
-                     (1, 1, self.width))
-    x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (x.shape[0], 1, self.width)), x], axis=1)
+    segment_ids = None if keep_valid is None else keep_valid.astype(jnp.int32)
+    if self.class_token:
+      # The [CLS] token carries no position embedding (MAE adds a zero one).
+      cls = self.param("cls", nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, None, "embed")),
+                       (1, 1, self.width))
+      x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (x.shape[0], 1, self.width)), x], axis=1)
+      if segment_ids is not None:
+        segment_ids = jnp.pad(segment_ids, ((0, 0), (1, 0)), constant_values=1)
     x = constrain_tokens(x)
     return Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, self.drop_path,
-                       self.final_norm, self.remat, self.scan, name="encoder")(x, train,
-                                                                               return_layers=return_layers)
+                       self.final_norm, self.remat, self.scan, style=style, name="encoder")(
+                           x, train, segment_ids=segment_ids, return_layers=return_layers)
 
 
 class MAEDecoder(nn.Module):
@@ -194,16 +210,81 @@ class MAEDecoder(nn.Module):
     return x[:, 1:].astype(jnp.float32)
 
 
+class JEPAPredictor(nn.Module):
+  """I-JEPA's narrow predictor (the official `VisionTransformerPredictor`): context tokens + mask tokens at the
+  positions of one target block -> predicted target-encoder features of that block.
+
+  The context tokens are mapped to the predictor's width and get the predictor's own fixed sin-cos position
+  embedding of their patches; each target block is predicted separately from its own copy of the context (the
+  official code repeats the context once per target), its tokens being a shared learned mask token plus the position
+  embedding of each target patch. After the blocks and a LayerNorm, the target tokens are projected back to the
+  encoder's width.
+
+  Attributes:
+    width, depth, num_heads, mlp_dim: the predictor (I-JEPA ViT-H/14: 384 wide, 12 blocks, 16 heads, mlp 1536).
+    out_dim: the encoder's width.
+    grid: (H, W) patch grid.
+    init_std: N(0, init_std) linear maps and mask token (I-JEPA: 0.02; None: Xavier-uniform).
+  """
+  width: int
+  depth: int
+  num_heads: int
+  mlp_dim: int
+  out_dim: int
+  grid: tuple[int, int]
+  dtype: Any = jnp.float32
+  attention_impl: str | None = None
+  init_std: float | None = 0.02
+  drop_path: float = 0.0
+  remat: str = "none"
+  scan: bool = False
+
+  @nn.compact
+  def __call__(self, context, context_ids, context_valid, target_ids, target_valid, train: bool = False):
+    """Predicts.
+
+    Args:
+      context: `[B, Kc, D_enc]` the context encoder's output tokens (no [CLS]).
+      context_ids, context_valid: `[B, Kc]` their patch indices and validity (False: padding).
+      target_ids, target_valid: `[B, M, Kt]` the patch indices of each of M target blocks and their validity.
+      train: stochastic depth.
+
+    Returns:
+      `[B, M, Kt, out_dim]` float32 predictions (meaningless where `target_valid` is False).
+    """
+    b, m, kt = target_ids.shape
+    kc = context.shape[1]
+    style = BlockStyle(init_std=self.init_std)
+    pos = jnp.asarray(sincos_2d(self.width, *self.grid), self.dtype)                     # [T, W]
+    x = nn.Dense(self.width, dtype=self.dtype, name="embed", kernel_init=style.kernel_init(("embed", "mlp")),
+                 bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)))(context)
+    x = x + pos[context_ids]
+    mask_token = self.param("mask_token", nn.with_logical_partitioning(
+        nn.initializers.normal(self.init_std or 0.02), (None, None, "embed")), (1, 1, self.width))
+    queries = mask_token.astype(self.dtype)[None] + pos[target_ids]                      # [B, M, Kt, W]
+    x = jnp.broadcast_to(x[:, None], (b, m, kc, self.width))
+    x = jnp.concatenate([x, queries], axis=2).reshape(b * m, kc + kt, self.width)     # example-major copies
+    valid = jnp.concatenate([jnp.broadcast_to(context_valid[:, None], (b, m, kc)), target_valid], axis=2)
+    x = Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, self.drop_path,
+                    remat=self.remat, scan=self.scan, style=style, name="predictor")(
+                        constrain_tokens(x), train, segment_ids=valid.reshape(b * m, kc + kt).astype(jnp.int32))
+    x = nn.Dense(self.out_dim, dtype=self.dtype, name="proj", kernel_init=style.kernel_init(("mlp", "embed")),
+                 bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(x[:, kc:])
+    return x.reshape(b, m, kt, self.out_dim).astype(jnp.float32)
+
+
 def vit_kwargs(*, variant: str | None = None, patch_size: int | None = None, width: int | None = None,
                depth: int | None = None, num_heads: int | None = None, mlp_dim: int | None = None,
                posemb: str | None = "sincos2d", dtype: str | None = "float32", attention_impl: str | None = None,
-               drop_path: float | None = 0.0, remat: str | None = "none", scan: bool | None = False) -> dict[str, Any]:
+               drop_path: float | None = 0.0, remat: str | None = "none", scan: bool | None = False,
+               class_token: bool | None = True, init_std: float | None = None) -> dict[str, Any]:
   """ViT keyword arguments from a named variant ("B/16") with optional explicit overrides of its sizes.
 
   None (an unset config placeholder) means the default for `posemb` ("sincos2d"), `dtype` ("float32"),
-  `drop_path` (0), `remat` ("none") and `scan` (False).
+  `drop_path` (0), `remat` ("none"), `scan` (False), `class_token` (True) and `init_std` (Xavier-uniform).
   """
   posemb, dtype, drop_path = posemb or "sincos2d", dtype or "float32", drop_path or 0.0
+  class_token = True if class_token is None else bool(class_token)
   remat, scan = remat or "none", bool(scan)
   if attention_impl is not None and attention_impl not in ATTENTION_IMPLS:
     raise ValueError(f"model.attention_impl={attention_impl!r} is unknown; use one of {ATTENTION_IMPLS} or leave it "
@@ -220,4 +301,4 @@ def vit_kwargs(*, variant: str | None = None, patch_size: int | None = None, wid
   if not 0.0 <= drop_path < 1.0:
     raise ValueError(f"model.drop_path must be in [0, 1), got {drop_path}.")
   return dict(size, posemb=posemb, dtype=jnp.dtype(dtype), attention_impl=attention_impl, drop_path=drop_path,
-              remat=remat, scan=scan)
+              remat=remat, scan=scan, class_token=class_token, init_std=init_std)
