@@ -6,7 +6,9 @@
   are transposed; fixed sin-cos position embeddings are written out as `pos_embed` `[1, 1 + T, D]` with a zero [CLS]
   slot (the [CLS] token carries no position embedding, as in MAE). The pooled feature maps to timm's `global_pool`:
   "cls" -> "token", "gap" -> "avg" without `fc_norm`, "gap_fc_norm" -> "avg" with `fc_norm`; `timm_call` writes the
-  `timm.create_model(...)` call. A ViT without a [CLS] token (I-JEPA) is timm's `class_token=False`, average pooled.
+  `timm.create_model(...)` call. A ViT without a [CLS] token (I-JEPA) is timm's `class_token=False`, average pooled;
+  LayerScale (`layer_scale`) is timm's `init_values` (`ls1.gamma`, `ls2.gamma`); a pretraining [MASK] token is left
+  out (the released encoder never sees one).
 - `to_hf(spec, variables, image_size)`: Hugging Face `ViTModel` (`config.json` + `model.safetensors`): separate q/k/v
   projections, `layer_norm_eps=1e-6`, no pooler; the features are `last_hidden_state[:, 0]` ("cls") or the mean of
   the patch tokens ("gap"); "gap_fc_norm" has no ViTModel equivalent (its final LayerNorm is always applied).
@@ -77,6 +79,8 @@ def to_timm(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.
         t + "mlp.fc1.weight": f32(b["mlp"]["fc1"]["kernel"]).T, t + "mlp.fc1.bias": f32(b["mlp"]["fc1"]["bias"]),
         t + "mlp.fc2.weight": f32(b["mlp"]["fc2"]["kernel"]).T, t + "mlp.fc2.bias": f32(b["mlp"]["fc2"]["bias"]),
     })
+    if "ls1" in b:                   # LayerScale (timm's `init_values`)
+      out.update({t + "ls1.gamma": f32(b["ls1"]), t + "ls2.gamma": f32(b["ls2"])})
   global_pool, fc_norm = TIMM_POOL[pool]
   if fc_norm:
     fcn = variables["params"]["fc_norm"]
@@ -85,7 +89,8 @@ def to_timm(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.
     out.update({"norm.weight": f32(enc["norm"]["scale"]), "norm.bias": f32(enc["norm"]["bias"])})
   kwargs = dict(pretrained=False, num_classes=0, global_pool=global_pool, fc_norm=fc_norm, img_size=image_size,
                 patch_size=p, embed_dim=d, depth=s["depth"], num_heads=h, mlp_ratio=s["mlp_dim"] / d,
-                class_token=_class_token(spec), qkv_bias=True)
+                class_token=_class_token(spec), qkv_bias=True,
+                **({"init_values": float(spec["layer_scale"])} if spec.get("layer_scale") is not None else {}))
   return {k: np.ascontiguousarray(v) for k, v in out.items()}, kwargs
 
 
@@ -102,6 +107,9 @@ def timm_call(kwargs: dict) -> str:
 def to_hf(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.ndarray], dict]:
   """(Hugging Face `ViTModel` state dict, its `config.json` as a dict) of a ViT encoder."""
   pool = spec.get("pool", "cls")
+  if spec.get("layer_scale") is not None:
+    raise ValueError("a ViT with LayerScale (model.layer_scale) has no Hugging Face ViTModel equivalent; export it with "
+                     "--format=timm.")
   if not _class_token(spec):
     raise ValueError("a ViT without a [CLS] token (model.class_token=False, e.g. I-JEPA) has no Hugging Face "
                      "ViTModel equivalent (ViTModel always prepends one); export it with --format=timm.")
@@ -175,6 +183,8 @@ def load_timm_vit(path: str, *, num_heads: int | None = None, pool: str = "cls")
         "mlp": {"fc1": {"kernel": sd[t + "mlp.fc1.weight"].T, "bias": sd[t + "mlp.fc1.bias"]},
                 "fc2": {"kernel": sd[t + "mlp.fc2.weight"].T, "bias": sd[t + "mlp.fc2.bias"]}},
     }
+    if t + "ls1.gamma" in sd:
+      enc[f"block{i}"].update(ls1=sd[t + "ls1.gamma"], ls2=sd[t + "ls2.gamma"])
   params = {"vit": vp}
   if "norm.weight" in sd:
     enc["norm"] = {"scale": sd["norm.weight"], "bias": sd["norm.bias"]}
@@ -182,7 +192,9 @@ def load_timm_vit(path: str, *, num_heads: int | None = None, pool: str = "cls")
     params["fc_norm"] = {"scale": sd["fc_norm.weight"], "bias": sd["fc_norm.bias"]}
   vp["encoder"] = enc
   spec = dict(arch="vit", pool=pool, patch_size=int(p), width=int(d), depth=depth, num_heads=heads, mlp_dim=int(mlp),
-              posemb="learn", **({} if has_cls else {"class_token": False}))
+              posemb="learn", **({} if has_cls else {"class_token": False}),
+              # LayerScale's initial value only shapes initialisation; any value builds the same parameters.
+              **({"layer_scale": 1.0} if "blocks.0.ls1.gamma" in sd else {}))
   return spec, {"params": params}
 
 

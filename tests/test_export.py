@@ -23,10 +23,13 @@ SPEC = dict(arch="vit", patch_size=4, width=32, depth=2, num_heads=4, mlp_dim=64
 
 def _encoder(pool, posemb="sincos2d", seed=0):
   """A randomly initialised encoder with non-trivial LayerNorm parameters, and its variables. Pool "gap_no_cls": a
-  ViT without [CLS] token (I-JEPA's), average pooled."""
+  ViT without [CLS] token (I-JEPA's), average pooled; "cls_layer_scale": with LayerScale and a [MASK] token (BEiT's,
+  data2vec's)."""
   spec = dict(SPEC, pool=pool, posemb=posemb)
   if pool == "gap_no_cls":
     spec.update(pool="gap", class_token=False)
+  if pool == "cls_layer_scale":
+    spec.update(pool="cls", layer_scale=0.1, mask_token=True)
   model = backbone.create(**spec)
   variables = jax.device_get(nn.unbox(model.init(jax.random.key(seed), np.zeros((1, 16, 16, 3), np.float32))))
   rng = np.random.default_rng(seed)
@@ -60,16 +63,16 @@ def test_timm_names_and_shapes():
   assert (kw_gap["global_pool"], kw_gap["fc_norm"]) == ("avg", True)
 
 
-@pytest.mark.parametrize("pool", ["cls", "gap", "gap_fc_norm", "gap_no_cls"])
+@pytest.mark.parametrize("pool", ["cls", "gap", "gap_fc_norm", "gap_no_cls", "cls_layer_scale"])
 def test_timm_round_trip_gives_the_same_features(pool, tmp_path):
   from safetensors.numpy import save_file
   spec, variables, model = _encoder(pool)
   sd, _ = convert.to_timm(spec, variables, 16)
   save_file(sd, str(tmp_path / "m.safetensors"))
   spec2, variables2 = convert.load_timm_vit(str(tmp_path / "m.safetensors"), num_heads=4, pool=spec["pool"])
-  no_cls = {"class_token": False} if pool == "gap_no_cls" else {}
+  variant = {"gap_no_cls": {"class_token": False}, "cls_layer_scale": {"layer_scale": 1.0}}.get(pool, {})
   assert spec2 == dict(arch="vit", pool=spec["pool"], patch_size=4, width=32, depth=2, num_heads=4, mlp_dim=64,
-                       posemb="learn", **no_cls)
+                       posemb="learn", **variant)
   # Fixed sin-cos positions came back as a learned table; the features are the same.
   x = image.normalize(_images())
   ours = model.apply(variables, x)["pooled"]
@@ -89,6 +92,9 @@ def test_hf_names_split_qkv_and_refuse_fc_norm():
     convert.to_hf(dict(spec, pool="gap_fc_norm"), _encoder("gap_fc_norm")[1], 16)
   spec, variables, _ = _encoder("gap_no_cls")
   with pytest.raises(ValueError, match="without a \\[CLS\\] token"):
+    convert.to_hf(spec, variables, 16)
+  spec, variables, _ = _encoder("cls_layer_scale")
+  with pytest.raises(ValueError, match="LayerScale"):
     convert.to_hf(spec, variables, 16)
 
 
@@ -144,7 +150,7 @@ def test_fine_tuning_from_a_timm_file(tmp_path):
 NO_EXTRA = "the optional `export` extra (torch, timm, transformers) is not installed: pip install -e '.[export]'"
 
 
-@pytest.mark.parametrize("pool", ["cls", "gap", "gap_fc_norm", "gap_no_cls"])
+@pytest.mark.parametrize("pool", ["cls", "gap", "gap_fc_norm", "gap_no_cls", "cls_layer_scale"])
 def test_timm_model_gives_ssl_jax_features(pool):
   torch = pytest.importorskip("torch", reason=NO_EXTRA)
   timm = pytest.importorskip("timm", reason=NO_EXTRA)

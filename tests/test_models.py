@@ -76,6 +76,30 @@ def test_token_dropping_equals_encoding_the_kept_patches():
   np.testing.assert_allclose(model.apply(params, changed, keep), out, rtol=1e-5, atol=1e-5)
 
 
+def test_mask_token_hides_masked_patches_and_layer_scale_scales_the_branches():
+  """BEiT-style input masking: the pixels of masked patches no longer reach any output (their embedding is the
+  [MASK] token's, plus their position); LayerScale's `ls1`/`ls2` start at its value and gate each branch (0 leaves
+  the blocks as the identity: the output is the final LayerNorm of the embeddings)."""
+  model = vit.ViT(patch_size=4, width=32, depth=2, num_heads=4, mlp_dim=64, mask_token=True, layer_scale=0.1)
+  images = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+  mask = jnp.zeros((2, 16), bool).at[0, jnp.array([1, 2, 6])].set(True).at[1, jnp.array([0, 15])].set(True)
+  params = nn.unbox(model.init(jax.random.key(1), images))
+  assert np.all(np.asarray(params["params"]["encoder"]["block1"]["ls2"]) == np.float32(0.1))
+  out = model.apply(params, images, mask=mask)
+  noise = jax.random.normal(jax.random.key(2), (2, 16, 48)) * mask[..., None]
+  changed = masking.unpatchify(masking.patchify(images, 4) + noise, 4, 16, 16)
+  np.testing.assert_array_equal(model.apply(params, changed, mask=mask), out)
+  assert not np.allclose(model.apply(params, changed), model.apply(params, images))     # unmasked, they differ
+  gated = jax.tree_util.tree_map_with_path(
+      lambda path, x: jnp.zeros_like(x) if path[-1].key in ("ls1", "ls2") else x, params)
+  embedded = model.apply(gated, images, mask=mask, return_layers=True)[1][0]       # block 0's output = its input
+  x = masking.patchify(images, 4) @ params["params"]["embedding"]["kernel"] + params["params"]["embedding"]["bias"]
+  x = jnp.where(mask[..., None], params["params"]["mask_token"][0], x) + vit.sincos_2d(32, 4, 4)
+  np.testing.assert_allclose(embedded[:, 1:], x, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="mask_token=True"):
+    vit.ViT(patch_size=4, width=32, depth=1, num_heads=4, mlp_dim=64).init(jax.random.key(0), images, mask=mask)
+
+
 def test_mae_decoder_output_and_bfloat16_compute():
   method = mae.MAE.create(model=dict(patch_size=4, width=32, depth=1, num_heads=2, mlp_dim=64, dtype="bfloat16"),
                       run=image_run(16), decoder=dict(width=16, depth=1, num_heads=2, mlp_dim=32))

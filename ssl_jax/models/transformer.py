@@ -31,6 +31,9 @@ class BlockStyle:
       `init_std`.
     dropout: dropout on each residual branch's output, before it is added (BERT 0.1); attention probabilities are
       not dropped.
+    layer_scale: None, or the initial value of LayerScale (Touvron et al. 2021, CaiT): each residual branch's output
+      multiplied by a learned per-channel vector (`ls1`, `ls2`) before it is added (BEiT 0.1, data2vec 1e-4, DINOv2
+      1e-5; timm's `init_values`).
   """
   post_norm: bool = False
   eps: float = 1e-6
@@ -38,6 +41,7 @@ class BlockStyle:
   init_std: float | None = None
   out_init_std: float | None = None
   dropout: float = 0.0
+  layer_scale: float | None = None
 
   def kernel_init(self, names: tuple[str | None, ...], output: bool = False):
     """The initialiser of a linear kernel with logical axis `names` (`output`: a residual branch's projection)."""
@@ -132,6 +136,10 @@ class Block(nn.Module):
         lambda h: MlpBlock(self.mlp_dim, self.dtype, st, name="mlp")(h))
     for i, (branch, name) in enumerate(zip(branches, ("ln1", "ln2"))):
       y = dropout(self, branch(x if st.post_norm else norm(name)(x)), st.dropout, train, drop[i])
+      if st.layer_scale is not None:
+        gamma = self.param(f"ls{i + 1}", nn.with_logical_partitioning(
+            nn.initializers.constant(st.layer_scale), ("embed",)), (x.shape[-1],))
+        y = y * gamma.astype(y.dtype)
       x = x + drop_path(self, y, rate, train, keys[i])
       if st.post_norm:
         x = norm(name)(x)

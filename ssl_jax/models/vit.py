@@ -92,6 +92,9 @@ class ViT(nn.Module):
       tokens with a fresh `fc_norm` instead).
     remat, scan: memory and compile-time options of the blocks (see `Transformer`); the same parameters and results.
     class_token: prepend a learned [CLS] token (False: I-JEPA's encoders, pooled by the mean of the tokens).
+    layer_scale: None, or LayerScale's initial value in every block (`transformer.BlockStyle.layer_scale`).
+    mask_token: a learned [MASK] embedding that `__call__(mask=...)` puts in place of masked patches' embeddings
+      (BEiT, data2vec, iBOT: the encoder sees every position).
     init_std: None: Xavier-uniform linear maps (MAE); else N(0, init_std) for the patch embedding and every linear
       map of the blocks (I-JEPA, BEiT, data2vec: 0.02).
   """
@@ -109,13 +112,16 @@ class ViT(nn.Module):
   scan: bool = False
   class_token: bool = True
   init_std: float | None = None
+  layer_scale: float | None = None
+  mask_token: bool = False
 
   def grid(self, images_shape):
     _, h, w, _ = images_shape
     return h // self.patch_size, w // self.patch_size
 
   @nn.compact
-  def __call__(self, images, keep_ids=None, train: bool = False, return_layers: bool = False, keep_valid=None):
+  def __call__(self, images, keep_ids=None, train: bool = False, return_layers: bool = False, keep_valid=None,
+               mask=None):
     """Encodes images, optionally keeping only some patches (MAE, I-JEPA's context).
 
     Args:
@@ -126,6 +132,8 @@ class ViT(nn.Module):
       return_layers: also return every block's output (`Transformer`'s `return_layers`).
       keep_valid: optional `[B, K]` bool beside `keep_ids`: False marks padding slots (a static capacity larger than
         an example's count), which no valid token attends to; their outputs are meaningless.
+      mask: optional `[B, T]` bool (needs `mask_token`): the patches whose embedding is replaced by the [MASK]
+        embedding before the position embedding is added (BEiT's `x * (1 - w) + mask_token * w`).
 
     Returns:
       `[B, P + K, width]` (P = 1 with the [CLS] token, first, else 0; K = T without `keep_ids`) after the final
@@ -134,9 +142,16 @@ class ViT(nn.Module):
     """
     gh, gw = self.grid(images.shape)
     x = masking.patchify(images, self.patch_size).astype(self.dtype)
-    style = BlockStyle(init_std=self.init_std)
+    style = BlockStyle(init_std=self.init_std, layer_scale=self.layer_scale)
     x = nn.Dense(self.width, dtype=self.dtype, name="embedding", kernel_init=style.kernel_init(("patch", "embed")),
                  bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(x)
+    if self.mask_token:
+      token = self.param("mask_token", nn.with_logical_partitioning(nn.initializers.normal(0.02),
+                                                                    (None, None, "embed")), (1, 1, self.width))
+      if mask is not None:
+        x = jnp.where(mask[..., None], token.astype(self.dtype), x)
+    elif mask is not None:
+      raise ValueError("ViT(mask=...) needs mask_token=True (a learned [MASK] embedding).")
     if self.posemb == "sincos2d":
       pos = jnp.asarray(sincos_2d(self.width, gh, gw))[None]
     elif self.posemb == "learn":
@@ -277,11 +292,13 @@ def vit_kwargs(*, variant: str | None = None, patch_size: int | None = None, wid
                depth: int | None = None, num_heads: int | None = None, mlp_dim: int | None = None,
                posemb: str | None = "sincos2d", dtype: str | None = "float32", attention_impl: str | None = None,
                drop_path: float | None = 0.0, remat: str | None = "none", scan: bool | None = False,
-               class_token: bool | None = True, init_std: float | None = None) -> dict[str, Any]:
+               class_token: bool | None = True, init_std: float | None = None, layer_scale: float | None = None,
+               mask_token: bool | None = False) -> dict[str, Any]:
   """ViT keyword arguments from a named variant ("B/16") with optional explicit overrides of its sizes.
 
   None (an unset config placeholder) means the default for `posemb` ("sincos2d"), `dtype` ("float32"),
-  `drop_path` (0), `remat` ("none"), `scan` (False), `class_token` (True) and `init_std` (Xavier-uniform).
+  `drop_path` (0), `remat` ("none"), `scan` (False), `class_token` (True), `init_std` (Xavier-uniform),
+  `layer_scale` (none) and `mask_token` (False).
   """
   posemb, dtype, drop_path = posemb or "sincos2d", dtype or "float32", drop_path or 0.0
   class_token = True if class_token is None else bool(class_token)
@@ -301,4 +318,5 @@ def vit_kwargs(*, variant: str | None = None, patch_size: int | None = None, wid
   if not 0.0 <= drop_path < 1.0:
     raise ValueError(f"model.drop_path must be in [0, 1), got {drop_path}.")
   return dict(size, posemb=posemb, dtype=jnp.dtype(dtype), attention_impl=attention_impl, drop_path=drop_path,
-              remat=remat, scan=scan, class_token=class_token, init_std=init_std)
+              remat=remat, scan=scan, class_token=class_token, init_std=init_std, layer_scale=layer_scale,
+              mask_token=bool(mask_token))
