@@ -66,6 +66,8 @@ def shrunk(method: str):
     m.head = dict(m.head, out_dim=64, hidden_dim=32, bottleneck_dim=16)
   if "decoder" in m:
     m.decoder = dict(width=32, depth=1, num_heads=2, mlp_dim=64)
+  if m.name == "ijepa":          # a 4x4 patch grid (16 tokens, as the other ViTs here): blocks of 2-3 and 9 patches
+    c.model.patch_size, m.min_keep = 4, 0
   c.eval.update(dict(train_split="train[:64]", test_split="test[:32]", batch_size=32, init_baseline=False,
                      raw_baseline=False, report=False))
   c.eval.evaluators = dict(knn=dict(type="knn", k=5, temperature=0.07))
