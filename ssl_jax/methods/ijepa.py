@@ -108,12 +108,12 @@ class IJEPA(contract.Method):
     return Masks(context_ids, context_valid, target_ids.reshape(b, num_targets, -1), target_valid, counts)
 
   def _targets(self, target_params, images, masks: Masks):
-    """The target encoder's output `[B, T, D]`, and its layer-normalised features at each target block
+    """The target encoder's output `[B, T, D]`, its layer-normalisation `[B, T, D]`, and that at each target block
     `[B, M, Kt, D]` (the regression targets)."""
     out = jax.lax.stop_gradient(self.target.apply({"params": target_params}, images))
     h = losses.layer_norm(out, eps=self.target_eps)
     b, m, k = masks.target_ids.shape
-    return out, masking.gather_tokens(h, masks.target_ids.reshape(b, m * k)).reshape(b, m, k, -1)
+    return out, h, masking.gather_tokens(h, masks.target_ids.reshape(b, m * k)).reshape(b, m, k, -1)
 
   def init(self, rng, batch):
     images = batch["image"]
@@ -125,12 +125,11 @@ class IJEPA(contract.Method):
     images = batch["image"]
     k_mask, k_drop = jax.random.split(rng)
     masks = self.masks(k_mask, images.shape[0], self.mask_group)
-    out, targets = self._targets(extra["target"], images, masks)
+    out, h, targets = self._targets(extra["target"], images, masks)
     z = self.model.apply({"params": params}, images, masks, train=True, rngs={"dropout": k_drop})
     per_position = losses.regression_loss(z, targets, kind="smooth_l1", beta=1.0)       # [B, M, Kt]
     weight = masks.target_valid.astype(jnp.float32)
     loss = jnp.sum(per_position * weight) / jnp.sum(weight)
-    h = losses.layer_norm(out, eps=self.target_eps)
     used = jnp.sum(masks.context_valid, axis=1)
     metrics = {
         "loss": loss,
