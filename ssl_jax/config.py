@@ -150,8 +150,8 @@ def data_block(name: str | None = None, **fields) -> ml_collections.ConfigDict:
 
 
 def image_data(name: str, *, size: int, crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3), flip: bool = True,
-               rand_augment: tuple | None = None, views: dict | None = None, eval_crop_pct: float = 0.875,
-               bad_images: str = "skip", **fields) -> ml_collections.ConfigDict:
+               rand_augment: tuple | None = None, photometric: str | None = None, views: dict | None = None,
+               eval_crop_pct: float = 0.875, bad_images: str = "skip", **fields) -> ml_collections.ConfigDict:
   """`config.data` of an image data set: `data_block(name, **fields)` with its image options under `image`.
 
   Args:
@@ -161,6 +161,8 @@ def image_data(name: str, *, size: int, crop_scale=(0.2, 1.0), crop_ratio=(3 / 4
       single-view method's training images (and of the report's two augmented views).
     rand_augment: (num_ops, magnitude, magnitude_std) of RandAugment after the crop (timm's rand-m9-mstd0.5 is
       (2, 9, 0.5)); None: none.
+    photometric: a `ssl_jax.ops.augment.RECIPES` name applied on the device to a single-view method's training
+      image (BEiT and data2vec: "beit", ColorJitter(0.4, 0.4, 0.4)); None: none.
     views: multi-view methods' view groups by name (processed in name order), each
       `dict(count=2, size=224, scale=(0.08, 1.0), ratio=(3/4, 4/3), flip=True, photometric=("byol1", "byol2"))`
       with `photometric` naming one `ssl_jax.ops.augment.RECIPES` entry per view (or one for all). None: one crop per
@@ -172,6 +174,7 @@ def image_data(name: str, *, size: int, crop_scale=(0.2, 1.0), crop_ratio=(3 / 4
   d.image = ml_collections.ConfigDict(dict(
       size=size, crop_scale=tuple(crop_scale), crop_ratio=tuple(crop_ratio), flip=flip,
       rand_augment=tuple(rand_augment) if rand_augment else config_dict.placeholder(tuple),
+      photometric=photometric if photometric else config_dict.placeholder(str),
       views=ml_collections.ConfigDict(views or {}), eval_crop_pct=eval_crop_pct, bad_images=bad_images))
   return d
 
@@ -344,6 +347,11 @@ def _validate_image(image) -> None:
     raise ValueError(f"config.data.image.bad_images={image.bad_images!r}: use 'skip' or 'stop'.")
   if not 0 < image.eval_crop_pct <= 1:
     raise ValueError(f"config.data.image.eval_crop_pct must be in (0, 1], got {image.eval_crop_pct}.")
+  if image.get("photometric") is not None:
+    if image.views:
+      raise ValueError("config.data.image.photometric augments the single view; with view groups set each group's "
+                       "`photometric` instead (config.data.image.views.<name>.photometric).")
+    augment.recipe(image.photometric)          # raises, naming the known recipes
   for name, g in image.views.items():
     where = f"config.data.image.views.{name}"
     if not name.isidentifier() or keyword.iskeyword(name):    # groups are nested under batch["views"]: any name

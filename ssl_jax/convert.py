@@ -8,7 +8,11 @@
   "cls" -> "token", "gap" -> "avg" without `fc_norm`, "gap_fc_norm" -> "avg" with `fc_norm`; `timm_call` writes the
   `timm.create_model(...)` call. A ViT without a [CLS] token (I-JEPA) is timm's `class_token=False`, average pooled;
   LayerScale (`layer_scale`) is timm's `init_values` (`ls1.gamma`, `ls2.gamma`); a pretraining [MASK] token is left
-  out (the released encoder never sees one).
+  out (the released encoder never sees one). A ViT with a relative position bias (BEiT, data2vec) is timm's `Beit`
+  with `use_shared_rel_pos_bias=True` (`rel_pos_bias.relative_position_bias_table`; `q_bias` and `v_bias`: Beit's
+  attention has no k bias, and ours is dropped exactly, since a k bias adds the same q . b_k to every logit of a
+  query; LayerScale `gamma_1`, `gamma_2`; `use_abs_pos_emb` unless `posemb="none"`); `timm_model_name` names the
+  architecture the keyword arguments override.
 - `to_hf(spec, variables, image_size)`: Hugging Face `ViTModel` (`config.json` + `model.safetensors`): separate q/k/v
   projections, `layer_norm_eps=1e-6`, no pooler; the features are `last_hidden_state[:, 0]` ("cls") or the mean of
   the patch tokens ("gap"); "gap_fc_norm" has no ViTModel equivalent (its final LayerNorm is always applied).
@@ -51,62 +55,92 @@ def _pos_table(spec: dict, vit_params: dict, grid: int, width: int) -> np.ndarra
 
 
 def to_timm(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.ndarray], dict]:
-  """(timm state dict of float32 numpy arrays, keyword arguments of `timm.create_model`) of a ViT encoder."""
+  """(timm state dict of float32 numpy arrays, keyword arguments of `timm.create_model`) of a ViT encoder: a timm
+  `VisionTransformer`, or a `Beit` for a ViT with a relative position bias (see the module docstring)."""
   s = _vit_sizes(spec)
   p, d, h = s["patch_size"], s["width"], s["num_heads"]
+  beit = bool(spec.get("relative_position_bias"))
+  if beit and not _class_token(spec):
+    raise ValueError("timm's Beit always has a [CLS] token; a ViT with a relative position bias and "
+                     "model.class_token=False has no timm equivalent (use --format=npz).")
   if image_size % p:
     raise ValueError(f"image size {image_size} is not divisible by the patch size {p}.")
   pool = spec.get("pool", "cls")
   vp = variables["params"]["vit"]
   f32 = lambda x: np.asarray(x, np.float32)
+  absolute = spec.get("posemb", "sincos2d") != "none"
   out = {
       **({"cls_token": f32(vp["cls"])} if _class_token(spec) else {}),
-      "pos_embed": _pos_table(spec, vp, image_size // p, d),
+      **({"pos_embed": _pos_table(spec, vp, image_size // p, d)} if absolute else {}),
       "patch_embed.proj.weight": f32(vp["embedding"]["kernel"]).reshape(p, p, 3, d).transpose(3, 2, 0, 1),
       "patch_embed.proj.bias": f32(vp["embedding"]["bias"]),
   }
+  if beit:
+    out["rel_pos_bias.relative_position_bias_table"] = f32(vp["rel_pos_bias"]["relative_position_bias_table"])
   enc = vp["encoder"]
   for i in range(s["depth"]):
     b, t = enc[f"block{i}"], f"blocks.{i}."
+    qkv_bias = f32(b["attn"]["qkv_bias"])                                   # [heads, 3, head_dim]
     out.update({
         t + "norm1.weight": f32(b["ln1"]["scale"]), t + "norm1.bias": f32(b["ln1"]["bias"]),
         # Ours: [D, heads, 3, head_dim]; timm's fused Linear(D, 3D): [3D, D] with outputs ordered (q|k|v, heads, dim).
         t + "attn.qkv.weight": f32(b["attn"]["qkv_kernel"]).transpose(0, 2, 1, 3).reshape(d, 3 * d).T,
-        t + "attn.qkv.bias": f32(b["attn"]["qkv_bias"]).transpose(1, 0, 2).reshape(3 * d),
         t + "attn.proj.weight": f32(b["attn"]["out_kernel"]).reshape(d, d).T,
         t + "attn.proj.bias": f32(b["attn"]["out_bias"]),
         t + "norm2.weight": f32(b["ln2"]["scale"]), t + "norm2.bias": f32(b["ln2"]["bias"]),
         t + "mlp.fc1.weight": f32(b["mlp"]["fc1"]["kernel"]).T, t + "mlp.fc1.bias": f32(b["mlp"]["fc1"]["bias"]),
         t + "mlp.fc2.weight": f32(b["mlp"]["fc2"]["kernel"]).T, t + "mlp.fc2.bias": f32(b["mlp"]["fc2"]["bias"]),
     })
+    if beit:                         # q and v biases only (the k bias is dropped: see the module docstring)
+      out.update({t + "attn.q_bias": qkv_bias[:, 0].reshape(d), t + "attn.v_bias": qkv_bias[:, 2].reshape(d)})
+    else:
+      out[t + "attn.qkv.bias"] = qkv_bias.transpose(1, 0, 2).reshape(3 * d)
     if "ls1" in b:                   # LayerScale (timm's `init_values`)
-      out.update({t + "ls1.gamma": f32(b["ls1"]), t + "ls2.gamma": f32(b["ls2"])})
+      names = ("gamma_1", "gamma_2") if beit else ("ls1.gamma", "ls2.gamma")
+      out.update({t + names[0]: f32(b["ls1"]), t + names[1]: f32(b["ls2"])})
   global_pool, fc_norm = TIMM_POOL[pool]
   if fc_norm:
     fcn = variables["params"]["fc_norm"]
     out.update({"fc_norm.weight": f32(fcn["scale"]), "fc_norm.bias": f32(fcn["bias"])})
   else:
     out.update({"norm.weight": f32(enc["norm"]["scale"]), "norm.bias": f32(enc["norm"]["bias"])})
-  kwargs = dict(pretrained=False, num_classes=0, global_pool=global_pool, fc_norm=fc_norm, img_size=image_size,
-                patch_size=p, embed_dim=d, depth=s["depth"], num_heads=h, mlp_ratio=s["mlp_dim"] / d,
-                class_token=_class_token(spec), qkv_bias=True,
-                **({"init_values": float(spec["layer_scale"])} if spec.get("layer_scale") is not None else {}))
+  layer_scale = float(spec["layer_scale"]) if spec.get("layer_scale") is not None else None
+  kwargs = dict(pretrained=False, num_classes=0, global_pool=global_pool, img_size=image_size, patch_size=p,
+                embed_dim=d, depth=s["depth"], num_heads=h, mlp_ratio=s["mlp_dim"] / d, qkv_bias=True)
+  if beit:
+    # init_values 0, not None, without LayerScale: timm.create_model drops None keywords, and Beit's default is 0.1.
+    kwargs.update(use_fc_norm=fc_norm, use_abs_pos_emb=absolute, use_rel_pos_bias=False,
+                  use_shared_rel_pos_bias=True, init_values=layer_scale or 0.0)
+  else:
+    kwargs.update(fc_norm=fc_norm, class_token=_class_token(spec),
+                  **({"init_values": layer_scale} if layer_scale is not None else {}),
+                  **({} if absolute else {"pos_embed": "none"}))
   return {k: np.ascontiguousarray(v) for k, v in out.items()}, kwargs
 
 
-# The timm architecture the keyword arguments of `to_timm` are passed to: they override all of its sizes.
+# The timm architectures the keyword arguments of `to_timm` are passed to: they override all of their sizes.
 TIMM_MODEL = "vit_base_patch16_224"
+TIMM_BEIT_MODEL = "beit_base_patch16_224"
+
+
+def timm_model_name(kwargs: dict) -> str:
+  """The timm architecture `to_timm`'s keyword arguments `kwargs` build: a `VisionTransformer`, or a `Beit` for a ViT
+  with a relative position bias."""
+  return TIMM_BEIT_MODEL if kwargs.get("use_shared_rel_pos_bias") else TIMM_MODEL
 
 
 def timm_call(kwargs: dict) -> str:
   """The `timm.create_model(...)` call, as Python source, that builds the exported encoder."""
   args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-  return f"timm.create_model({TIMM_MODEL!r}, {args})"
+  return f"timm.create_model({timm_model_name(kwargs)!r}, {args})"
 
 
 def to_hf(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.ndarray], dict]:
   """(Hugging Face `ViTModel` state dict, its `config.json` as a dict) of a ViT encoder."""
   pool = spec.get("pool", "cls")
+  if spec.get("relative_position_bias"):
+    raise ValueError("a ViT with a relative position bias (BEiT, data2vec) has no Hugging Face ViTModel equivalent; "
+                     "export it with --format=timm (timm's Beit).")
   if spec.get("layer_scale") is not None:
     raise ValueError("a ViT with LayerScale (model.layer_scale) has no Hugging Face ViTModel equivalent; export it with "
                      "--format=timm.")

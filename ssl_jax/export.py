@@ -47,7 +47,8 @@ def export(workdir: str, fmt: str, out: str, tower: str | None = None) -> str:
     sd, kwargs = convert.to_timm(spec, variables, image_size)
     epath.Path(out).write_bytes(save(sd))
     call = convert.timm_call(kwargs)
-    epath.Path(out + ".timm.json").write_text(json.dumps(dict(model_name=convert.TIMM_MODEL, kwargs=kwargs)))
+    epath.Path(out + ".timm.json").write_text(json.dumps(dict(model_name=convert.timm_model_name(kwargs),
+                                                              kwargs=kwargs)))
     return (f"model = {call}\nmodel.load_state_dict(safetensors.torch.load_file({out!r}), strict=True)\n"
             "features = model(images)   # images: float32 NCHW, ImageNet mean/std normalised")
   sd, config = convert.to_hf(spec, variables, image_size)

@@ -158,3 +158,35 @@ def test_input_spec_matches_the_global_batches():
     assert shapes(seen) == shapes(jax.tree.map(lambda s: jax.ShapeDtypeStruct((16,) + s.shape, s.dtype),
                                                inputs.method_inputs(data)))
     assert all(x.dtype == np.float32 for x in jax.tree.leaves(seen.get("views", {})))
+
+
+def test_single_view_photometric_recipe_on_the_device():
+  """`config.data.image.photometric` (data2vec's and BEiT's colour jitter): the single view is jittered on the device
+  with the stage's key (per example, so the same on any sharding), then normalised; without it the stage draws no
+  random numbers and only normalises. A recipe beside view groups, or an unknown one, is refused."""
+  import jax
+  from ssl_jax import config as config_lib
+  from ssl_jax.data import inputs
+  from ssl_jax.ops import augment
+  from ssl_jax.ops import image
+  images = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)).astype(np.uint8)
+  batch = {"image": images, "label": np.arange(4, dtype=np.int32)}
+  plain = inputs.device_stage(config_lib.image_data("digits", size=16))
+  assert not plain.random
+  np.testing.assert_array_equal(plain(batch)["image"], image.normalize(images))
+  jitter = inputs.device_stage(config_lib.image_data("digits", size=16, photometric="beit"))
+  assert jitter.random and jitter.image_recipe == augment.RECIPES["beit"]
+  out = jitter(batch, jax.random.key(3))
+  want = augment.augment_views(images[:, None], jax.random.fold_in(jax.random.key(3), 0), (augment.RECIPES["beit"],))
+  np.testing.assert_array_equal(out["image"], want[:, 0])
+  assert not np.allclose(out["image"], image.normalize(images)) and out["image"].dtype == np.float32
+  np.testing.assert_array_equal(out["label"], batch["label"])
+  np.testing.assert_array_equal(jitter(dict(batch, image=images[:2]), jax.random.key(3))["image"], out["image"][:2])
+  c = config_lib.base_config()
+  c.data = config_lib.image_data("digits", size=16, photometric="nope")
+  with pytest.raises(ValueError, match="unknown photometric recipe 'nope'"):
+    config_lib._validate_image(c.data.image)
+  c.data = config_lib.image_data("digits", size=16, photometric="beit",
+                                 views=dict(g=dict(count=2, size=16, scale=(0.3, 1.0), photometric="byol1")))
+  with pytest.raises(ValueError, match="augments the single view"):
+    config_lib._validate_image(c.data.image)

@@ -24,12 +24,20 @@ SPEC = dict(arch="vit", patch_size=4, width=32, depth=2, num_heads=4, mlp_dim=64
 def _encoder(pool, posemb="sincos2d", seed=0):
   """A randomly initialised encoder with non-trivial LayerNorm parameters, and its variables. Pool "gap_no_cls": a
   ViT without [CLS] token (I-JEPA's), average pooled; "cls_layer_scale": with LayerScale and a [MASK] token (BEiT's,
-  data2vec's)."""
+  data2vec's); "gap_rel_pos": data2vec's (a shared relative position bias, no absolute position embedding, LayerScale,
+  average pooled); "cls_rel_pos": a relative position bias beside learned absolute positions; "cls_no_posemb": no
+  position information at all."""
   spec = dict(SPEC, pool=pool, posemb=posemb)
   if pool == "gap_no_cls":
     spec.update(pool="gap", class_token=False)
   if pool == "cls_layer_scale":
     spec.update(pool="cls", layer_scale=0.1, mask_token=True)
+  if pool == "gap_rel_pos":
+    spec.update(pool="gap", posemb="none", relative_position_bias=True, layer_scale=0.1, mask_token=True)
+  if pool == "cls_rel_pos":
+    spec.update(pool="cls", posemb="learn", relative_position_bias=True)
+  if pool == "cls_no_posemb":
+    spec.update(pool="cls", posemb="none")
   model = backbone.create(**spec)
   variables = jax.device_get(nn.unbox(model.init(jax.random.key(seed), np.zeros((1, 16, 16, 3), np.float32))))
   rng = np.random.default_rng(seed)
@@ -96,6 +104,11 @@ def test_hf_names_split_qkv_and_refuse_fc_norm():
   spec, variables, _ = _encoder("cls_layer_scale")
   with pytest.raises(ValueError, match="LayerScale"):
     convert.to_hf(spec, variables, 16)
+  spec, variables, _ = _encoder("gap_rel_pos")
+  with pytest.raises(ValueError, match="relative position bias.*timm's Beit"):
+    convert.to_hf(spec, variables, 16)
+  with pytest.raises(ValueError, match="timm's Beit always has a \\[CLS\\] token"):
+    convert.to_timm(dict(spec, class_token=False), variables, 16)
 
 
 def _features(workdir, images):
@@ -150,13 +163,17 @@ def test_fine_tuning_from_a_timm_file(tmp_path):
 NO_EXTRA = "the optional `export` extra (torch, timm, transformers) is not installed: pip install -e '.[export]'"
 
 
-@pytest.mark.parametrize("pool", ["cls", "gap", "gap_fc_norm", "gap_no_cls", "cls_layer_scale"])
+@pytest.mark.parametrize("pool", ["cls", "gap", "gap_fc_norm", "gap_no_cls", "cls_layer_scale", "gap_rel_pos",
+                                  "cls_rel_pos", "cls_no_posemb"])
 def test_timm_model_gives_ssl_jax_features(pool):
+  """The exported encoder loads strictly into timm (a `VisionTransformer`, or a `Beit` with a relative position
+  bias: its k bias, absent from Beit, is non-zero here and dropped) and gives ssl_jax's features."""
   torch = pytest.importorskip("torch", reason=NO_EXTRA)
   timm = pytest.importorskip("timm", reason=NO_EXTRA)
   spec, variables, model = _encoder(pool)
   sd, kwargs = convert.to_timm(spec, variables, 16)
-  net = timm.create_model(convert.TIMM_MODEL, **kwargs).eval()
+  assert convert.timm_model_name(kwargs) == ("beit_base_patch16_224" if "rel_pos" in pool else convert.TIMM_MODEL)
+  net = timm.create_model(convert.timm_model_name(kwargs), **kwargs).eval()
   net.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()}, strict=True)
   x = np.asarray(image.normalize(_images()))
   with torch.no_grad():

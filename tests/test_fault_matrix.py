@@ -68,6 +68,8 @@ def shrunk(method: str):
     m.decoder = dict(width=32, depth=1, num_heads=2, mlp_dim=64)
   if m.name == "ijepa":          # a 4x4 patch grid (16 tokens, as the other ViTs here): blocks of 2-3 and 9 patches
     c.model.patch_size, m.min_keep = 4, 0
+  if m.name == "data2vec":       # a 4x4 patch grid, 10 of its patches masked; the one block's output as the target
+    c.model.patch_size, m.top_k = 4, 1
   c.eval.update(dict(train_split="train[:64]", test_split="test[:32]", batch_size=32, init_baseline=False,
                      raw_baseline=False, report=False))
   c.eval.evaluators = dict(knn=dict(type="knn", k=5, temperature=0.07))
@@ -115,8 +117,10 @@ LOGGED = {"simclr": {"monitor/embedding_std", "monitor/rankme", "probe/train_top
           "gpt": {"next_token_accuracy"},
           "bert": {"masked_token_accuracy"},
           "ijepa": {"monitor/embedding_std", "monitor/rankme", "monitor/target_token_std", "mask/context_tokens",
-                    "mask/target_tokens", "mask/context_truncated", "target_momentum"}}
-PICTURES = {"mae": {"reconstructions.png"}, "ijepa": {"masks.png"}}
+                    "mask/target_tokens", "mask/context_truncated", "target_momentum"},
+          "data2vec": {"monitor/embedding_std", "monitor/rankme", "monitor/target_token_std", "mask/masked_tokens",
+                       "teacher_momentum"}}
+PICTURES = {"mae": {"reconstructions.png"}, "ijepa": {"masks.png"}, "data2vec": {"masks.png"}}
 
 
 def _check_reference(method, workdir, results):

@@ -179,3 +179,25 @@ def test_ijepa_step_counts_its_target_encoder_forward_once():
   assert target == target_expected
   gram = 2 * 2 * 2 * 32              # RankMe's Gram matrix of the pooled target features ([2, 32]), no backward
   assert counted == 3 * everything - 2 * (target + gram)
+
+
+def test_data2vec_step_counts_its_teacher_forward_once():
+  from ssl_jax.methods import data2vec
+  model = dict(patch_size=2, width=32, depth=2, num_heads=2, mlp_dim=64, posemb="none", mask_token=True,
+               relative_position_bias=True, layer_scale=0.1)
+  method = data2vec.Data2Vec.create(model=model, run=image_run(16), num_mask_patches=0.5, min_mask_patches_per_block=4,
+                                    top_k=2)
+  batch = {"image": jax.ShapeDtypeStruct((2, 16, 16, 3), jnp.float32)}
+  params, extra = jax.eval_shape(lambda: method.init(jax.random.key(0), {"image": jnp.zeros((2, 16, 16, 3))}))
+  params = nn.unbox(params)
+  counted = flops.train_step_flops(method, params, extra, batch, jax.random.key(1))
+  everything = flops.matmul_flops(lambda p, e, b: method.loss(p, e, b, jax.random.key(1), 0)[0], params, extra, batch)
+  teacher = flops.matmul_flops(lambda e, b: method.targets(e["teacher"], b["image"]), extra, batch)
+  teacher_expected = 2 * 2 * 64 * 12 * 32 + flops.vit_forward_flops(batch=2, tokens=65, width=32, depth=2, mlp_dim=64)
+  assert teacher == teacher_expected
+  gram = 2 * 2 * 2 * 32              # RankMe's Gram matrix of the pooled targets ([2, 32]), no backward
+  assert counted == 3 * everything - 2 * (teacher + gram)
+  # The student: the same encoder forward (at every position: BEiT-style masking keeps all tokens) and the head on
+  # the 32 masked slots.
+  student = everything - teacher - gram
+  assert student == teacher_expected + 2 * 2 * 32 * 32 * 32

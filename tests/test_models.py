@@ -100,6 +100,48 @@ def test_mask_token_hides_masked_patches_and_layer_scale_scales_the_branches():
     vit.ViT(patch_size=4, width=32, depth=1, num_heads=4, mlp_dim=64).init(jax.random.key(0), images, mask=mask)
 
 
+def test_relative_position_bias_and_beit_initialisation():
+  """BEiT's shared relative position bias: one zero-initialised `[(2H-1)(2W-1) + 3, heads]` table, read at
+  `relative_position_index` (checked against the official code in tests/test_data2vec_reference.py) and added to
+  every block's logits, learned (it gets a gradient); no absolute position embedding ("none"). BEiT's initialisation:
+  N(0, 0.02) truncated at +-1 std (std 0.02 * 0.5396) for every linear map and both tokens, and block i's output
+  projections divided by sqrt(2 i)."""
+  model = vit.ViT(patch_size=4, width=64, depth=3, num_heads=4, mlp_dim=256, posemb="none", mask_token=True,
+                  relative_position_bias=True, init_std=0.02, init_truncation=1.0, depth_scaled_init=True,
+                  layer_scale=0.1)
+  images = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+  params = nn.unbox(model.init(jax.random.key(1), images))["params"]
+  table = params["rel_pos_bias"]["relative_position_bias_table"]
+  assert table.shape == (7 * 7 + 3, 4) and not np.any(table)
+  assert "pos_embedding" not in params
+  for name, x in jax.tree_util.tree_leaves_with_path(params):
+    if name[-1].key in ("kernel", "qkv_kernel", "out_kernel", "cls", "mask_token"):
+      assert float(jnp.max(jnp.abs(x))) <= 0.02, name
+  stds = {i: float(jnp.std(params["encoder"][f"block{i}"]["mlp"]["fc2"]["kernel"])) for i in range(3)}
+  np.testing.assert_allclose(float(jnp.std(params["encoder"]["block0"]["mlp"]["fc1"]["kernel"])), 0.02 * 0.5396,
+                             rtol=0.03)
+  np.testing.assert_allclose([stds[i] * (2 * (i + 1)) ** 0.5 for i in range(3)], [0.02 * 0.5396] * 3, rtol=0.03)
+  out_std = float(jnp.std(params["encoder"]["block2"]["attn"]["out_kernel"]))
+  np.testing.assert_allclose(out_std * 6 ** 0.5, 0.02 * 0.5396, rtol=0.05)
+  # A non-zero table changes the output; the table is learned.
+  biased = jax.tree_util.tree_map_with_path(
+      lambda path, x: jax.random.normal(jax.random.key(5), x.shape) if path[-1].key.startswith("relative") else x,
+      params)
+  assert not np.allclose(model.apply({"params": biased}, images), model.apply({"params": params}, images))
+  grad = jax.grad(lambda p: jnp.sum(jnp.sin(model.apply({"params": p}, images))))(biased)
+  assert float(jnp.max(jnp.abs(grad["rel_pos_bias"]["relative_position_bias_table"]))) > 1e-4
+  scanned = model.clone(remat="full", scan=True)          # the bias reaches the scanned, rematerialised blocks
+  np.testing.assert_allclose(scanned.apply({"params": biased}, images), model.apply({"params": biased}, images),
+                             atol=1e-5)
+  grad_scanned = jax.grad(lambda p: jnp.sum(jnp.sin(scanned.apply({"params": p}, images))))(biased)
+  np.testing.assert_allclose(grad_scanned["rel_pos_bias"]["relative_position_bias_table"],
+                             grad["rel_pos_bias"]["relative_position_bias_table"], atol=1e-5)
+  with pytest.raises(ValueError, match="mask with mask_token=True"):
+    model.apply({"params": params}, images, keep_ids=jnp.zeros((2, 4), jnp.int32))
+  with pytest.raises(ValueError, match="set model.init_std"):
+    vit.vit_kwargs(variant="Ti/16", init_truncation=1.0)
+
+
 def test_mae_decoder_output_and_bfloat16_compute():
   method = mae.MAE.create(model=dict(patch_size=4, width=32, depth=1, num_heads=2, mlp_dim=64, dtype="bfloat16"),
                       run=image_run(16), decoder=dict(width=16, depth=1, num_heads=2, mlp_dim=32))
@@ -240,6 +282,36 @@ def test_masked_attention_every_implementation_against_numpy(causal, packed):
   for name in ("einsum", "padded"):
     for g, w in zip(jax.grad(loss, (1, 2, 3))(impls[name], q, k, v), want):
       np.testing.assert_allclose(g, w, atol=2e-5 * float(jnp.max(jnp.abs(w))), err_msg=name)
+
+
+@pytest.mark.parametrize("per_example", [False, True])
+def test_attention_bias_every_implementation_with_gradients(per_example):
+  """An additive logit bias (BEiT's relative position bias), shared `[heads, T, T]` or per example, gives the float64
+  biased softmax on every path, with a segment mask too; the einsum path's hand-written gradients, the bias's
+  included (summed over the batch when shared), are those of XLA's autodiff, and so are the padded path's."""
+  b, t, h, d = 2, 17, 2, 8
+  q, k, v = (jax.random.normal(jax.random.key(i), (b, t, h, d)) for i in range(3))
+  bias = jax.random.normal(jax.random.key(4), (b, h, t, t) if per_example else (h, t, t))
+  weights = jax.random.normal(jax.random.key(3), (b, t, h, d))
+  segments = jnp.asarray([[1] * 5 + [2] * 12, [1] * 17])
+  mask = np.asarray(segments)[:, None, :, None] == np.asarray(segments)[:, None, None, :]
+  q64, k64, v64, bias64 = (np.asarray(x, np.float64) for x in (q, k, v, bias))
+  scores = np.einsum("bqhd,bkhd->bhqk", q64, k64) / np.sqrt(d) + (bias64 if per_example else bias64[None])
+  scores = np.where(mask, scores, -np.inf)
+  p = np.exp(scores - scores.max(-1, keepdims=True))
+  exact = np.einsum("bhqk,bkhd->bqhd", p / p.sum(-1, keepdims=True), v64)
+  impls = {name: functools.partial(attention.dot_product_attention, implementation=impl, pad_to=pad,
+                                   segment_ids=segments)
+           for name, impl, pad in (("einsum", "einsum", None), ("xla", "xla", None), ("padded", "xla", 8))}
+  loss = lambda fn, q, k, v, bias: jnp.sum(jnp.sin(fn(q, k, v, bias=bias)) * weights)
+  want = jax.grad(loss, (1, 2, 3, 4))(impls["xla"], q, k, v, bias)
+  assert want[3].shape == bias.shape and float(jnp.max(jnp.abs(want[3]))) > 1e-3
+  for name, fn in impls.items():
+    np.testing.assert_allclose(fn(q, k, v, bias=bias), exact, rtol=0, atol=2e-5, err_msg=name)
+    for g, w in zip(jax.grad(loss, (1, 2, 3, 4))(fn, q, k, v, bias), want):
+      np.testing.assert_allclose(g, w, atol=2e-5 * float(jnp.max(jnp.abs(w))), err_msg=name)
+  with pytest.raises(ValueError, match="does not fit 2 heads over 17 tokens"):
+    attention.dot_product_attention(q, k, v, bias=bias[..., 1:])
 
 
 def test_transformer_masks_isolate_documents_and_the_future():

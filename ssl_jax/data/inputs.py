@@ -87,18 +87,23 @@ def batch_spec(data, batch_size: int) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class DeviceStage:
-  """The on-device stage of training batches, `stage(batch, key) -> batch`: `image` normalised; each view group
-  photometrically augmented and normalised, with a key of its own per group (`fold_in(key, i)`, groups in name
-  order); other entries unchanged. `random` says whether it draws random numbers (the train step then splits a key
-  off the step's key for it; a stage that does not gets none, so a single-view method's random numbers do not
+  """The on-device stage of training batches, `stage(batch, key) -> batch`: `image` normalised, after the
+  photometric recipe `image_recipe` if there is one (`config.data.image.photometric`, key `fold_in(key, 0)`); each
+  view group photometrically augmented and normalised, with a key of its own per group (`fold_in(key, i)`, groups in
+  name order); other entries unchanged. `random` says whether it draws random numbers (the train step then splits a
+  key off the step's key for it; a stage that does not gets none, so a single-view method's random numbers do not
   depend on it)."""
   recipes: tuple[tuple[str, tuple[augment.Photometric, ...]], ...] = ()
+  image_recipe: augment.Photometric | None = None
 
   @property
   def random(self) -> bool:
-    return bool(self.recipes)
+    return bool(self.recipes) or self.image_recipe is not None
 
   def __call__(self, batch: dict, key: jax.Array | None = None) -> dict:
+    if self.image_recipe is not None:
+      image = augment.augment_views(batch["image"][:, None], jax.random.fold_in(key, 0), (self.image_recipe,))
+      return dict(eval_stage({k: v for k, v in batch.items() if k != "image"}), image=image[:, 0])
     batch = eval_stage(batch)
     if not self.recipes:
       return batch
@@ -120,7 +125,8 @@ def device_stage(data) -> DeviceStage:
   for name, g in sorted(data.image.views.items()):
     names = (g.photometric,) if isinstance(g.photometric, str) else tuple(g.photometric)
     recipes.append((name, tuple(augment.recipe(names[i % len(names)]) for i in range(g.count))))
-  return DeviceStage(tuple(recipes))
+  single = data.image.get("photometric")            # absent from runs saved before it existed
+  return DeviceStage(tuple(recipes), augment.recipe(single) if single and not recipes else None)
 
 
 def method_inputs(data) -> dict:

@@ -134,29 +134,32 @@ def instance_norm(x: jax.Array, eps: float = 1e-5) -> jax.Array:
   return (x - mean) * jax.lax.rsqrt(jnp.var(x, axis=-2, keepdims=True) + eps)
 
 
-def data2vec_targets(layer_outputs: jax.Array, top_k: int, layer_norm_kind: str | None = "instance",
-                     final_norm_kind: str | None = None) -> jax.Array:
+def data2vec_targets(layer_outputs: jax.Array, top_k: int, layer_norm_kind: str | None = "layer",
+                     final_norm_kind: str | None = "layer", eps: float = 1e-5) -> jax.Array:
   """data2vec's teacher targets: the average of the top K blocks' outputs, each normalised (Baevski et al. 2022).
 
   Args:
-    layer_outputs: `[L, B, T, D]` the teacher's per-block outputs (data2vec takes the FFN output before the last
-      residual connection), L >= top_k.
-    top_k: K, data2vec's `average_top_k_layers` (a per-modality hyperparameter of its configs).
-    layer_norm_kind: normalisation of each layer before averaging: "instance" (over T, per channel; speech and
-      vision), "layer" (over D; text), or None.
-    final_norm_kind: normalisation of the average ("instance", "layer" or None).
+    layer_outputs: `[L, B, T, D]` the teacher's per-block outputs, L >= top_k. The official vision code takes the
+      residual stream after each block (`layer_results="end"`, what `Transformer(return_layers=True)` gives); the
+      speech and text code the FFN output before the block's last residual connection.
+    top_k: K, data2vec's `average_top_k_layers` (vision: 6 of 12 blocks; speech and text: 8).
+    layer_norm_kind: normalisation of each layer before averaging: "layer" (over D, without affine parameters;
+      vision's `target_layer_norm_last`), "instance" (over T, per channel; speech), or None.
+    final_norm_kind: normalisation of the average: "layer" (vision's `post_target_layer_norm`), "instance" or None.
+    eps: the normalisations' epsilon (`F.layer_norm` and `F.instance_norm`: 1e-5).
 
   Returns:
     `[B, T, D]` targets, float32, no gradient.
 
   Example:
     >>> x = jnp.stack([jnp.ones((1, 2, 2)), 3 * jnp.ones((1, 2, 2))])
-    >>> data2vec_targets(x, top_k=2, layer_norm_kind=None).tolist()
+    >>> data2vec_targets(x, top_k=2, layer_norm_kind=None, final_norm_kind=None).tolist()
     [[[2.0, 2.0], [2.0, 2.0]]]
   """
   if not 0 < top_k <= layer_outputs.shape[0]:
     raise ValueError(f"data2vec_targets: top_k={top_k} but {layer_outputs.shape[0]} layers were given.")
-  norms = {"instance": instance_norm, "layer": layer_norm, None: lambda x: x.astype(jnp.float32)}
+  norms = {"instance": lambda x: instance_norm(x, eps), "layer": lambda x: layer_norm(x, eps),
+           None: lambda x: x.astype(jnp.float32)}
   if layer_norm_kind not in norms or final_norm_kind not in norms:
     raise ValueError("data2vec_targets: normalisation must be 'instance', 'layer' or None.")
   layers = [norms[layer_norm_kind](layer_outputs[i]) for i in range(layer_outputs.shape[0] - top_k,

@@ -25,6 +25,7 @@ from ssl_jax.methods import bert
 from ssl_jax.methods import byol
 from ssl_jax.methods import classify
 from ssl_jax.methods import contract
+from ssl_jax.methods import data2vec
 from ssl_jax.methods import dino
 from ssl_jax.methods import gpt
 from ssl_jax.methods import ijepa
@@ -36,6 +37,7 @@ METHODS: dict[str, type[contract.Method]] = {
     "bert": bert.BERT,
     "byol": byol.BYOL,
     "classify": classify.Classify,
+    "data2vec": data2vec.Data2Vec,
     "dino": dino.DINO,
     "gpt": gpt.GPT,
     "ijepa": ijepa.IJEPA,

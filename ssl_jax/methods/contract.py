@@ -126,7 +126,7 @@ class Method(abc.ABC):
     raise NotImplementedError(f"{type(self).__name__} does not predict classes.")
 
   def reconstruct(self, params: Params, extra: Extra, batch: Batch,
-                  rng: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+                  rng: jax.Array) -> tuple[jax.Array, ...]:
     """Pictures of the method at work on an evaluation batch, one uint8 `[B, H, W, 3]` array per column titled in
     `pictures` (by default: input, input as the model sees it, output), drawn as rows of the report. Needed when
     `reconstructs`."""

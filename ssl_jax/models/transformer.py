@@ -34,6 +34,10 @@ class BlockStyle:
     layer_scale: None, or the initial value of LayerScale (Touvron et al. 2021, CaiT): each residual branch's output
       multiplied by a learned per-channel vector (`ls1`, `ls2`) before it is added (BEiT 0.1, data2vec 1e-4, DINOv2
       1e-5; timm's `init_values`).
+    init_truncation: with `init_std`, the normal is truncated at +-`init_truncation` standard deviations (BEiT and
+      data2vec: 1, their `trunc_normal_(std=0.02, a=-0.02, b=0.02)`; I-JEPA's bounds of +-2 absolute never bind).
+    depth_scaled_init: the output projections of block i (from 1) are divided by sqrt(2 i) after initialisation
+      (BEiT's and data2vec's `fix_init_weight`), on top of `out_init_std`.
   """
   post_norm: bool = False
   eps: float = 1e-6
@@ -42,12 +46,30 @@ class BlockStyle:
   out_init_std: float | None = None
   dropout: float = 0.0
   layer_scale: float | None = None
+  init_truncation: float | None = None
+  depth_scaled_init: bool = False
+
+  def normal(self, std: float):
+    """N(0, std), truncated at +-`init_truncation` std when that is set."""
+    if self.init_truncation is None:
+      return nn.initializers.normal(std)
+    return nn.initializers.truncated_normal(std, lower=-self.init_truncation, upper=self.init_truncation)
 
   def kernel_init(self, names: tuple[str | None, ...], output: bool = False):
     """The initialiser of a linear kernel with logical axis `names` (`output`: a residual branch's projection)."""
     std = self.out_init_std if output and self.out_init_std is not None else self.init_std
-    init = nn.initializers.xavier_uniform() if std is None else nn.initializers.normal(std)
+    init = nn.initializers.xavier_uniform() if std is None else self.normal(std)
     return nn.with_logical_partitioning(init, names)
+
+  def for_layer(self, index: int) -> "BlockStyle":
+    """The style of block `index` (from 0): `depth_scaled_init` divides its output projections' std by
+    sqrt(2 (index + 1))."""
+    if not self.depth_scaled_init:
+      return self
+    if self.init_std is None:
+      raise ValueError("depth_scaled_init needs init_std (a normal initialisation to rescale).")
+    std = self.init_std if self.out_init_std is None else self.out_init_std
+    return dataclasses.replace(self, out_init_std=std / (2.0 * (index + 1)) ** 0.5, depth_scaled_init=False)
 
 
 VIT = BlockStyle()
@@ -124,7 +146,7 @@ class Block(nn.Module):
   decode: bool = False
 
   @nn.compact
-  def __call__(self, x, train: bool = False, rate=None, key=None, segment_ids=None):
+  def __call__(self, x, train: bool = False, rate=None, key=None, segment_ids=None, bias=None):
     rate = self.drop_path if rate is None else rate
     keys = (None, None) if key is None else tuple(jax.random.split(key))
     drop = [None, None] if key is None else [jax.random.fold_in(key, 2), jax.random.fold_in(key, 3)]
@@ -132,7 +154,8 @@ class Block(nn.Module):
     norm = lambda name: layer_norm(self.dtype, name, st.eps)
     branches = (
         lambda h: Attention(self.num_heads, self.dtype, self.attention_impl, self.causal, st.init_std,
-                            st.out_init_std, decode=self.decode, name="attn")(h, segment_ids),
+                            st.out_init_std, decode=self.decode, init_truncation=st.init_truncation,
+                            name="attn")(h, segment_ids, bias),
         lambda h: MlpBlock(self.mlp_dim, self.dtype, st, name="mlp")(h))
     for i, (branch, name) in enumerate(zip(branches, ("ln1", "ln2"))):
       y = dropout(self, branch(x if st.post_norm else norm(name)(x)), st.dropout, train, drop[i])
@@ -187,7 +210,7 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, segment_ids: jax.Array | None = None,
-               return_layers: bool = False):
+               return_layers: bool = False, bias: jax.Array | None = None):
     """Applies the stack.
 
     Args:
@@ -195,6 +218,7 @@ class Transformer(nn.Module):
       train: apply stochastic depth (needs a "dropout" rng when `drop_path` > 0).
       segment_ids: optional `[B, T]` int; tokens attend within their segment only.
       return_layers: also return each block's output (before the final LayerNorm), as data2vec's targets need.
+      bias: optional `[(B,) heads, T, T]` added to every block's attention logits (a shared relative position bias).
 
     Returns:
       `[B, T, D]` (after the final LayerNorm if `final_norm`), and with `return_layers` a tuple of it and the
@@ -202,20 +226,20 @@ class Transformer(nn.Module):
     """
     if self.remat not in REMAT_POLICIES:
       raise ValueError(f"model.remat={self.remat!r} is unknown; use one of {sorted(REMAT_POLICIES)}.")
-    block = lambda **kw: Block(self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, causal=self.causal,
-                               style=self.style, decode=self.decode, **kw)
+    block = lambda style=self.style, **kw: Block(self.num_heads, self.mlp_dim, self.dtype, self.attention_impl,
+                                                 causal=self.causal, style=style, decode=self.decode, **kw)
     rates = [self.drop_path * i / max(self.depth - 1, 1) for i in range(self.depth)]
     stochastic = train and (self.drop_path > 0.0 or self.style.dropout > 0.0)
     keys = jax.random.split(self.make_rng("dropout"), self.depth) if stochastic else None
     layers = []
     if self.is_initializing() or self.decode or (self.remat == "none" and not self.scan):
       for i in range(self.depth):
-        x = block(drop_path=rates[i], name=f"block{i}")(x, train, key=None if keys is None else keys[i],
-                                                        segment_ids=segment_ids)
+        x = block(self.style.for_layer(i), drop_path=rates[i], name=f"block{i}")(
+            x, train, key=None if keys is None else keys[i], segment_ids=segment_ids, bias=bias)
         layers.append(x)
     else:
       def apply(params, x, rate, key):
-        return block().apply({"params": params}, x, train, rate, key, segment_ids)
+        return block().apply({"params": params}, x, train, rate, key, segment_ids, bias)
       if self.remat != "none":
         apply = jax.checkpoint(apply, policy=REMAT_POLICIES[self.remat], prevent_cse=not self.scan)
       params = [nn.unbox(self.variables["params"][f"block{i}"]) for i in range(self.depth)]

@@ -1,12 +1,15 @@
-"""Vision Transformer (Dosovitskiy et al. 2021) with MAE token dropping, the MAE decoder (He et al. 2022) and the
-I-JEPA predictor (Assran et al. 2023).
+"""Vision Transformer (Dosovitskiy et al. 2021) with MAE token dropping, BEiT's relative position bias (Bao et al.
+2022), the MAE decoder (He et al. 2022) and the I-JEPA predictor (Assran et al. 2023).
 
 The pre-LayerNorm stack of `ssl_jax.models.transformer` (attention by `ssl_jax.models.attention`: cuDNN flash
 attention on recent NVIDIA GPUs in half precision, elsewhere plain XLA ops with FlashAttention's backward pass), a
-[CLS] token (optional: I-JEPA's encoders have none), fixed 2-D sin-cos or learned position embeddings.
+[CLS] token (optional: I-JEPA's encoders have none), fixed 2-D sin-cos, learned or no absolute position embeddings,
+and optionally one relative position bias table shared by all blocks (BEiT's and data2vec's pretraining).
 Initialisation follows the official MAE code by default: Xavier-uniform for every linear map (the patch embedding
 included, on its flattened kernel), zero biases, N(0, 0.02) for the [CLS] and mask tokens; `init_std` gives every
-linear map N(0, init_std) instead (I-JEPA, BEiT, data2vec: truncated normal 0.02, truncated at +-2, i.e. never).
+linear map N(0, init_std) instead (I-JEPA: 0.02 truncated at +-2 absolute, i.e. never), `init_truncation` truncates
+those normals and the tokens' (BEiT, data2vec: at +-1 std) and `depth_scaled_init` divides block i's output
+projections by sqrt(2 i) (BEiT, data2vec).
 
 Parameters carry logical axis names (`embed`, `mlp`, `heads`, `kv`, `patch`) that `ssl_jax.sharding` maps to mesh
 axes; activations are constrained to (`batch`, `length`, `embed`) between blocks.
@@ -78,12 +81,54 @@ def sincos_2d(width: int, grid_h: int, grid_w: int) -> np.ndarray:
   return np.concatenate([embed_1d(cols), embed_1d(rows)], axis=1).astype(np.float32)
 
 
+def relative_position_index(grid: tuple[int, int], class_token: bool = True) -> tuple[np.ndarray, int]:
+  """BEiT's relative position index (`RelativePositionBias.relative_position_index`) over a `grid` of patches.
+
+  Patches i, j at (h_i, w_i), (h_j, w_j) share the table row `(h_i - h_j + H - 1) (2 W - 1) + (w_i - w_j + W - 1)`;
+  with the [CLS] token (first), three more rows: [CLS] to a patch, a patch to [CLS], [CLS] to itself.
+
+  Returns:
+    `[P + T, P + T]` int32 row indices (P = 1 with the [CLS] token, else 0) and the table's number of rows,
+    `(2 H - 1) (2 W - 1) (+ 3)`.
+  """
+  h, w = grid
+  rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+  rows, cols = rows.reshape(-1), cols.reshape(-1)
+  index = (rows[:, None] - rows[None, :] + h - 1) * (2 * w - 1) + (cols[:, None] - cols[None, :] + w - 1)
+  size = (2 * h - 1) * (2 * w - 1)
+  if not class_token:
+    return index.astype(np.int32), size
+  full = np.empty((h * w + 1,) * 2, np.int64)
+  full[1:, 1:] = index
+  full[0, :], full[:, 0], full[0, 0] = size, size + 1, size + 2
+  return full.astype(np.int32), size + 3
+
+
+class RelativePositionBias(nn.Module):
+  """A learned relative position bias (BEiT, Bao et al. 2022, after Raffel et al. 2020 and Swin): a table of one
+  value per head and relative offset, zero-initialised as BEiT, read at `relative_position_index`.
+
+  Returns `[heads, P + T, P + T]` float32, for every block's attention logits.
+  """
+  grid: tuple[int, int]
+  num_heads: int
+  class_token: bool = True
+
+  @nn.compact
+  def __call__(self):
+    index, size = relative_position_index(self.grid, self.class_token)
+    table = self.param("relative_position_bias_table", nn.with_logical_partitioning(
+        nn.initializers.zeros, (None, "heads")), (size, self.num_heads))
+    return jnp.transpose(table[jnp.asarray(index)], (2, 0, 1))
+
+
 class ViT(nn.Module):
   """ViT encoder returning normalised tokens `[B, 1 + K, width]` ([CLS] first).
 
   Attributes:
     patch_size, width, depth, num_heads, mlp_dim: the architecture (see `parse_variant`).
-    posemb: "sincos2d" (fixed, MAE / MoCo v3) or "learn" (N(0, 0.02) initialised).
+    posemb: "sincos2d" (fixed, MAE / MoCo v3), "learn" (N(0, 0.02) initialised) or "none" (BEiT's and data2vec's
+      pretraining, with `relative_position_bias`).
     dtype: compute dtype (e.g. bfloat16); parameters stay float32.
     attention_impl: one of `ATTENTION_IMPLS` ("einsum", "xla", "cudnn"), or None to pick (see
       `dot_product_attention`).
@@ -97,6 +142,12 @@ class ViT(nn.Module):
       (BEiT, data2vec, iBOT: the encoder sees every position).
     init_std: None: Xavier-uniform linear maps (MAE); else N(0, init_std) for the patch embedding and every linear
       map of the blocks (I-JEPA, BEiT, data2vec: 0.02).
+    init_truncation: truncate those normals, and the [CLS] and [MASK] tokens' N(0, 0.02), at +-`init_truncation`
+      std (BEiT, data2vec: 1; `transformer.BlockStyle`).
+    depth_scaled_init: divide block i's output projections by sqrt(2 i) at initialisation (BEiT, data2vec).
+    relative_position_bias: one learned relative position bias table shared by all blocks (`RelativePositionBias`;
+      BEiT's and data2vec's `use_shared_rel_pos_bias`). It is defined on the full grid, so patches cannot be dropped
+      (`keep_ids`); masking uses `mask_token`.
   """
   patch_size: int
   width: int
@@ -114,6 +165,9 @@ class ViT(nn.Module):
   init_std: float | None = None
   layer_scale: float | None = None
   mask_token: bool = False
+  init_truncation: float | None = None
+  depth_scaled_init: bool = False
+  relative_position_bias: bool = False
 
   def grid(self, images_shape):
     _, h, w, _ = images_shape
@@ -142,12 +196,13 @@ class ViT(nn.Module):
     """
     gh, gw = self.grid(images.shape)
     x = masking.patchify(images, self.patch_size).astype(self.dtype)
-    style = BlockStyle(init_std=self.init_std, layer_scale=self.layer_scale)
+    style = BlockStyle(init_std=self.init_std, layer_scale=self.layer_scale, init_truncation=self.init_truncation,
+                       depth_scaled_init=self.depth_scaled_init)
     x = nn.Dense(self.width, dtype=self.dtype, name="embedding", kernel_init=style.kernel_init(("patch", "embed")),
                  bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(x)
     if self.mask_token:
-      token = self.param("mask_token", nn.with_logical_partitioning(nn.initializers.normal(0.02),
-                                                                    (None, None, "embed")), (1, 1, self.width))
+      token = self.param("mask_token", nn.with_logical_partitioning(style.normal(0.02), (None, None, "embed")),
+                         (1, 1, self.width))
       if mask is not None:
         x = jnp.where(mask[..., None], token.astype(self.dtype), x)
     elif mask is not None:
@@ -157,15 +212,23 @@ class ViT(nn.Module):
     elif self.posemb == "learn":
       pos = self.param("pos_embedding", nn.with_logical_partitioning(
           nn.initializers.normal(0.02), (None, "length", "embed")), (1, gh * gw, self.width))
+    elif self.posemb == "none":
+      pos = jnp.zeros((), self.dtype)
     else:
-      raise ValueError(f"unknown posemb {self.posemb!r}: use 'sincos2d' or 'learn'.")
+      raise ValueError(f"unknown posemb {self.posemb!r}: use 'sincos2d', 'learn' or 'none'.")
     x = x + pos.astype(self.dtype)
+    bias = None
+    if self.relative_position_bias:
+      if keep_ids is not None:
+        raise ValueError("ViT(keep_ids=...) drops patches, which a relative position bias over the full grid does "
+                         "not support: mask with mask_token=True and ViT(mask=...) instead.")
+      bias = RelativePositionBias((gh, gw), self.num_heads, self.class_token, name="rel_pos_bias")()
     if keep_ids is not None:
       x = masking.gather_tokens(x, keep_ids)
     segment_ids = None if keep_valid is None else keep_valid.astype(jnp.int32)
     if self.class_token:
       # The [CLS] token carries no position embedding (MAE adds a zero one).
-      cls = self.param("cls", nn.with_logical_partitioning(nn.initializers.normal(0.02), (None, None, "embed")),
+      cls = self.param("cls", nn.with_logical_partitioning(style.normal(0.02), (None, None, "embed")),
                        (1, 1, self.width))
       x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (x.shape[0], 1, self.width)), x], axis=1)
       if segment_ids is not None:
@@ -173,7 +236,7 @@ class ViT(nn.Module):
     x = constrain_tokens(x)
     return Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, self.drop_path,
                        self.final_norm, self.remat, self.scan, style=style, name="encoder")(
-                           x, train, segment_ids=segment_ids, return_layers=return_layers)
+                           x, train, segment_ids=segment_ids, return_layers=return_layers, bias=bias)
 
 
 class MAEDecoder(nn.Module):
@@ -293,12 +356,14 @@ def vit_kwargs(*, variant: str | None = None, patch_size: int | None = None, wid
                posemb: str | None = "sincos2d", dtype: str | None = "float32", attention_impl: str | None = None,
                drop_path: float | None = 0.0, remat: str | None = "none", scan: bool | None = False,
                class_token: bool | None = True, init_std: float | None = None, layer_scale: float | None = None,
-               mask_token: bool | None = False) -> dict[str, Any]:
+               mask_token: bool | None = False, init_truncation: float | None = None,
+               depth_scaled_init: bool | None = False, relative_position_bias: bool | None = False) -> dict[str, Any]:
   """ViT keyword arguments from a named variant ("B/16") with optional explicit overrides of its sizes.
 
   None (an unset config placeholder) means the default for `posemb` ("sincos2d"), `dtype` ("float32"),
   `drop_path` (0), `remat` ("none"), `scan` (False), `class_token` (True), `init_std` (Xavier-uniform),
-  `layer_scale` (none) and `mask_token` (False).
+  `layer_scale` (none), `mask_token`, `depth_scaled_init` and `relative_position_bias` (False) and
+  `init_truncation` (none).
   """
   posemb, dtype, drop_path = posemb or "sincos2d", dtype or "float32", drop_path or 0.0
   class_token = True if class_token is None else bool(class_token)
@@ -317,6 +382,12 @@ def vit_kwargs(*, variant: str | None = None, patch_size: int | None = None, wid
     raise ValueError(f"model: set `variant` (e.g. 'B/16') or all of {missing}.")
   if not 0.0 <= drop_path < 1.0:
     raise ValueError(f"model.drop_path must be in [0, 1), got {drop_path}.")
+  if posemb not in ("sincos2d", "learn", "none"):
+    raise ValueError(f"model.posemb={posemb!r} is unknown; use 'sincos2d', 'learn' or 'none'.")
+  if (init_truncation is not None or depth_scaled_init) and init_std is None:
+    raise ValueError("model.init_truncation and model.depth_scaled_init shape a normal initialisation: set "
+                     "model.init_std (BEiT, data2vec: 0.02).")
   return dict(size, posemb=posemb, dtype=jnp.dtype(dtype), attention_impl=attention_impl, drop_path=drop_path,
               remat=remat, scan=scan, class_token=class_token, init_std=init_std, layer_scale=layer_scale,
-              mask_token=bool(mask_token))
+              mask_token=bool(mask_token), init_truncation=init_truncation, depth_scaled_init=bool(depth_scaled_init),
+              relative_position_bias=bool(relative_position_bias))
