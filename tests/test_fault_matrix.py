@@ -119,8 +119,9 @@ LOGGED = {"simclr": {"monitor/embedding_std", "monitor/rankme", "probe/train_top
           "ijepa": {"monitor/embedding_std", "monitor/rankme", "monitor/target_token_std", "mask/context_tokens",
                     "mask/target_tokens", "mask/context_truncated", "target_momentum"},
           "data2vec": {"monitor/embedding_std", "monitor/rankme", "monitor/target_token_std", "mask/masked_tokens",
-                       "teacher_momentum"}}
-PICTURES = {"mae": {"reconstructions.png"}, "ijepa": {"masks.png"}, "data2vec": {"masks.png"}}
+                       "teacher_momentum"},
+          "beit": {"masked_token_accuracy", "mask/masked_tokens", "tokenizer/usage", "tokenizer/perplexity"}}
+PICTURES = {"mae": {"reconstructions.png"}, "ijepa": {"masks.png"}, "data2vec": {"masks.png"}, "beit": {"masks.png"}}
 
 
 def _check_reference(method, workdir, results):

@@ -142,6 +142,20 @@ CHECKS = {
     "--config.method.mask_group=8 --config.model.variant=B/16 --config.model.dtype=float32 --steps=5":
         Covered("tests/test_methods.py::test_full_scale_config_builds_and_lowers_at_its_batch",
                 "the full-scale I-JEPA step traced and lowered at its own batch"),
+    "python benchmarks/train_step.py --config=configs/tiny/data2vec.py --steps=20":
+        Covered("tests/test_flops.py::test_data2vec_step_counts_its_teacher_forward_once",
+                "the same counter on a small data2vec; the harness itself runs in the MAE benchmark test"),
+    "python benchmarks/train_step.py --config=configs/tiny/beit.py --steps=20":
+        Covered("tests/test_fault_matrix.py::test_faults_in_sequence_end_as_the_uninterrupted_run",
+                "the tiny BEiT config's step, shrunk, through the trainer; the harness runs in the MAE benchmark test"),
+    "python benchmarks/train_step.py --config=configs/data2vec_vit_b.py --config.batch_size=8 "
+    "--config.model.dtype=float32 --steps=5":
+        Covered("tests/test_methods.py::test_full_scale_config_builds_and_lowers_at_its_batch",
+                "the full-scale data2vec step traced and lowered at its own batch"),
+    "python benchmarks/train_step.py --config=configs/beit_vit_b.py --config.batch_size=8 "
+    "--config.model.dtype=float32 --steps=5":
+        Covered("tests/test_methods.py::test_full_scale_config_builds_and_lowers_at_its_batch",
+                "the full-scale BEiT step traced and lowered at its own batch"),
     "python benchmarks/compare_torch.py --batch_size=8 --dtype=float32 --steps=10":
         Run("ratio", append=" --steps=2", **_TORCH),
     "python benchmarks/compare_torch.py --method=gpt --batch_size=4 --length=256 --steps=5":

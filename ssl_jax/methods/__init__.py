@@ -21,6 +21,7 @@ group (photometrically augmented on the device), plus `label` and `index` `[B]`;
 probe's padded `text` examples (segment 0 on the padding).
 """
 
+from ssl_jax.methods import beit
 from ssl_jax.methods import bert
 from ssl_jax.methods import byol
 from ssl_jax.methods import classify
@@ -34,6 +35,7 @@ from ssl_jax.methods import mocov3
 from ssl_jax.methods import simclr
 
 METHODS: dict[str, type[contract.Method]] = {
+    "beit": beit.BEiT,
     "bert": bert.BERT,
     "byol": byol.BYOL,
     "classify": classify.Classify,

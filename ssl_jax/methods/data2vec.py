@@ -27,7 +27,6 @@ gradients with a PyTorch transcription of the official code, and the mask counts
 
 import dataclasses
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -35,36 +34,15 @@ from ssl_jax import losses
 from ssl_jax import masking
 from ssl_jax import monitors
 from ssl_jax.methods import contract
+from ssl_jax.methods import masked_image
 from ssl_jax.methods import teacher as teacher_lib
-from ssl_jax.models import transformer
 from ssl_jax.models import vit
-from ssl_jax.ops import image
-
-
-class Data2VecModel(nn.Module):
-  """The student encoder (`encoder`) and its regression head (`lm_head`, a linear map D -> D)."""
-  encoder: dict
-
-  @nn.compact
-  def __call__(self, images, mask, masked_ids, train: bool = False):
-    """`images` `[B, H, W, 3]`, `mask` `[B, T]` bool, `masked_ids` `[B, K]` -> predictions `[B, K, D]` float32 at
-    the patches `masked_ids`."""
-    enc = self.encoder
-    tokens = vit.ViT(**enc, name="encoder")(images, train=train, mask=mask)
-    patches = masking.gather_tokens(tokens[:, int(enc["class_token"]):], masked_ids)
-    style = transformer.BlockStyle(init_std=enc["init_std"], init_truncation=enc["init_truncation"])
-    head = nn.Dense(enc["width"], dtype=enc["dtype"], name="lm_head", kernel_init=style.kernel_init(("embed", "mlp")),
-                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)))
-    return head(patches).astype(jnp.float32)
 
 
 @dataclasses.dataclass(frozen=True)
-class Data2Vec(contract.Method):
+class Data2Vec(masked_image.MaskedImageMethod):
   """data2vec (vision) behind the method contract (`ssl_jax.methods.contract.Method`)."""
-  reconstructs = True
-  pictures = ("masks", ("input", "masked"))
-
-  model: Data2VecModel
+  model: vit.MaskedImageModel
   teacher: vit.ViT
   grid: tuple[int, int]
   patch_size: int
@@ -79,12 +57,6 @@ class Data2Vec(contract.Method):
   momentum: tuple[float, float]
   total_steps: int
   encoder_spec: tuple = ()
-
-  def masks(self, rng: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """BEiT's block-wise masks: `[B, T]` bool, the masked patches' indices `[B, K]` and their validity `[B, K]`."""
-    mask = masking.blockwise_masking(rng, batch_size, self.grid, **dict(self.mask)).astype(bool)
-    ids, valid = masking.mask_to_indices(mask, self.num_mask_patches)
-    return mask, ids, valid
 
   def targets(self, teacher_params, images):
     """The teacher's targets for every patch, `[B, T, D]` float32 (`losses.data2vec_targets` of its top blocks)."""
@@ -124,28 +96,6 @@ class Data2Vec(contract.Method):
   def after_update(self, params, extra, step):
     return dict(extra, teacher=teacher_lib.ema_update(extra["teacher"], params["encoder"], self._momentum(step)))
 
-  def represent(self, params, extra, batch):
-    del extra
-    enc = self.model.encoder
-    tokens = vit.ViT(**enc).apply({"params": params["encoder"]}, batch["image"])
-    return {"image": jnp.mean(tokens[:, int(enc["class_token"]):], axis=1).astype(jnp.float32)}
-
-  def encoders(self, params, extra):
-    """The student encoder (the official code fine-tunes it): (`backbone.create` keywords, variables)."""
-    del extra
-    return {"image": (dict(self.encoder_spec), {"params": {"vit": params["encoder"]}})}
-
-  def reconstruct(self, params, extra, batch, rng):
-    """Pictures of the masks: the input, and the input with the masked patches grey (what the student sees in
-    place of them is the [MASK] embedding), uint8."""
-    del params, extra
-    x = batch["image"]
-    b = x.shape[0]
-    mask, _, _ = self.masks(rng, b)
-    shown = image.denormalize(x)
-    picture = jnp.repeat(jnp.repeat(mask.reshape(b, *self.grid, 1), self.patch_size, 1), self.patch_size, 2)
-    return shown, jnp.where(picture, jnp.uint8(128), shown)
-
   @classmethod
   def create(cls, *, model: dict, run: contract.RunInfo, num_mask_patches: float = 120,
              min_mask_patches_per_block: int = 16, max_mask_patches_per_block: int | None = None,
@@ -173,26 +123,10 @@ class Data2Vec(contract.Method):
       momentum: the teacher's EMA momentum at the first and the last step, linear in between (ViT-B: constant
         0.9998).
     """
-    model = dict(model)
-    if model.pop("arch", "vit") != "vit":
-      raise ValueError("data2vec's encoders are ViTs (build config.model with config_lib.vit).")
-    if model.pop("pool", None) not in (None, "gap"):
-      raise ValueError("data2vec's features are the average-pooled patch tokens: set config.model.pool='gap' or "
-                       "leave it unset.")
-    enc = vit.vit_kwargs(**model)
-    if not enc["mask_token"]:
-      raise ValueError("data2vec's student replaces masked patches by a [MASK] embedding: set "
-                       "config.model.mask_token=True.")
-    h, w, _ = run.image_shape()
-    p = enc["patch_size"]
-    if h % p or w % p:
-      raise ValueError(f"image size {h}x{w} is not divisible by the patch size {p}.")
-    grid = (h // p, w // p)
-    t = grid[0] * grid[1]
-    count = int(round(num_mask_patches * t)) if num_mask_patches < 1 else int(num_mask_patches)
-    if not 0 < count < t:
-      raise ValueError(f"method.num_mask_patches={num_mask_patches}: mask between 1 and {t - 1} of the {t} patches "
-                       "(a count, or a fraction below 1).")
+    enc, spec, grid = masked_image.encoder_kwargs(model, run, "data2vec")
+    mask, count = masked_image.mask_settings(
+        grid, num_mask_patches=num_mask_patches, min_mask_patches_per_block=min_mask_patches_per_block,
+        max_mask_patches_per_block=max_mask_patches_per_block, mask_aspect=mask_aspect)
     if not 0 < top_k <= enc["depth"]:
       raise ValueError(f"method.top_k={top_k}: average between 1 and the encoder's {enc['depth']} blocks.")
     for name, value in (("layer_norm_targets", layer_norm_targets), ("final_norm_targets", final_norm_targets)):
@@ -200,10 +134,8 @@ class Data2Vec(contract.Method):
         raise ValueError(f"method.{name}={value!r}: use 'layer', 'instance' or None.")
     if loss not in ("smooth_l1", "l2"):
       raise ValueError(f"method.loss={loss!r}: use 'smooth_l1' or 'l2'.")
-    mask = dict(num_masking_patches=count, min_num_patches=min_mask_patches_per_block,
-                max_num_patches=max_mask_patches_per_block, min_aspect=mask_aspect)
-    spec = contract.freeze(dict(model, arch="vit", pool="gap"))
-    return cls(model=Data2VecModel(encoder=enc), teacher=vit.ViT(**enc), grid=grid, patch_size=p,
-               mask=contract.freeze(mask), num_mask_patches=count, top_k=top_k,
+    return cls(model=vit.MaskedImageModel(encoder=enc, out_dim=enc["width"]), teacher=vit.ViT(**enc), grid=grid,
+               patch_size=enc["patch_size"], mask=contract.freeze(mask), num_mask_patches=count, top_k=top_k,
                layer_norm_targets=layer_norm_targets, final_norm_targets=final_norm_targets, target_eps=target_eps,
-               loss_kind=loss, beta=beta, momentum=tuple(momentum), total_steps=run.total_steps, encoder_spec=spec)
+               loss_kind=loss, beta=beta, momentum=tuple(momentum), total_steps=run.total_steps,
+               encoder_spec=contract.freeze(spec))

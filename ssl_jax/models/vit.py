@@ -239,6 +239,31 @@ class ViT(nn.Module):
                            x, train, segment_ids=segment_ids, return_layers=return_layers, bias=bias)
 
 
+class MaskedImageModel(nn.Module):
+  """BEiT's and data2vec's student: a ViT that sees the [MASK] embedding at the masked patches (`ViT(mask=...)`),
+  and a linear head (`lm_head`) on its final tokens at the masked patches.
+
+  Attributes:
+    encoder: `ViT` keywords (`vit_kwargs`; needs `mask_token`).
+    out_dim: the head's outputs (BEiT: the tokenizer's vocabulary; data2vec: the width). The head is initialised as
+      the encoder's linear maps (BEiT, data2vec: truncated normal 0.02), with a zero bias.
+  """
+  encoder: dict
+  out_dim: int
+
+  @nn.compact
+  def __call__(self, images, mask, masked_ids, train: bool = False):
+    """`images` `[B, H, W, 3]`, `mask` `[B, T]` bool, `masked_ids` `[B, K]` -> the head's outputs `[B, K, out_dim]`
+    (float32) at the patches `masked_ids`."""
+    enc = self.encoder
+    tokens = ViT(**enc, name="encoder")(images, train=train, mask=mask)
+    patches = masking.gather_tokens(tokens[:, int(enc["class_token"]):], masked_ids)
+    style = BlockStyle(init_std=enc["init_std"], init_truncation=enc["init_truncation"])
+    head = nn.Dense(self.out_dim, dtype=enc["dtype"], name="lm_head", kernel_init=style.kernel_init(("embed", "mlp")),
+                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)))
+    return head(patches).astype(jnp.float32)
+
+
 class MAEDecoder(nn.Module):
   """MAE decoder: visible encoder tokens + mask tokens -> pixels of every patch.
 
