@@ -81,7 +81,7 @@ def _einsum_attention_fwd(q, k, v, mask, bias):
     logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
   p = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
   y = jnp.einsum("bhts,bhsd->bhtd", p, v)
-  return y.transpose(0, 2, 1, 3), (q, k, v, p, y, bias)     # the bias only for its shape and dtype (it is small)
+  return y.transpose(0, 2, 1, 3), (q, k, v, p, y, bias)     # the bias for its shape and dtype
 
 
 def _einsum_attention_bwd(residuals, dy):
