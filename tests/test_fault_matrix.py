@@ -120,8 +120,10 @@ LOGGED = {"simclr": {"monitor/embedding_std", "monitor/rankme", "probe/train_top
                     "mask/target_tokens", "mask/context_truncated", "target_momentum"},
           "data2vec": {"monitor/embedding_std", "monitor/rankme", "monitor/target_token_std", "mask/masked_tokens",
                        "teacher_momentum"},
-          "beit": {"masked_token_accuracy", "mask/masked_tokens", "tokenizer/usage", "tokenizer/perplexity"}}
-PICTURES = {"mae": {"reconstructions.png"}, "ijepa": {"masks.png"}, "data2vec": {"masks.png"}, "beit": {"masks.png"}}
+          "beit": {"masked_token_accuracy", "mask/masked_tokens", "tokenizer/usage", "tokenizer/perplexity"},
+          "vq_tokenizer": {"tokenizer/usage", "tokenizer/perplexity", "loss/reconstruction", "loss/commitment"}}
+PICTURES = {"mae": {"reconstructions.png"}, "ijepa": {"masks.png"}, "data2vec": {"masks.png"}, "beit": {"masks.png"},
+            "vq_tokenizer": {"reconstructions.png"}}
 
 
 def _check_reference(method, workdir, results):

@@ -33,6 +33,7 @@ from ssl_jax.methods import ijepa
 from ssl_jax.methods import mae
 from ssl_jax.methods import mocov3
 from ssl_jax.methods import simclr
+from ssl_jax.methods import vq_tokenizer
 
 METHODS: dict[str, type[contract.Method]] = {
     "beit": beit.BEiT,
@@ -46,6 +47,7 @@ METHODS: dict[str, type[contract.Method]] = {
     "mae": mae.MAE,
     "mocov3": mocov3.MoCoV3,
     "simclr": simclr.SimCLR,
+    "vq_tokenizer": vq_tokenizer.VQTokenizer,
 }
 
 

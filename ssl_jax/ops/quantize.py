@@ -1,6 +1,7 @@
 """Discrete codes of continuous vectors: the frozen random-projection quantizer of BEST-RQ (Chiu et al. 2022,
-"Self-supervised Learning with Random-projection Quantizer for Speech Recognition"), and the statistics of a
-code assignment that tell a collapsed tokenizer from a used one.
+"Self-supervised Learning with Random-projection Quantizer for Speech Recognition"), the l2-normalised codebook with
+EMA updates of BEiT v2's tokenizer (Peng et al. 2022, `NormEMAVectorQuantizer`) with its k-means initialisation, and
+the statistics of a code assignment that tell a collapsed tokenizer from a used one.
 
 The quantizer needs no training: a random projection `[in_dim, dim]` (Xavier-normal, as the paper's) maps each input
 vector to `dim` dimensions, and its code is the nearest of `vocab_size` random unit vectors (standard normal,
@@ -34,6 +35,63 @@ def random_projection_codes(params: dict, x: jax.Array) -> jax.Array:
   z = x.astype(jnp.float32) @ params["projection"].astype(jnp.float32)
   z = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
   return jnp.argmax(z @ params["codebook"].astype(jnp.float32).T, axis=-1).astype(jnp.int32)
+
+
+def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+  """`x / max(||x||, eps)` over the last axis (`F.normalize`), in float32."""
+  x = x.astype(jnp.float32)
+  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def nearest_codes(z: jax.Array, codebook: jax.Array) -> jax.Array:
+  """The index of the nearest row of a unit-norm `codebook` `[V, d]` to each unit vector of `z` `[..., d]` (the
+  largest dot product, which for unit vectors is the smallest distance): int32 `[...]`."""
+  return jnp.argmax(z.astype(jnp.float32) @ codebook.astype(jnp.float32).T, axis=-1).astype(jnp.int32)
+
+
+def norm_ema_update(codebook: jax.Array, z: jax.Array, codes: jax.Array, decay: float,
+                    weight: jax.Array | None = None) -> jax.Array:
+  """BEiT v2's codebook update (`NormEMAVectorQuantizer.forward` in training): each code used in the batch moves to
+  `normalize(decay * code + (1 - decay) * normalize(mean of the unit vectors z assigned to it))`; unused codes stay.
+
+  Args:
+    codebook: `[V, d]` unit vectors.
+    z: `[N, d]` unit vectors (the whole global batch; under `jit` on a mesh the sums are global, as the official
+      all-reduce makes them).
+    codes: `[N]` their codes.
+    decay: the EMA decay (0.99).
+    weight: optional `[N]` 0/1: vectors that count.
+
+  Returns:
+    the new `[V, d]` codebook.
+  """
+  v = codebook.shape[0]
+  w = jnp.ones(codes.shape, jnp.float32) if weight is None else weight.astype(jnp.float32)
+  onehot = jax.nn.one_hot(codes, v, dtype=jnp.float32) * w[:, None]
+  bins = jnp.sum(onehot, axis=0)                                                 # [V]
+  sums = onehot.T @ z.astype(jnp.float32)                                        # [V, d]
+  means = l2_normalize(sums / jnp.maximum(bins, 1.0)[:, None])
+  moved = l2_normalize(decay * codebook + (1.0 - decay) * means)
+  return jnp.where((bins > 0)[:, None], moved, codebook).astype(codebook.dtype)
+
+
+def spherical_kmeans(key: jax.Array, z: jax.Array, num_codes: int, iterations: int = 10) -> jax.Array:
+  """BEiT v2's `kmeans_init`: `iterations` of k-means with cosine similarity on unit vectors `z` `[N, d]`, started
+  from `num_codes` of them drawn at random (with replacement, as `sample_vectors` when N < V); an empty cluster keeps
+  its centre. Returns `[num_codes, d]` unit vectors."""
+  n = z.shape[0]
+  z = z.astype(jnp.float32)
+  means = z[jax.random.choice(key, n, (num_codes,), replace=n < num_codes)]
+
+  def step(means, _):
+    codes = nearest_codes(z, means)
+    onehot = jax.nn.one_hot(codes, num_codes, dtype=jnp.float32)
+    bins = jnp.sum(onehot, axis=0)
+    new = l2_normalize(onehot.T @ z / jnp.maximum(bins, 1.0)[:, None])
+    return jnp.where((bins > 0)[:, None], new, means), None
+
+  means, _ = jax.lax.scan(step, means, None, length=iterations)
+  return means
 
 
 def code_usage(codes: jax.Array, vocab_size: int, weight: jax.Array | None = None) -> dict[str, jax.Array]:
