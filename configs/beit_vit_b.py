@@ -4,9 +4,11 @@
 
 Sized as the paper: global batch 2048 (16 GPUs of 128, or a TPU v4-32 / v5p-32 slice), 800 epochs (not yet measured
 with this code). The paper's 83.2% ImageNet-1k top-1 after fine-tuning (Table 1, ViT-B, 800 epochs) is with DALL-E's
-tokenizer, which cannot be downloaded here: with `method.tokenizer="random_projection"` (the only tokenizer this code
-has yet; `ssl_jax.methods.beit`) the targets are BEST-RQ codes of each patch's pixels and no published number
-applies; compare with this code's own MAE runs (`configs/mae_vit_b.py`), whose pixel targets these codes discretise.
+tokenizer, which cannot be downloaded here. With `method.tokenizer="random_projection"` (the default here;
+`ssl_jax.methods.beit`) the targets are BEST-RQ codes of each patch's pixels; with `method.tokenizer="vq_tokenizer"`
+and `method.tokenizer_workdir` set to a run of `configs/vqvae_tokenizer.py` (8192 codes, 16 x 16 patches at 224 px)
+they are that trained tokenizer's codes. No published number applies to either; compare with this code's own MAE
+runs (`configs/mae_vit_b.py`), whose pixel targets the first discretises.
 
 Hyperparameters (official `run_beit_pretraining.py` with the README's ImageNet-1k command, `modeling_pretrain.py`,
 `modeling_finetune.py`, `masking_generator.py`, `datasets.py`):
@@ -34,6 +36,8 @@ Smoke-run the full-scale model on a laptop: add `--config.data.name=digits --con
 --config.eval.test_split='test[:64]' --config.eval.batch_size=8`.
 """
 
+from ml_collections import config_dict
+
 from ssl_jax import config as config_lib
 
 
@@ -59,6 +63,7 @@ def get_config(arg=None):
   c.method.tokenizer = "random_projection"
   c.method.vocab_size = 8192
   c.method.tokenizer_dim = 16
+  c.method.tokenizer_workdir = config_dict.placeholder(str)   # with tokenizer="vq_tokenizer": the tokenizer's run
 
   c.optim.name = "adamw"
   c.optim.base_lr = 1.5e-3

@@ -45,14 +45,18 @@ class Source:
     """The released encoder's `backbone.create` keywords."""
     return self.method.encoders(self._metadata["params"], self._metadata["extra"])[self.tower][0]
 
-  def variables(self) -> dict:
-    """The released encoder's variables (`{"params": ..., "batch_stats": ...}`) as numpy arrays."""
+  def state(self) -> tuple[dict, dict]:
+    """The run's `(params, extra)` as numpy arrays."""
     path = epath.Path(self.workdir) / "checkpoints" / str(self.step) / "state"
     item = {k: self._metadata[k] for k in ("params", "extra")}
     args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
     with ocp.PyTreeCheckpointer() as ckptr:
       state = ckptr.restore(path, args=ocp.args.PyTreeRestore(item=item, restore_args=args, partial_restore=True))
-    return self.method.encoders(state["params"], state["extra"])[self.tower][1]
+    return state["params"], state["extra"]
+
+  def variables(self) -> dict:
+    """The released encoder's variables (`{"params": ..., "batch_stats": ...}`) as numpy arrays."""
+    return self.method.encoders(*self.state())[self.tower][1]
 
   def shapes(self) -> dict:
     """The released encoder's variables as Orbax metadata (their `.shape`s), without reading any array."""
@@ -99,7 +103,26 @@ def _intact_steps(directory: epath.Path) -> list[int]:
   return [s for s in steps if checkpoint.step_damage(directory, s) is None]
 
 
-def open_workdir(workdir: str, tower: str | None = None) -> Source:
+def open_runs(method_config) -> dict[str, Source]:
+  """The other runs a method reads (`contract.Method.reads_runs`), by hyperparameter, from `method_config`
+  (`config.method`): each set one opened as `open_workdir` opens an `init_from` (its newest intact checkpoint)."""
+  cls = methods.get(method_config["name"])
+  out = {}
+  for name in cls.reads_runs:
+    value = method_config.get(name)
+    if value:
+      out[name] = open_workdir(value, what=f"config.method.{name}")
+  return out
+
+
+def create_method(name: str, hyperparameters: dict, **kwargs) -> contract.Method:
+  """`methods.create(name, ...)` with the other runs the method reads opened and passed as `runs` (their methods)."""
+  if methods.get(name).reads_runs:
+    kwargs["runs"] = {k: src.method for k, src in open_runs(dict(hyperparameters, name=name)).items()}
+  return methods.create(name, **kwargs, **hyperparameters)
+
+
+def open_workdir(workdir: str, tower: str | None = None, what: str = "config.init_from") -> Source:
   """The newest intact checkpoint of the pretraining run in `workdir` (local or gs://), releasing `tower` (default:
   the encoder of the run's modality, "image" or "text").
 
@@ -111,7 +134,7 @@ def open_workdir(workdir: str, tower: str | None = None) -> Source:
   directory = epath.Path(workdir) / "checkpoints"
   steps = _intact_steps(directory)
   if not steps:
-    raise FileNotFoundError(f"config.init_from={workdir!r} holds no complete checkpoint (looked in {directory}); "
+    raise FileNotFoundError(f"{what}={workdir!r} holds no complete checkpoint (looked in {directory}); "
                             "point it at the --workdir of a pretraining run that saved at least one step.")
   step = steps[0]
   with ocp.Checkpointer(ocp.JsonCheckpointHandler()) as ckptr:
@@ -142,7 +165,7 @@ def build_method(config: ml_collections.ConfigDict, vocab_size: int | None = Non
   run = contract.RunInfo(inputs=inputs.method_inputs(config.data), total_steps=1, steps_per_epoch=1, num_classes=None,
                          vocab_size=vocab_size)
   hp = {k: v for k, v in config.method.to_dict().items() if k != "name"}
-  return methods.create(config.method.name, model=config.model.to_dict(), run=run, **hp)
+  return create_method(config.method.name, hp, model=config.model.to_dict(), run=run)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, object]:

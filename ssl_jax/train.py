@@ -169,6 +169,7 @@ class Program:
   reconstruct: Callable | None = None               # jitted: (params, extra, eval batch, key) -> uint8 pictures
   token_predictions: Callable | None = None         # jitted: (params, extra, pretext batch, key) -> per-token scores
   source: pretrained.Source | pretrained.FileSource | None = None   # config.init_from
+  runs: dict | None = None                          # the other runs the method reads, by hyperparameter (`reads_runs`)
 
 
 def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_examples: int,
@@ -188,8 +189,10 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
                        "method 'classify' (configs/finetune_*.py, configs/linear_probe.py, configs/knn.py).")
     source = pretrained.open_source(config.init_from, model)
     model = dict(source.spec, **{k: v for k, v in model.items() if v is not None})
-  method = methods.create(config.method.name, model=model, run=run,
-                          **{k: v for k, v in config.method.to_dict().items() if k != "name"})
+  runs = pretrained.open_runs(config.method)          # before anything is written: a missing run stops here
+  method = pretrained.create_method(config.method.name,
+                                    {k: v for k, v in config.method.to_dict().items() if k != "name"},
+                                    model=model, run=run)
   scored = [n for n, spec in config.eval.evaluators.items() if spec["type"] == "language_model"]
   if scored and not method.predicts_tokens:
     raise ValueError(f"config.eval.evaluators.{scored[0]}: a 'language_model' evaluator scores a method's token "
@@ -241,7 +244,7 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
       token_predictions=jax.jit(lambda params, extra, batch, key: method.token_predictions(
           params, extra, inputs.eval_stage(batch), key), out_shardings=batch_sharding)
       if method.predicts_tokens else None,
-      abstract_state=abstract_state, source=source)
+      abstract_state=abstract_state, source=source, runs=runs)
 
 
 def check_batch_split(config, mesh: jax.sharding.Mesh) -> None:
@@ -268,6 +271,20 @@ def load_pretrained(program: Program, state: TrainState) -> TrainState:
   merged = jax.tree.map(place, merged, target)
   params, extra = program.method.load_encoders(state.params, state.extra, {tower: merged})
   metrics.say(f"init_from {program.source.label}: {report.summary()}")
+  return state.replace(params=params, extra=extra)
+
+
+def load_runs(program: Program, state: TrainState) -> TrainState:
+  """`state` with what its method takes from the other runs it reads (`program.runs`, `Method.load_runs`), placed in
+  the state's shardings."""
+  states = {name: source.state() for name, source in program.runs.items()}
+  params, extra = program.method.load_runs(state.params, state.extra, states)
+  place = lambda value, like: like if value is like else jax.make_array_from_callback(
+      like.shape, like.sharding, lambda index: np.asarray(value, like.dtype)[index])
+  params = jax.tree.map(place, params, state.params)
+  extra = jax.tree.map(place, extra, state.extra)
+  for name, source in program.runs.items():
+    metrics.say(f"method.{name}: read {source.label}")
   return state.replace(params=params, extra=extra)
 
 
@@ -540,6 +557,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
       state = program.init()
       if program.source is not None:
         state = load_pretrained(program, state)
+      if program.runs:
+        state = load_runs(program, state)
     else:
       metrics.say(f"resuming from step {int(state.step)} in {workdir}")
     start = int(state.step)

@@ -107,3 +107,49 @@ def test_bad_settings_are_refused_before_anything_runs():
     beit.BEiT.create(model=dict(model, mask_token=False), run=image_run(8), num_mask_patches=6)
   with pytest.raises(ValueError, match="a vocabulary of 2 or more"):
     beit.BEiT.create(model=model, run=image_run(8), num_mask_patches=6, vocab_size=1)
+
+
+def test_beit_reads_a_trained_tokenizer_run(tmp_path):
+  """`method.tokenizer="vq_tokenizer"`: the trainer opens the tokenizer's run before writing anything, BEiT's state
+  starts with that run's parameters and codebook (`extra["tokenizer"]`), its targets are that tokenizer's codes, and
+  a run whose tokenizer does not fit is refused with the fix."""
+  from ssl_jax import pretrained
+  from ssl_jax import train
+  from test_fault_matrix import shrunk
+  tok = shrunk("vq_tokenizer")
+  tok.update(dict(total_steps=2, ckpt_every=2))
+  tok.debug.nonfinite_at_steps = ()
+  tok.eval.evaluators = {}
+  train.run(tok, str(tmp_path / "tok"))
+  c = shrunk("beit")
+  c.update(dict(total_steps=2, ckpt_every=2))
+  c.debug.nonfinite_at_steps = ()
+  c.eval.evaluators = {}
+  c.method.update(dict(tokenizer="vq_tokenizer", tokenizer_workdir=str(tmp_path / "tok"), vocab_size=512))
+  train.run(c, str(tmp_path / "beit"))
+  source = pretrained.open_workdir(str(tmp_path / "tok"))
+  tok_params, tok_extra = source.state()
+  saved = pretrained.open_workdir(str(tmp_path / "beit"))
+  _, extra = saved.state()
+  for got, want in zip(jax.tree.leaves(extra["tokenizer"]), jax.tree.leaves({"params": tok_params,
+                                                                             "extra": tok_extra})):
+    np.testing.assert_array_equal(got, want)        # unchanged by BEiT's training steps
+  images = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+  np.testing.assert_array_equal(saved.method.visual_tokens(extra["tokenizer"], images),
+                                source.method.codes(tok_params, tok_extra, images))
+  with pytest.raises(ValueError, match="set method.vocab_size=512"):
+    train.run(dict_update(c, method=dict(vocab_size=64)), str(tmp_path / "other"))
+  with pytest.raises(FileNotFoundError, match="config.method.tokenizer_workdir=.*holds no complete checkpoint"):
+    train.run(dict_update(c, method=dict(tokenizer_workdir=str(tmp_path / "none"))), str(tmp_path / "other"))
+  assert not (tmp_path / "other").exists()          # refused before anything was written
+  with pytest.raises(ValueError, match="set method.tokenizer_workdir"):
+    beit.BEiT.create(model=dict(c.model), run=image_run(16), num_mask_patches=6, min_mask_patches_per_block=2,
+                     tokenizer="vq_tokenizer", vocab_size=512)
+
+
+def dict_update(config, **groups):
+  """A copy of `config` with the fields of each group (`method=dict(...)`) replaced."""
+  c = config.copy_and_resolve_references()
+  for group, fields in groups.items():
+    c[group].update(fields)
+  return c

@@ -69,8 +69,9 @@ def test_method_honours_the_contract(name):
   cls = type(method)
   assert isinstance(method, contract.Method) and cls is methods.get(name)
   for flag, hook in (("predicts", "predict"), ("reconstructs", "reconstruct"),
-                     ("accepts_pretrained_encoder", "load_encoders"), ("predicts_tokens", "token_predictions")):      # a capability comes with its hook
-    assert getattr(cls, flag) == (getattr(cls, hook) is not getattr(contract.Method, hook)), (flag, hook)
+                     ("accepts_pretrained_encoder", "load_encoders"), ("predicts_tokens", "token_predictions"),
+                     ("reads_runs", "load_runs")):      # a capability comes with its hook
+    assert bool(getattr(cls, flag)) == (getattr(cls, hook) is not getattr(contract.Method, hook)), (flag, hook)
 
   train_batch, eval_batch = _batches(config, run)
   # Every call jitted: one compile each (eagerly, every primitive of every shape compiles on its own: 300 programs).

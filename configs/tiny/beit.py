@@ -18,6 +18,8 @@ What it learns (2026-12-01, 100 epochs): kNN top-1 0.6333 against 0.4028 at rand
 0.6972; `masked_token_accuracy` rises from 0.25 (step 200) to about 0.4.
 """
 
+from ml_collections import config_dict
+
 from ssl_jax import config as config_lib
 
 
@@ -42,6 +44,7 @@ def get_config(arg=None):
   c.method.tokenizer = "random_projection"
   c.method.vocab_size = 512
   c.method.tokenizer_dim = 16
+  c.method.tokenizer_workdir = config_dict.placeholder(str)   # with tokenizer="vq_tokenizer": the tokenizer's run
 
   c.optim.name = "adamw"
   c.optim.base_lr = 1.5e-3

@@ -17,12 +17,18 @@ Visual tokens. The official code tokenizes a second, 112-pixel view of the same 
   `tokenizer_seed` and kept in the state (`extra["tokenizer"]`), so a run's targets never change. No published BEiT
   number uses it (BEST-RQ is a speech method): compare with this code's own runs, and with MAE, whose pixel
   targets it discretises.
+- "vq_tokenizer": the codes of a tokenizer trained with ssl_jax (`ssl_jax.methods.vq_tokenizer`, BEiT v2's VQ
+  architecture with a pixel target), read from its run (`tokenizer_workdir`) when this run starts and kept in this
+  run's state (`extra["tokenizer"]`: its parameters and codebook), so a resumed run never reads it again. Its patch
+  grid must be this encoder's (the same image size and patch size: one token per patch), its vocabulary
+  `vocab_size`. No published BEiT number uses it either.
 
 Logged: `masked_token_accuracy` (the official `mlm_acc`), `mask/masked_tokens`, and the tokenizer's use of its
 vocabulary on the batch (`tokenizer/usage`, the fraction of codes that occur; `tokenizer/perplexity`).
 """
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,12 +40,14 @@ from ssl_jax.methods import masked_image
 from ssl_jax.models import vit
 from ssl_jax.ops import quantize
 
-TOKENIZERS = ("random_projection",)
+TOKENIZERS = ("random_projection", "vq_tokenizer")
 
 
 @dataclasses.dataclass(frozen=True)
 class BEiT(masked_image.MaskedImageMethod):
   """BEiT behind the method contract (`ssl_jax.methods.contract.Method`)."""
+  reads_runs = ("tokenizer_workdir",)
+
   model: vit.MaskedImageModel
   grid: tuple[int, int]
   patch_size: int
@@ -50,18 +58,29 @@ class BEiT(masked_image.MaskedImageMethod):
   tokenizer_dim: int
   tokenizer_seed: int
   encoder_spec: tuple = ()
+  tokenizer_method: Any = None                       # the trained tokenizer's method ("vq_tokenizer")
 
-  def visual_tokens(self, tokenizer_params, images) -> jax.Array:
+  def visual_tokens(self, tokenizer_state, images) -> jax.Array:
     """The visual token of every patch of normalised `images` `[B, H, W, 3]`: `[B, T]` int32."""
-    return quantize.random_projection_codes(tokenizer_params, masking.patchify(images, self.patch_size))
+    if self.tokenizer == "vq_tokenizer":
+      return self.tokenizer_method.codes(tokenizer_state["params"], tokenizer_state["extra"], images)
+    return quantize.random_projection_codes(tokenizer_state, masking.patchify(images, self.patch_size))
 
   def init(self, rng, batch):
     images = batch["image"]
     mask, ids, _ = self.masks(jax.random.fold_in(rng, 1), images.shape[0])
     params = self.model.init(rng, images, mask, ids)["params"]
+    if self.tokenizer == "vq_tokenizer":    # shapes only: `load_runs` puts the trained tokenizer in place
+      tok_params, tok_extra = self.tokenizer_method.init(jax.random.fold_in(rng, 2), batch)
+      return params, {"tokenizer": {"params": tok_params, "extra": tok_extra}}
     tokenizer = quantize.random_projection_init(jax.random.key(self.tokenizer_seed), self.patch_size ** 2 * 3,
                                                 dim=self.tokenizer_dim, vocab_size=self.vocab_size)
     return params, {"tokenizer": tokenizer}
+
+  def load_runs(self, params, extra, states):
+    """The trained tokenizer's parameters and codebook (`states["tokenizer_workdir"]`) as `extra["tokenizer"]`."""
+    tok_params, tok_extra = states["tokenizer_workdir"]
+    return params, dict(extra, tokenizer={"params": tok_params, "extra": tok_extra})
 
   def loss(self, params, extra, batch, rng, step):
     del step
@@ -89,7 +108,8 @@ class BEiT(masked_image.MaskedImageMethod):
   def create(cls, *, model: dict, run: contract.RunInfo, num_mask_patches: float = 75,
              min_mask_patches_per_block: int = 16, max_mask_patches_per_block: int | None = None,
              mask_aspect: float = 0.3, tokenizer: str = "random_projection", vocab_size: int = 8192,
-             tokenizer_dim: int = 16, tokenizer_seed: int = 0) -> "BEiT":
+             tokenizer_dim: int = 16, tokenizer_seed: int = 0, tokenizer_workdir: str | None = None,
+             runs: dict | None = None) -> "BEiT":
     """Builds BEiT.
 
     Args:
@@ -104,6 +124,8 @@ class BEiT(masked_image.MaskedImageMethod):
       vocab_size: the visual vocabulary (BEiT: 8192, DALL-E's).
       tokenizer_dim: the random projection's dimension (BEST-RQ: 16).
       tokenizer_seed: the seed of the random projection and codebook.
+      tokenizer_workdir: with `tokenizer="vq_tokenizer"`, the workdir of the tokenizer's run.
+      runs: the trainer's: `{"tokenizer_workdir": the tokenizer run's method}` (`contract.Method.reads_runs`).
     """
     enc, spec, grid = masked_image.encoder_kwargs(model, run, "BEiT")
     mask, count = masked_image.mask_settings(
@@ -114,6 +136,25 @@ class BEiT(masked_image.MaskedImageMethod):
     if vocab_size < 2 or tokenizer_dim < 1:
       raise ValueError(f"method.vocab_size={vocab_size}, method.tokenizer_dim={tokenizer_dim}: a vocabulary of 2 or "
                        "more codes and a projection of 1 or more dimensions.")
+    tokenizer_method = None
+    if tokenizer == "vq_tokenizer":
+      tokenizer_method = (runs or {}).get("tokenizer_workdir")
+      if tokenizer_method is None:
+        raise ValueError("method.tokenizer='vq_tokenizer' reads a trained tokenizer: set method.tokenizer_workdir to "
+                         "the --workdir of a vq_tokenizer run (configs/vqvae_tokenizer.py).")
+      if type(tokenizer_method).__name__ != "VQTokenizer":
+        raise ValueError(f"method.tokenizer_workdir holds a {type(tokenizer_method).__name__} run, not a "
+                         "vq_tokenizer run.")
+      if tokenizer_method.model.grid != grid:
+        raise ValueError(f"the tokenizer in method.tokenizer_workdir tokenizes a {tokenizer_method.model.grid} patch "
+                         f"grid and this encoder has {grid}: BEiT needs one token per patch (the same image and "
+                         "patch sizes).")
+      if tokenizer_method.vocab_size != vocab_size:
+        raise ValueError(f"method.vocab_size={vocab_size}, but the tokenizer in method.tokenizer_workdir has "
+                         f"{tokenizer_method.vocab_size} codes: set method.vocab_size={tokenizer_method.vocab_size}.")
+    elif tokenizer_workdir:
+      raise ValueError(f"method.tokenizer_workdir is read with method.tokenizer='vq_tokenizer', not {tokenizer!r}.")
     return cls(model=vit.MaskedImageModel(encoder=enc, out_dim=vocab_size), grid=grid, patch_size=enc["patch_size"],
                mask=contract.freeze(mask), num_mask_patches=count, tokenizer=tokenizer, vocab_size=vocab_size,
-               tokenizer_dim=tokenizer_dim, tokenizer_seed=tokenizer_seed, encoder_spec=contract.freeze(spec))
+               tokenizer_dim=tokenizer_dim, tokenizer_seed=tokenizer_seed, encoder_spec=contract.freeze(spec),
+               tokenizer_method=tokenizer_method)

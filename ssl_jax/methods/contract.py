@@ -76,8 +76,14 @@ class Method(abc.ABC):
       `pictures[0]` with the columns titled `pictures[1]` (MAE's reconstructions; I-JEPA's context and targets).
     predicts_tokens: `token_predictions` scores the method's own token prediction (a language model's next or masked
       tokens) on held-out data; the `language_model` evaluator reports loss, perplexity and accuracy from it.
+    reads_runs: the hyperparameters whose values are workdirs of other runs the method reads (BEiT's
+      `tokenizer_workdir`: a trained tokenizer). Where one is set, the trainer opens that run's newest checkpoint
+      before anything is written, passes `create` the run's method as `runs={hyperparameter: method}`, and at a fresh
+      start hands the run's `(params, extra)` to `load_runs`; the method keeps what it needs in its own state, so a
+      resumed run reads only its own checkpoint.
   """
   accepts_pretrained_encoder: ClassVar[bool] = False
+  reads_runs: ClassVar[tuple[str, ...]] = ()
   predicts: ClassVar[bool] = False
   reconstructs: ClassVar[bool] = False
   pictures: ClassVar[tuple[str, tuple[str, ...]]] = ("reconstructions", ("input", "masked", "reconstruction"))
@@ -120,6 +126,11 @@ class Method(abc.ABC):
     """`(params, extra)` with the towers of `variables` (`{tower: variables}`, structured as `encoders` gives them)
     put in place. Needed when `accepts_pretrained_encoder`."""
     raise NotImplementedError(f"{type(self).__name__} cannot start from a pretrained encoder.")
+
+  def load_runs(self, params: Params, extra: Extra, states: dict[str, tuple[Any, Any]]) -> tuple[Params, Extra]:
+    """`(params, extra)` with what the method takes from other runs put in place: `states` maps each set
+    hyperparameter of `reads_runs` to that run's `(params, extra)`. Needed when `reads_runs`."""
+    raise NotImplementedError(f"{type(self).__name__} reads no other run.")
 
   def predict(self, params: Params, extra: Extra, batch: Batch) -> jax.Array:
     """Class logits `[B, C]` of an evaluation batch. Needed when `predicts`."""
