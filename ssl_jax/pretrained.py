@@ -115,10 +115,13 @@ def open_runs(method_config) -> dict[str, Source]:
   return out
 
 
-def create_method(name: str, hyperparameters: dict, **kwargs) -> contract.Method:
-  """`methods.create(name, ...)` with the other runs the method reads opened and passed as `runs` (their methods)."""
+def create_method(name: str, hyperparameters: dict, runs: dict[str, Source] | None = None,
+                  **kwargs) -> contract.Method:
+  """`methods.create(name, ...)` with the other runs the method reads (`runs`, by default opened here by
+  `open_runs`) passed as `runs`: their methods."""
   if methods.get(name).reads_runs:
-    kwargs["runs"] = {k: src.method for k, src in open_runs(dict(hyperparameters, name=name)).items()}
+    runs = open_runs(dict(hyperparameters, name=name)) if runs is None else runs
+    kwargs["runs"] = {k: src.method for k, src in runs.items()}
   return methods.create(name, **kwargs, **hyperparameters)
 
 

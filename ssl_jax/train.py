@@ -191,7 +191,7 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
     model = dict(source.spec, **{k: v for k, v in model.items() if v is not None})
   runs = pretrained.open_runs(config.method)          # before anything is written: a missing run stops here
   method = pretrained.create_method(config.method.name,
-                                    {k: v for k, v in config.method.to_dict().items() if k != "name"},
+                                    {k: v for k, v in config.method.to_dict().items() if k != "name"}, runs,
                                     model=model, run=run)
   scored = [n for n, spec in config.eval.evaluators.items() if spec["type"] == "language_model"]
   if scored and not method.predicts_tokens:
