@@ -67,9 +67,9 @@ def norm_ema_update(codebook: jax.Array, z: jax.Array, codes: jax.Array, decay: 
   """
   v = codebook.shape[0]
   w = jnp.ones(codes.shape, jnp.float32) if weight is None else weight.astype(jnp.float32)
-  onehot = jax.nn.one_hot(codes, v, dtype=jnp.float32) * w[:, None]
-  bins = jnp.sum(onehot, axis=0)                                                 # [V]
-  sums = onehot.T @ z.astype(jnp.float32)                                        # [V, d]
+  # Sums by code without an [N, V] one-hot matrix (3 GB at ViT-B's batch of 512 x 196 vectors and 8192 codes).
+  bins = jax.ops.segment_sum(w, codes, num_segments=v)                           # [V]
+  sums = jax.ops.segment_sum(z.astype(jnp.float32) * w[:, None], codes, num_segments=v)     # [V, d]
   means = l2_normalize(sums / jnp.maximum(bins, 1.0)[:, None])
   moved = l2_normalize(decay * codebook + (1.0 - decay) * means)
   return jnp.where((bins > 0)[:, None], moved, codebook).astype(codebook.dtype)
@@ -85,9 +85,8 @@ def spherical_kmeans(key: jax.Array, z: jax.Array, num_codes: int, iterations: i
 
   def step(means, _):
     codes = nearest_codes(z, means)
-    onehot = jax.nn.one_hot(codes, num_codes, dtype=jnp.float32)
-    bins = jnp.sum(onehot, axis=0)
-    new = l2_normalize(onehot.T @ z / jnp.maximum(bins, 1.0)[:, None])
+    bins = jax.ops.segment_sum(jnp.ones((n,), jnp.float32), codes, num_segments=num_codes)
+    new = l2_normalize(jax.ops.segment_sum(z, codes, num_segments=num_codes) / jnp.maximum(bins, 1.0)[:, None])
     return jnp.where((bins > 0)[:, None], new, means), None
 
   means, _ = jax.lax.scan(step, means, None, length=iterations)
