@@ -18,7 +18,8 @@
 #   methods  The train step of every other method family's full-scale config at BATCH, bf16 as configured (METHODS:
 #            SimCLR and BYOL ResNet-50, MoCo v3 ViT-B/16, DINO ViT-S/16 with 2 x 224 + 10 x 96 crops, I-JEPA ViT-H/14
 #            with its 12-block predictor (BATCH a multiple of its mask group, 128), data2vec ViT-B/16 with its EMA
-#            teacher, BEiT ViT-B/16, the ViT-B/16 VQ tokenizer), one part each.
+#            teacher, BEiT ViT-B/16, the ViT-B/16 VQ tokenizer, DINOv2 ViT-L/16 with 2 x 224 + 8 x 96 crops at
+#            BATCH / 4, the official per-GPU batch of 64), one part each.
 #   language GPT-2 small (TEXT_BATCH windows of 1024 tokens) and BERT-base (TEXT_BATCH x 4 windows of 128), bf16,
 #            each against the Hugging Face PyTorch reference in the same invocation (compare_torch.py --method).
 #   flags    ssl_jax as in "compare", once per XLA flag in GPU_FLAGS (each alone, added to XLA_FLAGS): where the
@@ -34,7 +35,8 @@ PYTHON=${PYTHON:-python3}
 LIMIT=${LIMIT:-150}
 PARTS=${PARTS:-compare einsum xla double compiled peak attention methods language flags}
 TEXT_BATCH=${TEXT_BATCH:-32}
-METHODS=${METHODS:-simclr_resnet50 byol_resnet50 mocov3_vit_b dino_vit_s16 ijepa_vit_h14 data2vec_vit_b beit_vit_b vqvae_tokenizer}
+METHODS=${METHODS:-simclr_resnet50 byol_resnet50 mocov3_vit_b dino_vit_s16 ijepa_vit_h14 data2vec_vit_b beit_vit_b vqvae_tokenizer
+         dinov2_vit_l16}
 DEFAULT_GPU_FLAGS="--xla_gpu_enable_cudnn_layer_norm=true --xla_gpu_enable_cublaslt=true"
 DEFAULT_GPU_FLAGS+=" --xla_gpu_enable_triton_gemm=false"
 GPU_FLAGS=${GPU_FLAGS:-$DEFAULT_GPU_FLAGS}
@@ -96,8 +98,10 @@ print(json.dumps(dict(device_kind=d.device_kind, bf16_matmul_flops_per_s=harness
 part attention "attention_b${B}_bf16" "$PYTHON" benchmarks/attention.py --batch_size="$B" --dtype=bfloat16 \
   --impls=einsum,xla,cudnn
 for method in $METHODS; do
-  part methods "${method}_b${B}" "$PYTHON" benchmarks/train_step.py --config="configs/$method.py" \
-    --config.batch_size="$B" --steps="$STEPS"
+  b=$B
+  [ "$method" = dinov2_vit_l16 ] && b=$((B / 4))    # ViT-L, 2 + 8 crops: the official per-GPU batch at BATCH=256
+  part methods "${method}_b${b}" "$PYTHON" benchmarks/train_step.py --config="configs/$method.py" \
+    --config.batch_size="$b" --steps="$STEPS"
 done
 part language "gpt2_small_b${TEXT_BATCH}x1024_vs_torch" "$PYTHON" benchmarks/compare_torch.py --method=gpt \
   --batch_size="$TEXT_BATCH" --length=1024 --dtype=bfloat16 --steps="$STEPS"

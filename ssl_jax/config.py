@@ -80,6 +80,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.name = "adamw"
   c.optim.base_lr = config_dict.placeholder(float)     # required: peak lr = base_lr * batch_size / lr_batch_base
   c.optim.lr_batch_base = 256
+  c.optim.lr_scaling = "linear"                        # or "sqrt": base_lr * sqrt(batch_size / lr_batch_base) (DINOv2)
   c.optim.schedule = "cosine"
   c.optim.min_lr = 0.0
   c.optim.warmup_steps = config_dict.placeholder(int)
@@ -92,13 +93,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.no_decay = ("pos_embedding",)                # parameter names without weight decay (besides biases, norms)
   c.optim.decay_biases_and_norms = False               # True: decay them too (MoCo v3's AdamW)
   c.optim.layer_decay = config_dict.placeholder(float)  # layer-wise lr decay of a ViT (MAE fine-tuning: 0.65)
+  c.optim.lr_multipliers = ()                          # (regex, factor) pairs: ("encoder/embedding/", 0.2) (DINOv2)
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999
   c.optim.eps = 1e-8
   c.optim.momentum = 0.9
   c.optim.lr_in_momentum = True                        # LARS: v = m v + lr g (SimCLR); False: p -= lr (m v + g) (BYOL)
   c.optim.grad_clip = config_dict.placeholder(float)
-  c.optim.grad_clip_mode = "global"                    # or "per_tensor" (DINO)
+  c.optim.grad_clip_mode = "global"                    # or "per_tensor" (DINO), "per_module" (DINOv2)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.data_name = config_dict.placeholder(str)      # default: data.name
@@ -307,8 +309,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.optim.name={config.optim.name!r} is unknown; use one of {optim.OPTIMIZERS}.")
   if config.optim.schedule not in optim.SCHEDULES:
     raise ValueError(f"config.optim.schedule={config.optim.schedule!r} is unknown; use one of {optim.SCHEDULES}.")
-  if config.optim.grad_clip_mode not in ("global", "per_tensor"):
-    raise ValueError(f"config.optim.grad_clip_mode={config.optim.grad_clip_mode!r}: use 'global' or 'per_tensor'.")
+  if config.optim.grad_clip_mode not in ("global", "per_tensor", "per_module"):
+    raise ValueError(f"config.optim.grad_clip_mode={config.optim.grad_clip_mode!r}: use 'global', 'per_tensor' or "
+                     "'per_module'.")
+  if config.optim.lr_scaling not in optim.LR_SCALINGS:
+    raise ValueError(f"config.optim.lr_scaling={config.optim.lr_scaling!r}: use one of {optim.LR_SCALINGS}.")
+  for pair in config.optim.lr_multipliers:
+    if len(pair) != 2 or not isinstance(pair[0], str) or not float(pair[1]) >= 0:
+      raise ValueError(f"config.optim.lr_multipliers: {pair!r} is not a (regex, factor >= 0) pair, e.g. "
+                       "('encoder/embedding/', 0.2).")
   if config.optim.base_lr is not None and config.optim.base_lr <= 0:
     raise ValueError(f"config.optim.base_lr must be positive, got {config.optim.base_lr}.")
   if set(config.mesh.keys()) != set(sharding.MESH_AXES):

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class RandomMask(NamedTuple):
@@ -241,7 +242,7 @@ def _block(top, left, h, w, grid_h, grid_w):
   return (rows >= top) & (rows < top + h) & (cols >= left) & (cols < left + w)
 
 
-def blockwise_masking(rng: jax.Array, batch_size: int, grid: tuple[int, int], *, num_masking_patches: int,
+def blockwise_masking(rng: jax.Array, batch_size: int, grid: tuple[int, int], *, num_masking_patches: int | jax.Array,
                       min_num_patches: int = 16, max_num_patches: int | None = None,
                       min_aspect: float = 0.3, max_aspect: float | None = None, attempts: int = 10) -> jax.Array:
   """BEiT's block-wise masking (Bao et al. 2022, Algorithm 1; the official `MaskingGenerator`).
@@ -256,7 +257,8 @@ def blockwise_masking(rng: jax.Array, batch_size: int, grid: tuple[int, int], *,
     rng: PRNG key.
     batch_size: B.
     grid: (H, W) patch grid (BEiT-B/16 at 224 px: (14, 14)).
-    num_masking_patches: target count (BEiT: 75 of 196, i.e. 40%).
+    num_masking_patches: target count (BEiT: 75 of 196, i.e. 40%), or one per example, `[B]` int (DINOv2's
+      `ibot_masks`; 0 masks nothing).
     min_num_patches: smallest block area (16).
     max_num_patches: largest block area (default: the target count).
     min_aspect, max_aspect: aspect-ratio range (0.3, 1/0.3).
@@ -272,10 +274,12 @@ def blockwise_masking(rng: jax.Array, batch_size: int, grid: tuple[int, int], *,
     True
   """
   gh, gw = grid
-  max_num = num_masking_patches if max_num_patches is None else max_num_patches
+  targets = jnp.broadcast_to(jnp.asarray(num_masking_patches, jnp.int32), (batch_size,))
   log_ratio = (math.log(min_aspect), math.log(max_aspect or 1.0 / min_aspect))
 
-  def one(key):
+  def one(key, target):
+    max_num = target if max_num_patches is None else max_num_patches
+
     def try_block(state):
       mask, key, attempt, added, budget = state
       key, k1, k2, k3, k4 = jax.random.split(key, 5)
@@ -293,16 +297,59 @@ def blockwise_masking(rng: jax.Array, batch_size: int, grid: tuple[int, int], *,
 
     def add_block(state):
       mask, key, count, _ = state
-      budget = jnp.minimum(num_masking_patches - count, max_num)
+      budget = jnp.minimum(target - count, max_num)
       mask, key, _, added, _ = jax.lax.while_loop(
           lambda s: (s[2] < attempts) & (s[3] == 0), try_block, (mask, key, 0, jnp.int32(0), budget))
       return mask, key, count + added, added
 
     init = (jnp.zeros((gh, gw), bool), key, jnp.int32(0), jnp.int32(1))
-    mask, *_ = jax.lax.while_loop(lambda s: (s[2] < num_masking_patches) & (s[3] > 0), add_block, init)
+    mask, *_ = jax.lax.while_loop(lambda s: (s[2] < target) & (s[3] > 0), add_block, init)
     return mask.reshape(-1)
 
-  return jax.vmap(one)(jax.random.split(rng, batch_size)).astype(jnp.float32)
+  return jax.vmap(one)(jax.random.split(rng, batch_size), targets).astype(jnp.float32)
+
+
+def stratified_mask_counts(rng: jax.Array, num_crops: int, num_tokens: int, *, mask_probability: float = 0.5,
+                           ratio: tuple[float, float] = (0.1, 0.5)) -> jax.Array:
+  """How many patches iBOT / DINOv2 mask in each of `num_crops` crops (DINOv2's `collate_data_and_cast`).
+
+  `int(num_crops * mask_probability)` crops are masked; the ratio range is cut into that many equal strata, crop i
+  masks `int(num_tokens * U(lo_i, hi_i))` patches of its stratum, the others none, and the counts are shuffled over
+  the crops. The total never exceeds `ibot_capacity` (DINOv2's `upperbound`).
+
+  Args:
+    rng: PRNG key.
+    num_crops: the crops drawn together (DINOv2: every global crop of one GPU's batch).
+    num_tokens: patches per crop.
+    mask_probability: the fraction of crops masked (0.5).
+    ratio: (min, max) fraction of a masked crop's patches (0.1, 0.5).
+
+  Returns:
+    `[num_crops]` int32 target counts (`blockwise_masking` may stop short of a target).
+
+  Example:
+    >>> c = stratified_mask_counts(jax.random.key(0), 4, 100)
+    >>> sorted(c.tolist())[:2], 10 <= sorted(c.tolist())[2] < 30 <= sorted(c.tolist())[3] <= 50
+    ([0, 0], True)
+  """
+  masked = int(num_crops * mask_probability)
+  k_ratio, k_perm = jax.random.split(rng)
+  edges = jnp.linspace(ratio[0], ratio[1], masked + 1)
+  u = jax.random.uniform(k_ratio, (masked,))
+  counts = jnp.floor(num_tokens * (edges[:-1] + u * (edges[1:] - edges[:-1])))
+  counts = jnp.minimum(counts, jnp.floor(num_tokens * edges[1:])).astype(jnp.int32)    # float32 rounding
+  counts = jnp.concatenate([counts, jnp.zeros((num_crops - masked,), jnp.int32)])
+  return jax.random.permutation(k_perm, counts)
+
+
+def ibot_capacity(num_crops: int, num_tokens: int, *, mask_probability: float = 0.5,
+                  ratio: tuple[float, float] = (0.1, 0.5)) -> int:
+  """The most patches `stratified_mask_counts` can mask in `num_crops` crops together: the sum of
+  `int(num_tokens * hi_i)` over the masked strata (DINOv2's `upperbound`, the static size of its masked-token
+  buffer)."""
+  masked = int(num_crops * mask_probability)
+  edges = np.linspace(ratio[0], ratio[1], masked + 1, dtype=np.float32)
+  return int(sum(int(np.float32(num_tokens) * hi) for hi in edges[1:]))
 
 
 class MultiBlockMask(NamedTuple):

@@ -1,5 +1,6 @@
 """Optimizers and learning-rate schedules as optax chains, from keyword arguments."""
 
+import math
 import re
 
 import jax
@@ -10,9 +11,18 @@ OPTIMIZERS = ("adamw", "lars", "lamb", "sgd")
 SCHEDULES = ("cosine", "linear", "constant")
 
 
-def peak_learning_rate(base_lr: float, batch_size: int, lr_batch_base: int = 256) -> float:
-  """The linear scaling rule (Goyal et al. 2017) used by MAE, MoCo v3, SimCLR: `base_lr * batch_size / base`."""
-  return base_lr * batch_size / lr_batch_base
+LR_SCALINGS = ("linear", "sqrt")
+
+
+def peak_learning_rate(base_lr: float, batch_size: int, lr_batch_base: int = 256, scaling: str = "linear") -> float:
+  """`base_lr` scaled to the batch: "linear" (Goyal et al. 2017; MAE, MoCo v3, SimCLR, DINO),
+  `base_lr * batch_size / lr_batch_base`, or "sqrt" (DINOv2's `sqrt_wrt_1024`), `base_lr * sqrt(batch_size /
+  lr_batch_base)`."""
+  if scaling == "linear":
+    return base_lr * batch_size / lr_batch_base
+  if scaling == "sqrt":
+    return base_lr * (batch_size / lr_batch_base) ** 0.5
+  raise ValueError(f"optim.lr_scaling={scaling!r}: use one of {LR_SCALINGS}.")
 
 
 def lr_schedule(*, peak_lr: float, warmup_steps: int, total_steps: int, schedule: str = "cosine",
@@ -83,13 +93,13 @@ def param_groups(params, frozen_patterns, frozen_until=()) -> object:
 
 
 def layer_id(path: str, num_blocks: int) -> int:
-  """A ViT parameter's depth for layer-wise lr decay (BEiT; MAE's `get_layer_id_for_vit`): the patch embedding, [CLS]
-  token and position embedding are layer 0, block i is layer i + 1, everything after the blocks (final norm, pooling
+  """A ViT parameter's depth for layer-wise lr decay (BEiT; MAE's `get_layer_id_for_vit`; DINOv2's
+  `get_vit_lr_decay_rate`): the patch embedding, [CLS] and [MASK] tokens and position embedding are layer 0, block i is layer i + 1, everything after the blocks (final norm, pooling
   norm, head) is layer `num_blocks + 1`."""
   block = re.search(r"(?:^|/)block(\d+)/", path)
   if block:
     return int(block.group(1)) + 1
-  if re.search(r"(?:^|/)(embedding|cls|pos_embedding)(?:/|$)", path):
+  if re.search(r"(?:^|/)(embedding|cls|pos_embedding|mask_token)(?:/|$)", path):
     return 0
   return num_blocks + 1
 
@@ -108,11 +118,69 @@ def scale_by_layer_decay(decay: float) -> optax.GradientTransformation:
   return optax.stateless(scale)
 
 
+def scale_by_pattern(multipliers: tuple[tuple[str, float], ...]) -> optax.GradientTransformation:
+  """Multiplies the updates of the parameters whose path (`param_path`) matches a regex (searched) of
+  `multipliers`, `(regex, factor)` pairs, by that factor (the product, if several match): their learning rate,
+  weight decay included (DINOv2's `patch_embed_lr_mult` 0.2: `(("encoder/embedding/", 0.2),)`)."""
+  compiled = [(re.compile(p), float(f)) for p, f in multipliers]
+
+  def scale(updates, params=None):
+    del params
+    factor = lambda path: math.prod(f for r, f in compiled if r.search(param_path(path)))
+    return jax.tree_util.tree_map_with_path(lambda path, u: u * factor(path), updates)
+  return optax.stateless(scale)
+
+
+def _check_matches(params, patterns, what, match) -> None:
+  """Refuses regexes (`patterns`) that match no parameter path (a typo would silently change nothing)."""
+  paths = [param_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+  unused = [p for p in patterns if not any(match(re.compile(p), q) for q in paths)]
+  if unused:
+    raise ValueError(f"{what}: {unused} match no parameter path; the paths look like {paths[:3]}...")
+
+
+def zero_lr_until(pairs: tuple[tuple[str, int], ...]) -> optax.GradientTransformation:
+  """Sets to zero the updates of the parameters matching the regex (full match of `param_path`) of a `(regex, n)`
+  pair during the first n updates; the optimizer's state (Adam's moments and step count) still accumulates, as
+  with a learning rate of 0 (DINOv2's `last_layer_lr_schedule`, 0 during its first epoch)."""
+  compiled = [(re.compile(p), int(n)) for p, n in pairs]
+
+  def hold(path):
+    return max([n for r, n in compiled if r.fullmatch(param_path(path))] or [0])
+
+  def init(params):
+    del params
+    return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+  def update(updates, state, params=None):
+    del params
+    out = jax.tree_util.tree_map_with_path(
+        lambda path, u: jnp.where(state.count >= hold(path), u, jnp.zeros_like(u)) if hold(path) else u, updates)
+    return out, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
+  return optax.GradientTransformation(init, update)
+
+
+def clip_per_module(max_norm: float, depth: int = 2) -> optax.GradientTransformation:
+  """Clips the gradients of each module on its own: the parameters whose paths share their first `depth` components
+  (`net/encoder`, `net/dino_head`, ...) are scaled by `min(1, max_norm / (their global norm + 1e-6))`, as DINOv2
+  calls PyTorch's `clip_grad_norm_` on each of its student's submodels."""
+  def clip(updates, params=None):
+    del params
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(updates)
+    modules = ["/".join(param_path(p).split("/")[:depth]) for p, _ in leaves]
+    norms = {m: jnp.sqrt(sum(jnp.sum(jnp.square(g)) for (_, g), n in zip(leaves, modules) if n == m))
+             for m in set(modules)}
+    scale = {m: jnp.minimum(1.0, max_norm / (v + 1e-6)) for m, v in norms.items()}
+    return jax.tree_util.tree_unflatten(treedef, [g * scale[m] for (_, g), m in zip(leaves, modules)])
+  return optax.stateless(clip)
+
+
 def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | optax.Schedule = 0.0, b1: float = 0.9,
          b2: float = 0.999, eps: float = 1e-8, momentum: float = 0.9, lr_in_momentum: bool = True,
          grad_clip: float | None = None, grad_clip_mode: str = "global", no_decay_names=("pos_embedding",),
-         decay_biases_and_norms: bool = False, frozen=(), frozen_until=(), probe_lr: float = 1e-3,
-         layer_decay: float | None = None) -> optax.GradientTransformation:
+         decay_biases_and_norms: bool = False, frozen=(), frozen_until=(), zero_lr_until_steps=(),
+         probe_lr: float = 1e-3, layer_decay: float | None = None,
+         lr_multipliers: tuple[tuple[str, float], ...] = ()) -> optax.GradientTransformation:
   """An optax optimizer with decoupled weight decay masked by `decay_mask`, optionally after gradient clipping.
 
   Args:
@@ -127,18 +195,23 @@ def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | opta
       differ only while the learning rate changes.
     no_decay_names, decay_biases_and_norms: see `decay_mask` (LARS's trust ratio always skips biases and norms).
     grad_clip: clip the gradients first (None: no clipping), all trained parameters' but the probe's.
-    grad_clip_mode: "global" (the norm of all those gradients together) or "per_tensor" (each parameter's gradient
-      on its own, as DINO's `clip_gradients`).
+    grad_clip_mode: "global" (the norm of all those gradients together), "per_tensor" (each parameter's gradient
+      on its own, as DINO's `clip_gradients`) or "per_module" (each module's, `net/encoder`, `net/dino_head`, ...:
+      `clip_per_module`, DINOv2).
     frozen: regexes of parameter paths (`param_path`) that are never updated, nor decayed (MoCo v3's patch
       projection).
     frozen_until: `(regex, n)` pairs: those parameters stay untouched for the first n updates — no update, no weight
       decay, and no optimizer state either (moments, step count): their optimizer starts at update n as a fresh one
       would, with the learning rate and weight decay of step n — which is what PyTorch's AdamW does with a parameter
       whose gradient is None (DINO's frozen last layer in its first epoch).
+    zero_lr_until_steps: `(regex, n)` pairs: those parameters' learning rate is 0 for the first n updates while
+      their optimizer state accumulates (`zero_lr_until`; DINOv2's frozen last layer).
     probe_lr: the parameters under "probe" (an online linear probe on stop-gradient features) are trained by Adam
       at this constant rate, without weight decay, clipping or LARS adaptation (which would never move its zero
       initialisation), as solo-learn trains its online classifier with its own learning rate.
     layer_decay: layer-wise lr decay of a ViT (`scale_by_layer_decay`; MAE fine-tuning: 0.65); None: off.
+    lr_multipliers: `(regex, factor)` pairs scaling some parameters' learning rate (`scale_by_pattern`; DINOv2's
+      patch embedding: 0.2).
   """
   mask = lambda p: decay_mask(p, no_decay_names, decay_biases_and_norms)
   trust_mask = lambda p: decay_mask(p, no_decay_names)
@@ -158,7 +231,10 @@ def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | opta
       tx = optax.chain(optax.add_decayed_weights(wd, mask), optax.sgd(lr, momentum=momentum))
     else:
       raise ValueError(f"unknown optimizer {name!r}; use one of {OPTIMIZERS}.")
-    return optax.chain(tx, scale_by_layer_decay(layer_decay)) if layer_decay is not None else tx
+    tail = ([scale_by_layer_decay(layer_decay)] if layer_decay is not None else []) + (
+        [scale_by_pattern(tuple(lr_multipliers))] if lr_multipliers else []) + (
+        [zero_lr_until(tuple(zero_lr_until_steps))] if zero_lr_until_steps else [])
+    return optax.chain(tx, *tail) if tail else tx
 
   def starting_at(n):
     # The inner optimizer's own counts start at 0 on update n: its schedules are shifted by n.
@@ -172,12 +248,18 @@ def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | opta
   transforms.update({f"from_{int(n)}": starting_at(int(n)) for _, n in frozen_until})
   tx = optax.multi_transform(transforms, groups)
   if grad_clip:
-    if grad_clip_mode not in ("global", "per_tensor"):
-      raise ValueError(f"grad_clip_mode={grad_clip_mode!r}: use 'global' or 'per_tensor'.")
-    clip = optax.clip_by_global_norm(grad_clip) if grad_clip_mode == "global" else clip_per_tensor(grad_clip)
+    clips = {"global": optax.clip_by_global_norm, "per_tensor": clip_per_tensor, "per_module": clip_per_module}
+    if grad_clip_mode not in clips:
+      raise ValueError(f"grad_clip_mode={grad_clip_mode!r}: use one of {sorted(clips)}.")
+    clip = clips[grad_clip_mode](grad_clip)
     clipped = lambda p: jax.tree.map(lambda g: g not in ("frozen", "probe"), groups(p))
     tx = optax.chain(optax.masked(clip, clipped), tx)
-  return tx
+
+  def init(params):
+    _check_matches(params, [p for p, _ in lr_multipliers], "optim.lr_multipliers", re.Pattern.search)
+    _check_matches(params, [p for p, _ in zero_lr_until_steps], "the method's zero_lr_until", re.Pattern.fullmatch)
+    return tx.init(params)
+  return optax.GradientTransformation(init, tx.update)
 
 
 def clip_per_tensor(max_norm: float) -> optax.GradientTransformation:

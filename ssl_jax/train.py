@@ -199,17 +199,16 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
                      f"predictions, and {config.method.name!r} makes none; remove it (it is for gpt and bert).")
   o = config.optim
   base_lr = 0.0 if o.base_lr is None else o.base_lr    # unset only in an evaluation-only run (total_steps=0)
-  schedule = optim.lr_schedule(peak_lr=optim.peak_learning_rate(base_lr, config.batch_size, o.lr_batch_base),
-                               warmup_steps=durations.warmup, total_steps=durations.total, schedule=o.schedule,
-                               min_lr=o.min_lr,
-                               init_lr=optim.peak_learning_rate(o.warmup_base_lr, config.batch_size, o.lr_batch_base))
+  scaled = lambda lr: optim.peak_learning_rate(lr, config.batch_size, o.lr_batch_base, o.lr_scaling)
+  schedule = optim.lr_schedule(peak_lr=scaled(base_lr), warmup_steps=durations.warmup, total_steps=durations.total,
+                               schedule=o.schedule, min_lr=o.min_lr, init_lr=scaled(o.warmup_base_lr))
   tx = optim.make(name=o.name, learning_rate=schedule,
                   weight_decay=optim.weight_decay_schedule(o.weight_decay, o.weight_decay_end, durations.total),
                   b1=o.b1, b2=o.b2, eps=o.eps, momentum=o.momentum, lr_in_momentum=o.lr_in_momentum,
                   grad_clip=o.grad_clip, grad_clip_mode=o.grad_clip_mode, no_decay_names=tuple(o.no_decay),
                   decay_biases_and_norms=o.decay_biases_and_norms, frozen=tuple(o.frozen),
-                  frozen_until=method.frozen_until, probe_lr=o.probe_lr,
-                  layer_decay=o.layer_decay)
+                  frozen_until=method.frozen_until, zero_lr_until_steps=method.zero_lr_until, probe_lr=o.probe_lr,
+                  layer_decay=o.layer_decay, lr_multipliers=tuple(tuple(m) for m in o.lr_multipliers))
 
   # Shapes -> shardings -> a jitted initialiser that creates every array directly in its shard.
   init = functools.partial(_initial_state, method, tx, config.seed, run)

@@ -59,7 +59,8 @@ def _batches(config, run: contract.RunInfo):
   return jax.tree.map_with_path(example, run.inputs), inputs.eval_stage({"image": images})
 
 
-VARIANTS = {"dino-sinkhorn": ("dino", dict(centering="sinkhorn"))}    # registered methods with another loss path
+VARIANTS = {"dino-sinkhorn": ("dino", dict(centering="sinkhorn")),     # registered methods with another loss path
+            "dinov2-sinkhorn-separate": ("dinov2", dict(centering="sinkhorn", separate_ibot_head=True))}
 
 
 @pytest.mark.parametrize("name", sorted(methods.METHODS) + sorted(VARIANTS))

@@ -62,14 +62,17 @@ def shrunk(method: str):
       m[key] = dict(m[key], dims=narrow(m[key]["dims"]))
     elif key in m:               # a transformer predictor (I-JEPA)
       m[key] = dict(width=16, depth=1, num_heads=2, mlp_dim=32)
-  if "head" in m:
-    m.head = dict(m.head, out_dim=64, hidden_dim=32, bottleneck_dim=16)
+  for key in ("head", "dino_head"):
+    if key in m:
+      m[key] = dict(m[key], out_dim=64, hidden_dim=32, bottleneck_dim=16)
   if "decoder" in m:
     m.decoder = dict(width=32, depth=1, num_heads=2, mlp_dim=64)
   if m.name == "ijepa":          # a 4x4 patch grid (16 tokens, as the other ViTs here): blocks of 2-3 and 9 patches
     c.model.patch_size, m.min_keep = 4, 0
   if m.name == "data2vec":       # a 4x4 patch grid, 10 of its patches masked; the one block's output as the target
     c.model.patch_size, m.top_k = 4, 1
+  if m.name == "dinov2":         # two groups of 8 images: masks and KoLeo per group
+    m.group_size = 8
   c.eval.update(dict(train_split="train[:64]", test_split="test[:32]", batch_size=32, init_baseline=False,
                      raw_baseline=False, report=False))
   c.eval.evaluators = dict(knn=dict(type="knn", k=5, temperature=0.07))
@@ -121,9 +124,12 @@ LOGGED = {"simclr": {"monitor/embedding_std", "monitor/rankme", "probe/train_top
           "data2vec": {"monitor/embedding_std", "monitor/rankme", "monitor/target_token_std", "mask/masked_tokens",
                        "teacher_momentum"},
           "beit": {"masked_token_accuracy", "mask/masked_tokens", "tokenizer/usage", "tokenizer/perplexity"},
-          "vq_tokenizer": {"tokenizer/usage", "tokenizer/perplexity", "loss/reconstruction", "loss/commitment"}}
+          "vq_tokenizer": {"tokenizer/usage", "tokenizer/perplexity", "loss/reconstruction", "loss/commitment"},
+          "dinov2": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1", "monitor/teacher_entropy",
+                     "monitor/teacher_student_kl", "monitor/ibot_teacher_entropy", "teacher_temp", "teacher_momentum",
+                     "mask/masked_tokens", "dino_loss", "ibot_loss", "koleo_loss"}}
 PICTURES = {"mae": {"reconstructions.png"}, "ijepa": {"masks.png"}, "data2vec": {"masks.png"}, "beit": {"masks.png"},
-            "vq_tokenizer": {"reconstructions.png"}}
+            "vq_tokenizer": {"reconstructions.png"}, "dinov2": {"masks.png"}}
 
 
 def _check_reference(method, workdir, results):

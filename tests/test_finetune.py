@@ -65,15 +65,16 @@ def test_random_erasing_erases_one_rectangle_per_image():
 
 
 def test_layer_decay_scales_each_layer_of_a_vit():
-  params = {"encoder": {"vit": {"embedding": {"kernel": 1.0}, "cls": 1.0, "pos_embedding": 1.0,
+  params = {"encoder": {"vit": {"embedding": {"kernel": 1.0}, "cls": 1.0, "pos_embedding": 1.0, "mask_token": 1.0,
                                 "encoder": {f"block{i}": {"attn": {"qkv_kernel": 1.0}} for i in range(3)}},
                         "fc_norm": {"scale": 1.0}},
             "head": {"fc": {"kernel": 1.0}}}
   params = jax.tree.map(jnp.asarray, params)
   out, _ = optim.scale_by_layer_decay(0.5).update(params, optax.EmptyState(), params)
   vit = out["encoder"]["vit"]
-  # 3 blocks: embedding/cls/pos are layer 0 (scale 0.5^4), block i is layer i+1, the rest layer 4 (scale 1).
+  # 3 blocks: embedding/cls/pos/[MASK] are layer 0 (scale 0.5^4), block i is layer i+1, the rest layer 4 (scale 1).
   assert float(vit["embedding"]["kernel"]) == float(vit["cls"]) == float(vit["pos_embedding"]) == 0.5 ** 4
+  assert float(vit["mask_token"]) == 0.5 ** 4                  # DINOv2's `get_vit_lr_decay_rate`
   assert [float(vit["encoder"][f"block{i}"]["attn"]["qkv_kernel"]) for i in range(3)] == [0.125, 0.25, 0.5]
   assert float(out["encoder"]["fc_norm"]["scale"]) == float(out["head"]["fc"]["kernel"]) == 1.0
 

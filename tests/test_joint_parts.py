@@ -177,6 +177,47 @@ def test_frozen_until_leaves_parameters_out_then_starts_their_optimizer_afresh()
     optim.make(name="adamw", learning_rate=lr, frozen_until=(("net/c/.*", 2),)).init(params)
 
 
+def test_zero_lr_until_holds_parameters_while_adam_accumulates():
+  """DINOv2's last layer: learning rate 0 for n updates, Adam's moments and step count accumulating meanwhile, so
+  update n is Adam's (n+1)-th step, not a fresh optimizer's first (contrast `frozen_until` above)."""
+  params = {"net": {"a": {"kernel": jnp.ones((2,))}, "b": {"kernel": jnp.ones((2,))}}}
+  tx = optim.make(name="adamw", learning_rate=0.1, zero_lr_until_steps=(("net/b/.*", 2),))
+  state = tx.init(params)
+  grads = [jax.tree.map(lambda p: g * jnp.ones_like(p), params) for g in (1.0, -3.0, 2.0)]
+  for g in grads:
+    updates, state = tx.update(g, state, params)
+    params = optax.apply_updates(params, updates)
+    if g is grads[1]:
+      np.testing.assert_array_equal(params["net"]["b"]["kernel"], 1.0)
+  m = sum((1 - 0.9) * 0.9 ** (2 - i) * g for i, g in enumerate((1.0, -3.0, 2.0))) / (1 - 0.9 ** 3)
+  v = sum((1 - 0.999) * 0.999 ** (2 - i) * g * g for i, g in enumerate((1.0, -3.0, 2.0))) / (1 - 0.999 ** 3)
+  np.testing.assert_allclose(params["net"]["b"]["kernel"], 1.0 - 0.1 * m / (np.sqrt(v) + 1e-8), rtol=1e-5)
+  with pytest.raises(ValueError, match=r"zero_lr_until: \['net/c/.\*'\] match no parameter path"):
+    optim.make(name="adamw", learning_rate=0.1, zero_lr_until_steps=(("net/c/.*", 2),)).init(params)
+
+
+def test_lr_multipliers_per_module_clipping_and_sqrt_scaling():
+  """DINOv2's patch-embedding lr x 0.2, its `clip_grad_norm_` per submodel, and its `sqrt_wrt_1024` rule."""
+  params = {"net": {"vit": {"embedding": {"kernel": jnp.ones((2,))}, "block0": {"kernel": jnp.ones((2,))}},
+                    "dino": {"kernel": jnp.ones((2,))}}}
+  tx = optim.make(name="sgd", learning_rate=1.0, momentum=0.0, lr_multipliers=(("vit/embedding/", 0.2),))
+  updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+  assert updates["net"]["vit"]["embedding"]["kernel"].tolist() == pytest.approx([-0.2, -0.2])
+  assert updates["net"]["vit"]["block0"]["kernel"].tolist() == updates["net"]["dino"]["kernel"].tolist() == [-1, -1]
+  with pytest.raises(ValueError, match="optim.lr_multipliers"):
+    optim.make(name="sgd", learning_rate=1.0, lr_multipliers=(("patch_embed", 0.2),)).init(params)
+  clip = optim.clip_per_module(1.0)
+  grads = {"net": {"vit": {"embedding": {"kernel": jnp.array([3.0, 0.0])}, "block0": {"kernel": jnp.array([0.0, 4.0])}},
+                   "dino": {"kernel": jnp.array([0.3, 0.4])}}}
+  out, _ = clip.update(grads, clip.init(grads))
+  # net/vit has norm 5 (scaled by 1 / (5 + 1e-6)); net/dino has norm 0.5 (left alone).
+  np.testing.assert_allclose(out["net"]["vit"]["embedding"]["kernel"], [0.6, 0.0], rtol=1e-5)
+  np.testing.assert_allclose(out["net"]["vit"]["block0"]["kernel"], [0.0, 0.8], rtol=1e-5)
+  np.testing.assert_allclose(out["net"]["dino"]["kernel"], [0.3, 0.4])
+  assert optim.peak_learning_rate(4e-3, 2048, 1024, "sqrt") == pytest.approx(4e-3 * 2 ** 0.5)
+  assert optim.peak_learning_rate(4e-3, 2048, 1024) == pytest.approx(8e-3)
+
+
 def test_monitors_see_collapse():
   rng = np.random.RandomState(0)
   healthy = jnp.asarray(rng.normal(size=(256, 32)), jnp.float32)

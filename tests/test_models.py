@@ -183,6 +183,23 @@ def test_remat_and_scan_keep_parameters_outputs_and_gradients():
     vit.vit_kwargs(variant="Ti/16", remat="some")
 
 
+def test_uniform_drop_path_reaches_the_first_block():
+  """Stochastic depth rises linearly from 0 (the first block never dropped) unless `drop_path_uniform` (DINOv2):
+  then every block is dropped at the rate, the first one included."""
+  images = jax.random.normal(jax.random.key(0), (64, 8, 8, 3))
+  first = {}
+  for uniform in (False, True):
+    model = vit.ViT(**vit.vit_kwargs(patch_size=4, width=16, depth=2, num_heads=2, mlp_dim=32, drop_path=0.5,
+                                     drop_path_uniform=uniform))
+    params = nn.unbox(model.init(jax.random.key(1), images))["params"]
+    run = lambda key: model.apply({"params": params}, images, train=True, return_layers=True,
+                                  rngs={"dropout": jax.random.key(key)})[1][0]          # the first block's output
+    changed = np.any(np.abs(np.asarray(run(2) - run(3))) > 1e-6, axis=(1, 2))          # per example
+    first[uniform] = changed.mean()
+  # Two branches, each kept with probability 1/2: two keys draw the same for an example with probability 1/4.
+  assert first[False] == 0.0 and 0.6 < first[True] < 0.9
+
+
 @pytest.mark.parametrize("length", [17, 50])
 def test_attention_padded_for_cudnn_equals_unpadded_attention(length):
   """`attention.dot_product_attention` pads odd lengths (197 = 1 + 14 x 14) for cuDNN's gradient; the padded keys are

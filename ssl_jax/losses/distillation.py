@@ -99,7 +99,8 @@ def update_center(center: jax.Array, teacher_logits: jax.Array, momentum: float 
   return jax.lax.stop_gradient(center * momentum + batch_center * (1.0 - momentum))
 
 
-def sinkhorn_knopp(teacher_logits: jax.Array, temperature: float, num_iters: int = 3) -> jax.Array:
+def sinkhorn_knopp(teacher_logits: jax.Array, temperature: float, num_iters: int = 3,
+                   valid: jax.Array | None = None) -> jax.Array:
   """Sinkhorn-Knopp centring of teacher outputs (SwAV, Caron et al. 2020; DINOv2, Oquab et al. 2023).
 
   Finds the doubly-normalised `Q = diag(u) exp(logits / temperature) diag(v)` whose prototypes are used equally
@@ -111,9 +112,11 @@ def sinkhorn_knopp(teacher_logits: jax.Array, temperature: float, num_iters: int
     teacher_logits: `[N, K]` over the global batch (all teacher views flattened into N).
     temperature: the teacher temperature.
     num_iters: normalisation rounds (DINOv2: 3).
+    valid: optional `[N]` bool: only these rows are samples (DINOv2's iBOT Sinkhorn-Knopp runs over the masked
+      patches of the batch, a static-shape buffer here); the others get zeros and take no part.
 
   Returns:
-    `[N, K]` soft assignments, rows summing to 1, no gradient.
+    `[N, K]` soft assignments, valid rows summing to 1, no gradient.
 
   Example:
     >>> q = sinkhorn_knopp(jnp.array([[5.0, 0.0], [4.0, 0.0]]), temperature=1.0, num_iters=50)
@@ -122,10 +125,15 @@ def sinkhorn_knopp(teacher_logits: jax.Array, temperature: float, num_iters: int
   """
   log_q = (teacher_logits.astype(jnp.float32) / temperature).T                  # [K, N]
   k, n = log_q.shape
+  if valid is None:
+    valid = jnp.ones((n,), bool)
+  log_q = jnp.where(valid[None, :], log_q, -jnp.inf)
+  n = jnp.maximum(jnp.sum(valid), 1).astype(jnp.float32)
   log_q = log_q - jax.nn.logsumexp(log_q)
   for _ in range(num_iters):
     log_q = log_q - jax.nn.logsumexp(log_q, axis=1, keepdims=True) - jnp.log(k)  # each prototype has mass 1/K
-    log_q = log_q - jax.nn.logsumexp(log_q, axis=0, keepdims=True) - jnp.log(n)  # each sample has mass 1/N
+    column = jax.nn.logsumexp(log_q, axis=0, keepdims=True)
+    log_q = jnp.where(valid[None, :], log_q - column, -jnp.inf) - jnp.log(n)   # each sample has mass 1/N
   return jax.lax.stop_gradient(jnp.exp(log_q + jnp.log(n)).T)
 
 

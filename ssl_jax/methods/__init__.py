@@ -10,7 +10,8 @@ Every method implements
                                                           # applied to `variables` (probing, fine-tuning, export)
 
 and may override the hooks that have defaults: `after_update` (e.g. an EMA teacher), `frozen_until` (parameters the
-optimizer leaves out of their first updates: DINO's last layer), and, with the class attribute that announces each,
+optimizer leaves out of their first updates: DINO's last layer), `zero_lr_until` (parameters whose learning
+rate is 0 at first: DINOv2's last layer), and, with the class attribute that announces each,
 `load_encoders` (`accepts_pretrained_encoder`), `predict` (`predicts`), `reconstruct` (`reconstructs`).
 
 `batch` is what the input spec (`ssl_jax.data.inputs`) says the method receives, `run.inputs`: `image`, normalised
@@ -28,6 +29,7 @@ from ssl_jax.methods import classify
 from ssl_jax.methods import contract
 from ssl_jax.methods import data2vec
 from ssl_jax.methods import dino
+from ssl_jax.methods import dinov2
 from ssl_jax.methods import gpt
 from ssl_jax.methods import ijepa
 from ssl_jax.methods import mae
@@ -42,6 +44,7 @@ METHODS: dict[str, type[contract.Method]] = {
     "classify": classify.Classify,
     "data2vec": data2vec.Data2Vec,
     "dino": dino.DINO,
+    "dinov2": dinov2.DINOv2,
     "gpt": gpt.GPT,
     "ijepa": ijepa.IJEPA,
     "mae": mae.MAE,

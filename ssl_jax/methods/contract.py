@@ -122,6 +122,12 @@ class Method(abc.ABC):
     """`(parameter path regex, n)` pairs the optimizer leaves out of its first n updates (`ssl_jax.optim.make`)."""
     return ()
 
+  @property
+  def zero_lr_until(self) -> tuple[tuple[str, int], ...]:
+    """`(parameter path regex, n)` pairs whose learning rate is 0 for the first n updates while their optimizer
+    state accumulates (`ssl_jax.optim.zero_lr_until`; DINOv2's last layer)."""
+    return ()
+
   def load_encoders(self, params: Params, extra: Extra, variables: dict[str, Any]) -> tuple[Params, Extra]:
     """`(params, extra)` with the towers of `variables` (`{tower: variables}`, structured as `encoders` gives them)
     put in place. Needed when `accepts_pretrained_encoder`."""

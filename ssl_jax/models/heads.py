@@ -68,7 +68,9 @@ class DINOHead(nn.Module):
   use_bn: bool = False
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, train: bool = False, mask=None):
+    """`x` `[..., D]` -> `[..., out_dim]`; `mask` (`[...]` bool, optional) limits the BatchNorm statistics to the
+    rows it marks (DINOv2's padded buffer of masked patches)."""
     init = nn.initializers.truncated_normal(0.02)
     x = x.astype(jnp.float32)
     dims = (self.hidden_dim,) * (self.num_layers - 1) + (self.bottleneck_dim,)
@@ -76,14 +78,16 @@ class DINOHead(nn.Module):
       x = nn.Dense(d, name=f"dense{i}", kernel_init=nn.with_logical_partitioning(init, ("embed", "mlp")))(x)
       if i < len(dims) - 1:
         if self.use_bn:
-          x = resnet.batch_norm(train, f"bn{i}")(x)
+          x = resnet.batch_norm(train, f"bn{i}")(x, mask=None if mask is None else mask[..., None])
         x = nn.gelu(x, approximate=False)
     x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
     # DINO creates the prototype layer after its truncated-normal init pass, so it keeps PyTorch's default nn.Linear
     # init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Weight normalisation hides the scale from the forward pass but not
     # from Adam: the direction of a prototype moves by ~lr / scale a step (3.6 x faster at N(0, 0.02) with 64 inputs).
     proto_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
-    v = self.param("prototypes", nn.with_logical_partitioning(proto_init, (None, "mlp")),
+    # Sharded like any kernel (input rows over fsdp, prototypes as a vocabulary): at 65536 prototypes the layer is
+    # 64 MiB, which a replicated copy per device would add to FSDP's share.
+    v = self.param("prototypes", nn.with_logical_partitioning(proto_init, ("embed", "vocab")),
                    (self.bottleneck_dim, self.out_dim))
     w = v / jnp.maximum(jnp.linalg.norm(v, axis=0, keepdims=True), 1e-12)
     if not self.norm_last_layer:

@@ -181,7 +181,7 @@ REMAT_POLICIES = {
 
 class Transformer(nn.Module):
   """`depth` blocks followed by a final LayerNorm (unless `final_norm` is False); stochastic depth rising linearly
-  from 0 to `drop_path`.
+  from 0 to `drop_path`, or `drop_path` in every block with `drop_path_uniform` (DINOv2's `drop_path_uniform`).
 
   `causal` masks every block's attention to earlier tokens; `segment_ids` (a call argument) to tokens of the same
   segment (`ssl_jax.models.attention`). `decode` runs every block's attention over a key/value cache
@@ -207,6 +207,7 @@ class Transformer(nn.Module):
   causal: bool = False
   style: BlockStyle = VIT
   decode: bool = False
+  drop_path_uniform: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, segment_ids: jax.Array | None = None,
@@ -228,7 +229,8 @@ class Transformer(nn.Module):
       raise ValueError(f"model.remat={self.remat!r} is unknown; use one of {sorted(REMAT_POLICIES)}.")
     block = lambda style=self.style, **kw: Block(self.num_heads, self.mlp_dim, self.dtype, self.attention_impl,
                                                  causal=self.causal, style=style, decode=self.decode, **kw)
-    rates = [self.drop_path * i / max(self.depth - 1, 1) for i in range(self.depth)]
+    rates = [self.drop_path if self.drop_path_uniform else self.drop_path * i / max(self.depth - 1, 1)
+             for i in range(self.depth)]
     stochastic = train and (self.drop_path > 0.0 or self.style.dropout > 0.0)
     keys = jax.random.split(self.make_rng("dropout"), self.depth) if stochastic else None
     layers = []

@@ -133,6 +133,7 @@ class ViT(nn.Module):
     attention_impl: one of `ATTENTION_IMPLS` ("einsum", "xla", "cudnn"), or None to pick (see
       `dot_product_attention`).
     drop_path: stochastic-depth rate of the last block (linear from 0 over the blocks; active with `train`).
+    drop_path_uniform: every block at rate `drop_path` instead (DINOv2).
     final_norm: end with the final LayerNorm (False: MAE/timm global-pool fine-tuning, which normalises the pooled
       tokens with a fresh `fc_norm` instead).
     remat, scan: memory and compile-time options of the blocks (see `Transformer`); the same parameters and results.
@@ -168,6 +169,7 @@ class ViT(nn.Module):
   init_truncation: float | None = None
   depth_scaled_init: bool = False
   relative_position_bias: bool = False
+  drop_path_uniform: bool = False
 
   def grid(self, images_shape):
     _, h, w, _ = images_shape
@@ -235,8 +237,8 @@ class ViT(nn.Module):
         segment_ids = jnp.pad(segment_ids, ((0, 0), (1, 0)), constant_values=1)
     x = constrain_tokens(x)
     return Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, self.drop_path,
-                       self.final_norm, self.remat, self.scan, style=style, name="encoder")(
-                           x, train, segment_ids=segment_ids, return_layers=return_layers, bias=bias)
+                       self.final_norm, self.remat, self.scan, style=style, drop_path_uniform=self.drop_path_uniform,
+                       name="encoder")(x, train, segment_ids=segment_ids, return_layers=return_layers, bias=bias)
 
 
 class MaskedImageModel(nn.Module):
@@ -382,13 +384,14 @@ def vit_kwargs(*, variant: str | None = None, patch_size: int | None = None, wid
                drop_path: float | None = 0.0, remat: str | None = "none", scan: bool | None = False,
                class_token: bool | None = True, init_std: float | None = None, layer_scale: float | None = None,
                mask_token: bool | None = False, init_truncation: float | None = None,
-               depth_scaled_init: bool | None = False, relative_position_bias: bool | None = False) -> dict[str, Any]:
+               depth_scaled_init: bool | None = False, relative_position_bias: bool | None = False,
+               drop_path_uniform: bool | None = False) -> dict[str, Any]:
   """ViT keyword arguments from a named variant ("B/16") with optional explicit overrides of its sizes.
 
   None (an unset config placeholder) means the default for `posemb` ("sincos2d"), `dtype` ("float32"),
   `drop_path` (0), `remat` ("none"), `scan` (False), `class_token` (True), `init_std` (Xavier-uniform),
-  `layer_scale` (none), `mask_token`, `depth_scaled_init` and `relative_position_bias` (False) and
-  `init_truncation` (none).
+  `layer_scale` (none), `mask_token`, `depth_scaled_init`, `relative_position_bias` and `drop_path_uniform` (False)
+  and `init_truncation` (none).
   """
   posemb, dtype, drop_path = posemb or "sincos2d", dtype or "float32", drop_path or 0.0
   class_token = True if class_token is None else bool(class_token)
@@ -415,4 +418,4 @@ def vit_kwargs(*, variant: str | None = None, patch_size: int | None = None, wid
   return dict(size, posemb=posemb, dtype=jnp.dtype(dtype), attention_impl=attention_impl, drop_path=drop_path,
               remat=remat, scan=scan, class_token=class_token, init_std=init_std, layer_scale=layer_scale,
               mask_token=bool(mask_token), init_truncation=init_truncation, depth_scaled_init=bool(depth_scaled_init),
-              relative_position_bias=bool(relative_position_bias))
+              relative_position_bias=bool(relative_position_bias), drop_path_uniform=bool(drop_path_uniform))
