@@ -8,9 +8,9 @@ Sized as the official "fast setup": 4 nodes of 8 A100-80GB (batch 64 per GPU, gl
 "epochs" of 1250 iterations = 125,000 steps (200 passes over ImageNet-1k). On TPUs: `--dry_run --topology=v5p:4x4x4
 --config.mesh.data=1 --config.mesh.fsdp=-1` (64 chips, 32 images each) compiles, with XLA's estimate of 103.6 GiB of
 temporaries per chip (2026-12-01), more than a v5p's 95 GB: add `--config.model.remat=full` or
-`--config.grad_accum_steps=2` there (not yet compiled here); a v5e:4x4 (16 chips of 16 GB) is refused as too small. Expected
-(official README, "about 1 day"): 81.6% k-NN and 82.9% linear top-1 on ImageNet-1k, on the teacher. Not yet measured
-with this code.
+`--config.grad_accum_steps=2` there (not yet compiled here); a v5e:4x4 (16 chips of 16 GB) is refused as too small.
+Expected (official README, "about 1 day"): 81.6% k-NN and 82.9% linear top-1 on ImageNet-1k, on the teacher. Not yet
+measured with this code.
 
 Why ViT-L/16 and not S/14 or B/14: this is the one recipe the official code gives for training on ImageNet-1k, with
 published numbers to compare against; DINOv2's released S/14, B/14 and L/14 are distilled from its g/14 trained on

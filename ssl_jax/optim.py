@@ -94,8 +94,8 @@ def param_groups(params, frozen_patterns, frozen_until=()) -> object:
 
 def layer_id(path: str, num_blocks: int) -> int:
   """A ViT parameter's depth for layer-wise lr decay (BEiT; MAE's `get_layer_id_for_vit`; DINOv2's
-  `get_vit_lr_decay_rate`): the patch embedding, [CLS] and [MASK] tokens and position embedding are layer 0, block i is layer i + 1, everything after the blocks (final norm, pooling
-  norm, head) is layer `num_blocks + 1`."""
+  `get_vit_lr_decay_rate`): the patch embedding, [CLS] and [MASK] tokens and position embedding are layer 0, block i
+  is layer i + 1, everything after the blocks (final norm, pooling norm, head) is layer `num_blocks + 1`."""
   block = re.search(r"(?:^|/)block(\d+)/", path)
   if block:
     return int(block.group(1)) + 1
@@ -162,7 +162,7 @@ def zero_lr_until(pairs: tuple[tuple[str, int], ...]) -> optax.GradientTransform
 
 def clip_per_module(max_norm: float, depth: int = 2) -> optax.GradientTransformation:
   """Clips the gradients of each module on its own: the parameters whose paths share their first `depth` components
-  (`net/encoder`, `net/dino_head`, ...) are scaled by `min(1, max_norm / (their global norm + 1e-6))`, as DINOv2
+  (`net/vit`, `net/dino`, ...) are scaled by `min(1, max_norm / (their global norm + 1e-6))`, as DINOv2
   calls PyTorch's `clip_grad_norm_` on each of its student's submodels."""
   def clip(updates, params=None):
     del params
@@ -196,7 +196,7 @@ def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | opta
     no_decay_names, decay_biases_and_norms: see `decay_mask` (LARS's trust ratio always skips biases and norms).
     grad_clip: clip the gradients first (None: no clipping), all trained parameters' but the probe's.
     grad_clip_mode: "global" (the norm of all those gradients together), "per_tensor" (each parameter's gradient
-      on its own, as DINO's `clip_gradients`) or "per_module" (each module's, `net/encoder`, `net/dino_head`, ...:
+      on its own, as DINO's `clip_gradients`) or "per_module" (each module's, `net/vit`, `net/dino`, ...:
       `clip_per_module`, DINOv2).
     frozen: regexes of parameter paths (`param_path`) that are never updated, nor decayed (MoCo v3's patch
       projection).

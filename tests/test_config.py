@@ -37,7 +37,8 @@ from ssl_jax import train
     (lambda c: c.optim.update(dict(layer_decay=1.5)), r"config.optim.layer_decay must be in \(0, 1\]"),
     (lambda c: c.optim.update(dict(lr_scaling="cube")), r"config.optim.lr_scaling='cube': use one of"),
     (lambda c: c.optim.update(dict(grad_clip_mode="per_layer")), r"grad_clip_mode='per_layer': use 'global', "),
-    (lambda c: c.optim.update(dict(lr_multipliers=(("embedding",),))), r"optim.lr_multipliers: \('embedding',\) is not"),
+    (lambda c: c.optim.update(dict(lr_multipliers=(("embedding",),))),
+     r"optim.lr_multipliers: \('embedding',\) is not"),
     (lambda c: c.optim.update(dict(lr_multipliers=(("patch_embed/", 0.2),))), r"\['patch_embed/'\] match no parameter"),
     (lambda c: setattr(c, "init_from", "/nonexistent/run"), "method 'mae' cannot start from a pretrained"),
 ])

@@ -154,7 +154,8 @@ def _official(torch, case, centering, teacher_temp):
                      s_local=tensors["s_local"][images].transpose(0, 1).flatten(0, 1)))
   loss, dino_center, ibot_center = official_step(
       torch, gpus, teacher_temp=teacher_temp, centering=centering, n_local=n_local,
-      dino_center=torch.tensor(np.float32(case["dino_center"])), ibot_center=torch.tensor(np.float32(case["ibot_center"])))
+      dino_center=torch.tensor(np.float32(case["dino_center"])),
+      ibot_center=torch.tensor(np.float32(case["ibot_center"])))
   loss.backward()
   grads = [tensors[name].grad.numpy() for name in ("s_global", "s_local", "s_patch", "s_cls_feats")]
   return loss.item(), (dino_center.numpy(), ibot_center.numpy()), grads

@@ -165,7 +165,8 @@ CHECKS = {
                 "the full-scale tokenizer step traced and lowered at its own batch"),
     "python benchmarks/train_step.py --config=configs/tiny/dinov2.py --steps=20":
         Covered("tests/test_fault_matrix.py::test_faults_in_sequence_end_as_the_uninterrupted_run",
-                "the tiny DINOv2 config's step, shrunk, through the trainer; the harness runs in the MAE benchmark test"),
+                "the tiny DINOv2 config's step, shrunk, through the trainer; the harness runs in the MAE benchmark "
+                "test"),
     "python benchmarks/train_step.py --config=configs/dinov2_vit_l16.py --config.batch_size=8 "
     "--config.method.group_size=4 --config.model.variant=B/16 --config.model.dtype=float32 --steps=5":
         Covered("tests/test_methods.py::test_full_scale_config_builds_and_lowers_at_its_batch",
