@@ -1,9 +1,19 @@
-"""Test setup: 8 CPU devices (set before jax is imported), a session-wide XLA compilation cache shared by the
-pytest-xdist workers and the subprocesses, absl flags parsed, quiet Orbax/Grain logs."""
+"""Test setup: 8 CPU devices and LLVM's optimisation level 0 (set before jax is imported), a session-wide XLA
+compilation cache shared by the pytest-xdist workers and the subprocesses, absl flags parsed, quiet Orbax/Grain
+logs."""
 
 import os
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+# LLVM's optimisation level 0 for the tests' programs (unless XLA_FLAGS names a level): XLA's HLO passes (fusion,
+# partitioning, algebraic simplification) run as for users, only LLVM's passes over the emitted kernels are skipped,
+# and those are about half of a CPU compile (perf). The suite compiles thousands of small programs and runs each a
+# few times: 37% less time (docs/testing.md). The README's main job (.ci/run) and tests/test_isa.py compile at XLA's
+# default level, 3.
+OPT_LEVEL_FLAG = "--xla_backend_optimization_level=0"
+_GIVEN = os.environ.get("XLA_FLAGS", "")
+os.environ["XLA_FLAGS"] = " ".join(filter(None, [
+    _GIVEN, "--xla_force_host_platform_device_count=8",
+    "" if "xla_backend_optimization_level" in _GIVEN else OPT_LEVEL_FLAG]))
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One persistent compilation cache for the session, shared with the main.py subprocesses: the many runs of the same
 # tiny programs (resume tests run a config two or three times) compile once.

@@ -112,13 +112,14 @@ def test_method_honours_the_contract(name):
   # shards). Float32 rounding of such sums is ~1e-7 of the summands' scale per addition level; through the few layers
   # of a tiny network it stays within 1e-5 of the loss and 1e-4 of each gradient leaf's largest element (measured:
   # 3e-6 at most). A gradient that is exactly 0 in exact arithmetic (a bias before BatchNorm) is a rounding residue
-  # of terms of the whole gradient's scale: within 1e-6 of that. A gradient that forgets part of the global batch
-  # (per-shard BatchNorm statistics, per-shard negatives) is far outside both.
+  # of a sum over the 2B = 32 rows of terms of the whole gradient's scale, whose float32 error bound is about
+  # 2B * 6e-8 = 2e-6 of that scale: allowed 4e-6 (measured 1.1e-6 with LLVM's optimisation level 0). A gradient that
+  # forgets part of the global batch (per-shard BatchNorm statistics, per-shard negatives) is far outside both.
   np.testing.assert_allclose(float(loss8), float(loss), rtol=1e-5)
   g1s, g8s = [list(map(np.asarray, jax.tree.leaves(g))) for g in (grads, grads8)]
   scale = max(np.abs(g).max() for g in g1s)
   for g1, g8 in zip(g1s, g8s):
-    np.testing.assert_allclose(g8, g1, rtol=1e-4, atol=1e-4 * np.abs(g1).max() + 1e-6 * scale)
+    np.testing.assert_allclose(g8, g1, rtol=1e-4, atol=1e-4 * np.abs(g1).max() + 4e-6 * scale)
 
   # Against a fixed target (`extra` held: teachers, centres, BatchNorm statistics; the same batch and key) the
   # objective is stationary: Adam must lower the method's own loss (without its online probe) within 10 steps.

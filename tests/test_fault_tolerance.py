@@ -177,7 +177,7 @@ LAUNCH = ROOT / "launch" / "local.sh"
 
 def _launch(workdir, log_dir, *extra):
   """The same run as `_start`, as 2 processes x 4 CPU devices through launch/local.sh."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = dict(os.environ, XLA_FLAGS=os.environ["XLA_FLAGS"].replace("--xla_force_host_platform_device_count=8", ""))
   env.update(PYTHONUNBUFFERED="1", JAX_PLATFORMS="cpu", PYTHON=sys.executable, DEVICES_PER_PROCESS="4",
              LOG_DIR=str(log_dir), KILL_AFTER="5")
   # A process group of its own, as a terminal's foreground job: Ctrl-C there is a SIGINT to the whole group.

@@ -16,7 +16,7 @@ LAUNCH = ROOT / "launch" / "local.sh"
 
 
 def _env():
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = dict(os.environ, XLA_FLAGS=os.environ["XLA_FLAGS"].replace("--xla_force_host_platform_device_count=8", ""))
   return dict(env, PYTHONUNBUFFERED="1", JAX_PLATFORMS="cpu")
 
 
