@@ -7,7 +7,7 @@ import os
 # LLVM's optimisation level 0 for the tests' programs (unless XLA_FLAGS names a level): XLA's HLO passes (fusion,
 # partitioning, algebraic simplification) run as for users, only LLVM's passes over the emitted kernels are skipped,
 # and those are about half of a CPU compile (perf). The suite compiles thousands of small programs and runs each a
-# few times: 37% less time (docs/testing.md). The README's main job (.ci/run) and tests/test_isa.py compile at XLA's
+# few times: 35% less time (docs/testing.md). The README's main job (.ci/run) and tests/test_isa.py compile at XLA's
 # default level, 3.
 OPT_LEVEL_FLAG = "--xla_backend_optimization_level=0"
 _GIVEN = os.environ.get("XLA_FLAGS", "")
