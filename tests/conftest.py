@@ -10,10 +10,16 @@ import os
 # few times: 35% less time (docs/testing.md). The README's main job (.ci/run) and tests/test_isa.py compile at XLA's
 # default level, 3.
 OPT_LEVEL_FLAG = "--xla_backend_optimization_level=0"
+DEVICES_FLAG = "--xla_force_host_platform_device_count=8"
 _GIVEN = os.environ.get("XLA_FLAGS", "")
 os.environ["XLA_FLAGS"] = " ".join(filter(None, [
-    _GIVEN, "--xla_force_host_platform_device_count=8",
-    "" if "xla_backend_optimization_level" in _GIVEN else OPT_LEVEL_FLAG]))
+    _GIVEN, DEVICES_FLAG, "" if "xla_backend_optimization_level" in _GIVEN else OPT_LEVEL_FLAG]))
+
+
+def one_device_xla_flags() -> str:
+  """The tests' `XLA_FLAGS` without the 8 virtual devices, for a subprocess that runs as a user's shell would (one
+  CPU device, or the devices its launcher asks for), compiled at the suite's level."""
+  return " ".join(os.environ["XLA_FLAGS"].replace(DEVICES_FLAG, "").split())
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One persistent compilation cache for the session, shared with the main.py subprocesses: the many runs of the same
 # tiny programs (resume tests run a config two or three times) compile once.

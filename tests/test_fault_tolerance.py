@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from conftest import one_device_xla_flags
 from ssl_jax import checkpoint
 from ssl_jax.runtime import preemption
 from ssl_jax import train
@@ -177,7 +178,7 @@ LAUNCH = ROOT / "launch" / "local.sh"
 
 def _launch(workdir, log_dir, *extra):
   """The same run as `_start`, as 2 processes x 4 CPU devices through launch/local.sh."""
-  env = dict(os.environ, XLA_FLAGS=os.environ["XLA_FLAGS"].replace("--xla_force_host_platform_device_count=8", ""))
+  env = dict(os.environ, XLA_FLAGS=one_device_xla_flags())
   env.update(PYTHONUNBUFFERED="1", JAX_PLATFORMS="cpu", PYTHON=sys.executable, DEVICES_PER_PROCESS="4",
              LOG_DIR=str(log_dir), KILL_AFTER="5")
   # A process group of its own, as a terminal's foreground job: Ctrl-C there is a SIGINT to the whole group.

@@ -11,12 +11,13 @@ import sys
 import pytest
 
 from conftest import ROOT
+from conftest import one_device_xla_flags
 
 LAUNCH = ROOT / "launch" / "local.sh"
 
 
 def _env():
-  env = dict(os.environ, XLA_FLAGS=os.environ["XLA_FLAGS"].replace("--xla_force_host_platform_device_count=8", ""))
+  env = dict(os.environ, XLA_FLAGS=one_device_xla_flags())
   return dict(env, PYTHONUNBUFFERED="1", JAX_PLATFORMS="cpu")
 
 

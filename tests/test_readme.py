@@ -32,6 +32,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from conftest import one_device_xla_flags
 
 DOCS = ("README.md", "launch/README.md", "benchmarks/README.md", *sorted(
     str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md")))
@@ -279,7 +280,7 @@ def test_documented_command_runs_as_written(doc, command, exports, checkout):
   script = "\n".join(exports + [command + check.append]).replace("/tmp/", f"{tmp}/")
   env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}", PYTHONUNBUFFERED="1",
              **dict(check.env))
-  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "").strip()
+  env["XLA_FLAGS"] = one_device_xla_flags()
   done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=root, env=env, capture_output=True, text=True,
                         timeout=900)
   out = done.stdout + done.stderr
