@@ -141,7 +141,7 @@ def base_config() -> ml_collections.ConfigDict:
 def data_block(name: str | None = None, **fields) -> ml_collections.ConfigDict:
   """`config.data` without a modality: the source and how it is read. `image_data` adds the image block."""
   d = ml_collections.ConfigDict()
-  d.name = name if name is not None else config_dict.placeholder(str)   # a TFDS name, "digits", "synthetic", ...
+  d.name = name if name is not None else config_dict.placeholder(str)   # a TFDS name, "digits", "emoji", ...
   d.data_dir = config_dict.placeholder(str)            # TFDS data_dir / image folder, local or gs://
   d.train_split = "train"
   d.num_workers = 0                                    # Grain worker processes (0: in the main process)
@@ -157,7 +157,7 @@ def image_data(name: str, *, size: int, crop_scale=(0.2, 1.0), crop_ratio=(3 / 4
   """`config.data` of an image data set: `data_block(name, **fields)` with its image options under `image`.
 
   Args:
-    name: the source (a TFDS name such as "imagenet2012", "digits", "synthetic", "image_folder").
+    name: the source (a TFDS name such as "imagenet2012", "digits", "emoji", "synthetic", "image_folder").
     size: the side of the training crop and of the evaluation view.
     crop_scale, crop_ratio, flip: the random-resized crop (area fraction, aspect ratio) and horizontal flip of a
       single-view method's training images (and of the report's two augmented views).

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -35,6 +37,57 @@ def test_digits_source():
   # longer than the split is the whole split.
   assert len(sources.digits("validation")) == 360 and len(sources.digits("train[:50000]")) == 1437
   np.testing.assert_array_equal(sources.digits("validation")[5]["image"], test[5]["image"])
+
+
+def test_emoji_near_duplicate_clusters_and_split():
+  from ssl_jax.data import emoji
+  # Hand-derived: skin tones, joiners, gender signs dropped; man / woman / person one symbol.
+  assert emoji.cluster_key("1F3C3") == emoji.cluster_key("1F3C3-1F3FF-200D-2642-FE0F") == "1F3C3"
+  assert emoji.cluster_key("1F468-200D-1F33E") == emoji.cluster_key("1F9D1-1F3FB-200D-1F33E") == "P-1F33E"
+  assert emoji.cluster_key("1F474-1F3FD") == "O" and emoji.cluster_key("1F1E9-1F1EA") == "1F1E9-1F1EA"
+  cat = emoji.catalogue()
+  assert len(cat) == 3773 and {e.group for e in cat} == set(emoji.GROUPS)
+  test = emoji.split_test(cat)
+  np.testing.assert_array_equal(test, emoji.split_test(cat))           # deterministic
+  sides = {}
+  for e, t in zip(cat, test):
+    sides.setdefault(emoji.cluster_key(e.codepoints), set()).add(bool(t))
+  assert all(len(s) == 1 for s in sides.values())                      # no cluster straddles the split
+  for g in emoji.GROUPS:
+    in_group = np.array([e.group == g for e in cat])
+    assert 0.2 <= test[in_group].mean() < 0.3, g                         # 20% of each group, whole clusters
+
+
+def test_emoji_prepare_renders_colour_drawings_once(tmp_path):
+  from ssl_jax.data import emoji
+  renderer = emoji.Renderer(16)
+  assert renderer.render("\U0010FFFD") is None                         # the font's missing-glyph box
+  assert renderer.render("\U0001F600\U0001F600") is None              # two glyphs, not one drawing
+  thumbs = renderer.render("\U0001F44D\U0001F3FF")                    # a ZWJ-free modifier sequence: one glyph
+  assert thumbs.shape == (16, 16, 3) and thumbs.dtype == np.uint8
+  assert not np.array_equal(thumbs, renderer.render("\U0001F44D"))     # the skin tone is drawn
+  path = emoji.prepare(str(tmp_path), size=16)
+  arrays = emoji.load(str(tmp_path), 16)
+  n = len(arrays["images"])
+  assert arrays["images"].shape == (n, 16, 16, 3) and n == 3773
+  assert set(np.unique(arrays["labels"])) == set(range(9))
+  assert (arrays["images"][:, 0, 0] == 255).all()                      # drawn on white, with a border
+  spread = arrays["images"].astype(int).max(-1) - arrays["images"].astype(int).min(-1)
+  assert (spread.max(axis=(1, 2)) > 60).mean() > 0.85                   # colour drawings (some symbols are black)
+  assert arrays["names"][0] == "grinning face" and arrays["groups"][0] == "Smileys & Emotion"
+  mtime = os.path.getmtime(path)
+  assert emoji.prepare(str(tmp_path), size=16) == path and os.path.getmtime(path) == mtime   # cached
+
+
+def test_emoji_source():
+  train, test = sources.make("emoji", "train"), sources.make("emoji", "test")
+  assert (len(train), len(test), train.num_classes) == (3005, 768, 9)
+  ex = test[3]
+  assert ex["image"].shape == (32, 32, 3) and ex["image"].dtype == np.uint8 and 0 <= ex["label"] < 9
+  np.testing.assert_array_equal(sources.make("emoji", "validation")[3]["image"], ex["image"])
+  assert len(sources.make("emoji", "train[:100]")) == 100
+  with pytest.raises(ValueError, match="emoji has splits"):
+    sources.make("emoji", "val")
 
 
 def test_synthetic_source_splits():

@@ -1,1 +1,1 @@
-"""Input pipelines: sources (TFDS, embedded digits, synthetic), host-side transforms, Grain datasets, global arrays."""
+"""Input pipelines: sources (TFDS, embedded digits and emoji, synthetic), host-side transforms, Grain datasets, global arrays."""
