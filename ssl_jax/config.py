@@ -181,6 +181,36 @@ def image_data(name: str, *, size: int, crop_scale=(0.2, 1.0), crop_ratio=(3 / 4
   return d
 
 
+# Training examples of the embedded image sets (`ssl_jax.data.sources`; tests/test_config.py checks them).
+EMBEDDED_TRAIN_EXAMPLES = {"digits": 1437, "emoji": 3005}
+
+
+def tiny_on(config: ml_collections.ConfigDict, name: str | None) -> ml_collections.ConfigDict:
+  """A tiny config written for digits, moved to the embedded image set `name` (None or "digits": unchanged) with
+  the same optimizer steps: the training and evaluation data become `name`, and every duration in epochs (each
+  `*_epochs` field, the method's too) is scaled by the ratio of steps per epoch, so that the run, its warm-up and its
+  schedules keep their lengths in steps. `python main.py --config=configs/tiny/simclr.py:emoji`."""
+  if name in (None, "", "digits"):
+    return config
+  if name not in EMBEDDED_TRAIN_EXAMPLES:
+    raise ValueError(f"a tiny config runs on {sorted(EMBEDDED_TRAIN_EXAMPLES)}, not {name!r} "
+                     "(e.g. --config=configs/tiny/simclr.py:emoji).")
+  steps = lambda n: max(1, n // config.batch_size)
+  factor = steps(EMBEDDED_TRAIN_EXAMPLES["digits"]) / steps(EMBEDDED_TRAIN_EXAMPLES[name])
+
+  def scale(block):
+    for key, value in block.items():
+      if isinstance(value, ml_collections.ConfigDict):
+        scale(value)
+      elif key.endswith("_epochs") and isinstance(value, (int, float)) and not isinstance(value, bool) and value:
+        del block[key]                # an int field (`= 10`) becomes a float one
+        block[key] = float(value) * factor
+  scale(config)
+  config.data.name = name
+  config.eval.data_name = name
+  return config
+
+
 def text_data(name: str, *, length: int, tokenizer: str = "bpe:8192", **fields) -> ml_collections.ConfigDict:
   """`config.data` of a text corpus: `data_block(name, **fields)` with its text options under `text`.
 

@@ -60,6 +60,23 @@ def test_epoch_durations_are_converted_once():
   assert config_lib.resolve_durations(c, num_train_examples=1_281_167).total == 7
 
 
+def test_tiny_configs_move_to_the_colour_set_with_the_same_steps():
+  from ssl_jax.data import sources
+  for name, n in config_lib.EMBEDDED_TRAIN_EXAMPLES.items():
+    assert len(sources.make(name, "train")) == n
+  digits, emoji = load_config("configs/tiny/dino.py"), load_config("configs/tiny/dino.py", "emoji")
+  assert (emoji.data.name, emoji.eval.data_name) == ("emoji", "emoji")
+  d = config_lib.resolve_durations(digits, config_lib.EMBEDDED_TRAIN_EXAMPLES["digits"])
+  e = config_lib.resolve_durations(emoji, config_lib.EMBEDDED_TRAIN_EXAMPLES["emoji"])
+  assert (d.steps_per_epoch, e.steps_per_epoch) == (5, 11)               # batch 256: 1437 // 256, 3005 // 256
+  assert (e.total, e.warmup) == (d.total, d.warmup) == (500, 50)
+  # The method's epoch-valued hyperparameters too: DINO's frozen prototypes last 5 steps on either set.
+  assert emoji.method.freeze_last_layer_epochs * 11 == pytest.approx(digits.method.freeze_last_layer_epochs * 5)
+  assert emoji.method.teacher_temp_warmup_epochs == 0
+  with pytest.raises(ValueError, match="a tiny config runs on"):
+    load_config("configs/tiny/simclr.py", "cifar10")
+
+
 def test_paper_hyperparameters_of_mae_vit_b():
   c = load_config("configs/mae_vit_b.py")
   assert (c.batch_size, c.model.variant, c.model.dtype, c.model.posemb) == (4096, "B/16", "bfloat16", "sincos2d")

@@ -1,6 +1,7 @@
 """BYOL on the embedded digits data set: a laptop-CPU quick start.
 
     python main.py --config=configs/tiny/byol.py --workdir=/tmp/byol_tiny
+    python main.py --config=configs/tiny/byol.py:emoji --workdir=/tmp/byol_tiny_emoji   # the colour set
 
 The small ResNet of configs/tiny/simclr.py, projector and predictor MLPs 256 -> 64 with global BatchNorm, BYOL's
 asymmetric photometric recipes, target decay 0.99 -> 1 (cosine), LARS. See the README table for the measured time and
@@ -16,7 +17,6 @@ from ssl_jax import config as config_lib
 
 
 def get_config(arg=None):
-  del arg
   c = config_lib.base_config()
   c.batch_size = 256
   c.total_epochs = 100.0
@@ -46,5 +46,6 @@ def get_config(arg=None):
   c.eval.test_split = "test"
   c.eval.batch_size = 360
   c.eval.raw_baseline = True   # the evaluators on the raw pixels too: the baseline to beat
+  config_lib.tiny_on(c, arg)      # `:emoji`: the colour set, the same steps
   c.lock()
   return c

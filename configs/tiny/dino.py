@@ -1,6 +1,7 @@
 """DINO with multi-crop on the embedded digits data set: a laptop-CPU quick start.
 
     python main.py --config=configs/tiny/dino.py --workdir=/tmp/dino_tiny
+    python main.py --config=configs/tiny/dino.py:emoji --workdir=/tmp/dino_tiny_emoji   # the colour set
 
 A small ViT (width 128, 4 blocks, 4 heads, patch 4) on digits: 2 global crops at 16x16 and 4 local crops at 8x8,
 DINO head (256 hidden with BatchNorm, 64 bottleneck, 1024 prototypes), teacher temperature 0.04, centre
@@ -26,7 +27,6 @@ from ssl_jax import config as config_lib
 
 
 def get_config(arg=None):
-  del arg
   c = config_lib.base_config()
   c.batch_size = 256
   c.total_epochs = 100.0
@@ -66,5 +66,6 @@ def get_config(arg=None):
   c.eval.test_split = "test"
   c.eval.batch_size = 360
   c.eval.raw_baseline = True   # the evaluators on the raw pixels too: the baseline to beat
+  config_lib.tiny_on(c, arg)      # `:emoji`: the colour set, the same steps
   c.lock()
   return c

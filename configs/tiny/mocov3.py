@@ -1,6 +1,7 @@
 """MoCo v3 on the embedded digits data set: a laptop-CPU quick start.
 
     python main.py --config=configs/tiny/mocov3.py --workdir=/tmp/mocov3_tiny
+    python main.py --config=configs/tiny/mocov3.py:emoji --workdir=/tmp/mocov3_tiny_emoji   # the colour set
 
 A small ViT (width 128, 4 blocks, 4 heads, patch 4) on digits at 16x16 with a frozen random patch projection, a
 3-layer projector and 2-layer predictor (256 hidden, 64 out, BatchNorm), InfoNCE at t = 0.2, momentum 0.99 -> 1,
@@ -14,7 +15,6 @@ from ssl_jax import config as config_lib
 
 
 def get_config(arg=None):
-  del arg
   c = config_lib.base_config()
   c.batch_size = 256
   c.total_epochs = 100.0
@@ -47,5 +47,6 @@ def get_config(arg=None):
   c.eval.test_split = "test"
   c.eval.batch_size = 360
   c.eval.raw_baseline = True   # the evaluators on the raw pixels too: the baseline to beat
+  config_lib.tiny_on(c, arg)      # `:emoji`: the colour set, the same steps
   c.lock()
   return c

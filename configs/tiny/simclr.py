@@ -1,6 +1,7 @@
 """SimCLR on the embedded digits data set: a laptop-CPU quick start.
 
     python main.py --config=configs/tiny/simclr.py --workdir=/tmp/simclr_tiny
+    python main.py --config=configs/tiny/simclr.py:emoji --workdir=/tmp/simclr_tiny_emoji   # the colour set
 
 A small ResNet (basic blocks, 3 stages of widths 32-64-128, small stem) on digits at 16x16, two views per image with
 SimCLR's photometric recipe, projector 128 -> 64 with global BatchNorm, NT-Xent at temperature 0.2, LARS with the
@@ -16,7 +17,6 @@ from ssl_jax import config as config_lib
 
 
 def get_config(arg=None):
-  del arg
   c = config_lib.base_config()
   c.batch_size = 256
   c.total_epochs = 100.0
@@ -44,5 +44,6 @@ def get_config(arg=None):
   c.eval.test_split = "test"
   c.eval.batch_size = 360
   c.eval.raw_baseline = True   # the evaluators on the raw pixels too: the baseline to beat
+  config_lib.tiny_on(c, arg)      # `:emoji`: the colour set, the same steps
   c.lock()
   return c

@@ -12,6 +12,18 @@ def _off_diagonal_sq_sum(m: jax.Array) -> jax.Array:
   return jnp.sum(jnp.square(m)) - jnp.sum(jnp.square(jnp.diagonal(m)))
 
 
+def barlow_twins_terms(z1: jax.Array, z2: jax.Array, eps: float = 1e-5) -> tuple[jax.Array, jax.Array]:
+  """The two terms of Barlow Twins' objective (see `barlow_twins_loss`): `(sum_i (1 - C_ii)^2, sum_{i != j} C_ij^2)`
+  for `[B, D]` embeddings `z1`, `z2`."""
+  def standardize(z):
+    z = z.astype(jnp.float32)
+    mean = jnp.mean(z, axis=0)
+    return (z - mean) * jax.lax.rsqrt(jnp.mean(jnp.square(z - mean), axis=0) + eps)
+
+  c = standardize(z1).T @ standardize(z2) / z1.shape[0]
+  return jnp.sum(jnp.square(jnp.diagonal(c) - 1.0)), _off_diagonal_sq_sum(c)
+
+
 def barlow_twins_loss(z1: jax.Array, z2: jax.Array, lambda_offdiag: float = 0.0051, eps: float = 1e-5) -> jax.Array:
   """Barlow Twins' redundancy reduction (Zbontar et al. 2021).
 
@@ -32,13 +44,8 @@ def barlow_twins_loss(z1: jax.Array, z2: jax.Array, lambda_offdiag: float = 0.00
     >>> round(float(barlow_twins_loss(z, z, lambda_offdiag=1.0)), 3)   # C = [[1, 1], [1, 1]] up to eps
     2.0
   """
-  def standardize(z):
-    z = z.astype(jnp.float32)
-    mean = jnp.mean(z, axis=0)
-    return (z - mean) * jax.lax.rsqrt(jnp.mean(jnp.square(z - mean), axis=0) + eps)
-
-  c = standardize(z1).T @ standardize(z2) / z1.shape[0]
-  return jnp.sum(jnp.square(jnp.diagonal(c) - 1.0)) + lambda_offdiag * _off_diagonal_sq_sum(c)
+  on_diag, off_diag = barlow_twins_terms(z1, z2, eps)
+  return on_diag + lambda_offdiag * off_diag
 
 
 def vicreg_loss(z1: jax.Array, z2: jax.Array, sim_coeff: float = 25.0, std_coeff: float = 25.0,
@@ -62,6 +69,13 @@ def vicreg_loss(z1: jax.Array, z2: jax.Array, sim_coeff: float = 25.0, std_coeff
     >>> round(float(vicreg_loss(z, z)), 3)           # only the covariance term: 2 * (2 * 2^2) / 2
     8.0
   """
+  invariance, variance, covariance = vicreg_terms(z1, z2, eps)
+  return sim_coeff * invariance + std_coeff * variance + cov_coeff * covariance
+
+
+def vicreg_terms(z1: jax.Array, z2: jax.Array, eps: float = 1e-4) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """The three terms of VICReg's objective (see `vicreg_loss`) for `[B, D]` embeddings: the invariance
+  `mse(z1, z2)`, the variance `(hinge(z1) + hinge(z2)) / 2` and the covariance `cov(z1) + cov(z2)`."""
   z1, z2 = z1.astype(jnp.float32), z2.astype(jnp.float32)
   b, d = z1.shape
   invariance = jnp.mean(jnp.square(z1 - z2))
@@ -74,4 +88,4 @@ def vicreg_loss(z1: jax.Array, z2: jax.Array, sim_coeff: float = 25.0, std_coeff
 
   v1, c1 = variance_and_covariance(z1)
   v2, c2 = variance_and_covariance(z2)
-  return sim_coeff * invariance + std_coeff * (v1 + v2) / 2 + cov_coeff * (c1 + c2)
+  return invariance, (v1 + v2) / 2, c1 + c2

@@ -22,6 +22,7 @@ group (photometrically augmented on the device), plus `label` and `index` `[B]`;
 probe's padded `text` examples (segment 0 on the padding).
 """
 
+from ssl_jax.methods import barlow_twins
 from ssl_jax.methods import beit
 from ssl_jax.methods import bert
 from ssl_jax.methods import byol
@@ -35,9 +36,11 @@ from ssl_jax.methods import ijepa
 from ssl_jax.methods import mae
 from ssl_jax.methods import mocov3
 from ssl_jax.methods import simclr
+from ssl_jax.methods import vicreg
 from ssl_jax.methods import vq_tokenizer
 
 METHODS: dict[str, type[contract.Method]] = {
+    "barlow_twins": barlow_twins.BarlowTwins,
     "beit": beit.BEiT,
     "bert": bert.BERT,
     "byol": byol.BYOL,
@@ -50,6 +53,7 @@ METHODS: dict[str, type[contract.Method]] = {
     "mae": mae.MAE,
     "mocov3": mocov3.MoCoV3,
     "simclr": simclr.SimCLR,
+    "vicreg": vicreg.VICReg,
     "vq_tokenizer": vq_tokenizer.VQTokenizer,
 }
 

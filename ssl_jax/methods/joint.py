@@ -1,7 +1,8 @@
-"""Building blocks shared by the joint-embedding methods (SimCLR, BYOL, MoCo v3, DINO).
+"""Building blocks shared by the joint-embedding methods (SimCLR, BYOL, MoCo v3, DINO, Barlow Twins, VICReg).
 
 - `Network`: encoder (ViT or ResNet) -> projector (-> predictor), applied with BatchNorm statistics of the global
-  batch in training (`forward`) and running statistics in evaluation.
+  batch in training (`forward`: all views as one batch; `per_view_forward`: each view its own batch) and running
+  statistics in evaluation.
 - `flatten_views` / `unflatten_views`: `[B, V, ...]` <-> `[B * V, ...]` without moving data between devices (example
   major, so each device keeps its own examples' views).
 - momentum teachers: `init_with_teacher`, `teacher_forward`, `update_teacher` (EMA on a cosine schedule).
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ssl_jax import monitors
 from ssl_jax.methods import teacher as teacher_lib
 from ssl_jax.models import backbone
 
@@ -65,6 +67,26 @@ def forward(net: Network, params, stats, x, rng=None, method=None):
   return out, updates["batch_stats"]
 
 
+def per_view_forward(net: Network, params, stats, views: jax.Array, rng):
+  """Training-mode apply with each view its own batch (BatchNorm statistics per view over the global batch, the
+  running statistics updated once per view), as the official Barlow Twins, VICReg and SimSiam code call the network
+  once per view.
+
+  Args:
+    views: `[B, V, H, W, 3]` augmented, normalised views.
+    rng: stochastic depth (folded in per view).
+
+  Returns:
+    (features `[V, B, D]`, projections `[V, B, P]`, predictions `[V, B, Q]` or None, new batch_stats).
+  """
+  outs = []
+  for v in range(views.shape[1]):
+    out, stats = forward(net, params, stats, views[:, v], jax.random.fold_in(rng, v))
+    outs.append(out)
+  feats, proj, pred = zip(*outs)
+  return jnp.stack(feats), jnp.stack(proj), None if pred[0] is None else jnp.stack(pred), stats
+
+
 def features(net: Network, params, stats, images: jax.Array) -> jax.Array:
   """Evaluation features `[B, D]` of normalised images `[B, H, W, 3]` (running BatchNorm statistics)."""
   variables = {"params": params, **({"batch_stats": stats} if stats else {})}
@@ -89,6 +111,26 @@ class ReleasesOnlineEncoder:
 
   def represent(self, params, extra, batch):
     return {"image": features(self.net, params["net"], extra["batch_stats"], batch["image"])}
+
+
+class PairObjective(ReleasesOnlineEncoder):
+  """`init` and `loss` of a method whose objective is a function of the two views' projections, each view its own
+  batch through `net` (`per_view_forward`), with the online probe on the first view's features: Barlow Twins, VICReg.
+  The method's dataclass has `net`, `view_group` and `num_classes`, and defines `objective(z1, z2) -> (loss,
+  metrics)` for projections `[B, P]`."""
+
+  def init(self, rng, batch):
+    params, stats = init_network(self.net, rng, batch["views"][self.view_group][:, 0])
+    return {"net": params, "probe": init_probe(self.num_classes, self.net.encoder.num_features)}, {"batch_stats": stats}
+
+  def loss(self, params, extra, batch, rng, step):
+    del step
+    feats, z, _, stats = per_view_forward(self.net, params["net"], extra["batch_stats"],
+                                          batch["views"][self.view_group], rng)
+    loss, terms = self.objective(z[0], z[1])
+    probe, probe_metrics = probe_loss(params["probe"], feats[0], batch.get("label"))
+    metrics = dict(probe_metrics, **monitors.collapse_metrics(z[0]), **terms, ssl_loss=loss)
+    return loss + probe, (metrics, {"batch_stats": stats})
 
 
 def flatten_views(x: jax.Array) -> jax.Array:
