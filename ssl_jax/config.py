@@ -94,6 +94,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.decay_biases_and_norms = False               # True: decay them too (MoCo v3's AdamW)
   c.optim.layer_decay = config_dict.placeholder(float)  # layer-wise lr decay of a ViT (MAE fine-tuning: 0.65)
   c.optim.lr_multipliers = ()                          # (regex, factor) pairs: ("encoder/embedding/", 0.2) (DINOv2)
+  c.optim.constant_lr = ()                             # regexes of parameters kept at the peak lr (SimSiam predictor)
   c.optim.b1 = 0.9
   c.optim.b2 = 0.999
   c.optim.eps = 1e-8

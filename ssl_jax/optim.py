@@ -63,16 +63,18 @@ def param_path(path) -> str:
   return "/".join(str(k.key) for k in path if isinstance(k, jax.tree_util.DictKey))
 
 
-def param_groups(params, frozen_patterns, frozen_until=()) -> object:
+def param_groups(params, frozen_patterns, frozen_until=(), constant_lr=()) -> object:
   """Each parameter's group: "frozen" (its path fully matches one of the regexes `frozen_patterns`), "from_<n>"
-  (it matches the regex of a `(regex, n)` pair of `frozen_until`: trained from step n), "probe" (under the top-level
-  key "probe": an online linear probe) or "trained".
+  (it matches the regex of a `(regex, n)` pair of `frozen_until`: trained from step n), "constant" (it matches one
+  of `constant_lr`: trained at the peak learning rate throughout), "probe" (under the top-level key "probe": an
+  online linear probe) or "trained".
 
   Raises:
     ValueError: a pattern matches no parameter (a typo would otherwise train what was meant to stay frozen).
   """
   compiled = [(re.compile(p), "frozen") for p in frozen_patterns]
   compiled += [(re.compile(p), f"from_{int(n)}") for p, n in frozen_until]
+  compiled += [(re.compile(p), "constant") for p in constant_lr]
   used = set()
 
   def group(path, _):
@@ -85,7 +87,8 @@ def param_groups(params, frozen_patterns, frozen_until=()) -> object:
   groups = jax.tree_util.tree_map_with_path(group, params)
   paths = [param_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
   for what, patterns in (("config.optim.frozen", frozen_patterns),
-                         ("the method's frozen_until", [p for p, _ in frozen_until])):
+                         ("the method's frozen_until", [p for p, _ in frozen_until]),
+                         ("config.optim.constant_lr", constant_lr)):
     unused = [p for p in patterns if p not in used]
     if unused:
       raise ValueError(f"{what}: {unused} match no parameter path (full match); the paths look like {paths[:3]}...")
@@ -180,7 +183,8 @@ def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | opta
          grad_clip: float | None = None, grad_clip_mode: str = "global", no_decay_names=("pos_embedding",),
          decay_biases_and_norms: bool = False, frozen=(), frozen_until=(), zero_lr_until_steps=(),
          probe_lr: float = 1e-3, layer_decay: float | None = None,
-         lr_multipliers: tuple[tuple[str, float], ...] = ()) -> optax.GradientTransformation:
+         lr_multipliers: tuple[tuple[str, float], ...] = (), constant_lr: tuple[str, ...] = (),
+         peak_lr: float | None = None) -> optax.GradientTransformation:
   """An optax optimizer with decoupled weight decay masked by `decay_mask`, optionally after gradient clipping.
 
   Args:
@@ -212,7 +216,11 @@ def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | opta
     layer_decay: layer-wise lr decay of a ViT (`scale_by_layer_decay`; MAE fine-tuning: 0.65); None: off.
     lr_multipliers: `(regex, factor)` pairs scaling some parameters' learning rate (`scale_by_pattern`; DINOv2's
       patch embedding: 0.2).
+    constant_lr, peak_lr: regexes of parameter paths (full match) trained by the same optimizer at the constant
+      learning rate `peak_lr`, outside the schedule (SimSiam's `--fix-pred-lr`: the predictor at the initial lr).
   """
+  if constant_lr and peak_lr is None:
+    raise ValueError("optim.make: constant_lr needs the peak_lr those parameters are trained at.")
   mask = lambda p: decay_mask(p, no_decay_names, decay_biases_and_norms)
   trust_mask = lambda p: decay_mask(p, no_decay_names)
 
@@ -242,9 +250,11 @@ def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | opta
     return optax.transforms.conditionally_mask(optimizer(shift(learning_rate), shift(weight_decay)),
                                                lambda count: count >= n)
 
-  groups = lambda p: param_groups(p, frozen, frozen_until)
+  groups = lambda p: param_groups(p, frozen, frozen_until, constant_lr)
   transforms = {"trained": optimizer(learning_rate, weight_decay), "frozen": optax.set_to_zero(),
                 "probe": optax.adam(probe_lr)}
+  if constant_lr:
+    transforms["constant"] = optimizer(peak_lr, weight_decay)
   transforms.update({f"from_{int(n)}": starting_at(int(n)) for _, n in frozen_until})
   tx = optax.multi_transform(transforms, groups)
   if grad_clip:

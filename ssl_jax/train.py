@@ -208,7 +208,8 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
                   grad_clip=o.grad_clip, grad_clip_mode=o.grad_clip_mode, no_decay_names=tuple(o.no_decay),
                   decay_biases_and_norms=o.decay_biases_and_norms, frozen=tuple(o.frozen),
                   frozen_until=method.frozen_until, zero_lr_until_steps=method.zero_lr_until, probe_lr=o.probe_lr,
-                  layer_decay=o.layer_decay, lr_multipliers=tuple(tuple(m) for m in o.lr_multipliers))
+                  layer_decay=o.layer_decay, lr_multipliers=tuple(tuple(m) for m in o.lr_multipliers),
+                  constant_lr=tuple(o.constant_lr), peak_lr=scaled(base_lr))
 
   # Shapes -> shardings -> a jitted initialiser that creates every array directly in its shard.
   init = functools.partial(_initial_state, method, tx, config.seed, run)

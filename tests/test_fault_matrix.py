@@ -116,6 +116,7 @@ LOGGED = {"simclr": {"monitor/embedding_std", "monitor/rankme", "probe/train_top
           "mocov3": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1"},
           "barlow_twins": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1", "on_diagonal",
                            "off_diagonal"},
+          "simsiam": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1"},
           "vicreg": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1", "invariance", "variance",
                      "covariance"},
           "dino": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1", "monitor/teacher_entropy",

@@ -36,6 +36,7 @@ from ssl_jax.methods import ijepa
 from ssl_jax.methods import mae
 from ssl_jax.methods import mocov3
 from ssl_jax.methods import simclr
+from ssl_jax.methods import simsiam
 from ssl_jax.methods import vicreg
 from ssl_jax.methods import vq_tokenizer
 
@@ -53,6 +54,7 @@ METHODS: dict[str, type[contract.Method]] = {
     "mae": mae.MAE,
     "mocov3": mocov3.MoCoV3,
     "simclr": simclr.SimCLR,
+    "simsiam": simsiam.SimSiam,
     "vicreg": vicreg.VICReg,
     "vq_tokenizer": vq_tokenizer.VQTokenizer,
 }

@@ -113,15 +113,20 @@ class ReleasesOnlineEncoder:
     return {"image": features(self.net, params["net"], extra["batch_stats"], batch["image"])}
 
 
-class PairObjective(ReleasesOnlineEncoder):
-  """`init` and `loss` of a method whose objective is a function of the two views' projections, each view its own
-  batch through `net` (`per_view_forward`), with the online probe on the first view's features: Barlow Twins, VICReg.
-  The method's dataclass has `net`, `view_group` and `num_classes`, and defines `objective(z1, z2) -> (loss,
-  metrics)` for projections `[B, P]`."""
+class OnlineNetwork(ReleasesOnlineEncoder):
+  """`init` of a method with one network and no teacher (SimSiam, Barlow Twins, VICReg): `{"net", "probe"}`
+  parameters (the probe when `num_classes`) and `{"batch_stats"}`, from the first view of `view_group`."""
 
   def init(self, rng, batch):
     params, stats = init_network(self.net, rng, batch["views"][self.view_group][:, 0])
     return {"net": params, "probe": init_probe(self.num_classes, self.net.encoder.num_features)}, {"batch_stats": stats}
+
+
+class PairObjective(OnlineNetwork):
+  """`loss` of a method whose objective is a function of the two views' projections, each view its own batch through
+  `net` (`per_view_forward`), with the online probe on the first view's features: Barlow Twins, VICReg. The method's
+  dataclass has `net`, `view_group` and `num_classes`, and defines `objective(z1, z2) -> (loss, metrics)` for
+  projections `[B, P]`."""
 
   def loss(self, params, extra, batch, rng, step):
     del step

@@ -53,6 +53,10 @@ RECIPES = {
     # BYOL (Grill et al. 2020, table 6), also MoCo v3 and DINO's global crops: asymmetric blur and solarisation.
     "byol1": Photometric(**_BYOL_JITTER, blur_p=1.0, solarize_p=0.0),
     "byol2": Photometric(**_BYOL_JITTER, blur_p=0.1, solarize_p=0.2),
+    # MoCo v2 (Chen et al. 2020, "Improved Baselines"), also SimSiam's: jitter (0.4, 0.4, 0.4, 0.1) p 0.8, grey
+    # p 0.2, blur p 0.5; the same for both views.
+    "mocov2": Photometric(jitter_p=0.8, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, gray_p=0.2,
+                          blur_p=0.5),
     # DINO's local crops (main_dino.py DataAugmentationDINO): jitter, grey, blur p 0.5.
     "dino_local": Photometric(**_BYOL_JITTER, blur_p=0.5),
     # BEiT and data2vec (vision) pretraining (`DataAugmentationForBEiT`): ColorJitter(0.4, 0.4, 0.4), always.
