@@ -349,6 +349,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if len(pair) != 2 or not isinstance(pair[0], str) or not float(pair[1]) >= 0:
       raise ValueError(f"config.optim.lr_multipliers: {pair!r} is not a (regex, factor >= 0) pair, e.g. "
                        "('encoder/embedding/', 0.2).")
+  if isinstance(config.optim.constant_lr, str) or not all(isinstance(p, str) for p in config.optim.constant_lr):
+    raise ValueError(f"config.optim.constant_lr must be a tuple of parameter-path regexes, e.g. "
+                     f"('net/predictor/.*',), got {config.optim.constant_lr!r}.")
   if config.optim.base_lr is not None and config.optim.base_lr <= 0:
     raise ValueError(f"config.optim.base_lr must be positive, got {config.optim.base_lr}.")
   if set(config.mesh.keys()) != set(sharding.MESH_AXES):

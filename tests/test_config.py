@@ -40,6 +40,9 @@ from ssl_jax import train
     (lambda c: c.optim.update(dict(lr_multipliers=(("embedding",),))),
      r"optim.lr_multipliers: \('embedding',\) is not"),
     (lambda c: c.optim.update(dict(lr_multipliers=(("patch_embed/", 0.2),))), r"\['patch_embed/'\] match no parameter"),
+    (lambda c: c.optim.update(dict(constant_lr=(3,))), r"optim.constant_lr must be a tuple of parameter-path regexes"),
+    (lambda c: c.optim.update(dict(constant_lr=("net/predictr/.*",))),
+     r"config.optim.constant_lr: \['net/predictr/\.\*'\] match no parameter"),
     (lambda c: setattr(c, "init_from", "/nonexistent/run"), "method 'mae' cannot start from a pretrained"),
 ])
 def test_invalid_config_fails_before_writing(tiny_config, tmp_path, edit, message):
