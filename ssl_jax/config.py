@@ -81,7 +81,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.base_lr = config_dict.placeholder(float)     # required: peak lr = base_lr * batch_size / lr_batch_base
   c.optim.lr_batch_base = 256
   c.optim.lr_scaling = "linear"                        # or "sqrt": base_lr * sqrt(batch_size / lr_batch_base) (DINOv2)
-  c.optim.schedule = "cosine"
+  c.optim.schedule = "cosine"                          # "linear", "constant", or "step" (RotNet's lr table):
+  c.optim.decay_epochs = ()                            # "step": the epochs at which the lr is multiplied by
+  c.optim.decay_factor = 0.1                           # decay_factor (after the warm-up)
   c.optim.min_lr = 0.0
   c.optim.warmup_steps = config_dict.placeholder(int)
   c.optim.warmup_epochs = config_dict.placeholder(float)
@@ -99,6 +101,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.b2 = 0.999
   c.optim.eps = 1e-8
   c.optim.momentum = 0.9
+  c.optim.nesterov = False                             # SGD: Nesterov momentum (PyTorch's `nesterov=True`)
   c.optim.lr_in_momentum = True                        # LARS: v = m v + lr g (SimCLR); False: p -= lr (m v + g) (BYOL)
   c.optim.grad_clip = config_dict.placeholder(float)
   c.optim.grad_clip_mode = "global"                    # or "per_tensor" (DINO), "per_module" (DINOv2)
@@ -206,6 +209,8 @@ def tiny_on(config: ml_collections.ConfigDict, name: str | None) -> ml_collectio
       elif key.endswith("_epochs") and isinstance(value, (int, float)) and not isinstance(value, bool) and value:
         del block[key]                # an int field (`= 10`) becomes a float one
         block[key] = float(value) * factor
+      elif key.endswith("_epochs") and isinstance(value, tuple):     # optim.decay_epochs
+        block[key] = tuple(float(v) * factor for v in value)
   scale(config)
   config.data.name = name
   config.eval.data_name = name
@@ -340,6 +345,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.optim.name={config.optim.name!r} is unknown; use one of {optim.OPTIMIZERS}.")
   if config.optim.schedule not in optim.SCHEDULES:
     raise ValueError(f"config.optim.schedule={config.optim.schedule!r} is unknown; use one of {optim.SCHEDULES}.")
+  decay = tuple(config.optim.decay_epochs)
+  if decay and config.optim.schedule != "step":
+    raise ValueError(f"config.optim.decay_epochs={decay} is read only by the 'step' schedule, and "
+                     f"config.optim.schedule is {config.optim.schedule!r}: set schedule='step' or decay_epochs=().")
+  if decay and (list(decay) != sorted(set(decay)) or decay[0] <= 0):
+    raise ValueError(f"config.optim.decay_epochs={decay} must be positive and increasing, e.g. (15, 30, 45).")
+  if config.optim.nesterov and config.optim.name != "sgd":
+    raise ValueError(f"config.optim.nesterov is for SGD; config.optim.name is {config.optim.name!r}.")
   if config.optim.grad_clip_mode not in ("global", "per_tensor", "per_module"):
     raise ValueError(f"config.optim.grad_clip_mode={config.optim.grad_clip_mode!r}: use 'global', 'per_tensor' or "
                      "'per_module'.")
@@ -427,6 +440,7 @@ class Durations:
   ckpt_every: int
   eval_every: int
   steps_per_epoch: int
+  lr_decay: tuple[int, ...] = ()     # the "step" schedule's decay steps
 
 
 def resolve_durations(config: ml_collections.ConfigDict, num_train_examples: int) -> Durations:
@@ -448,4 +462,5 @@ def resolve_durations(config: ml_collections.ConfigDict, num_train_examples: int
       log_every=steps(config.log_every, config.log_every_epochs),
       ckpt_every=steps(config.ckpt_every, config.ckpt_every_epochs),
       eval_every=steps(config.eval_every, config.eval_every_epochs),
-      steps_per_epoch=steps_per_epoch)
+      steps_per_epoch=steps_per_epoch,
+      lr_decay=tuple(steps(None, e) for e in config.optim.decay_epochs))

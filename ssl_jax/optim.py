@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import optax
 
 OPTIMIZERS = ("adamw", "lars", "lamb", "sgd")
-SCHEDULES = ("cosine", "linear", "constant")
+SCHEDULES = ("cosine", "linear", "constant", "step")
 
 
 LR_SCALINGS = ("linear", "sqrt")
@@ -26,10 +26,13 @@ def peak_learning_rate(base_lr: float, batch_size: int, lr_batch_base: int = 256
 
 
 def lr_schedule(*, peak_lr: float, warmup_steps: int, total_steps: int, schedule: str = "cosine",
-                min_lr: float = 0.0, init_lr: float = 0.0) -> optax.Schedule:
+                min_lr: float = 0.0, init_lr: float = 0.0, decay_steps: tuple[int, ...] = (),
+                decay_factor: float = 0.1) -> optax.Schedule:
   """Linear warm-up from `init_lr` (0; I-JEPA starts at a fifth of its peak) to `peak_lr` over `warmup_steps`, then
   half-cycle cosine to `min_lr` at `total_steps` (MAE's `adjust_learning_rate`, per step rather than per fractional
-  epoch), linear decay to `min_lr` at `total_steps` (BERT's `polynomial_decay` with power 1), or constant."""
+  epoch), linear decay to `min_lr` at `total_steps` (BERT's `polynomial_decay` with power 1), constant, or "step":
+  piecewise constant, multiplied by `decay_factor` at each of the steps `decay_steps` (RotNet's and the jigsaw
+  puzzle's lr table, e.g. 0.01 then x0.1 at epochs 15, 30, 45)."""
   if schedule == "cosine":
     return optax.warmup_cosine_decay_schedule(init_lr, peak_lr, warmup_steps, max(total_steps, warmup_steps + 1),
                                               end_value=min_lr)
@@ -39,6 +42,12 @@ def lr_schedule(*, peak_lr: float, warmup_steps: int, total_steps: int, schedule
                                 [warmup_steps])
   if schedule == "constant":
     return optax.join_schedules([warmup, optax.constant_schedule(peak_lr)], [warmup_steps])
+  if schedule == "step":
+    if list(decay_steps) != sorted(set(decay_steps)) or any(s <= warmup_steps for s in decay_steps):
+      raise ValueError(f"lr_schedule: decay_steps {tuple(decay_steps)} must increase and come after the warm-up "
+                       f"({warmup_steps} steps).")
+    steps = optax.piecewise_constant_schedule(peak_lr, {int(s) - warmup_steps: decay_factor for s in decay_steps})
+    return optax.join_schedules([warmup, steps], [warmup_steps])
   raise ValueError(f"unknown lr schedule {schedule!r}; use one of {SCHEDULES}.")
 
 
@@ -179,7 +188,8 @@ def clip_per_module(max_norm: float, depth: int = 2) -> optax.GradientTransforma
 
 
 def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | optax.Schedule = 0.0, b1: float = 0.9,
-         b2: float = 0.999, eps: float = 1e-8, momentum: float = 0.9, lr_in_momentum: bool = True,
+         b2: float = 0.999, eps: float = 1e-8, momentum: float = 0.9, nesterov: bool = False,
+         lr_in_momentum: bool = True,
          grad_clip: float | None = None, grad_clip_mode: str = "global", no_decay_names=("pos_embedding",),
          decay_biases_and_norms: bool = False, frozen=(), frozen_until=(), zero_lr_until_steps=(),
          probe_lr: float = 1e-3, layer_decay: float | None = None,
@@ -193,11 +203,14 @@ def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | opta
     learning_rate: a schedule (see `lr_schedule`).
     weight_decay: a value, or a schedule of the step (DINO's cosine 0.04 -> 0.4).
     b1, b2, eps, momentum: the optimizer's hyperparameters.
+    nesterov: SGD with Nesterov momentum, `p -= lr (g + m v)` after `v = m v + g`, as PyTorch's (RotNet).
     lr_in_momentum: LARS only. True: the momentum accumulates learning-rate-scaled steps, `v = m v + lr g`, as
       SimCLR's TensorFlow LARS and `optax.lars`; False: it accumulates the trust-scaled gradients and the learning
       rate of the current step scales the result, `v = m v + g; p -= lr v`, as BYOL's and MoCo v3's LARS. The two
       differ only while the learning rate changes.
-    no_decay_names, decay_biases_and_norms: see `decay_mask` (LARS's trust ratio always skips biases and norms).
+    no_decay_names, decay_biases_and_norms: see `decay_mask`; LARS's trust ratio covers the same parameters (without
+      biases and norms, as SimCLR's, BYOL's and the official Barlow Twins and VICReg LARS; with them, as apex's LARC
+      that SwAV uses).
     grad_clip: clip the gradients first (None: no clipping), all trained parameters' but the probe's.
     grad_clip_mode: "global" (the norm of all those gradients together), "per_tensor" (each parameter's gradient
       on its own, as DINO's `clip_gradients`) or "per_module" (each module's, `net/vit`, `net/dino`, ...:
@@ -222,7 +235,7 @@ def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | opta
   if constant_lr and peak_lr is None:
     raise ValueError("optim.make: constant_lr needs the peak_lr those parameters are trained at.")
   mask = lambda p: decay_mask(p, no_decay_names, decay_biases_and_norms)
-  trust_mask = lambda p: decay_mask(p, no_decay_names)
+  trust_mask = mask              # LARS adapts what it decays (with biases and norms: apex's LARC, SwAV's optimizer)
 
   def optimizer(lr, wd):
     if name == "adamw":
@@ -236,7 +249,7 @@ def make(*, name: str, learning_rate: optax.Schedule, weight_decay: float | opta
     elif name == "lamb":
       tx = optax.lamb(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd, mask=mask)
     elif name == "sgd":
-      tx = optax.chain(optax.add_decayed_weights(wd, mask), optax.sgd(lr, momentum=momentum))
+      tx = optax.chain(optax.add_decayed_weights(wd, mask), optax.sgd(lr, momentum=momentum, nesterov=nesterov))
     else:
       raise ValueError(f"unknown optimizer {name!r}; use one of {OPTIMIZERS}.")
     tail = ([scale_by_layer_decay(layer_decay)] if layer_decay is not None else []) + (

@@ -130,7 +130,7 @@ def train_step(method, tx, schedule, stage: inputs.DeviceStage, nonfinite_policy
 
   def update():
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    params = method.project_params(optax.apply_updates(state.params, updates))
     return params, opt_state, method.after_update(params, extra, state.step)
 
   # The update is computed inside the taken branch, so it is written straight into the step's (donated) output
@@ -201,10 +201,12 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
   base_lr = 0.0 if o.base_lr is None else o.base_lr    # unset only in an evaluation-only run (total_steps=0)
   scaled = lambda lr: optim.peak_learning_rate(lr, config.batch_size, o.lr_batch_base, o.lr_scaling)
   schedule = optim.lr_schedule(peak_lr=scaled(base_lr), warmup_steps=durations.warmup, total_steps=durations.total,
-                               schedule=o.schedule, min_lr=o.min_lr, init_lr=scaled(o.warmup_base_lr))
+                               schedule=o.schedule, min_lr=o.min_lr, init_lr=scaled(o.warmup_base_lr),
+                               decay_steps=durations.lr_decay, decay_factor=o.decay_factor)
   tx = optim.make(name=o.name, learning_rate=schedule,
                   weight_decay=optim.weight_decay_schedule(o.weight_decay, o.weight_decay_end, durations.total),
-                  b1=o.b1, b2=o.b2, eps=o.eps, momentum=o.momentum, lr_in_momentum=o.lr_in_momentum,
+                  b1=o.b1, b2=o.b2, eps=o.eps, momentum=o.momentum, nesterov=o.nesterov,
+                  lr_in_momentum=o.lr_in_momentum,
                   grad_clip=o.grad_clip, grad_clip_mode=o.grad_clip_mode, no_decay_names=tuple(o.no_decay),
                   decay_biases_and_norms=o.decay_biases_and_norms, frozen=tuple(o.frozen),
                   frozen_until=method.frozen_until, zero_lr_until_steps=method.zero_lr_until, probe_lr=o.probe_lr,

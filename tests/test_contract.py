@@ -134,6 +134,14 @@ def test_method_honours_the_contract(name):
 
   updated = jax.jit(method.after_update)(params, new_extra, jnp.int32(0))
   assert jax.tree.structure(updated) == jax.tree.structure(extra)
+  # project_params: the same structure, the initial parameters already in the method's set, and a projection
+  # (applying it twice changes nothing).
+  projected = jax.jit(method.project_params)(trained)
+  assert jax.tree.structure(projected) == jax.tree.structure(trained)
+  for a, b in zip(jax.tree.leaves(jax.jit(method.project_params)(params)), jax.tree.leaves(params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+  for a, b in zip(jax.tree.leaves(jax.jit(method.project_params)(projected)), jax.tree.leaves(projected)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
 
   # represent: float32 [B, D] per feature; the released encoders give exactly those features.
   feats = jax.jit(method.represent)(params, extra, eval_batch)

@@ -63,7 +63,13 @@ def shrunk(method: str):
     elif key in m:               # a transformer predictor (I-JEPA)
       m[key] = dict(width=16, depth=1, num_heads=2, mlp_dim=32)
   for key in ("head", "dino_head"):
-    if key in m:
+    if key in m and m.name == "swav":
+      m[key] = dict(hidden_dim=32, dim=16, num_prototypes=24)
+    elif key in m and m.name == "rotation":      # a linear classifier over the 4 rotations already
+      pass
+    elif key in m and m.name == "jigsaw":
+      m[key], m.num_permutations = dict(m[key], tile_dim=16, hidden_dim=32), 10
+    elif key in m:
       m[key] = dict(m[key], out_dim=64, hidden_dim=32, bottleneck_dim=16)
   if "decoder" in m:
     m.decoder = dict(width=32, depth=1, num_heads=2, mlp_dim=64)
@@ -73,6 +79,8 @@ def shrunk(method: str):
     c.model.patch_size, m.top_k = 4, 1
   if m.name == "dinov2":         # two groups of 8 images: masks and KoLeo per group
     m.group_size = 8
+  if m.name == "swav":           # the queue filled from the first step and in use from the third (resumed with it)
+    m.queue_length, m.queue_start_epochs = 32, 0.0
   c.eval.update(dict(train_split="train[:64]", test_split="test[:32]", batch_size=32, init_baseline=False,
                      raw_baseline=False, report=False))
   c.eval.evaluators = dict(knn=dict(type="knn", k=5, temperature=0.07))
@@ -117,6 +125,10 @@ LOGGED = {"simclr": {"monitor/embedding_std", "monitor/rankme", "probe/train_top
           "barlow_twins": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1", "on_diagonal",
                            "off_diagonal"},
           "simsiam": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1"},
+          "rotation": {"probe/train_top1", "rotation_top1"},
+          "jigsaw": {"probe/train_top1", "jigsaw_top1"},
+          "colorization": {"probe/train_top1", "colorization/top1", "colorization/prior_entropy"},
+          "swav": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1", "queue_in_use"},
           "vicreg": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1", "invariance", "variance",
                      "covariance"},
           "dino": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1", "monitor/teacher_entropy",
@@ -134,7 +146,8 @@ LOGGED = {"simclr": {"monitor/embedding_std", "monitor/rankme", "probe/train_top
                      "monitor/teacher_student_kl", "monitor/ibot_teacher_entropy", "teacher_temp", "teacher_momentum",
                      "mask/masked_tokens", "dino_loss", "ibot_loss", "koleo_loss"}}
 PICTURES = {"mae": {"reconstructions.png"}, "ijepa": {"masks.png"}, "data2vec": {"masks.png"}, "beit": {"masks.png"},
-            "vq_tokenizer": {"reconstructions.png"}, "dinov2": {"masks.png"}}
+            "vq_tokenizer": {"reconstructions.png"}, "dinov2": {"masks.png"}, "jigsaw": {"puzzles.png"},
+            "colorization": {"colorizations.png"}}
 
 
 def _check_reference(method, workdir, results):

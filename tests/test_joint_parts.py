@@ -122,7 +122,8 @@ def test_weight_decay_schedule_and_frozen_parameters():
 
 @pytest.mark.parametrize("everything", [False, True])
 def test_weight_decay_skips_biases_and_norms_unless_told(everything):
-  """MAE/DINO/BYOL/SimCLR leave biases and normalisation parameters undecayed; MoCo v3's AdamW decays them all."""
+  """MAE/DINO/BYOL/SimCLR leave biases and normalisation parameters undecayed; MoCo v3's AdamW decays them all, and
+  LARS over every parameter (SwAV's LARC) adapts them too."""
   params = {"net": {"fc": {"kernel": jnp.ones((3, 3)), "bias": jnp.ones(3)}, "ln": {"scale": jnp.ones(3)},
                     "attn": {"qkv_bias": jnp.ones((2, 3, 4))}}}
 
@@ -134,9 +135,9 @@ def test_weight_decay_skips_biases_and_norms_unless_told(everything):
   np.testing.assert_allclose(adamw["fc"]["kernel"], 1 - 0.1 * 0.5, rtol=1e-6)
   # LARS scales a matrix's update by its trust ratio 0.001 * |p| / |wd p|, never a bias's or a norm's.
   np.testing.assert_allclose(lars["fc"]["kernel"], 1 - 0.1 * 0.5 * 0.001 / 0.5, rtol=1e-6)
-  for new in (adamw, lars):
+  for new, decayed in ((adamw, 1 - 0.1 * 0.5), (lars, 1 - 0.1 * 0.5 * 0.001 / 0.5)):
     for leaf in (new["fc"]["bias"], new["ln"]["scale"], new["attn"]["qkv_bias"]):
-      np.testing.assert_allclose(leaf, 1 - 0.1 * 0.5 if everything else 1.0, rtol=1e-6)
+      np.testing.assert_allclose(leaf, decayed if everything else 1.0, rtol=1e-6)
 
 
 @pytest.mark.parametrize("lr_in_momentum", [True, False])
@@ -286,7 +287,13 @@ def test_learning_rate_schedules_warm_up_then_decay_by_hand():
   np.testing.assert_allclose([float(cosine(s)) for s in (8, 12)], [0.55, 0.1], rtol=1e-6)
   np.testing.assert_allclose(float(constant(12)), 1.0)
   with pytest.raises(ValueError, match="unknown lr schedule"):
-    optim.lr_schedule(schedule="step", **kw)
+    optim.lr_schedule(schedule="exponential", **kw)
+  # "step" (RotNet's lr table): the peak after the warm-up, x0.1 from step 6 on, x0.01 from step 9 on.
+  step = optim.lr_schedule(schedule="step", decay_steps=(6, 9), decay_factor=0.1, **kw)
+  np.testing.assert_allclose([float(step(s)) for s in (2, 4, 5, 6, 8, 9, 20)], [0.5, 1, 1, 0.1, 0.1, 0.01, 0.01],
+                             rtol=1e-6)
+  with pytest.raises(ValueError, match="must increase and come after the warm-up"):
+    optim.lr_schedule(schedule="step", decay_steps=(4, 9), **kw)
   # I-JEPA's warm-up starts at init_lr (2e-4 -> 1e-3 in the paper): 0.2 -> 1 over 4 steps here.
   for name in ("linear", "cosine", "constant"):
     warm = optim.lr_schedule(schedule=name, init_lr=0.2, **kw)

@@ -9,10 +9,13 @@ from ssl_jax import pretext
 def test_rotations_are_exact_and_labelled():
   x = jnp.asarray(np.random.default_rng(0).random((3, 5, 5, 2)), jnp.float32)
   r, y = pretext.rotations(x)
-  assert r.shape == (12, 5, 5, 2) and y.tolist() == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
-  np.testing.assert_array_equal(r[:3], x)
-  np.testing.assert_array_equal(r[3:6], np.rot90(np.asarray(x), 1, axes=(1, 2)))
-  np.testing.assert_array_equal(r[6:9], np.asarray(x)[:, ::-1, ::-1])
+  assert r.shape == (12, 5, 5, 2) and y.tolist() == [0, 1, 2, 3] * 3        # example-major, as the official loader
+  np.testing.assert_array_equal(r[0::4], x)
+  # The official `rotate_img`: 90 = flipud(transpose), 180 = fliplr(flipud), 270 = transpose(flipud).
+  official = {1: lambda a: np.flipud(np.transpose(a, (1, 0, 2))), 2: lambda a: np.fliplr(np.flipud(a)),
+              3: lambda a: np.transpose(np.flipud(a), (1, 0, 2))}
+  for k, rotate in official.items():
+    np.testing.assert_array_equal(r[k::4], np.stack([rotate(a) for a in np.asarray(x)]))
   with pytest.raises(ValueError, match="square"):
     pretext.rotations(jnp.zeros((1, 4, 6, 1)))
 
@@ -83,3 +86,23 @@ def test_pretext_docstring_examples():
   import doctest
   result = doctest.testmod(pretext, extraglobs={"jnp": jnp, "jax": jax})
   assert result.attempted > 0 and result.failed == 0
+
+
+def test_tile_jitter_and_standardisation_are_the_reimplementations():
+  """`rgb_jittering`: a factor in [0.8, 1.2] per tile and channel, one shift per tile of a whole number of 1/255 in
+  -5..5, clipped to [0, 1]; each tile standardised over its pixels and channels (unbiased std), a flat one centred."""
+  tiles = jnp.full((64, 9, 4, 4, 3), 0.5)
+  out = np.asarray(pretext.jitter_tiles(jax.random.key(0), tiles))
+  # A flat grey tile: out = 0.5 * factor_c + shift, so channels differ by 0.5 * (factor_c - factor_0), at most 0.2.
+  spread = out[..., 0, 0, :] - out[..., 0, 0, :1]
+  assert np.all(np.abs(spread) <= 0.2 + 1e-6) and np.std(spread) > 0.03
+  assert out.min() >= 0 and out.max() <= 1 and np.all(np.ptp(out, axis=(2, 3)) < 1e-6)   # one value per channel
+  # The shift alone: factors fixed at 1.
+  shifted = np.asarray(pretext.jitter_tiles(jax.random.key(1), tiles, scale=(1.0, 1.0)))[..., 0, 0, 0] * 255 - 127.5
+  assert set(np.round(shifted).astype(int).ravel()) == set(range(-5, 6))
+  np.testing.assert_allclose(shifted, np.round(shifted), atol=1e-3)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 9, 5, 5, 3)) * 3 + 1, jnp.float32)
+  z = np.asarray(pretext.standardize_tiles(x))
+  np.testing.assert_allclose(z.mean(axis=(2, 3, 4)), 0, atol=1e-5)
+  np.testing.assert_allclose(z.std(axis=(2, 3, 4), ddof=1), 1, rtol=1e-5)
+  np.testing.assert_array_equal(pretext.standardize_tiles(jnp.ones((1, 2, 2, 3))), 0)

@@ -9,7 +9,8 @@ Every method implements
   encoders(params, extra) -> {tower: (spec, variables)}   # the released encoders: `models.backbone.create(**spec)`
                                                           # applied to `variables` (probing, fine-tuning, export)
 
-and may override the hooks that have defaults: `after_update` (e.g. an EMA teacher), `frozen_until` (parameters the
+and may override the hooks that have defaults: `after_update` (e.g. an EMA teacher), `project_params` (parameters
+put back onto a constraint set after each update: SwAV's unit-norm prototypes), `frozen_until` (parameters the
 optimizer leaves out of their first updates: DINO's last layer), `zero_lr_until` (parameters whose learning
 rate is 0 at first: DINOv2's last layer), and, with the class attribute that announces each,
 `load_encoders` (`accepts_pretrained_encoder`), `predict` (`predicts`), `reconstruct` (`reconstructs`).
@@ -27,16 +28,20 @@ from ssl_jax.methods import beit
 from ssl_jax.methods import bert
 from ssl_jax.methods import byol
 from ssl_jax.methods import classify
+from ssl_jax.methods import colorization
 from ssl_jax.methods import contract
 from ssl_jax.methods import data2vec
 from ssl_jax.methods import dino
 from ssl_jax.methods import dinov2
 from ssl_jax.methods import gpt
 from ssl_jax.methods import ijepa
+from ssl_jax.methods import jigsaw
 from ssl_jax.methods import mae
 from ssl_jax.methods import mocov3
+from ssl_jax.methods import rotation
 from ssl_jax.methods import simclr
 from ssl_jax.methods import simsiam
+from ssl_jax.methods import swav
 from ssl_jax.methods import vicreg
 from ssl_jax.methods import vq_tokenizer
 
@@ -46,15 +51,19 @@ METHODS: dict[str, type[contract.Method]] = {
     "bert": bert.BERT,
     "byol": byol.BYOL,
     "classify": classify.Classify,
+    "colorization": colorization.Colorization,
     "data2vec": data2vec.Data2Vec,
     "dino": dino.DINO,
     "dinov2": dinov2.DINOv2,
     "gpt": gpt.GPT,
     "ijepa": ijepa.IJEPA,
+    "jigsaw": jigsaw.Jigsaw,
     "mae": mae.MAE,
     "mocov3": mocov3.MoCoV3,
+    "rotation": rotation.Rotation,
     "simclr": simclr.SimCLR,
     "simsiam": simsiam.SimSiam,
+    "swav": swav.SwAV,
     "vicreg": vicreg.VICReg,
     "vq_tokenizer": vq_tokenizer.VQTokenizer,
 }

@@ -108,6 +108,12 @@ class Method(abc.ABC):
     del params, step
     return extra
 
+  def project_params(self, params: Params) -> Params:
+    """`params` as the optimizer left them, projected back onto the set the method keeps them in (SwAV's prototypes
+    at unit norm, which its official loop restores before every forward pass); by default unchanged. Applied after
+    every update; `init` returns parameters already in the set."""
+    return params
+
   @abc.abstractmethod
   def represent(self, params: Params, extra: Extra, batch: Batch) -> dict[str, jax.Array]:
     """Evaluation features `{feature name: float32 [B, D]}` of an evaluation batch (no augmentation, no dropout)."""

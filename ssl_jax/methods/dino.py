@@ -66,28 +66,14 @@ class DINO(contract.Method):
     n = views.shape[1]
     return joint.unflatten_views(feats, n), joint.unflatten_views(logits, n), stats
 
-  def _student(self, params, stats, groups, rng):
-    """The student on each view group `[B, V_i, H_i, W_i, 3]` (global first), with stochastic depth: the global
-    views' features `[V_0, B, D]`, the head outputs of all views `[sum V_i, B, K]` (group by group) and the updated
-    BatchNorm statistics. As DINO's `MultiCropWrapper`: one encoder pass per crop size, then one head pass over all
-    crops (with `use_bn`, the head's BatchNorm statistics are those of every crop together)."""
-    feats = []
-    for i, views in enumerate(groups):
-      f, stats = joint.forward(self.net, params, stats, joint.flatten_views(views), jax.random.fold_in(rng, i),
-                               method=joint.Network.encode)
-      feats.append(f.reshape(views.shape[:2] + f.shape[1:]))            # [B, V_i, D]
-    counts = [v.shape[1] for v in groups]
-    every = jnp.concatenate(feats, axis=1)                               # [B, sum V_i, D]: each device's own rows
-    logits, stats = joint.forward(self.net, params, stats, joint.flatten_views(every), method=joint.Network.project)
-    logits = joint.unflatten_views(logits, sum(counts))
-    return jnp.swapaxes(feats[0], 0, 1), logits, stats
-
   def loss(self, params, extra, batch, rng, step):
     global_views = batch["views"][self.global_group]
     t_feats, t_logits, t_stats = self._teacher(extra["teacher"], extra["teacher_stats"], global_views)
     t_logits = jax.lax.stop_gradient(t_logits)
     groups = [global_views] + ([batch["views"][self.local_group]] if self.local_group is not None else [])
-    s_feats, s_logits, stats = self._student(params["net"], extra["batch_stats"], groups, rng)
+    # The student on every crop: one encoder pass per crop size, then one head pass over all crops (with `use_bn`,
+    # the head's BatchNorm statistics are those of every crop together), as DINO's `MultiCropWrapper`.
+    s_feats, s_logits, stats = joint.multi_crop_forward(self.net, params["net"], extra["batch_stats"], groups, rng)
     temp = teacher_lib.epoch_warmup(step, self.steps_per_epoch, self.teacher_temp_warmup_epochs, *self.teacher_temp)
     n, b = t_logits.shape[:2]
     if self.centering == "sinkhorn":

@@ -87,6 +87,29 @@ def per_view_forward(net: Network, params, stats, views: jax.Array, rng):
   return jnp.stack(feats), jnp.stack(proj), None if pred[0] is None else jnp.stack(pred), stats
 
 
+def multi_crop_forward(net: Network, params, stats, groups: list[jax.Array], rng):
+  """Training-mode apply over view groups of different sizes, as DINO's `MultiCropWrapper` and SwAV's multi-resolution
+  forward: one encoder pass per group (BatchNorm statistics of that group's crops together), then one projector pass
+  over every crop (its statistics over all crops).
+
+  Args:
+    groups: view groups `[B, V_i, H_i, W_i, 3]`, the first the global crops.
+    rng: stochastic depth (folded in per group).
+
+  Returns:
+    (the first group's features `[V_0, B, D]`, the projector's outputs of every crop `[sum V_i, B, ...]` group by
+    group (a tree if the projector returns one), the updated BatchNorm statistics).
+  """
+  feats = []
+  for i, views in enumerate(groups):
+    f, stats = forward(net, params, stats, flatten_views(views), jax.random.fold_in(rng, i), method=Network.encode)
+    feats.append(f.reshape(views.shape[:2] + f.shape[1:]))            # [B, V_i, D]
+  count = sum(v.shape[1] for v in groups)
+  every = jnp.concatenate(feats, axis=1)                               # [B, sum V_i, D]: each device's own rows
+  out, stats = forward(net, params, stats, flatten_views(every), method=Network.project)
+  return jnp.swapaxes(feats[0], 0, 1), jax.tree.map(lambda x: unflatten_views(x, count), out), stats
+
+
 def features(net: Network, params, stats, images: jax.Array) -> jax.Array:
   """Evaluation features `[B, D]` of normalised images `[B, H, W, 3]` (running BatchNorm statistics)."""
   variables = {"params": params, **({"batch_stats": stats} if stats else {})}

@@ -2,7 +2,9 @@
 
 `MLP` covers the SimCLR, BYOL and MoCo v3 heads (linear layers with BatchNorm over the global batch and ReLU on the
 hidden layers, and a configurable BatchNorm after the last one); `DINOHead` is DINO's 3-layer GELU MLP, bottleneck,
-l2 normalisation and weight-normalised prototype layer.
+l2 normalisation and weight-normalised prototype layer; `SwAVHead` is SwAV's projection head and prototypes;
+`JigsawHead` is the context-free network's classifier over the tiles of a jigsaw puzzle; `PixelClassifier` turns a
+feature map into per-pixel class logits (colorization).
 """
 
 import flax.linen as nn
@@ -93,6 +95,78 @@ class DINOHead(nn.Module):
     if not self.norm_last_layer:
       w = w * self.param("prototype_gain", nn.initializers.ones, (self.out_dim,))
     return x @ w
+
+
+def unit_columns(init):
+  """An initializer: `init`'s matrix with each column scaled to unit l2 norm."""
+  def initialize(key, shape, dtype=jnp.float32):
+    w = init(key, shape, dtype)
+    return w / jnp.maximum(jnp.linalg.norm(w, axis=0, keepdims=True), 1e-12)
+  return initialize
+
+
+class SwAVHead(nn.Module):
+  """SwAV's head (Caron et al. 2020, `src/resnet50.py` `forward_head`): `[B, D] -> (z [B, dim], scores [B, K])`.
+
+  Linear(hidden)-BN-ReLU-Linear(dim) (the official layers' biases: the first one is cancelled by the BatchNorm, so it
+  is left out), `z` l2-normalised, and `scores = z @ C` against the prototypes `C` `[dim, K]` (the official
+  `nn.Linear(dim, K, bias=False)`), initialised as PyTorch's Linear, U(+-1/sqrt(dim)), with unit-norm columns (the
+  official loop normalises them before its first forward pass; the method keeps them there, `project_params`).
+  """
+  hidden_dim: int = 2048
+  dim: int = 128
+  num_prototypes: int = 3000
+  hidden_bn: bool = True          # False: Linear-ReLU-Linear (the official README's remedy for an early collapse)
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    z = MLP(dims=(self.hidden_dim, self.dim), hidden_bn=self.hidden_bn, last_bn="", use_bias=True, name="mlp")(x,
+                                                                                                             train)
+    z = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+    torch_linear = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform", in_axis=0, out_axis=1)
+    c = self.param("prototypes", nn.with_logical_partitioning(unit_columns(torch_linear), ("embed", "vocab")),
+                   (self.dim, self.num_prototypes))
+    return z, z @ c
+
+
+class JigsawHead(nn.Module):
+  """The jigsaw puzzle's classifier (Noroozi & Favaro 2016, the context-free network after its shared conv layers):
+  tile features `[B, T, D]` -> permutation logits `[B, num_permutations]` (float32).
+
+  fc6 on every tile (shared weights), ReLU, dropout; the T tiles' outputs concatenated in puzzle order; fc7, ReLU,
+  dropout; fc8. Paper (AlexNet, T = 9): 1024, 4096, 1000 permutations, dropout 0.5.
+  """
+  tile_dim: int = 1024
+  hidden_dim: int = 4096
+  num_permutations: int = 1000
+  dropout: float = 0.5
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    b, tiles, _ = x.shape
+    drop = lambda v: nn.Dropout(self.dropout, deterministic=not train)(v)
+    x = drop(nn.relu(_dense(self.tile_dim, True, "fc6")(x.astype(jnp.float32))))
+    x = drop(nn.relu(_dense(self.hidden_dim, True, "fc7")(x.reshape(b, tiles * self.tile_dim))))
+    return _dense(self.num_permutations, True, "fc8", names=("mlp", "vocab"))(x)
+
+
+class PixelClassifier(nn.Module):
+  """A linear layer from each token of a square feature map to the class logits of the `pixels_per_token` x
+  `pixels_per_token` output pixels it covers: tokens `[B, g * g, D]` (row by row) -> `[B, g r, g r, num_classes]`
+  (float32), r = `pixels_per_token`. Colorization's dense prediction on a ViT's patch tokens or a ResNet's last
+  feature map."""
+  num_classes: int
+  pixels_per_token: int = 1
+
+  @nn.compact
+  def __call__(self, tokens, train: bool = False):
+    del train
+    b, t, _ = tokens.shape
+    g, r, c = int(round(t ** 0.5)), self.pixels_per_token, self.num_classes
+    if g * g != t:
+      raise ValueError(f"PixelClassifier needs a square feature map, got {t} tokens.")
+    x = _dense(r * r * c, True, "dense", names=("embed", "vocab"))(tokens.astype(jnp.float32))
+    return x.reshape(b, g, g, r, r, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, g * r, g * r, c)
 
 
 class ClassifierHead(nn.Module):

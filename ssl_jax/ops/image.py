@@ -18,7 +18,11 @@ def normalize(images: jax.Array, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> jax.Ar
   return normalize_unit(images.astype(jnp.float32) / 255.0, mean, std)
 
 
+def denormalize_unit(x: jax.Array, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> jax.Array:
+  """The inverse of `normalize_unit`: float `[..., H, W, C]` -> float32 in [0, 1] units (not clipped)."""
+  return x.astype(jnp.float32) * jnp.asarray(std, jnp.float32) + jnp.asarray(mean, jnp.float32)
+
+
 def denormalize(x: jax.Array, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> jax.Array:
   """The inverse of `normalize`, rounded and clipped: float `[..., H, W, C]` -> uint8."""
-  unit = x.astype(jnp.float32) * jnp.asarray(std, jnp.float32) + jnp.asarray(mean, jnp.float32)
-  return jnp.clip(jnp.round(unit * 255.0), 0, 255).astype(jnp.uint8)
+  return jnp.clip(jnp.round(denormalize_unit(x, mean, std) * 255.0), 0, 255).astype(jnp.uint8)
