@@ -17,7 +17,8 @@
 #   attention The attention implementations alone at the MAE shapes (benchmarks/attention.py, bf16).
 #   methods  The train step of every other method family's full-scale config at BATCH, bf16 as configured (METHODS:
 #            SimCLR, BYOL, Barlow Twins, VICReg, SimSiam ResNet-50, SwAV ResNet-50 with 2 x 224 + 6 x 96 crops,
-#            RotNet ResNet-50 (each image in 4 rotations), jigsaw ResNet-50 (9 tiles), MoCo v3 ViT-B/16, DINO
+#            RotNet ResNet-50 (each image in 4 rotations), jigsaw ResNet-50 (9 tiles), colorization ViT-B/16 at
+#            176 px, the context encoder ViT-B/16 at 128 px with its discriminator, MoCo v3 ViT-B/16, DINO
 #            ViT-S/16 with 2 x 224 + 10 x 96 crops, I-JEPA ViT-H/14 with its 12-block predictor (BATCH a multiple
 #            of its mask group, 128), data2vec ViT-B/16 with its EMA teacher, BEiT ViT-B/16, the ViT-B/16 VQ tokenizer, DINOv2
 #            ViT-L/16 with 2 x 224 + 8 x 96 crops at BATCH / 4, the official per-GPU batch of 64), one part each.
@@ -37,7 +38,7 @@ LIMIT=${LIMIT:-150}
 PARTS=${PARTS:-compare einsum xla double compiled peak attention methods language flags}
 TEXT_BATCH=${TEXT_BATCH:-32}
 METHODS=${METHODS:-simclr_resnet50 byol_resnet50 barlow_twins_resnet50 vicreg_resnet50 simsiam_resnet50 swav_resnet50
-         rotation_resnet50 jigsaw_resnet50
+         rotation_resnet50 jigsaw_resnet50 colorization_vit_b16 inpainting_vit_b16
          mocov3_vit_b dino_vit_s16 ijepa_vit_h14 data2vec_vit_b beit_vit_b vqvae_tokenizer dinov2_vit_l16}
 DEFAULT_GPU_FLAGS="--xla_gpu_enable_cudnn_layer_norm=true --xla_gpu_enable_cublaslt=true"
 DEFAULT_GPU_FLAGS+=" --xla_gpu_enable_triton_gemm=false"

@@ -6,7 +6,7 @@ The objective and optimisation of the official training net and solver (richzhan
 `models/colorization_train_val_v2.prototxt`, `train/solver.prototxt`, `resources/caffe_traininglayers.py`) on a
 ViT-B/16 instead of its VGG-style network with dilated convolutions:
   a random 176 x 176 crop (of the 256-pixel image) with mirroring; its lightness in; per output pixel at a quarter
-  of the resolution (44 x 44: 4 x 4 per 16-pixel patch token, `heads.PixelClassifier`), a distribution over the
+  of the resolution (44 x 44: 4 x 4 per 16-pixel patch token, `heads.PixelHead`), a distribution over the
   in-gamut ab bins of size 10; targets: every fourth pixel's ab, soft-encoded on the 10 nearest bins (sigma 5); the
   multinomial cross-entropy with class rebalancing (lambda 0.5, the empirical distribution smoothed with sigma 5),
   images without colour left out; annealed-mean decoding (T 0.38) for pictures

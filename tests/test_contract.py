@@ -60,7 +60,8 @@ def _batches(config, run: contract.RunInfo):
 
 
 VARIANTS = {"dino-sinkhorn": ("dino", dict(centering="sinkhorn")),     # registered methods with another loss path
-            "dinov2-sinkhorn-separate": ("dinov2", dict(centering="sinkhorn", separate_ibot_head=True))}
+            "dinov2-sinkhorn-separate": ("dinov2", dict(centering="sinkhorn", separate_ibot_head=True)),
+            "inpainting-adversarial": ("inpainting", dict(adversarial=True))}
 
 
 @pytest.mark.parametrize("name", sorted(methods.METHODS) + sorted(VARIANTS))

@@ -128,6 +128,7 @@ LOGGED = {"simclr": {"monitor/embedding_std", "monitor/rankme", "probe/train_top
           "rotation": {"probe/train_top1", "rotation_top1"},
           "jigsaw": {"probe/train_top1", "jigsaw_top1"},
           "colorization": {"probe/train_top1", "colorization/top1", "colorization/prior_entropy"},
+          "inpainting": {"probe/train_top1", "inpainting/reconstruction"},
           "swav": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1", "queue_in_use"},
           "vicreg": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1", "invariance", "variance",
                      "covariance"},
@@ -147,7 +148,7 @@ LOGGED = {"simclr": {"monitor/embedding_std", "monitor/rankme", "probe/train_top
                      "mask/masked_tokens", "dino_loss", "ibot_loss", "koleo_loss"}}
 PICTURES = {"mae": {"reconstructions.png"}, "ijepa": {"masks.png"}, "data2vec": {"masks.png"}, "beit": {"masks.png"},
             "vq_tokenizer": {"reconstructions.png"}, "dinov2": {"masks.png"}, "jigsaw": {"puzzles.png"},
-            "colorization": {"colorizations.png"}}
+            "colorization": {"colorizations.png"}, "inpainting": {"inpaintings.png"}}
 
 
 def _check_reference(method, workdir, results):

@@ -106,3 +106,19 @@ def test_tile_jitter_and_standardisation_are_the_reimplementations():
   np.testing.assert_allclose(z.mean(axis=(2, 3, 4)), 0, atol=1e-5)
   np.testing.assert_allclose(z.std(axis=(2, 3, 4), ddof=1), 1, rtol=1e-5)
   np.testing.assert_array_equal(pretext.standardize_tiles(jnp.ones((1, 2, 2, 3))), 0)
+
+
+def test_lab_round_trip_annealed_mean_and_subsampled_targets():
+  """`lab_to_rgb` inverts `rgb_to_lab` over the cube; the annealed mean runs from the mean (T = 1) towards the mode
+  (T -> 0); the targets at stride 2 encode every second pixel's ab."""
+  rgb = jnp.asarray(np.random.default_rng(0).random((500, 3)), jnp.float32)
+  np.testing.assert_allclose(pretext.lab_to_rgb(pretext.rgb_to_lab(rgb)), rgb, atol=2e-4)
+  bins = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 20.0]])
+  logits = jnp.log(jnp.array([0.5, 0.3, 0.2]))
+  np.testing.assert_allclose(pretext.annealed_mean(logits, bins, 1.0), [3.0, 4.0], rtol=1e-5)
+  np.testing.assert_allclose(pretext.annealed_mean(logits, bins, 0.01), [0.0, 0.0], atol=1e-6)
+  images = jnp.asarray(np.random.default_rng(1).random((2, 4, 4, 3)), jnp.float32)
+  _, full = pretext.colorization_targets(images, bins, neighbours=2)
+  lum, half = pretext.colorization_targets(images, bins, neighbours=2, stride=2)
+  assert lum.shape == (2, 4, 4, 1) and half.shape == (2, 2, 2, 3)
+  np.testing.assert_allclose(half, full[:, ::2, ::2], rtol=1e-6)

@@ -24,6 +24,12 @@ normalised by its expectation under the prior) picked at each pixel's strongest 
 whose gradient `ClassRebalanceMultLayer` scales by that factor: the loss and its gradient with respect to every
 parameter of one step, against the method's.
 
+Context encoders (pathak22/context-encoder `train.lua`, centre region, `wtl2=0.999 overlapPred=4`): the centre square
+but its 4-pixel ring filled with the mean colour, `MSECriterion` on the whole square with the gradient scaled by
+`wtl2Matrix` (10 wtl2 on the ring, wtl2 inside), `BCECriterion` on the discriminator's real and fake batches, and the
+generator's `(1 - wtl2)` adversarial term through the discriminator: the loss and the gradients of the generator and of
+the discriminator of one step, against the method's.
+
 The backbone is ours on both sides (the ResNet is checked against torchvision elsewhere); the references are written
 with `jax.numpy` and numpy and differentiated by `jax.grad`. Both sides start from the same weights and see the same
 augmented images; the tests compare the loss of every step and every parameter after the steps.
@@ -257,3 +263,50 @@ def test_colorization_loss_and_gradients_equal_the_official_layers():
   np.testing.assert_allclose(float(loss), float(ref_loss), rtol=1e-5)
   for (path, g), r in zip(jax.tree.leaves_with_path(grads), jax.tree.leaves(ref_grads)):
     np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-4, atol=1e-7, err_msg=jax.tree_util.keystr(path))
+
+
+def test_context_encoder_losses_and_gradients_equal_train_lua():
+  """One step of the joint loss (reconstruction with the overlap ring weighted 10x, adversarial at 0.001) and of the
+  discriminator's: the generator's loss and gradients and the discriminator's gradients equal `train.lua`'s."""
+  c = load_config("configs/tiny/inpainting.py")
+  c.update(dict(batch_size=BATCH, total_epochs=None, total_steps=2, log_every=1, ckpt_every=0))
+  c.model.update(dict(width=32, depth=1, num_heads=2, mlp_dim=64))
+  c.method.update(dict(adversarial=True, overlap=2, discriminator_width=8))
+  src = sources.digits("train[:64]")
+  mesh = sharding.make_mesh(c.mesh.to_dict(), jax.devices()[:1])
+  program = train.build(c, mesh, len(src), src.num_classes)
+  method = program.method
+  batch = inputs.device_stage(c.data)(next(iter(inputs.train_stream(c.data, src, seed=0, global_batch_size=BATCH))))
+  state = program.init()
+  params, extra, rng = state.params, state.extra, jax.random.key(5)
+  wtl2, side = 0.999, 16
+
+  def ours(p):
+    _, (metrics, _) = method.loss(p, extra, batch, rng, 0)
+    return metrics["ssl_loss"], metrics
+
+  def theirs(net, disc, which):
+    images = batch["image"]
+    lo, hi = side // 4, side // 4 + side // 2                                   # the centre 8 x 8 of 16 x 16
+    fill = (np.array([117.0, 104.0, 123.0]) / 255 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
+    ctx = images.at[:, lo + 2:hi - 2, lo + 2:hi - 2].set(jnp.asarray(fill, jnp.float32))   # overlapPred = 2
+    _, pred = method.net.apply({"params": net}, ctx, True, rngs={"dropout": jax.random.split(rng)[1]})
+    fake, real = pred[:, lo:hi, lo:hi], images[:, lo:hi, lo:hi]
+    w = jnp.full(fake.shape, 10 * wtl2).at[:, 2:-2, 2:-2].set(wtl2)             # wtl2Matrix
+    l2 = jnp.mean(w * (fake - real) ** 2)                                        # its gradient, as train.lua's
+    d = lambda p, x: method.discriminator.apply({"params": p, "batch_stats": extra["discriminator_stats"]}, x, True,
+                                                mutable=["batch_stats"])[0]
+    bce = lambda logits, y: jnp.mean(-(y * jax.nn.log_sigmoid(logits) + (1 - y) * jax.nn.log_sigmoid(-logits)))
+    if which == "generator":
+      return (1 - wtl2) * bce(d(jax.lax.stop_gradient(disc), fake), 1.0) + l2
+    return bce(d(disc, real), 1.0) + bce(d(disc, jax.lax.stop_gradient(fake)), 0.0)
+
+  (_, metrics), grads = jax.value_and_grad(ours, has_aux=True)(params)
+  g_loss, g_grads = jax.value_and_grad(theirs)(params["net"], params["discriminator"], "generator")
+  d_loss, d_grads = jax.value_and_grad(theirs, argnums=1)(params["net"], params["discriminator"], "discriminator")
+  np.testing.assert_allclose(float(metrics["inpainting/discriminator"]), float(d_loss), rtol=1e-5)
+  np.testing.assert_allclose(float(metrics["ssl_loss"] - metrics["inpainting/discriminator"]), float(g_loss), rtol=1e-5)
+  for ours_tree, theirs_tree in ((grads["net"], g_grads), (grads["discriminator"], d_grads)):
+    for (path, g), r in zip(jax.tree.leaves_with_path(ours_tree), jax.tree.leaves(theirs_tree)):
+      np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=1e-4, atol=1e-7,
+                                 err_msg=jax.tree_util.keystr(path))

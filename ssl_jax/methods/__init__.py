@@ -35,6 +35,7 @@ from ssl_jax.methods import dino
 from ssl_jax.methods import dinov2
 from ssl_jax.methods import gpt
 from ssl_jax.methods import ijepa
+from ssl_jax.methods import inpainting
 from ssl_jax.methods import jigsaw
 from ssl_jax.methods import mae
 from ssl_jax.methods import mocov3
@@ -57,6 +58,7 @@ METHODS: dict[str, type[contract.Method]] = {
     "dinov2": dinov2.DINOv2,
     "gpt": gpt.GPT,
     "ijepa": ijepa.IJEPA,
+    "inpainting": inpainting.Inpainting,
     "jigsaw": jigsaw.Jigsaw,
     "mae": mae.MAE,
     "mocov3": mocov3.MoCoV3,

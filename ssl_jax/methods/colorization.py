@@ -9,7 +9,7 @@ rebalancing weight of its nearest bin (`pretext.rebalancing_weights`: the smooth
 with the uniform one, lambda 0.5, so that rare, saturated colours count) and images without colour (no subsampled ab
 value beyond 5) left out, as the official training net (`caffe_traininglayers.py`: `NNEncLayer` with 10 neighbours,
 `PriorBoostLayer`, `NonGrayMaskLayer`, `ClassRebalanceMultLayer`). The dense prediction is a linear layer on
-each token of the encoder's last feature map (`heads.PixelClassifier`: a ViT's patch tokens, a ResNet's last stage),
+each token of the encoder's last feature map (`heads.PixelHead`: a ViT's patch tokens, a ResNet's last stage),
 in place of the paper's fully convolutional VGG.
 
 Decoding for pictures: the annealed mean (T = 0.38, `pretext.annealed_mean`) with the input's L. The representation
@@ -27,7 +27,6 @@ normalised as an RGB image is, not as L - 50. Logged: `colorization/top1` (the n
 
 import dataclasses
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,20 +39,6 @@ from ssl_jax.models import heads
 from ssl_jax.ops import image as image_ops
 
 
-class ColorizationNet(nn.Module):
-  """`encoder -> PixelClassifier` on the encoder's feature map ([CLS] left out); returns (pooled, logits)."""
-  encoder: nn.Module
-  head: nn.Module
-
-  def __call__(self, x, train: bool = False):
-    out = self.encoder(x, train)
-    class_token = int(getattr(self.encoder, "vit", {}).get("class_token", False))
-    return out["pooled"], self.head(out["tokens"][:, class_token:], train)
-
-  def features(self, x):
-    return self.encoder(x, False)["pooled"]
-
-
 def grey_input(images: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Normalised RGB images `[B, H, W, 3]` -> (the encoder's input: L / 100 as three equal channels, normalised as RGB
   images are; the images in [0, 1])."""
@@ -63,11 +48,13 @@ def grey_input(images: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Colorization(contract.Method):
+class Colorization(joint.ReleasesOnlineEncoder, contract.Method):
+  """Colorization; `encoders` and `represent` are `net`'s encoder on the images as they are
+  (`joint.ReleasesOnlineEncoder`)."""
   reconstructs = True
   pictures = ("colorizations", ("input", "L (the network's input)", "colourised"))
 
-  net: ColorizationNet
+  net: joint.DenseNetwork
   bins: tuple                    # [Q, 2] ab centres as nested tuples (hashable)
   neighbours: int
   target_stride: int
@@ -89,14 +76,6 @@ class Colorization(contract.Method):
     probe = joint.init_probe(self.num_classes, self.net.encoder.num_features)
     return {"net": variables["params"], "probe": probe}, extra
 
-  def _apply(self, params, stats, x, train: bool, rng=None):
-    variables = {"params": params, **({"batch_stats": stats} if stats else {})}
-    rngs = {"dropout": rng} if rng is not None else {}
-    if not train or not stats:
-      return self.net.apply(variables, x, train, rngs=rngs), stats
-    out, updates = self.net.apply(variables, x, True, rngs=rngs, mutable=["batch_stats"])
-    return out, updates["batch_stats"]
-
   def loss(self, params, extra, batch, rng, step):
     del step
     x, unit = grey_input(batch["image"])
@@ -105,7 +84,7 @@ class Colorization(contract.Method):
     # NonGrayMaskLayer: an image none of whose (subsampled) ab values exceeds 5 in magnitude is left out.
     ab = pretext.rgb_to_lab(unit[:, ::self.target_stride, ::self.target_stride])[..., 1:]
     colourful = jnp.any(jnp.abs(ab) > 5.0, axis=(1, 2, 3)).astype(jnp.float32)               # [B]
-    (feats, logits), stats = self._apply(params["net"], extra["batch_stats"], x, True, rng)
+    (feats, logits), stats = joint.apply(self.net, params["net"], extra["batch_stats"], x, train=True, rng=rng)
     nearest = jnp.argmax(targets, axis=-1)                                             # [B, h, w]
     q = targets.shape[-1]
     histogram = jnp.mean(jax.nn.one_hot(nearest, q), axis=(0, 1, 2))
@@ -120,22 +99,12 @@ class Colorization(contract.Method):
                                                     "colorization/prior_entropy": entropy})
     return loss + probe, (metrics, {"batch_stats": stats, "prior": prior})
 
-  def represent(self, params, extra, batch):
-    """The encoder's pooled features of the evaluation images as they are (colour), so that the released encoder
-    gives the evaluated features; the encoder was trained on grey images."""
-    variables = {"params": params["net"], **({"batch_stats": extra["batch_stats"]} if extra["batch_stats"] else {})}
-    return {"image": self.net.apply(variables, batch["image"], method=ColorizationNet.features)}
-
-  def encoders(self, params, extra):
-    """The encoder, for fine-tuning, probing and export."""
-    return {"image": (dict(self.model_spec), joint.encoder_variables(params["net"], extra["batch_stats"]))}
-
   def reconstruct(self, params, extra, batch, rng):
     """Pictures: the input, its lightness, and the colourisation (the annealed mean of the predicted distributions,
     upsampled to the input's size, with the input's L), uint8."""
     del rng
     x, unit = grey_input(batch["image"])
-    (_, logits), _ = self._apply(params["net"], extra["batch_stats"], x, False)
+    (_, logits), _ = joint.apply(self.net, params["net"], extra["batch_stats"], x, train=False)
     ab = pretext.annealed_mean(logits, self._bins(), self.decode_temperature)          # [B, h, w, 2]
     b, h, w, _ = unit.shape
     ab = jax.image.resize(ab, (b, h, w, 2), "bilinear")
@@ -154,7 +123,7 @@ class Colorization(contract.Method):
     Args:
       model: encoder keywords (`ssl_jax.models.backbone.create`).
       run: the run's facts (single-view square colour images, labels).
-      pixels_per_token: output pixels per token side (`heads.PixelClassifier`): the encoder's token stride (a ViT's
+      pixels_per_token: output pixels per token side (`heads.PixelHead`): the encoder's token stride (a ViT's
         patch size) divided by `target_stride`.
       target_stride: the targets' resolution, `1 / target_stride` of the input's (paper: 4).
       bin_size: the ab grid's cell (paper: 10).
@@ -172,7 +141,7 @@ class Colorization(contract.Method):
       raise ValueError(f"colorization needs rebalance_lambda in [0, 1] ({rebalance_lambda}), prior_momentum in "
                        f"[0, 1) ({prior_momentum}) and decode_temperature > 0 ({decode_temperature}).")
     bins = pretext.ab_gamut_bins(bin_size)
-    net = ColorizationNet(backbone.create(**model), heads.PixelClassifier(len(bins), pixels_per_token))
+    net = joint.DenseNetwork(backbone.create(**model), heads.PixelHead(len(bins), pixels_per_token))
     _, logits = jax.eval_shape(lambda: net.init_with_output(jax.random.key(0), jnp.zeros((1, h, w, 3)))[0])
     if logits.shape[1] * target_stride != h:
       raise ValueError(f"the network predicts {logits.shape[1]}x{logits.shape[2]} pixels of the {h}-pixel input and "

@@ -1,8 +1,11 @@
-"""Building blocks shared by the joint-embedding methods (SimCLR, BYOL, MoCo v3, DINO, Barlow Twins, VICReg).
+"""Building blocks shared by the joint-embedding methods (SimCLR, BYOL, MoCo v3, DINO, Barlow Twins, VICReg, SwAV) and
+the pretext tasks (RotNet, jigsaw, colorization, inpainting).
 
 - `Network`: encoder (ViT or ResNet) -> projector (-> predictor), applied with BatchNorm statistics of the global
   batch in training (`forward`: all views as one batch; `per_view_forward`: each view its own batch) and running
   statistics in evaluation.
+- `DenseNetwork`: encoder -> a head on its feature map (the pretext tasks' dense predictions: colorization,
+  inpainting).
 - `flatten_views` / `unflatten_views`: `[B, V, ...]` <-> `[B * V, ...]` without moving data between devices (example
   major, so each device keeps its own examples' views).
 - momentum teachers: `init_with_teacher`, `teacher_forward`, `update_teacher` (EMA on a cosine schedule).
@@ -48,6 +51,21 @@ class Network(nn.Module):
     return self.encoder(x, False)["pooled"]
 
 
+class DenseNetwork(nn.Module):
+  """`encoder -> head` on the encoder's feature map (its tokens, a ViT's [CLS] left out); `__call__` returns (pooled
+  features, the head's output): colorization's and inpainting's per-pixel predictions (`heads.PixelHead`)."""
+  encoder: nn.Module
+  head: nn.Module
+
+  def __call__(self, x, train: bool = False):
+    out = self.encoder(x, train)
+    class_token = int(getattr(self.encoder, "vit", {}).get("class_token", False))
+    return out["pooled"], self.head(out["tokens"][:, class_token:], train)
+
+  def features(self, x):
+    return self.encoder(x, False)["pooled"]
+
+
 def init_network(net: Network, rng, example) -> tuple[Any, Any]:
   """(params, batch_stats) of `net` from one example batch `[N, H, W, 3]` (batch_stats `{}` without BatchNorm)."""
   variables = net.init(rng, example, False)
@@ -65,6 +83,14 @@ def forward(net: Network, params, stats, x, rng=None, method=None):
     return net.apply(variables, x, True, method=method, rngs=rngs), stats
   out, updates = net.apply(variables, x, True, method=method, mutable=["batch_stats"], rngs=rngs)
   return out, updates["batch_stats"]
+
+
+def apply(net: nn.Module, params, stats, x, *, train: bool, rng=None):
+  """`net` on `x`: in training `forward` (batch statistics, updated running ones), else evaluation mode; returns
+  (outputs, BatchNorm statistics)."""
+  if train:
+    return forward(net, params, stats, x, rng)
+  return net.apply({"params": params, **({"batch_stats": stats} if stats else {})}, x, False), stats
 
 
 def per_view_forward(net: Network, params, stats, views: jax.Array, rng):
@@ -110,10 +136,11 @@ def multi_crop_forward(net: Network, params, stats, groups: list[jax.Array], rng
   return jnp.swapaxes(feats[0], 0, 1), jax.tree.map(lambda x: unflatten_views(x, count), out), stats
 
 
-def features(net: Network, params, stats, images: jax.Array) -> jax.Array:
-  """Evaluation features `[B, D]` of normalised images `[B, H, W, 3]` (running BatchNorm statistics)."""
+def features(net: nn.Module, params, stats, images: jax.Array) -> jax.Array:
+  """Evaluation features `[B, D]` of normalised images `[B, H, W, 3]` (running BatchNorm statistics) of a `Network`
+  or `DenseNetwork`."""
   variables = {"params": params, **({"batch_stats": stats} if stats else {})}
-  return net.apply(variables, images, method=Network.features)
+  return net.apply(variables, images, method=lambda module, x: module.features(x))
 
 
 def encoder_variables(net_params: dict, stats: dict) -> dict:
@@ -126,7 +153,8 @@ def encoder_variables(net_params: dict, stats: dict) -> dict:
 
 class ReleasesOnlineEncoder:
   """`encoders` and `represent` of a method that releases and evaluates its online network's encoder (the method's
-  `net`, with `params["net"]` and BatchNorm statistics `extra["batch_stats"]`): SimCLR, BYOL, MoCo v3."""
+  `net`, a `Network` or `DenseNetwork`, with `params["net"]` and BatchNorm statistics `extra["batch_stats"]`): SimCLR,
+  BYOL, MoCo v3, the other joint-embedding methods without a teacher, and the pretext tasks."""
 
   def encoders(self, params, extra):
     """The online encoder (`backbone.create` keywords, variables), for fine-tuning, probing and export."""

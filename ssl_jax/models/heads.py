@@ -3,8 +3,8 @@
 `MLP` covers the SimCLR, BYOL and MoCo v3 heads (linear layers with BatchNorm over the global batch and ReLU on the
 hidden layers, and a configurable BatchNorm after the last one); `DINOHead` is DINO's 3-layer GELU MLP, bottleneck,
 l2 normalisation and weight-normalised prototype layer; `SwAVHead` is SwAV's projection head and prototypes;
-`JigsawHead` is the context-free network's classifier over the tiles of a jigsaw puzzle; `PixelClassifier` turns a
-feature map into per-pixel class logits (colorization).
+`JigsawHead` is the context-free network's classifier over the tiles of a jigsaw puzzle; `PixelHead` turns a
+feature map into per-pixel outputs (colorization's logits, inpainting's pixels).
 """
 
 import flax.linen as nn
@@ -150,11 +150,11 @@ class JigsawHead(nn.Module):
     return _dense(self.num_permutations, True, "fc8", names=("mlp", "vocab"))(x)
 
 
-class PixelClassifier(nn.Module):
-  """A linear layer from each token of a square feature map to the class logits of the `pixels_per_token` x
-  `pixels_per_token` output pixels it covers: tokens `[B, g * g, D]` (row by row) -> `[B, g r, g r, num_classes]`
-  (float32), r = `pixels_per_token`. Colorization's dense prediction on a ViT's patch tokens or a ResNet's last
-  feature map."""
+class PixelHead(nn.Module):
+  """A linear layer from each token of a square feature map to `num_classes` values for each of the
+  `pixels_per_token` x `pixels_per_token` output pixels it covers: tokens `[B, g * g, D]` (row by row) -> `[B, g r,
+  g r, num_classes]` (float32), r = `pixels_per_token`. The dense prediction on a ViT's patch tokens or a ResNet's
+  last feature map: colorization's per-pixel ab logits, inpainting's pixels (`num_classes=3`)."""
   num_classes: int
   pixels_per_token: int = 1
 
@@ -164,7 +164,7 @@ class PixelClassifier(nn.Module):
     b, t, _ = tokens.shape
     g, r, c = int(round(t ** 0.5)), self.pixels_per_token, self.num_classes
     if g * g != t:
-      raise ValueError(f"PixelClassifier needs a square feature map, got {t} tokens.")
+      raise ValueError(f"PixelHead needs a square feature map, got {t} tokens.")
     x = _dense(r * r * c, True, "dense", names=("embed", "vocab"))(tokens.astype(jnp.float32))
     return x.reshape(b, g, g, r, r, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, g * r, g * r, c)
 
