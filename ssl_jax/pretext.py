@@ -123,8 +123,8 @@ def jigsaw(rng: jax.Array, images: jax.Array, permutations: np.ndarray, grid: in
 
 def jitter_tiles(rng: jax.Array, tiles: jax.Array, scale: tuple[float, float] = (0.8, 1.2),
                  max_shift: int = 5) -> jax.Array:
-  """Colour jitter of each tile on its own, against chromatic-aberration shortcuts (Noroozi & Favaro 2016, section
-  3.2; the PyTorch reimplementation's `rgb_jittering`): every channel of a tile multiplied by its own factor drawn
+  """Colour jitter of each tile on its own, against chromatic-aberration shortcuts (Noroozi & Favaro 2016; the
+  PyTorch reimplementation's `rgb_jittering`): every channel of a tile multiplied by its own factor drawn
   from U(scale), then one shift of s / 255 added to the tile, s a whole number drawn from 0..max_shift with a random
   sign, and the result clipped to [0, 1].
 

@@ -9,11 +9,10 @@ shared encoder (the paper's context-free network: AlexNet's conv layers) sees ea
 (`heads.JigsawHead`: fc6 per tile, the nine concatenated, fc7, fc8) sees them together. The representation is the
 encoder's pooled features of the whole evaluation image, as the paper transfers its conv layers.
 
-The shortcut defences (paper section 3.2): the gaps; each tile normalised on its own (`pretext.standardize_tiles`:
+The shortcut defences (the paper's): the gaps; each tile normalised on its own (`pretext.standardize_tiles`:
 its mean and standard deviation over pixels and channels; "to avoid low-level feature shortcuts"); colour jitter of
 each tile (`pretext.jitter_tiles`: a factor per channel in U(0.8, 1.2) and a shift of up to 5 / 255, the PyTorch
-reimplementation's `rgb_jittering`, against chromatic aberration). The paper also trains on greyscale images for part
-of the time; `config.data.image.photometric` can add a greyscale recipe. Logged: `jigsaw_top1` (the permutation
+reimplementation's `rgb_jittering`, against chromatic aberration). Logged: `jigsaw_top1` (the permutation
 accuracy on the training batch). Report: `puzzles.png`, the test images, their shuffled tiles, and the tiles put back
 in the order the network predicts.
 """
