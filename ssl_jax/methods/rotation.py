@@ -8,8 +8,9 @@ the rotation, and the loss is the cross-entropy over the 4B images. The represen
 features of the upright image.
 
 The classifier (`heads.MLP`, `head.dims` ending in 4): the paper's AlexNet ends in fc6-fc7-fc8 (4096-4096-4 with
-BatchNorm and ReLU), a ResNet in a linear layer on its pooled features (Kolesnikov, Zhai, Beyer 2019, "Revisiting
-Self-Supervised Visual Representation Learning", whose rotation ResNet-50 configs/rotation_resnet50.py follows).
+BatchNorm and ReLU), which configs/rotation_resnet50.py keeps on a ResNet-50's pooled features; a linear layer
+(`dims=(4,)`, as the tiny config) is the other common choice for a ResNet (Kolesnikov, Zhai, Beyer 2019, "Revisiting
+Self-Supervised Visual Representation Learning").
 Logged: `rotation_top1` (the pretext task's accuracy on the training batch) and, with labels, the online linear
 probe on the upright images' stop-gradient features.
 """
