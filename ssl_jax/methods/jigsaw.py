@@ -63,12 +63,7 @@ class Jigsaw(joint.ReleasesOnlineEncoder, contract.Method):
   def _puzzles(self, rng, images):
     """Normalised images `[B, S, S, 3]` -> (normalised, jittered and standardised tiles `[B, 9, t, t, 3]` in puzzle
     order, `[B]` permutation indices)."""
-    k_puzzle, k_jitter = jax.random.split(rng)
-    unit = image_ops.denormalize_unit(images)
-    tiles, labels = pretext.jigsaw(k_puzzle, unit, np.asarray(self.permutations), grid=GRID,
-                                   tile_crop=self.tile_size)
-    if self.jitter:
-      tiles = pretext.jitter_tiles(k_jitter, tiles)
+    tiles, labels = self._puzzles_unit(rng, images)
     return pretext.standardize_tiles(image_ops.normalize_unit(tiles)), labels
 
   def _logits(self, params, stats, tiles, rng, train: bool):
