@@ -186,7 +186,7 @@ def image_data(name: str, *, size: int, crop_scale=(0.2, 1.0), crop_ratio=(3 / 4
 
 
 # Training examples of the embedded image sets (`ssl_jax.data.sources`; tests/test_config.py checks them).
-EMBEDDED_TRAIN_EXAMPLES = {"digits": 1437, "emoji": 3005}
+EMBEDDED_TRAIN_EXAMPLES = {"digits": 1437, "emoji": 3005, "emoji_subgroups": 3005}
 
 
 def tiny_on(config: ml_collections.ConfigDict, name: str | None) -> ml_collections.ConfigDict:

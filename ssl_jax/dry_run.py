@@ -23,7 +23,7 @@ from ssl_jax.data import inputs
 
 # Classes of the data sets a config may name when their files are not on this machine (only the shapes matter).
 KNOWN_NUM_CLASSES = {"imagenet2012": 1000, "imagenet2012_subset": 1000, "imagenet_v2": 1000, "digits": 10, "emoji": 9,
-                     "cifar10": 10, "cifar100": 100, "food101": 101, "oxford_iiit_pet": 37}
+                     "emoji_subgroups": 99, "cifar10": 10, "cifar100": 100, "food101": 101, "oxford_iiit_pet": 37}
 
 
 ADVICE = ("To fit: shard the parameters (config.mesh_preset=fsdp), rematerialise the blocks (model.remat=full, "

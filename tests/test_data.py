@@ -90,6 +90,24 @@ def test_emoji_source():
     sources.make("emoji", "val")
 
 
+def test_emoji_subgroups_are_the_same_images_with_finer_labels():
+  """`emoji_subgroups`: the images and split of `emoji`, labelled by their 99 Unicode subgroups, each a part of one
+  group, and every subgroup of the test split also in the training split (kNN can find each class)."""
+  from ssl_jax.data import emoji
+  groups, subgroups = sources.make("emoji", "all"), sources.make("emoji_subgroups", "all")
+  assert subgroups.num_classes == 99 and len(subgroups) == len(groups)
+  np.testing.assert_array_equal(subgroups.images, groups.images)
+  assert len(set(zip(subgroups.labels.tolist(), groups.labels.tolist()))) == 99     # a subgroup lies in one group
+  arrays = emoji.load()
+  names = emoji.subgroup_labels(arrays)[1]
+  assert names[subgroups.labels[list(arrays["codepoints"]).index("1F600")]] == "face-smiling"   # grinning face
+  train, test = sources.make("emoji_subgroups", "train"), sources.make("emoji_subgroups", "test")
+  assert set(test.labels.tolist()) <= set(train.labels.tolist())
+  assert np.bincount(test.labels).max() / len(test) < 0.2                   # its largest class: "person-role"
+  with pytest.raises(ValueError, match="emoji labels are 'group' or 'subgroup'"):
+    sources.emoji("train", labels="name")
+
+
 def test_synthetic_source_splits():
   train = sources.make("synthetic", "train", image_size=16, num_examples=100)
   val = sources.make("synthetic", "validation", image_size=16, num_examples=100)

@@ -63,17 +63,20 @@ class Reference:
     self.buf = {}                                      # SGD's momentum buffers, created at a parameter's first step
     self.queue = np.zeros((2, QUEUE, config.method.head["dim"]), np.float32)
     self.stats = None
+    # One compiled program per pattern of full queues (the reference's branch on the queue's last row).
+    self.value_and_grad = jax.jit(jax.value_and_grad(self.loss, has_aux=True), static_argnums=4)
 
   def lr(self, it):
     base, final = 0.6 * BATCH / 256, 0.0006                          # the config's base_lr x batch / 256, min_lr
     return final + 0.5 * (base - final) * (1 + np.cos(np.pi * it / TOTAL))
 
-  def loss(self, params, crops, queue):
-    """`crops`: the global crops `[B, 2, ...]` and the local crops `[B, 4, ...]` as the trainer feeds them."""
+  def loss(self, params, stats, crops, queue, full):
+    """`crops`: the global crops `[B, 2, ...]` and the local crops `[B, 4, ...]` as the trainer feeds them; `full`:
+    for each queue, whether its last row is non-zero (the official test, made outside the compiled program)."""
     feats = []
     for group in crops:                                              # one backbone pass per crop size, crop-major
       x = jnp.concatenate([group[:, v] for v in range(group.shape[1])])
-      out, _ = self.encoder.apply({"params": params["encoder"], "batch_stats": self.stats}, x, True,
+      out, _ = self.encoder.apply({"params": params["encoder"], "batch_stats": stats}, x, True,
                                   mutable=["batch_stats"])
       feats.append(out["pooled"])
     h, w = jnp.concatenate(feats), params["projector"]
@@ -87,7 +90,7 @@ class Reference:
     loss, new_queue = 0.0, []
     for i, crop_id in enumerate((0, 1)):
       out = jax.lax.stop_gradient(output[bs * crop_id: bs * (crop_id + 1)])
-      if not np.all(queue[i, -1] == 0):                              # the queue is full: use it
+      if full[i]:                                                    # the queue is full: use it
         out = jnp.concatenate([queue[i] @ jax.lax.stop_gradient(w["prototypes"]), out])
       new_queue.append(jnp.concatenate([embedding[crop_id * bs: (crop_id + 1) * bs], queue[i, :-bs]]))
       q = jax.lax.stop_gradient(distributed_sinkhorn(out, self.config.method.epsilon)[-bs:])
@@ -101,7 +104,8 @@ class Reference:
   def step(self, it, crops):
     c = self.params["projector"]["prototypes"]                       # normalised in place before the forward pass
     self.params["projector"]["prototypes"] = c / np.maximum(np.linalg.norm(c, axis=0, keepdims=True), 1e-12)
-    (value, queue), grads = jax.value_and_grad(self.loss, has_aux=True)(self.params, crops, self.queue)
+    full = tuple(bool(not np.all(self.queue[i, -1] == 0)) for i in range(len(self.queue)))
+    (value, queue), grads = self.value_and_grad(self.params, self.stats, crops, self.queue, full)
     self.queue = np.asarray(queue)
     wd, lr = self.config.optim.weight_decay, self.lr(it)
 

@@ -10,6 +10,12 @@ The small ViT of configs/tiny/mae.py (width 128, 4 blocks, patch 4, no [CLS] tok
 (0.9, 0.99), a cosine schedule. See the README table (colour set) for the measured time and accuracies, and the report's
 colorizations.png for the pictures.
 
+Evaluated on the emoji's 99 Unicode subgroups (`emoji_subgroups`: the same images and split; the largest class 20%
+of the test split), not on their 9 groups: 60% of the images are one group, and on the groups this run's features
+gain 2 kNN points on the random init (0.7435 against 0.7240 on 2026-12-02, as SimCLR's 2 and MoCo v3's 4 there),
+where on the subgroups they gain 9. Evaluated on the images in colour (what the released encoder is given); the
+paper's protocol feeds the lightness alone, which gave 0.4232 against 0.3411 on the subgroups with the same weights.
+
 Deviations from the ImageNet recipe (configs/colorization_vit_b16.py) for 16-pixel drawings and a short run: the
 output at half rather than a quarter of the input's resolution, random-resized crops (0.5, 1) with flips, AdamW at
 lr 1e-3 with a cosine schedule and weight decay 0.05 (the small ViT's recipe, configs/tiny/mae.py) instead of the
@@ -50,7 +56,7 @@ def get_config(arg=None):
   c.optim.weight_decay = 0.05
   c.optim.warmup_epochs = 5.0
 
-  c.eval.data_name = "emoji"
+  c.eval.data_name = "emoji_subgroups"   # the 99 subgroups (the docstring says why)
   c.eval.train_split = "train"
   c.eval.test_split = "test"
   c.eval.batch_size = 384

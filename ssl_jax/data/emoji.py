@@ -16,7 +16,9 @@ majority-class guess scores 0.60 on the test split, the kNN evaluator on raw pix
 16).
 - `label`: the Unicode emoji group (9 classes: "Smileys & Emotion", "People & Body", "Animals & Nature", "Food &
   Drink", "Travel & Places", "Activities", "Objects", "Symbols", "Flags"; `GROUPS`); the subgroup (e.g. "face-smiling",
-  99 of them) and the name (e.g. "thumbs up sign: medium skin tone", the image-text issue's captions) are kept too.
+  99 of them: `subgroup_labels`, the labels of `config.data.name = "emoji_subgroups"`, the same images and split; its
+  largest class, "person-role", is 20% of the test split) and the name (e.g. "thumbs up sign: medium skin tone", the
+  image-text issue's captions) are kept too.
 - split: "test" holds 20% of each group's images, "train" the rest, drawn by whole clusters of near-duplicates so
   that no drawing has a twin on the other side: an emoji, its skin tones and its gendered forms ("person running",
   "man running: dark skin tone", ...) are one cluster (`cluster_key`).
@@ -246,6 +248,13 @@ def load(directory: str | None = None, size: int = DEFAULT_SIZE) -> dict:
   path = prepare(directory, size=size)
   with np.load(path) as f:
     return {k: f[k] for k in f.files}
+
+
+def subgroup_labels(arrays: dict) -> tuple[np.ndarray, tuple[str, ...]]:
+  """Each image's Unicode emoji subgroup as a class: (`int32 [N]` indices into the names, the subgroup names sorted
+  alphabetically; 99 of them for the versions above, every one with images in both splits)."""
+  names, labels = np.unique(arrays["subgroups"], return_inverse=True)
+  return labels.astype(np.int32), tuple(str(n) for n in names)
 
 
 def main(argv=None):

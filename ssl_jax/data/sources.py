@@ -70,14 +70,16 @@ def digits(split: str) -> ArraySource:
   return ArraySource(images, labels, num_classes=10)
 
 
-def emoji(split: str, data_dir: str | None = None) -> ArraySource:
-  """OpenMoji's drawings of the Unicode emoji (3,773 colour images, 32x32, 9 classes: the emoji groups), rendered
-  once into a cache by `ssl_jax.data.emoji` (the first use prepares it: about 10 s). No download.
+def emoji(split: str, data_dir: str | None = None, *, labels: str = "group") -> ArraySource:
+  """OpenMoji's drawings of the Unicode emoji (3,773 colour images, 32x32), rendered once into a cache by
+  `ssl_jax.data.emoji` (the first use prepares it: about 10 s). No download.
 
   Args:
     split: "train" (3,005 images), "test" (768; also named "validation") or "all", optionally sliced ("train[:100]").
       Near-duplicates (skin tones, gendered forms of one emoji) are never on both sides.
     data_dir: the cache folder (default `~/.cache/ssl_jax/emoji`).
+    labels: "group" (9 classes, the Unicode emoji groups; 60% of the images are "People & Body") or "subgroup" (99
+      classes, e.g. "face-smiling", "country-flag"; the data set name `emoji_subgroups`).
   """
   from ssl_jax.data import emoji as emoji_lib
   arrays = emoji_lib.load(data_dir)
@@ -86,10 +88,17 @@ def emoji(split: str, data_dir: str | None = None) -> ArraySource:
   parts = {"train": ~test, "test": test, "validation": test, "all": np.ones_like(test)}
   if name not in parts:
     raise ValueError(f"emoji has splits {sorted(parts)}, not {split!r}.")
-  images, labels = arrays["images"][parts[name]][sub], arrays["labels"][parts[name]][sub]
+  if labels == "group":
+    every_label, num_classes = arrays["labels"], len(emoji_lib.GROUPS)
+  elif labels == "subgroup":
+    every_label, names = emoji_lib.subgroup_labels(arrays)
+    num_classes = len(names)
+  else:
+    raise ValueError(f"emoji labels are 'group' or 'subgroup', not {labels!r}.")
+  images, labels = arrays["images"][parts[name]][sub], every_label[parts[name]][sub]
   if not len(images):
     raise ValueError(f"emoji split {split!r} is empty.")
-  return ArraySource(images, labels, num_classes=len(emoji_lib.GROUPS))
+  return ArraySource(images, labels, num_classes=num_classes)
 
 
 class SyntheticSource:
@@ -202,12 +211,13 @@ def _not_prepared_message(name, split, data_dir, err):
           "To smoke-run without it, set --config.data.name=digits or --config.data.name=synthetic.")
 
 
-SOURCES = ("digits", "emoji", "synthetic", "image_folder")  # every other name is looked up in TFDS
+SOURCES = ("digits", "emoji", "emoji_subgroups", "synthetic", "image_folder")  # every other name is looked up in TFDS
 
 
 def make(name: str, split: str, *, data_dir: str | None = None, image_size: int = 224,
          num_examples: int = 4096, bad_images: str = "skip"):
-  """Opens a source by name: `digits`, `emoji` (its cache in `data_dir`), `synthetic`, `image_folder`
+  """Opens a source by name: `digits`, `emoji` or `emoji_subgroups` (its cache in `data_dir`; the emoji labelled by
+  their 9 groups or 99 subgroups), `synthetic`, `image_folder`
   (`data_dir/<split>/<class>/<image>`), or any TFDS name such as `imagenet2012`. `data_dir` may be relative, start
   with `~`, or be a URL."""
   data_dir = workdir_lib.absolute(data_dir) if data_dir else None
@@ -217,8 +227,8 @@ def make(name: str, split: str, *, data_dir: str | None = None, image_size: int 
     return ImageFolderSource(os.path.join(data_dir, split), bad_images)
   if name == "digits":
     return digits(split)
-  if name == "emoji":
-    return emoji(split, data_dir)
+  if name in ("emoji", "emoji_subgroups"):
+    return emoji(split, data_dir, labels="subgroup" if name == "emoji_subgroups" else "group")
   if name == "synthetic":
     base, sub = split_slice(split)
     n, offset = (num_examples, 0) if base == "train" else (max(num_examples // 4, 1), num_examples)
