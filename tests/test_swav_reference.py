@@ -67,7 +67,7 @@ class Reference:
     self.value_and_grad = jax.jit(jax.value_and_grad(self.loss, has_aux=True), static_argnums=4)
 
   def lr(self, it):
-    base, final = 0.6 * BATCH / 256, 0.0006                          # the config's base_lr x batch / 256, min_lr
+    base, final = self.config.optim.base_lr * BATCH / 256, 0.0006   # the config's base_lr x batch / 256, min_lr
     return final + 0.5 * (base - final) * (1 + np.cos(np.pi * it / TOTAL))
 
   def loss(self, params, stats, crops, queue, full):
