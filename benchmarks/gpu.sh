@@ -39,7 +39,8 @@ PARTS=${PARTS:-compare einsum xla double compiled peak attention methods languag
 TEXT_BATCH=${TEXT_BATCH:-32}
 METHODS=${METHODS:-simclr_resnet50 byol_resnet50 barlow_twins_resnet50 vicreg_resnet50 simsiam_resnet50 swav_resnet50
          rotation_resnet50 jigsaw_resnet50 colorization_vit_b16 inpainting_vit_b16
-         mocov3_vit_b dino_vit_s16 ijepa_vit_h14 data2vec_vit_b beit_vit_b vqvae_tokenizer dinov2_vit_l16}
+         mocov3_vit_b dino_vit_s16 ijepa_vit_h14 data2vec_vit_b beit_vit_b vqvae_tokenizer dinov2_vit_l16
+         clip_vit_b16 siglip_vit_b16}
 DEFAULT_GPU_FLAGS="--xla_gpu_enable_cudnn_layer_norm=true --xla_gpu_enable_cublaslt=true"
 DEFAULT_GPU_FLAGS+=" --xla_gpu_enable_triton_gemm=false"
 GPU_FLAGS=${GPU_FLAGS:-$DEFAULT_GPU_FLAGS}

@@ -232,6 +232,27 @@ def text_data(name: str, *, length: int, tokenizer: str = "bpe:8192", **fields) 
   return d
 
 
+def image_text_data(name: str, *, size: int, length: int, tokenizer: str = "bpe:4096", start_token: bool = False,
+                    crop_scale=(0.9, 1.0), **fields) -> ml_collections.ConfigDict:
+  """`config.data` of image-caption pairs (CLIP, SigLIP): `image_data(name, size=..., crop_scale=..., **fields)` with
+  the captions' options under `text` (`ssl_jax.data.image_text`).
+
+  Args:
+    name: an image source with captions: the embedded "emoji" (Unicode names and subgroups) or "digits" (templated
+      sentences), "webdataset" shards or "prepared_pairs".
+    size: the side of the training crop and of the evaluation view.
+    length: tokens per caption, padded or cut (CLIP 77, SigLIP 64).
+    tokenizer: `bpe:<vocab>` (a lower-cased byte-level BPE trained on the training captions) or a tokenizer.json
+      path.
+    start_token: begin each caption with `<|startoftext|>` (CLIP; SigLIP has none).
+    crop_scale: the random-resized crop's area fraction (open_clip trains with (0.9, 1.0); OpenAI's CLIP with a
+      centre crop only).
+  """
+  d = image_data(name, size=size, crop_scale=crop_scale, **fields)
+  d.text = ml_collections.ConfigDict(dict(length=length, tokenizer=tokenizer, start_token=start_token))
+  return d
+
+
 def text_evaluation(config: ml_collections.ConfigDict, *, batch_size: int | None = None) -> None:
   """Sets `config.eval` for a language model on `config.data` (a `text_data` block): the downstream probe of
   `<data.name>_probe` (its train and test splits) by kNN and the linear probe, and the `language_model` evaluator on
@@ -309,10 +330,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if (config[group] if group else config)[field] is None:
       raise ValueError(f"config.{key} is not set; set it to {how}.")
   modalities = [m for m in ("image", "text") if m in config.data]
-  if len(modalities) != 1:
-    raise ValueError(f"config.data has {'no' if not modalities else 'more than one'} modality block "
-                     f"({modalities}); build it with config_lib.image_data(name, size=...) or "
-                     "config_lib.text_data(name, length=...).")
+  if not modalities:
+    raise ValueError("config.data has no modality block (image, text); build it with config_lib.image_data(name, "
+                     "size=...), config_lib.text_data(name, length=...) or config_lib.image_text_data(name, "
+                     "size=..., length=...).")
+  if len(modalities) == 2 and (config.data.image.views or "start_token" not in config.data.text):
+    raise ValueError("config.data has both an image and a text block: image-caption pairs take one view of each "
+                     "image (no config.data.image.views) and the caption options of config_lib.image_text_data(name, "
+                     "size=..., length=...).")
   if config.batch_size <= 0:
     raise ValueError(f"config.batch_size must be positive, got {config.batch_size}.")
   if config.grad_accum_steps < 1 or config.batch_size % config.grad_accum_steps:
@@ -374,7 +399,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.data.num_workers must be >= 0, got {config.data.num_workers}.")
   if "image" in config.data:
     _validate_image(config.data.image)
-  elif config.data.text.length < 2:
+  if "text" in config.data and config.data.text.length < 2:
     raise ValueError(f"config.data.text.length must be at least 2, got {config.data.text.length}.")
   if config.eval.batch_size <= 0:
     raise ValueError(f"config.eval.batch_size must be positive, got {config.eval.batch_size}.")

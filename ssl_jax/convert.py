@@ -12,10 +12,14 @@
   with `use_shared_rel_pos_bias=True` (`rel_pos_bias.relative_position_bias_table`; `q_bias` and `v_bias`: Beit's
   attention has no k bias, and ours is dropped exactly, since a k bias adds the same q . b_k to every logit of a
   query; LayerScale `gamma_1`, `gamma_2`; `use_abs_pos_emb` unless `posemb="none"`); `timm_model_name` names the
-  architecture the keyword arguments override.
+  architecture the keyword arguments override. CLIP's LayerNorm before the blocks (`pre_norm`) is timm's
+  `pre_norm=True`, whose patch embedding has no bias (ours is folded into the patches' position embeddings), tanh GELU
+  timm's `act_layer="gelu_tanh"`; SigLIP's attention pooling exports with the whole model (`to_hf_image_text`).
 - `to_hf(spec, variables, image_size)`: Hugging Face `ViTModel` (`config.json` + `model.safetensors`): separate q/k/v
   projections, `layer_norm_eps=1e-6`, no pooler; the features are `last_hidden_state[:, 0]` ("cls") or the mean of
   the patch tokens ("gap"); "gap_fc_norm" has no ViTModel equivalent (its final LayerNorm is always applied).
+- `to_hf_image_text(image_spec, text_spec, params, image_size, end_of_text_id=...)`: a CLIP or SigLIP run as a
+  Hugging Face `CLIPModel` / `SiglipModel` (both towers, projections, logit scale and bias; see its docstring).
 - `load_timm_vit(path)`: a timm ViT safetensors file back into ssl_jax variables (learned position embeddings, with
   timm's [CLS] position folded into the [CLS] token), for `config.init_from=<file>.safetensors`.
 
@@ -66,6 +70,9 @@ def to_timm(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.
   if image_size % p:
     raise ValueError(f"image size {image_size} is not divisible by the patch size {p}.")
   pool = spec.get("pool", "cls")
+  if pool == "map":
+    raise ValueError("a ViT pooled by attention pooling (model.pool='map', SigLIP's) has no timm export here; export "
+                     "the whole run with --format=hf (a SiglipModel) or --format=npz.")
   vp = variables["params"]["vit"]
   f32 = lambda x: np.asarray(x, np.float32)
   absolute = spec.get("posemb", "sincos2d") != "none"
@@ -98,6 +105,13 @@ def to_timm(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.
     if "ls1" in b:                   # LayerScale (timm's `init_values`)
       names = ("gamma_1", "gamma_2") if beit else ("ls1.gamma", "ls2.gamma")
       out.update({t + names[0]: f32(b["ls1"]), t + names[1]: f32(b["ls2"])})
+  if spec.get("pre_norm"):           # CLIP's ln_pre: timm's `pre_norm=True`, whose patch embedding has no bias
+    if not absolute:
+      raise ValueError("a ViT with model.pre_norm and no position embedding has no timm equivalent (timm's pre-norm "
+                       "patch embedding has no bias, which is folded into the position embedding here).")
+    bias = out.pop("patch_embed.proj.bias")
+    out["pos_embed"][:, int(_class_token(spec)):] += bias
+    out.update({"norm_pre.weight": f32(vp["pre_norm"]["scale"]), "norm_pre.bias": f32(vp["pre_norm"]["bias"])})
   global_pool, fc_norm = TIMM_POOL[pool]
   if fc_norm:
     fcn = variables["params"]["fc_norm"]
@@ -112,6 +126,10 @@ def to_timm(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.
     kwargs.update(use_fc_norm=fc_norm, use_abs_pos_emb=absolute, use_rel_pos_bias=False,
                   use_shared_rel_pos_bias=True, init_values=layer_scale or 0.0)
   else:
+    if spec.get("pre_norm"):
+      kwargs["pre_norm"] = True
+    if spec.get("tanh_gelu"):
+      kwargs["act_layer"] = "gelu_tanh"
     kwargs.update(fc_norm=fc_norm, class_token=_class_token(spec),
                   **({"init_values": layer_scale} if layer_scale is not None else {}),
                   **({} if absolute else {"pos_embed": "none"}))
@@ -144,6 +162,10 @@ def to_hf(spec: dict, variables: dict, image_size: int) -> tuple[dict[str, np.nd
   if spec.get("layer_scale") is not None:
     raise ValueError("a ViT with LayerScale (model.layer_scale) has no Hugging Face ViTModel equivalent; export it with "
                      "--format=timm.")
+  if spec.get("pre_norm") or spec.get("tanh_gelu") or pool == "map":
+    raise ValueError("a ViT with a LayerNorm before its blocks, tanh GELU or attention pooling (CLIP's, SigLIP's) has "
+                     "no Hugging Face ViTModel equivalent; export the whole run with --format=hf (a CLIPModel or "
+                     "SiglipModel) or its image tower with --format=timm.")
   if not _class_token(spec):
     raise ValueError("a ViT without a [CLS] token (model.class_token=False, e.g. I-JEPA) has no Hugging Face "
                      "ViTModel equivalent (ViTModel always prepends one); export it with --format=timm.")
@@ -313,3 +335,131 @@ def to_hf_bert(spec: dict, variables: dict) -> tuple[dict[str, np.ndarray], dict
                 attention_probs_dropout_prob=0.0, max_position_embeddings=spec["max_length"],
                 type_vocab_size=max(types, 1), layer_norm_eps=1e-12, tie_word_embeddings=True)
   return {k: np.ascontiguousarray(v) for k, v in sd.items()}, config
+
+
+def _hf_vision(spec: dict, params: dict, image_size: int, *, siglip: bool) -> dict[str, np.ndarray]:
+  """The `vision_model.*` arrays of a Hugging Face `CLIPModel` / `SiglipModel` from an ssl_jax ViT tower (`params`:
+  the tower's params; `spec`: its keywords). CLIP's patch convolution has no bias: ours is folded into the patch
+  positions' embeddings (its [CLS] position stays 0, as ours adds none)."""
+  s = _vit_sizes(spec)
+  p, d, h = s["patch_size"], s["width"], s["num_heads"]
+  if image_size % p:
+    raise ValueError(f"image size {image_size} is not divisible by the patch size {p}.")
+  f32 = lambda x: np.asarray(x, np.float32)
+  vp = params["vit"]
+  grid = image_size // p
+  pos = _pos_table(spec, vp, grid, d)[0] if spec.get("posemb", "sincos2d") != "none" else np.zeros((1, d), np.float32)
+  bias = f32(vp["embedding"]["bias"])
+  v = "vision_model."
+  out = {v + "embeddings.patch_embedding.weight": f32(vp["embedding"]["kernel"]).reshape(p, p, 3, d).transpose(
+      3, 2, 0, 1)}
+  if siglip:
+    out[v + "embeddings.patch_embedding.bias"] = bias
+    out[v + "embeddings.position_embedding.weight"] = pos
+  else:
+    out[v + "embeddings.class_embedding"] = f32(vp["cls"]).reshape(d)
+    out[v + "embeddings.position_embedding.weight"] = np.concatenate([pos[:1], pos[1:] + bias])
+    out[v + "pre_layrnorm.weight"] = f32(vp["pre_norm"]["scale"])
+    out[v + "pre_layrnorm.bias"] = f32(vp["pre_norm"]["bias"])
+  for i, b in enumerate(_vit_blocks(vp["encoder"], s["depth"])):
+    out.update(_hf_layer(b, f"{v}encoder.layers.{i}."))
+  norm = vp["encoder"]["norm"]
+  out.update({v + "post_layernorm.weight": f32(norm["scale"]), v + "post_layernorm.bias": f32(norm["bias"])})
+  if siglip:
+    m = params["map_head"]
+    kernel = lambda name: f32(m[f"{name}_kernel"]).reshape(d, d)
+    out.update({
+        v + "head.probe": f32(m["probe"]),
+        v + "head.attention.in_proj_weight": np.concatenate([kernel(n).T for n in ("query", "key", "value")]),
+        v + "head.attention.in_proj_bias": np.concatenate([f32(m[f"{n}_bias"]).reshape(d)
+                                                           for n in ("query", "key", "value")]),
+        v + "head.attention.out_proj.weight": f32(m["out_kernel"]).reshape(d, d).T,
+        v + "head.attention.out_proj.bias": f32(m["out_bias"]),
+        v + "head.layernorm.weight": f32(m["norm"]["scale"]), v + "head.layernorm.bias": f32(m["norm"]["bias"]),
+        **{v + f"head.mlp.{fc}.weight": f32(m["mlp"][fc]["kernel"]).T for fc in ("fc1", "fc2")},
+        **{v + f"head.mlp.{fc}.bias": f32(m["mlp"][fc]["bias"]) for fc in ("fc1", "fc2")},
+    })
+  return out
+
+
+def _vit_blocks(encoder: dict, depth: int) -> list[dict]:
+  """A ViT's blocks as `_text_blocks` gives a text transformer's (the same block layout)."""
+  return _text_blocks({"encoder": encoder}, depth)
+
+
+def _hf_layer(b: dict, prefix: str) -> dict[str, np.ndarray]:
+  """A pre-LayerNorm block in Hugging Face's CLIP / SigLIP encoder-layer names (torch `Linear`: `[out, in]`)."""
+  out = {prefix + "layer_norm1.weight": b["ln1"][0], prefix + "layer_norm1.bias": b["ln1"][1],
+         prefix + "layer_norm2.weight": b["ln2"][0], prefix + "layer_norm2.bias": b["ln2"][1],
+         prefix + "self_attn.out_proj.weight": b["out"].T, prefix + "self_attn.out_proj.bias": b["out_b"],
+         prefix + "mlp.fc1.weight": b["fc1"].T, prefix + "mlp.fc1.bias": b["fc1_b"],
+         prefix + "mlp.fc2.weight": b["fc2"].T, prefix + "mlp.fc2.bias": b["fc2_b"]}
+  for name in ("q", "k", "v"):
+    out[prefix + f"self_attn.{name}_proj.weight"] = b[name].T
+    out[prefix + f"self_attn.{name}_proj.bias"] = b[name + "_b"]
+  return out
+
+
+def _hf_text(spec: dict, params: dict) -> dict[str, np.ndarray]:
+  """The `text_model.*` arrays of a Hugging Face `CLIPModel` / `SiglipModel` from a CLIP / SigLIP text tower."""
+  f32 = lambda x: np.asarray(x, np.float32)
+  t = "text_model."
+  out = {t + "embeddings.token_embedding.weight": f32(params["token_embedding"]),
+         t + "embeddings.position_embedding.weight": f32(params["position_embedding"]),
+         t + "final_layer_norm.weight": f32(params["encoder"]["norm"]["scale"]),
+         t + "final_layer_norm.bias": f32(params["encoder"]["norm"]["bias"])}
+  for i, b in enumerate(_text_blocks(params, spec["depth"])):
+    out.update(_hf_layer(b, f"{t}encoder.layers.{i}."))
+  return out
+
+
+def to_hf_image_text(image_spec: dict, text_spec: dict, params: dict, image_size: int, *,
+                     end_of_text_id: int) -> tuple[dict[str, np.ndarray], dict]:
+  """(Hugging Face `CLIPModel` or `SiglipModel` state dict, its `config.json` as a dict) of a CLIP or SigLIP run's
+  params (`{"image", "text", "image_projection"?, "text_projection", "logit_scale", "logit_bias"?}`), by the text
+  tower's style.
+
+  CLIP: the ViT needs `pre_norm` (`pre_layrnorm`) and [CLS] pooling; `visual_projection` / `text_projection` without
+  bias; the text pooled at the first `end_of_text_id` token (`eos_token_id`; the captions end with it and are padded
+  with it). SigLIP: no [CLS], attention pooling (`vision_model.head`), no image projection, the text pooled at the
+  last position through `text_model.head`. Both towers' GELUs are the configs' (`hidden_act`), the ViT's LayerNorm
+  eps 1e-6, the text tower's its style's."""
+  siglip = text_spec.get("style") == "siglip"
+  if siglip and (image_spec.get("pool") != "map" or "image_projection" in params):
+    raise ValueError("a SiglipModel pools its image tower with attention pooling and has no image projection: the "
+                     "run needs model.pool='map' and method.image_projection=False.")
+  if not siglip and (image_spec.get("pool", "cls") != "cls" or not image_spec.get("pre_norm")):
+    raise ValueError("a CLIPModel's vision tower has a LayerNorm before its blocks and is pooled by its [CLS] "
+                     "token: the run needs model.pre_norm=True and model.pool='cls'.")
+  f32 = lambda x: np.asarray(x, np.float32)
+  sd = {**_hf_vision(image_spec, params["image"], image_size, siglip=siglip), **_hf_text(text_spec, params["text"]),
+        "logit_scale": f32(params["logit_scale"]).reshape(1) if siglip else f32(params["logit_scale"])}
+  proj = params["text_projection"]["dense"]
+  if siglip:
+    sd.update({"text_model.head.weight": f32(proj["kernel"]).T, "text_model.head.bias": f32(proj["bias"]),
+               "logit_bias": f32(params["logit_bias"]).reshape(1)})
+  else:
+    sd.update({"text_projection.weight": f32(proj["kernel"]).T,
+               "visual_projection.weight": f32(params["image_projection"]["dense"]["kernel"]).T})
+  s = _vit_sizes(image_spec)
+  act = lambda tanh: "gelu_pytorch_tanh" if tanh else "gelu"
+  vision = dict(hidden_size=s["width"], intermediate_size=s["mlp_dim"], num_hidden_layers=s["depth"],
+                num_attention_heads=s["num_heads"], image_size=image_size, patch_size=s["patch_size"], num_channels=3,
+                hidden_act=act(image_spec.get("tanh_gelu")), layer_norm_eps=1e-6, attention_dropout=0.0)
+  text = dict(vocab_size=text_spec["vocab_size"], hidden_size=text_spec["width"],
+              intermediate_size=text_spec["mlp_dim"], num_hidden_layers=text_spec["depth"], num_attention_heads=text_spec["num_heads"],
+              max_position_embeddings=text_spec["max_length"], hidden_act=act(siglip),
+              layer_norm_eps=1e-6 if siglip else 1e-5, attention_dropout=0.0, eos_token_id=end_of_text_id,
+              pad_token_id=end_of_text_id)
+  if siglip:
+    text["projection_size"] = int(sd["text_model.head.weight"].shape[0])
+    config = dict(model_type="siglip", architectures=["SiglipModel"], vision_config=vision, text_config=text)
+  else:
+    dim = int(sd["text_projection.weight"].shape[0])
+    text["bos_token_id"] = end_of_text_id
+    config = dict(model_type="clip", architectures=["CLIPModel"], projection_dim=dim, vision_config=vision,
+                  text_config=dict(text, projection_dim=dim), logit_scale_init_value=float(sd["logit_scale"]))
+  out = {k: np.ascontiguousarray(v) for k, v in sd.items()}     # (which makes 0-d arrays 1-d)
+  if not siglip:
+    out["logit_scale"] = np.asarray(sd["logit_scale"], np.float32).reshape(())     # CLIP's is a 0-d parameter
+  return out, config

@@ -4,6 +4,7 @@
     python -m ssl_jax.export --workdir=/tmp/mae_tiny --format=hf --out=/tmp/mae_tiny_hf        # a directory
     python -m ssl_jax.export --workdir=/tmp/mae_tiny --format=npz --out=/tmp/mae_tiny.npz
     python -m ssl_jax.export --workdir=/tmp/gpt_tiny --format=hf --out=/tmp/gpt_tiny_hf  # GPT2LMHeadModel + tokenizer
+    python -m ssl_jax.export --workdir=/tmp/clip_tiny --format=hf --out=/tmp/clip_tiny_hf  # CLIPModel / SiglipModel
 
 The encoder is the one the pretraining method releases (its `encoders(...)["image"]` or `["text"]`, or the tower
 `--tower` names: MAE's encoder, DINO's teacher, GPT's or BERT's whole language model with its output layer) from the newest intact checkpoint of the workdir (`ssl_jax.pretrained`), converted
@@ -38,6 +39,8 @@ def export(workdir: str, fmt: str, out: str, tower: str | None = None) -> str:
       np.savez(f, **flat)
     return f"numpy.load({out!r}): {len(flat) - 1} arrays by '/'-joined path; keywords in ['__spec__']"
   from safetensors.numpy import save
+  if fmt == "hf" and tower is None and source.method.embeds_pairs:
+    return _export_image_text(source, epath.Path(out), save)
   if spec.get("arch") == "text":
     if fmt != "hf":
       raise ValueError(f"--format={fmt!r} is for images; a text model exports as 'hf' (or 'npz').")
@@ -89,6 +92,59 @@ def _export_text(workdir: str, spec: dict, variables: dict, directory: epath.Pat
   return (f"model = transformers.{model}.from_pretrained({str(directory)!r})\n"
           f"tokenizer = transformers.AutoTokenizer.from_pretrained({str(directory)!r})\n"
           "logits = model(**tokenizer(text, return_tensors='pt', return_token_type_ids=False)).logits")
+
+
+def _export_image_text(source, directory: epath.Path, save) -> str:
+  """A Hugging Face `CLIPModel` / `SiglipModel` directory of an image-text run (both towers, the projections, the
+  logit scale and bias), with the run's caption tokenizer and an image processor set to the run's evaluation view
+  (its size, the ImageNet mean and std that ssl_jax normalises with)."""
+  tokenizer = epath.Path(source.workdir) / "tokenizer.json"
+  if not tokenizer.exists():
+    raise FileNotFoundError(f"{tokenizer} is missing: an image-text run writes its caption tokenizer there when it "
+                            "starts.")
+  from tokenizers import Tokenizer
+  from ssl_jax.data import image_text
+  from ssl_jax.data import text as text_lib
+  from ssl_jax.ops import image as image_lib
+  tok = Tokenizer.from_str(tokenizer.read_text())
+  params, extra = source.state()
+  towers = source.method.encoders(params, extra)
+  data = source.config.data
+  end = text_lib.end_of_text_id(tok)
+  sd, config = convert.to_hf_image_text(towers["image"][0], towers["text"][0], params, data.image.size,
+                                        end_of_text_id=end)
+  siglip = config["model_type"] == "siglip"
+  directory.mkdir(parents=True, exist_ok=True)
+  (directory / "model.safetensors").write_bytes(save(sd, metadata={"format": "pt"}))
+  (directory / "config.json").write_text(json.dumps(config, indent=2))
+  # The exported tokenizer frames a caption as the run does: [start-of-text] tokens end-of-text; padding with
+  # `padding="max_length", max_length=<the run's length>` adds the end-of-text token, as the run pads.
+  from tokenizers import processors
+  end_token = tok.id_to_token(end)
+  special = dict(eos_token=end_token, pad_token=end_token, unk_token=end_token)
+  framed = [(end_token, end)]
+  template = f"$A {end_token}"
+  if data.text.start_token:
+    start = image_text.start_id(tok)
+    special["bos_token"] = tok.id_to_token(start)
+    framed.append((special["bos_token"], start))
+    template = f"{special['bos_token']} {template}"
+  tok.post_processor = processors.TemplateProcessing(single=template, special_tokens=framed)
+  (directory / "tokenizer.json").write_text(tok.to_str())
+  (directory / "tokenizer_config.json").write_text(json.dumps(dict(
+      tokenizer_class="PreTrainedTokenizerFast", model_max_length=data.text.length, **special), indent=2))
+  size = data.image.size
+  (directory / "preprocessor_config.json").write_text(json.dumps(dict(
+      image_processor_type="SiglipImageProcessor" if siglip else "CLIPImageProcessor", do_resize=True,
+      size=dict(height=size, width=size) if siglip else dict(shortest_edge=size), do_center_crop=not siglip,
+      crop_size=dict(height=size, width=size), do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
+      image_mean=list(image_lib.IMAGENET_MEAN), image_std=list(image_lib.IMAGENET_STD)), indent=2))
+  model = "SiglipModel" if siglip else "CLIPModel"
+  return (f"model = transformers.{model}.from_pretrained({str(directory)!r})\n"
+          "image_embeds = model.get_image_features(pixel_values=images)   # float32 NCHW, ImageNet mean/std\n"
+          f"ids = transformers.AutoTokenizer.from_pretrained({str(directory)!r})(captions, padding='max_length', "
+          f"max_length={data.text.length}, truncation=True, return_tensors='pt').input_ids\n"
+          "text_embeds = model.get_text_features(input_ids=ids)")
 
 
 def main(argv=None) -> int:

@@ -168,6 +168,7 @@ class Program:
   predict: Callable | None = None                   # jitted: (params, extra, eval batch) -> [B, C] logits
   reconstruct: Callable | None = None               # jitted: (params, extra, eval batch, key) -> uint8 pictures
   token_predictions: Callable | None = None         # jitted: (params, extra, pretext batch, key) -> per-token scores
+  embed: Callable | None = None                     # jitted: (params, extra, eval batch) -> joint embeddings
   source: pretrained.Source | pretrained.FileSource | None = None   # config.init_from
   runs: dict | None = None                          # the other runs the method reads, by hyperparameter (`reads_runs`)
 
@@ -246,6 +247,8 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
       token_predictions=jax.jit(lambda params, extra, batch, key: method.token_predictions(
           params, extra, inputs.eval_stage(batch), key), out_shardings=batch_sharding)
       if method.predicts_tokens else None,
+      embed=jax.jit(lambda params, extra, batch: method.embed(params, extra, inputs.eval_stage(batch)),
+                    out_shardings=batch_sharding) if method.embeds_pairs else None,
       abstract_state=abstract_state, source=source, runs=runs)
 
 
@@ -303,6 +306,21 @@ def eval_batches(program: Program, config, eval_sources: dict):
   return batches
 
 
+def _embed_texts(program: Program, state, config, texts: list[str]) -> np.ndarray:
+  """The joint embeddings `[N, E]` of `texts` (tokenized as the run's captions), in evaluation batches."""
+  tokens = inputs.encode_captions(config.data, texts)
+  size, n = config.eval.batch_size, len(texts)
+  padded = {k: np.concatenate([v, np.repeat(v[-1:], -n % size, axis=0)]) for k, v in tokens.items()}
+  batch_sharding = sharding.batch_sharding(program.mesh)
+  out = []
+  for start in range(0, len(padded["text"]), size):
+    batch = {k: jax.make_array_from_callback((size,) + v.shape[1:], batch_sharding,
+                                             lambda index, v=v[start:start + size]: v[index])
+             for k, v in padded.items()}
+    out.append(sharding.to_host(program.embed(state.params, state.extra, batch)["text"]))
+  return np.concatenate(out)[:n]
+
+
 def _model_inputs(batch: dict) -> dict:
   """An evaluation batch without its labels: what `represent` / `predict` / `reconstruct` may read."""
   return {k: v for k, v in batch.items() if k not in ("label", "valid")}
@@ -333,6 +351,9 @@ def eval_context(program: Program, state: TrainState, config, eval_sources: dict
       reconstruct=(lambda b, key: program.reconstruct(p, e, _model_inputs(b), key)) if (
           not raw and method.reconstructs) else None,
       pictures=method.pictures, token_predictions=token_predictions, picture=picture,
+      embed=(lambda b: program.embed(p, e, _model_inputs(b))) if not raw and method.embeds_pairs else None,
+      embed_texts=functools.partial(_embed_texts, program, state, config) if not raw and method.embeds_pairs
+      else None,
       title=f"{config.method.name}, step {int(state.step)}")
 
 

@@ -23,7 +23,7 @@ VOCAB = 128          # the token ids of a text method's tiny input
 def _build(name: str, **overrides):
   c = shrunk(name)
   c.method.update(overrides)
-  text_data = inputs.modality(c.data) == "text"
+  text_data = inputs.modality(c.data) in ("text", "image_text")
   run = contract.RunInfo(inputs=inputs.method_inputs(c.data), total_steps=c.total_steps, steps_per_epoch=4,
                          num_classes=10, vocab_size=VOCAB if text_data else None)
   hyper = {k: v for k, v in c.method.to_dict().items() if k != "name"}
@@ -44,6 +44,13 @@ def _batches(config, run: contract.RunInfo):
     padded = {k: np.where(train["text_segment_ids"] == 1, v, 0) for k, v in train.items() if k != "index"}
     return train, dict(padded, label=np.arange(BATCH, dtype=np.int32) % run.num_classes)
   images = rng.integers(0, 256, (BATCH, config.data.image.size, config.data.image.size, 3), dtype=np.uint8)
+  captions = {}
+  if inputs.modality(config.data) == "image_text":  # captions of 2 to T tokens, padded with the last token id
+    length = config.data.text.length
+    lengths = rng.integers(2, length + 1, BATCH)
+    segments = (np.arange(length)[None, :] < lengths[:, None]).astype(np.int32)
+    captions = {"text": np.where(segments == 1, rng.integers(2, VOCAB, (BATCH, length)), 0).astype(np.int32),
+                "text_segment_ids": segments}
 
   def example(path, s):
     name = jax.tree_util.keystr(path)
@@ -56,7 +63,8 @@ def _batches(config, run: contract.RunInfo):
       coarse = rng.normal(size=(BATCH, 2, 2, c)).astype(np.float32)
       return np.asarray(jax.image.resize(coarse, (BATCH, h, w, c), "bilinear"), s.dtype)
     return rng.normal(size=(BATCH,) + s.shape).astype(s.dtype)
-  return jax.tree.map_with_path(example, run.inputs), inputs.eval_stage({"image": images})
+  train = dict(jax.tree.map_with_path(example, run.inputs), **captions)
+  return train, inputs.eval_stage(dict({"image": images}, **captions))
 
 
 VARIANTS = {"dino-sinkhorn": ("dino", dict(centering="sinkhorn")),     # registered methods with another loss path
@@ -72,7 +80,7 @@ def test_method_honours_the_contract(name):
   assert isinstance(method, contract.Method) and cls is methods.get(name)
   for flag, hook in (("predicts", "predict"), ("reconstructs", "reconstruct"),
                      ("accepts_pretrained_encoder", "load_encoders"), ("predicts_tokens", "token_predictions"),
-                     ("reads_runs", "load_runs")):      # a capability comes with its hook
+                     ("reads_runs", "load_runs"), ("embeds_pairs", "embed")):      # a capability comes with its hook
     assert bool(getattr(cls, flag)) == (getattr(cls, hook) is not getattr(contract.Method, hook)), (flag, hook)
 
   train_batch, eval_batch = _batches(config, run)
@@ -157,6 +165,12 @@ def test_method_honours_the_contract(name):
     assert jax.tree.structure(again) == jax.tree.structure((params, extra))
   if cls.predicts:
     assert jax.jit(method.predict)(params, extra, eval_batch).shape == (BATCH, run.num_classes)
+  if cls.embeds_pairs:                               # unit vectors of one joint space, from either part alone
+    pairs = jax.jit(method.embed)(params, extra, eval_batch)
+    alone = jax.jit(method.embed)(params, extra, {k: v for k, v in eval_batch.items() if k.startswith("text")})
+    assert set(pairs) == {"image", "text"} and pairs["image"].shape == pairs["text"].shape
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(pairs["image"]), axis=-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(alone["text"]), np.asarray(pairs["text"]), rtol=1e-6, atol=1e-6)
   if cls.reconstructs:
     rows = jax.jit(method.reconstruct)(params, extra, eval_batch, jax.random.key(2))
     assert len(rows) == len(cls.pictures[1]) and all(r.dtype == jnp.uint8 and r.shape == eval_batch["image"].shape for r in rows)

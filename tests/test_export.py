@@ -26,7 +26,7 @@ def _encoder(pool, posemb="sincos2d", seed=0):
   ViT without [CLS] token (I-JEPA's), average pooled; "cls_layer_scale": with LayerScale and a [MASK] token (BEiT's,
   data2vec's); "gap_rel_pos": data2vec's (a shared relative position bias, no absolute position embedding, LayerScale,
   average pooled); "cls_rel_pos": a relative position bias beside learned absolute positions; "cls_no_posemb": no
-  position information at all."""
+  position information at all; "cls_pre_norm_tanh": CLIP's LayerNorm before the blocks with SigLIP's tanh GELU."""
   spec = dict(SPEC, pool=pool, posemb=posemb)
   if pool == "gap_no_cls":
     spec.update(pool="gap", class_token=False)
@@ -38,6 +38,8 @@ def _encoder(pool, posemb="sincos2d", seed=0):
     spec.update(pool="cls", posemb="learn", relative_position_bias=True)
   if pool == "cls_no_posemb":
     spec.update(pool="cls", posemb="none")
+  if pool == "cls_pre_norm_tanh":
+    spec.update(pool="cls", posemb="learn", pre_norm=True, tanh_gelu=True)
   model = backbone.create(**spec)
   variables = jax.device_get(nn.unbox(model.init(jax.random.key(seed), np.zeros((1, 16, 16, 3), np.float32))))
   rng = np.random.default_rng(seed)
@@ -164,7 +166,7 @@ NO_EXTRA = "the optional `export` extra (torch, timm, transformers) is not insta
 
 
 @pytest.mark.parametrize("pool", ["cls", "gap", "gap_fc_norm", "gap_no_cls", "cls_layer_scale", "gap_rel_pos",
-                                  "cls_rel_pos", "cls_no_posemb"])
+                                  "cls_rel_pos", "cls_no_posemb", "cls_pre_norm_tanh"])
 def test_timm_model_gives_ssl_jax_features(pool):
   """The exported encoder loads strictly into timm (a `VisionTransformer`, or a `Beit` with a relative position
   bias: its k bias, absent from Beit, is non-zero here and dropped) and gives ssl_jax's features."""

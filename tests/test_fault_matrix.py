@@ -79,11 +79,16 @@ def shrunk(method: str):
     c.model.patch_size, m.top_k = 4, 1
   if m.name == "dinov2":         # two groups of 8 images: masks and KoLeo per group
     m.group_size = 8
+  if "text" in m:                # an image-text method's text tower and joint space
+    m.text = dict(m.text, width=16, depth=1, num_heads=2, mlp_dim=32)
+    if "embed_dim" in m:
+      m.embed_dim = 16
   if m.name == "swav":           # the queue filled from the first step and in use from the third (resumed with it)
     m.queue_length, m.queue_start_epochs = 32, 0.0
   c.eval.update(dict(train_split="train[:64]", test_split="test[:32]", batch_size=32, init_baseline=False,
                      raw_baseline=False, report=False))
-  c.eval.evaluators = dict(knn=dict(type="knn", k=5, temperature=0.07))
+  kept = {k: v for k, v in c.eval.evaluators.items() if v["type"] in ("zero_shot", "retrieval")}   # image-text
+  c.eval.evaluators = dict(knn=dict(type="knn", k=5, temperature=0.07), **kept)
   if c.eval.pretext_split:       # a language model: its validation loss on one held-out batch too
     c.eval.evaluators.validation = dict(type="language_model", max_batches=1)
   return c
@@ -135,6 +140,10 @@ LOGGED = {"simclr": {"monitor/embedding_std", "monitor/rankme", "probe/train_top
           "dino": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1", "monitor/teacher_entropy",
                    "monitor/teacher_student_kl", "teacher_temp"},
           "classify": {"train_top1", "eval/top1", "eval/top5"},
+          "clip": {"monitor/embedding_std", "monitor/rankme", "logit_scale", "positive_cosine", "eval/zero_shot_top1",
+                   "eval/zero_shot_top5", "eval/retrieval_image_to_text_r@5", "eval/retrieval_text_to_image_r@5"},
+          "siglip": {"monitor/embedding_std", "monitor/rankme", "logit_scale", "logit_bias", "positive_cosine",
+                     "eval/zero_shot_top1", "eval/retrieval_image_to_text_r@5"},
           "gpt": {"next_token_accuracy"},
           "bert": {"masked_token_accuracy"},
           "ijepa": {"monitor/embedding_std", "monitor/rankme", "monitor/target_token_std", "mask/context_tokens",
@@ -146,6 +155,8 @@ LOGGED = {"simclr": {"monitor/embedding_std", "monitor/rankme", "probe/train_top
           "dinov2": {"monitor/embedding_std", "monitor/rankme", "probe/train_top1", "monitor/teacher_entropy",
                      "monitor/teacher_student_kl", "monitor/ibot_teacher_entropy", "teacher_temp", "teacher_momentum",
                      "mask/masked_tokens", "dino_loss", "ibot_loss", "koleo_loss"}}
+# The features of methods with more than one (their metrics are named eval/<feature>/...); the first is checked.
+FEATURES = {"clip": ("image", "text"), "siglip": ("image", "text")}
 PICTURES = {"mae": {"reconstructions.png"}, "ijepa": {"masks.png"}, "data2vec": {"masks.png"}, "beit": {"masks.png"},
             "vq_tokenizer": {"reconstructions.png"}, "dinov2": {"masks.png"}, "jigsaw": {"puzzles.png"},
             "colorization": {"colorizations.png"}, "inpainting": {"inpaintings.png"}}
@@ -158,13 +169,16 @@ def _check_reference(method, workdir, results):
   skipped = [r["skipped_steps"] for r in records if "loss" in r]
   assert skipped == [0] * (NONFINITE_STEP - 1) + [1] * (STEPS - NONFINITE_STEP + 1)   # the NaN step not applied
   logged = {k for r in records for k in r}
-  expected = LOGGED.get(method, set()) | {"eval/knn_top1", "eval/knn_top1_init", "eval/knn_top1_raw"}
+  feature = f"{FEATURES[method][0]}/" if method in FEATURES else ""
+  expected = LOGGED.get(method, set()) | {f"eval/{feature}knn_top1", f"eval/{feature}knn_top1_init",
+                                          f"eval/{feature}knn_top1_raw"}
   assert expected <= logged, expected - logged
   if "monitor/rankme" in expected:
     at_4 = next(r for r in records if r["step"] == 4 and "monitor/rankme" in r)
     assert 1.0 <= at_4["monitor/rankme"] <= 16 and 0 < at_4["monitor/embedding_std"] <= 1   # 16: the projection
-  assert {"report/rankme", "report/alignment", "report/uniformity"} <= set(results)
-  assert {p.name for p in (workdir / "report").glob("*.png")} == {"embedding.png"} | PICTURES.get(method, set())
+  assert {f"report/{feature}rankme", f"report/{feature}alignment", f"report/{feature}uniformity"} <= set(results)
+  embeddings = {f"embedding_{f}.png" for f in FEATURES[method]} if method in FEATURES else {"embedding.png"}
+  assert {p.name for p in (workdir / "report").glob("*.png")} == embeddings | PICTURES.get(method, set())
 
 
 @pytest.mark.parametrize("method", sorted(methods.METHODS))

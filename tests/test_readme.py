@@ -165,6 +165,8 @@ CHECKS = {
     "--config.model.dtype=float32 --steps=5":
         Covered("tests/test_methods.py::test_full_scale_config_builds_and_lowers_at_its_batch",
                 "the full-scale tokenizer step traced and lowered at its own batch"),
+    "XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/pair_loss.py":
+        Run('"benchmark": "pair_loss"', append=" --batch_sizes=64 --run_up_to=64 --dim=8"),
     "python benchmarks/train_step.py --config=configs/tiny/dinov2.py --steps=20":
         Covered("tests/test_fault_matrix.py::test_faults_in_sequence_end_as_the_uninterrupted_run",
                 "the tiny DINOv2 config's step, shrunk, through the trainer; the harness runs in the MAE benchmark "

@@ -9,13 +9,15 @@ Per example the host pipeline (`ssl_jax.data.pipeline`) yields
   images, multi-view:              {"views": {group: uint8 [count, size, size, 3], ...}, "label", "index"}
   text (`config.data.text`):       {"text": int32 [T], "text_segment_ids": int32 [T], "text_positions": int32 [T],
                                     "index"}  (windows of a token stream: `ssl_jax.data.text.TokenWindows`)
+  image-text (both blocks):        {"image": uint8 [S, S, 3], "text": int32 [T], "text_segment_ids": int32 [T],
+                                    "label", "index"}  (a caption per image: `ssl_jax.data.image_text`)
 
 with the view groups nested under one key (a group may have any name). The device stage, inside the jitted step,
 normalises `image` with the ImageNet mean and std (`ssl_jax.ops.image.normalize`), and augments each view group
 photometrically and normalises it (`ssl_jax.ops.augment.augment_views`): a method always receives normalised float32
 images, `[B, S, S, 3]` or `[B, count, size, size, 3]` per group; token ids pass unchanged. Evaluation batches (the
 centre view of `image`, or the probe's padded `text` examples, with `label` and `valid`) go through `eval_stage`, the
-same normalisation.
+same normalisation; image-text evaluation batches keep their captions (retrieval reads them).
 """
 
 import dataclasses
@@ -25,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssl_jax.data import image_text
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
 from ssl_jax.data import text
@@ -34,12 +37,14 @@ from ssl_jax.ops import image as image_lib
 
 # What the raw-input baseline of the evaluators is, per modality (`raw_representation`).
 # For text the language-model evaluator's baseline is the unigram model (`ssl_jax.evaluators.language`).
-RAW_INPUT = {"image": "raw pixels", "text": "bag of tokens (unigram)"}
+RAW_INPUT = {"image": "raw pixels", "text": "bag of tokens (unigram)", "image_text": "raw pixels"}
 
 
 def modality(data) -> str:
-  """"image" or "text": the modality block `config.data` has."""
-  return "text" if "text" in data else "image"
+  """"image", "text" or "image_text" (both blocks: image-caption pairs): the modality of `config.data`."""
+  if "text" in data:
+    return "image_text" if "image" in data else "text"
+  return "image"
 
 
 def _tokenizer_spec(data) -> str:
@@ -53,11 +58,33 @@ def open_source(data, split: str, name: str | None = None):
   """The source `name` (default `data.name`) / `split`, with the location and options of `data` (`config.data`).
   Every text source of a run is tokenized by the training data's tokenizer (an embedded probe of a run on prepared
   data too)."""
-  if modality(data) == "text":
+  kind = modality(data)
+  if kind == "text":
     return text.open_text(name or data.name, split, length=data.text.length, tokenizer=_tokenizer_spec(data),
                           data_dir=data.data_dir)
+  if kind == "image_text":
+    return image_text.PairSource(_image_source(data, split, name), caption_tokenizer(data), length=data.text.length,
+                                 start_token=data.text.start_token)
+  return _image_source(data, split, name)
+
+
+def _image_source(data, split: str, name: str | None = None):
   return sources.make(name or data.name, split, data_dir=data.data_dir, image_size=data.image.size,
                       num_examples=data.synthetic_examples, bad_images=data.image.bad_images)
+
+
+def caption_tokenizer(data):
+  """The caption tokenizer of image-text `data`: `data.text.tokenizer` (`bpe:<vocab>` trained on the captions of the
+  training split, the same in every process; or a tokenizer.json path), made once per process."""
+  return image_text.cached_tokenizer(data.text.tokenizer, data.name, data.train_split, data.data_dir)
+
+
+def encode_captions(data, captions) -> dict:
+  """Captions (e.g. a zero-shot evaluator's prompts) as the image-text data's batches hold them: `{"text": int32 [N,
+  T], "text_segment_ids": int32 [N, T]}`."""
+  ids, segments = image_text.encode_captions(captions, caption_tokenizer(data), length=data.text.length,
+                                             start_token=data.text.start_token)
+  return {"text": ids, "text_segment_ids": segments}
 
 
 def view_groups(data) -> tuple[transforms.ViewGroup, ...]:
@@ -69,9 +96,12 @@ def view_groups(data) -> tuple[transforms.ViewGroup, ...]:
 def example_spec(data) -> dict:
   """One example as the host pipeline yields it: `jax.ShapeDtypeStruct`s without a batch axis."""
   scalar = jax.ShapeDtypeStruct((), np.int32)
+  window = jax.ShapeDtypeStruct((data.text.length,), np.int32) if "text" in data else None
   if modality(data) == "text":
-    window = jax.ShapeDtypeStruct((data.text.length,), np.int32)
     return {"text": window, "text_segment_ids": window, "text_positions": window, "index": scalar}
+  if modality(data) == "image_text":
+    return {"image": jax.ShapeDtypeStruct((data.image.size, data.image.size, 3), np.uint8), "text": window,
+            "text_segment_ids": window, "label": scalar, "index": scalar}
   groups = view_groups(data)
   if groups:
     images = {"views": {g.name: jax.ShapeDtypeStruct((g.count, g.size, g.size, 3), np.uint8) for g in groups}}
@@ -174,7 +204,9 @@ def tokenizer_name(data) -> str:
 
 
 def tokenizer(data):
-  """The `tokenizers.Tokenizer` of text `data` (`config.data`), None for other data."""
+  """The `tokenizers.Tokenizer` of text or image-text `data` (`config.data`), None for other data."""
+  if modality(data) == "image_text":
+    return caption_tokenizer(data)
   if modality(data) != "text":
     return None
   return open_source(data, data.train_split).tokenizer
@@ -195,8 +227,9 @@ def token_counts(data, *, max_tokens: int = 2 ** 24) -> np.ndarray:
 def raw_representation(batch: dict, *, vocab_size: int | None = None) -> dict:
   """The raw input as a representation, for the evaluators' baseline column: `{"image": float32 [B, H * W * 3]}`, the
   normalised pixels of the evaluation view (`eval_stage`'s output), flattened; or `{"text": float32 [B, V]}`, the
-  bag of tokens (each token id's frequency among the example's tokens, padding left out)."""
-  if "text" in batch:
+  bag of tokens (each token id's frequency among the example's tokens, padding left out). Image-text batches: the
+  image's pixels."""
+  if "text" in batch and "image" not in batch:
     tokens, real = batch["text"], (batch["text_segment_ids"] > 0).astype(jnp.float32)
     counts = jax.vmap(lambda t, w: jnp.zeros((vocab_size,), jnp.float32).at[t].add(w))(tokens, real)
     return {"text": counts / jnp.maximum(counts.sum(-1, keepdims=True), 1.0)}

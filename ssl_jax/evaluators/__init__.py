@@ -15,9 +15,11 @@ The trainer runs the evaluators named in `config.eval.evaluators`, each `{type: 
                                 fewshot=dict(type="fewshot", shots=(1, 5, 10, 25)))
 
 and logs `eval/<name>_top1` (few-shot: `eval/<name>_<k>shot_top1`); a language model adds
-`lm=dict(type="language_model")`, its loss, perplexity and accuracy on held-out text (`ssl_jax.evaluators.language`). Each evaluator is `run(context, *, name,
-**arguments)` over a `Context` (`ssl_jax.evaluators.context`): the representation, the evaluation batches by split,
-and the features of a split computed once and shared by every evaluator.
+`lm=dict(type="language_model")`, its loss, perplexity and accuracy on held-out text (`ssl_jax.evaluators.language`); an
+image-text method `zero_shot=dict(type="zero_shot", templates=("a photo of a {}.",))` (`eval/zero_shot_top1`) and
+`retrieval=dict(type="retrieval")` (`eval/retrieval_image_to_text_r@5`, ...; `ssl_jax.evaluators.image_text`). Each
+evaluator is `run(context, *, name, **arguments)` over a `Context` (`ssl_jax.evaluators.context`): the representation,
+the evaluation batches by split, and the features of a split computed once and shared by every evaluator.
 """
 
 import inspect
@@ -26,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from ssl_jax.evaluators.context import Context
+from ssl_jax.evaluators import image_text
 from ssl_jax.evaluators import language
 from ssl_jax.evaluators.fewshot import fewshot_accuracy
 from ssl_jax.evaluators.knn import knn_accuracy
@@ -65,6 +68,8 @@ EVALUATORS = {
     "linear_lars": (_linear_lars, lars_probe_accuracy),
     "fewshot": (_fewshot, fewshot_accuracy),
     "language_model": (language.run, language.run),
+    "zero_shot": (image_text.run_zero_shot, image_text.run_zero_shot),
+    "retrieval": (image_text.run_retrieval, image_text.run_retrieval),
 }
 _NOT_SETTABLE = {"train_features", "train_labels", "test_features", "test_labels", "num_classes", "mesh", "name",
                  "context", "kw"}

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssl_jax import sharding
+
 # Labelled evaluation splits: "train" (the kNN bank, the probes' training set) and "test"; `batches` also gives
 # "pretext", the held-out split of the pretraining data (unlabelled: `config.eval.pretext_split`).
 SPLITS = ("train", "test")
@@ -41,6 +43,9 @@ class Context:
     pictures: the name of `reconstruct`'s picture and its columns' titles (`Method.pictures`).
     token_predictions: `(batch, key)` -> the method's `token_predictions` of a "pretext" batch (the raw-input
       context: the unigram model's), for a method that predicts tokens, else None.
+    embed: a global batch -> `{"image": [B, E], "text": [B, E]}`, the normalised joint embeddings of a method that
+      embeds image-caption pairs (CLIP, SigLIP; `Method.embed`), else None.
+    embed_texts: texts (str) -> their normalised joint embeddings `[N, E]` (zero-shot prompts), with `embed`.
     picture: `picture(key, array)` saves a uint8 `[H, W, 3]` picture of the report (PNG and TensorBoard), or None.
     title: a caption for pictures (the method and step).
   """
@@ -54,6 +59,8 @@ class Context:
   reconstruct: Callable[..., Any] | None = None
   pictures: tuple[str, tuple[str, ...]] = ("reconstructions", ("input", "masked", "reconstruction"))
   token_predictions: Callable[..., dict] | None = None
+  embed: Callable[[dict], dict] | None = None
+  embed_texts: Callable[[list[str]], np.ndarray] | None = None
   picture: Callable[[str, np.ndarray], None] | None = None
   title: str = ""
   _cache: dict = dataclasses.field(default_factory=dict, repr=False)
@@ -72,6 +79,24 @@ class Context:
         labels.append(jnp.where(batch["valid"] > 0, batch["label"], -1))
       self._cache[key] = ({name: jnp.concatenate([f[name] for f in feats]) for name in feats[0]},
                           jnp.concatenate(labels))
+    return self._cache[key]
+
+  def embeddings(self, split: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """`({"image": [N, E], "text": [N, E], "caption": int32 [N, T]}, labels [N])`: the joint embeddings of a whole
+    split's image-caption pairs and the captions' token ids, padding left out (host arrays), computed on the first
+    call and cached."""
+    if split not in SPLITS:
+      raise ValueError(f"evaluation split {split!r} is unknown; use one of {SPLITS}.")
+    key = ("embeddings", split)
+    if key not in self._cache:
+      parts = []
+      for batch in self.batches(split):
+        out = self.embed(batch)
+        valid = sharding.to_host(batch["valid"]) > 0
+        parts.append(({"image": sharding.to_host(out["image"])[valid], "text": sharding.to_host(out["text"])[valid],
+                       "caption": sharding.to_host(batch["text"])[valid]}, sharding.to_host(batch["label"])[valid]))
+      self._cache[key] = ({k: np.concatenate([p[k] for p, _ in parts]) for k in parts[0][0]},
+                          np.concatenate([y for _, y in parts]))
     return self._cache[key]
 
   def names(self, features: dict) -> tuple[str, ...]:

@@ -7,10 +7,12 @@ whole-batch objectives (Barlow Twins, VICReg, wav2vec 2.0 diversity), which retu
 """
 
 from ssl_jax.losses.contrastive import clip_loss
+from ssl_jax.losses.contrastive import clip_loss_ring
 from ssl_jax.losses.contrastive import info_nce
 from ssl_jax.losses.contrastive import l2_normalize
 from ssl_jax.losses.contrastive import nt_xent
 from ssl_jax.losses.contrastive import siglip_loss
+from ssl_jax.losses.contrastive import siglip_loss_ring
 from ssl_jax.losses.distillation import byol_loss
 from ssl_jax.losses.distillation import dino_cross_entropy
 from ssl_jax.losses.distillation import dino_loss
@@ -37,9 +39,10 @@ from ssl_jax.losses.wav2vec2 import sample_negative_positions
 from ssl_jax.losses.wav2vec2 import wav2vec2_contrastive_loss
 
 __all__ = [
-    "barlow_twins_loss", "barlow_twins_terms", "byol_loss", "causal_lm_loss", "clip_loss", "data2vec_targets",
-    "dino_cross_entropy", "dino_loss", "diversity_loss", "ibot_patch_loss", "info_nce", "instance_norm", "koleo_loss",
-    "l2_normalize", "layer_norm", "mae_loss", "masked_mean", "masked_token_loss", "nt_xent", "patch_normalize",
-    "regression_loss", "sample_negative_positions", "siglip_loss", "sinkhorn_knopp", "token_cross_entropy",
-    "update_center", "vicreg_loss", "vicreg_terms", "wav2vec2_contrastive_loss",
+    "barlow_twins_loss", "barlow_twins_terms", "byol_loss", "causal_lm_loss", "clip_loss", "clip_loss_ring",
+    "data2vec_targets", "dino_cross_entropy", "dino_loss", "diversity_loss", "ibot_patch_loss", "info_nce",
+    "instance_norm", "koleo_loss", "l2_normalize", "layer_norm", "mae_loss", "masked_mean", "masked_token_loss",
+    "nt_xent", "patch_normalize", "regression_loss", "sample_negative_positions", "siglip_loss", "siglip_loss_ring",
+    "sinkhorn_knopp", "token_cross_entropy", "update_center", "vicreg_loss", "vicreg_terms",
+    "wav2vec2_contrastive_loss",
 ]

@@ -2,7 +2,10 @@
 
 Each has a memory-bounded path (`chunk_size`) that computes the same values a block of rows at a time, so the full
 `[B, B]` logits matrix never exists at once; under `jit` with the batch sharded over devices every block is itself
-sharded, and the result equals the 1-device result.
+sharded, and the result equals the 1-device result. CLIP and SigLIP also have a ring form (`clip_loss_ring`,
+`siglip_loss_ring`) for use inside `jax.shard_map`: each device keeps its own image embeddings and passes the text
+embeddings around the devices, so that it holds one `[b, b]` block of the similarity matrix at a time (b the
+per-device batch) and never the other devices' embeddings all at once.
 """
 
 import jax
@@ -157,3 +160,84 @@ def siglip_loss(image_emb: jax.Array, text_emb: jax.Array, logit_scale: float | 
   """
   img, txt = l2_normalize(image_emb), l2_normalize(text_emb)
   return _row_blocks(_sigmoid_rows, img, chunk_size, txt, logit_scale, logit_bias)
+
+
+def clip_loss_ring(image_emb: jax.Array, text_emb: jax.Array, logit_scale: float | jax.Array, *, axis_name,
+                   axis_size: int) -> jax.Array:
+  """`clip_loss` of the global batch computed around a ring of devices, inside `jax.shard_map` over `axis_name`.
+
+  Each device holds `b` rows of the global batch (`B = axis_size * b`, in device order). Its image->text term needs
+  the log-sum-exp of its images' logits against every text of the batch: the text blocks travel around the ring and
+  each device adds its images' logits against the visiting block to a running log-sum-exp. The text->image term needs
+  each text's log-sum-exp against every image: a visiting block's running column log-sum-exp travels with it and is
+  home, complete, after `axis_size` passes. Memory per device: one `[b, b]` logits block (the backward pass recomputes
+  it), not `[b, B]`.
+
+  Args:
+    image_emb: this device's `[b, D]` image embeddings.
+    text_emb: this device's `[b, D]` text embeddings (row i describes image i).
+    logit_scale: as `clip_loss`.
+    axis_name: the mesh axis (or tuple of axes) the batch is split over.
+    axis_size: the number of devices on it.
+
+  Returns:
+    This device's `[b]` per-pair losses: the rows of `clip_loss` of the global batch that it holds.
+  """
+  img, txt = l2_normalize(image_emb), l2_normalize(text_emb)
+  positive = logit_scale * jnp.sum(img * txt, axis=-1)
+
+  @jax.checkpoint
+  def block_sums(block):
+    logits = logit_scale * (img @ block.T)                   # [b, b]: this device's images x the visiting texts
+    return jax.nn.logsumexp(logits, axis=1), jax.nn.logsumexp(logits, axis=0)
+
+  row_lse, col_lse = block_sums(txt)
+  if axis_size > 1:
+    ring = [(i, (i + 1) % axis_size) for i in range(axis_size)]
+
+    def body(state, _):
+      row_lse, block, col_lse = state
+      block, col_lse = jax.lax.ppermute((block, col_lse), axis_name, ring)
+      row, col = block_sums(block)
+      return (jnp.logaddexp(row_lse, row), block, jnp.logaddexp(col_lse, col)), None
+    (row_lse, _, col_lse), _ = jax.lax.scan(body, (row_lse, txt, col_lse), None, length=axis_size - 1)
+    col_lse = jax.lax.ppermute(col_lse, axis_name, ring)      # the last pass brings each block's sums home
+  return 0.5 * ((row_lse - positive) + (col_lse - positive))
+
+
+def siglip_loss_ring(image_emb: jax.Array, text_emb: jax.Array, logit_scale: float | jax.Array,
+                     logit_bias: float | jax.Array, *, axis_name, axis_size: int) -> jax.Array:
+  """`siglip_loss` of the global batch computed around a ring of devices, inside `jax.shard_map` over `axis_name`:
+  the SigLIP paper's chunked implementation (Zhai et al. 2023, Sec. 3.3). Each device holds `b` rows of the global
+  batch; the text blocks travel around the ring, and each device adds its images' sigmoid losses against the
+  visiting block (positives on the diagonal of its own block only) to their running sums. Memory per device: one
+  `[b, b]` block (recomputed in the backward pass).
+
+  Args:
+    image_emb, text_emb: this device's `[b, D]` embeddings (row i describes image i).
+    logit_scale, logit_bias: as `siglip_loss`.
+    axis_name: the mesh axis (or tuple of axes) the batch is split over.
+    axis_size: the number of devices on it.
+
+  Returns:
+    This device's `[b]` per-image losses: the rows of `siglip_loss` of the global batch that it holds.
+  """
+  img, txt = l2_normalize(image_emb), l2_normalize(text_emb)
+  b = img.shape[0]
+
+  def block_loss(block, own):
+    logits = logit_scale * (img @ block.T) + logit_bias
+    labels = jnp.where(own & (jnp.arange(b)[:, None] == jnp.arange(b)[None, :]), 1.0, -1.0)
+    return -jnp.sum(jax.nn.log_sigmoid(labels * logits), axis=1)
+
+  total = jax.checkpoint(block_loss, static_argnums=1)(txt, True)
+  if axis_size == 1:
+    return total
+  ring = [(i, (i + 1) % axis_size) for i in range(axis_size)]
+
+  def body(state, _):
+    total, block = state
+    block = jax.lax.ppermute(block, axis_name, ring)
+    return (total + jax.checkpoint(block_loss, static_argnums=1)(block, False), block), None
+  (total, _), _ = jax.lax.scan(body, (total, txt), None, length=axis_size - 1)
+  return total

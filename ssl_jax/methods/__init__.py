@@ -13,14 +13,16 @@ and may override the hooks that have defaults: `after_update` (e.g. an EMA teach
 put back onto a constraint set after each update: SwAV's unit-norm prototypes), `frozen_until` (parameters the
 optimizer leaves out of their first updates: DINO's last layer), `zero_lr_until` (parameters whose learning
 rate is 0 at first: DINOv2's last layer), and, with the class attribute that announces each,
-`load_encoders` (`accepts_pretrained_encoder`), `predict` (`predicts`), `reconstruct` (`reconstructs`).
+`load_encoders` (`accepts_pretrained_encoder`), `predict` (`predicts`), `reconstruct` (`reconstructs`), `embed`
+(`embeds_pairs`).
 
 `batch` is what the input spec (`ssl_jax.data.inputs`) says the method receives, `run.inputs`: `image`, normalised
 float32 `[B, H, W, 3]`, for single-view methods, or `views`, one normalised float32 `[B, V, S, S, 3]` array per view
 group (photometrically augmented on the device), plus `label` and `index` `[B]`; or, for text, `text`,
-`text_segment_ids` and `text_positions` int32 `[B, T]` (windows of a token stream) and `index`. Evaluation batches
-(`represent`, `predict`, `reconstruct`) hold `image`, normalised float32 `[B, H, W, 3]` (the centre view), or the
-probe's padded `text` examples (segment 0 on the padding).
+`text_segment_ids` and `text_positions` int32 `[B, T]` (windows of a token stream) and `index`; or, for
+image-caption pairs (CLIP, SigLIP), `image` with its caption's `text` and `text_segment_ids`, `label` and `index`.
+Evaluation batches (`represent`, `predict`, `reconstruct`, `embed`) hold `image`, normalised float32 `[B, H, W, 3]`
+(the centre view), the probe's padded `text` examples (segment 0 on the padding), or both (image-caption pairs).
 """
 
 from ssl_jax.methods import barlow_twins
@@ -28,6 +30,7 @@ from ssl_jax.methods import beit
 from ssl_jax.methods import bert
 from ssl_jax.methods import byol
 from ssl_jax.methods import classify
+from ssl_jax.methods import clip
 from ssl_jax.methods import colorization
 from ssl_jax.methods import contract
 from ssl_jax.methods import data2vec
@@ -52,6 +55,7 @@ METHODS: dict[str, type[contract.Method]] = {
     "bert": bert.BERT,
     "byol": byol.BYOL,
     "classify": classify.Classify,
+    "clip": clip.CLIP,
     "colorization": colorization.Colorization,
     "data2vec": data2vec.Data2Vec,
     "dino": dino.DINO,
@@ -64,6 +68,7 @@ METHODS: dict[str, type[contract.Method]] = {
     "mocov3": mocov3.MoCoV3,
     "rotation": rotation.Rotation,
     "simclr": simclr.SimCLR,
+    "siglip": clip.SigLIP,
     "simsiam": simsiam.SimSiam,
     "swav": swav.SwAV,
     "vicreg": vicreg.VICReg,

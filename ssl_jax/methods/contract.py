@@ -76,6 +76,8 @@ class Method(abc.ABC):
       `pictures[0]` with the columns titled `pictures[1]` (MAE's reconstructions; I-JEPA's context and targets).
     predicts_tokens: `token_predictions` scores the method's own token prediction (a language model's next or masked
       tokens) on held-out data; the `language_model` evaluator reports loss, perplexity and accuracy from it.
+    embeds_pairs: `embed` maps images and texts into one joint space (CLIP, SigLIP); the zero-shot and retrieval
+      evaluators compare its embeddings.
     reads_runs: the hyperparameters whose values are workdirs of other runs the method reads (BEiT's
       `tokenizer_workdir`: a trained tokenizer). Where one is set, the trainer opens that run's newest checkpoint
       before anything is written, passes `create` the run's method as `runs={hyperparameter: method}`, and at a fresh
@@ -88,6 +90,7 @@ class Method(abc.ABC):
   reconstructs: ClassVar[bool] = False
   pictures: ClassVar[tuple[str, tuple[str, ...]]] = ("reconstructions", ("input", "masked", "reconstruction"))
   predicts_tokens: ClassVar[bool] = False
+  embeds_pairs: ClassVar[bool] = False
 
   @classmethod
   @abc.abstractmethod
@@ -162,6 +165,12 @@ class Method(abc.ABC):
     the pretext task draws (BERT's masks), the same key giving the same task to every model. Needed when
     `predicts_tokens`."""
     raise NotImplementedError(f"{type(self).__name__} does not predict tokens.")
+
+  def embed(self, params: Params, extra: Extra, batch: Batch) -> dict[str, jax.Array]:
+    """L2-normalised embeddings in the joint image-text space of what an evaluation batch holds: `{"image": float32
+    [B, E]}` for its `image`, `{"text": float32 [B, E]}` for its `text` (with `text_segment_ids`), both for a
+    batch of pairs. Needed when `embeds_pairs`."""
+    raise NotImplementedError(f"{type(self).__name__} has no joint image-text embedding.")
 
   @property
   def unpredicted_token_ids(self) -> tuple[int, ...]:

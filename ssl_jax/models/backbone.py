@@ -19,7 +19,7 @@ from ssl_jax.models import transformer
 from ssl_jax.models import vit
 
 
-POOLS = ("cls", "gap", "gap_fc_norm")
+POOLS = ("cls", "gap", "gap_fc_norm", "map")
 
 
 class ViTEncoder(nn.Module):
@@ -28,7 +28,9 @@ class ViTEncoder(nn.Module):
   - "cls": the [CLS] token after the final LayerNorm (MAE linear probe, MoCo v3, DINO);
   - "gap": the mean of the patch tokens after the final LayerNorm (I-JEPA's ViTs, which have no [CLS] token);
   - "gap_fc_norm": the mean of the patch tokens before any final LayerNorm, then a LayerNorm of its own (`fc_norm`;
-    MAE fine-tuning's `global_pool`, timm's `global_pool="avg"` with `fc_norm`): the pretrained final norm is unused.
+    MAE fine-tuning's `global_pool`, timm's `global_pool="avg"` with `fc_norm`): the pretrained final norm is unused;
+  - "map": multi-head attention pooling of the tokens after the final LayerNorm (`vit.MAPHead`: SigLIP's image
+    pooling, Hugging Face's `SiglipMultiheadAttentionPoolingHead`).
   """
   vit: dict
   pool: str = "cls"
@@ -47,6 +49,9 @@ class ViTEncoder(nn.Module):
     tokens, layers = out if return_layers else (out, None)
     if self.pool == "cls":
       feats = tokens[:, 0]
+    elif self.pool == "map":
+      feats = vit.MAPHead(self.vit["num_heads"], self.vit["mlp_dim"], self.vit["dtype"], self.vit["tanh_gelu"],
+                          name="map_head")(tokens)
     else:
       feats = jnp.mean(tokens[:, int(self.vit["class_token"]):], axis=1)
       if self.pool == "gap_fc_norm":
@@ -96,9 +101,9 @@ INPUTS = {"image": ("image", {}), "text": ("text", {"segment_ids": "text_segment
 
 
 def encode(module: nn.Module, variables, batch: dict, **kw) -> dict:
-  """`module.apply(variables, <the batch's input>, ...)`: an encoder of `ENCODERS` on the modality the batch holds
-  (`batch["image"]`, or `batch["text"]` with its segment ids and positions)."""
-  modality = "text" if "text" in batch else "image"
+  """`module.apply(variables, <the batch's input>, ...)`: an encoder of `ENCODERS` on its modality's part of the batch
+  (`batch["image"]`, or `batch["text"]` with its segment ids and positions; an image-caption batch holds both)."""
+  modality = "text" if isinstance(module, text.TextTransformer) else "image"
   key, keywords = INPUTS[modality]
   return module.apply(variables, batch[key], **{k: batch[v] for k, v in keywords.items() if v in batch}, **kw)
 

@@ -4,7 +4,9 @@
 The pre-LayerNorm stack of `ssl_jax.models.transformer` (attention by `ssl_jax.models.attention`: cuDNN flash
 attention on recent NVIDIA GPUs in half precision, elsewhere plain XLA ops with FlashAttention's backward pass), a
 [CLS] token (optional: I-JEPA's encoders have none), fixed 2-D sin-cos, learned or no absolute position embeddings,
-and optionally one relative position bias table shared by all blocks (BEiT's and data2vec's pretraining).
+and optionally one relative position bias table shared by all blocks (BEiT's and data2vec's pretraining), a
+LayerNorm before the blocks (`pre_norm`: CLIP's `ln_pre`), tanh GELU (`tanh_gelu`: SigLIP's), and multi-head attention
+pooling (`MAPHead`: SigLIP's image pooling).
 Initialisation follows the official MAE code by default: Xavier-uniform for every linear map (the patch embedding
 included, on its flattened kernel), zero biases, N(0, 0.02) for the [CLS] and mask tokens; `init_std` gives every
 linear map N(0, init_std) instead (I-JEPA: 0.02 truncated at +-2 absolute, i.e. never), `init_truncation` truncates
@@ -26,9 +28,11 @@ from ssl_jax import masking
 from ssl_jax.models.attention import ATTENTION_IMPLS
 from ssl_jax.models.transformer import REMAT_POLICIES
 from ssl_jax.models.transformer import BlockStyle
+from ssl_jax.models.transformer import MlpBlock
 from ssl_jax.models.transformer import Transformer
 from ssl_jax.models.transformer import constrain_tokens
 from ssl_jax.models.transformer import dense_init
+from ssl_jax.models.transformer import layer_norm
 
 # (width, depth, heads, mlp_dim) of the standard sizes.
 VARIANTS = {
@@ -149,6 +153,8 @@ class ViT(nn.Module):
     relative_position_bias: one learned relative position bias table shared by all blocks (`RelativePositionBias`;
       BEiT's and data2vec's `use_shared_rel_pos_bias`). It is defined on the full grid, so patches cannot be dropped
       (`keep_ids`); masking uses `mask_token`.
+    pre_norm: a LayerNorm of the tokens ([CLS] included) before the first block (CLIP's `ln_pre`).
+    tanh_gelu: the blocks' GELU in its tanh form (SigLIP, big_vision's default) instead of the exact one.
   """
   patch_size: int
   width: int
@@ -170,6 +176,8 @@ class ViT(nn.Module):
   depth_scaled_init: bool = False
   relative_position_bias: bool = False
   drop_path_uniform: bool = False
+  pre_norm: bool = False
+  tanh_gelu: bool = False
 
   def grid(self, images_shape):
     _, h, w, _ = images_shape
@@ -199,7 +207,7 @@ class ViT(nn.Module):
     gh, gw = self.grid(images.shape)
     x = masking.patchify(images, self.patch_size).astype(self.dtype)
     style = BlockStyle(init_std=self.init_std, layer_scale=self.layer_scale, init_truncation=self.init_truncation,
-                       depth_scaled_init=self.depth_scaled_init)
+                       depth_scaled_init=self.depth_scaled_init, tanh_gelu=self.tanh_gelu)
     x = nn.Dense(self.width, dtype=self.dtype, name="embedding", kernel_init=style.kernel_init(("patch", "embed")),
                  bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)))(x)
     if self.mask_token:
@@ -235,10 +243,49 @@ class ViT(nn.Module):
       x = jnp.concatenate([jnp.broadcast_to(cls.astype(self.dtype), (x.shape[0], 1, self.width)), x], axis=1)
       if segment_ids is not None:
         segment_ids = jnp.pad(segment_ids, ((0, 0), (1, 0)), constant_values=1)
+    if self.pre_norm:
+      x = layer_norm(self.dtype, "pre_norm")(x)
     x = constrain_tokens(x)
     return Transformer(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.attention_impl, self.drop_path,
                        self.final_norm, self.remat, self.scan, style=style, drop_path_uniform=self.drop_path_uniform,
                        name="encoder")(x, train, segment_ids=segment_ids, return_layers=return_layers, bias=bias)
+
+
+class MAPHead(nn.Module):
+  """Multi-head attention pooling (Lee et al. 2019, "Set Transformer"'s PMA; big_vision's `MAPHead`, SigLIP's image
+  pooling): a learned probe token attends to the tokens, then a residual MLP block on the LayerNormed result:
+  `[B, T, D] -> float32 [B, D]`. Xavier-uniform maps with zero biases, as big_vision's; the MLP's GELU as the
+  encoder's (`tanh_gelu`)."""
+  num_heads: int
+  mlp_dim: int
+  dtype: Any = jnp.float32
+  tanh_gelu: bool = False
+
+  @nn.compact
+  def __call__(self, x):
+    b, _, d = x.shape
+    h = d // self.num_heads
+    probe = self.param("probe", nn.with_logical_partitioning(nn.initializers.xavier_uniform(), (None, None, "embed")),
+                       (1, 1, d))
+    xavier = nn.initializers.xavier_uniform(in_axis=0, out_axis=(1, 2))
+    param = lambda name, init, names, shape: self.param(name, nn.with_logical_partitioning(init, names), shape)
+
+    def proj(name, inputs):
+      kernel = param(f"{name}_kernel", xavier, ("embed", "heads", "kv"), (d, self.num_heads, h))
+      bias = param(f"{name}_bias", nn.initializers.zeros, ("heads", "kv"), (self.num_heads, h))
+      return jnp.einsum("btd,dnh->btnh", inputs.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
+    q = proj("query", jnp.broadcast_to(probe, (b, 1, d)))
+    k, v = proj("key", x), proj("value", x)
+    logits = jnp.einsum("bqnh,bknh->bnqk", q, k, preferred_element_type=jnp.float32) / np.sqrt(h)
+    weights = nn.softmax(logits, axis=-1).astype(self.dtype)
+    o = jnp.einsum("bnqk,bknh->bqnh", weights, v)
+    out_kernel = param("out_kernel", nn.initializers.xavier_uniform(in_axis=(0, 1), out_axis=2),
+                       ("heads", "kv", "embed"), (self.num_heads, h, d))
+    out_bias = param("out_bias", nn.initializers.zeros, ("embed",), (d,))
+    y = jnp.einsum("bqnh,nhd->bqd", o, out_kernel.astype(self.dtype)) + out_bias.astype(self.dtype)
+    y = y + MlpBlock(self.mlp_dim, self.dtype, BlockStyle(tanh_gelu=self.tanh_gelu), name="mlp")(
+        layer_norm(self.dtype, "norm")(y))
+    return y[:, 0].astype(jnp.float32)
 
 
 class MaskedImageModel(nn.Module):
@@ -385,13 +432,14 @@ def vit_kwargs(*, variant: str | None = None, patch_size: int | None = None, wid
                class_token: bool | None = True, init_std: float | None = None, layer_scale: float | None = None,
                mask_token: bool | None = False, init_truncation: float | None = None,
                depth_scaled_init: bool | None = False, relative_position_bias: bool | None = False,
-               drop_path_uniform: bool | None = False) -> dict[str, Any]:
+               drop_path_uniform: bool | None = False, pre_norm: bool | None = False,
+               tanh_gelu: bool | None = False) -> dict[str, Any]:
   """ViT keyword arguments from a named variant ("B/16") with optional explicit overrides of its sizes.
 
   None (an unset config placeholder) means the default for `posemb` ("sincos2d"), `dtype` ("float32"),
   `drop_path` (0), `remat` ("none"), `scan` (False), `class_token` (True), `init_std` (Xavier-uniform),
-  `layer_scale` (none), `mask_token`, `depth_scaled_init`, `relative_position_bias` and `drop_path_uniform` (False)
-  and `init_truncation` (none).
+  `layer_scale` (none), `mask_token`, `depth_scaled_init`, `relative_position_bias`, `drop_path_uniform`, `pre_norm`
+  and `tanh_gelu` (False) and `init_truncation` (none).
   """
   posemb, dtype, drop_path = posemb or "sincos2d", dtype or "float32", drop_path or 0.0
   class_token = True if class_token is None else bool(class_token)
@@ -418,4 +466,5 @@ def vit_kwargs(*, variant: str | None = None, patch_size: int | None = None, wid
   return dict(size, posemb=posemb, dtype=jnp.dtype(dtype), attention_impl=attention_impl, drop_path=drop_path,
               remat=remat, scan=scan, class_token=class_token, init_std=init_std, layer_scale=layer_scale,
               mask_token=bool(mask_token), init_truncation=init_truncation, depth_scaled_init=bool(depth_scaled_init),
-              relative_position_bias=bool(relative_position_bias), drop_path_uniform=bool(drop_path_uniform))
+              relative_position_bias=bool(relative_position_bias), drop_path_uniform=bool(drop_path_uniform),
+              pre_norm=bool(pre_norm), tanh_gelu=bool(tanh_gelu))
