@@ -4,14 +4,17 @@
     python benchmarks/compare_torch.py --batch_size=256 --dtype=bfloat16 --attention_impl=cudnn  # on a GPU
     python benchmarks/compare_torch.py --method=gpt --batch_size=4 --length=256 --steps=5        # GPT-2 small
     python benchmarks/compare_torch.py --method=bert --batch_size=16 --length=128 --steps=5      # BERT-base
+    python benchmarks/compare_torch.py --method=clip --batch_size=8 --steps=3                    # CLIP ViT-B/16
 
 `--method=mae` runs `torch_reference/mae.py` (the official recipe on timm blocks: the same model sizes, batch, mask
 ratio, optimizer and compute dtype — bf16 through `torch.autocast` — with PyTorch's fused attention); `gpt` and
 `bert` run `torch_reference/language.py` (Hugging Face `GPT2LMHeadModel` / `BertForMaskedLM` of
-`configs/gpt2_small.py` / `configs/bert_base.py`'s sizes and AdamW, windows of `--length` tokens). The reference runs
+`configs/gpt2_small.py` / `configs/bert_base.py`'s sizes and AdamW, windows of `--length` tokens); `clip` and `siglip`
+run `torch_reference/image_text.py` (open_clip's `ViT-B-16` / `ViT-B-16-SigLIP` with its `ClipLoss` / `SigLipLoss`,
+the sizes of `configs/clip_vit_b16.py` / `configs/siglip_vit_b16.py`). The reference runs
 in a subprocess of the same Python, then `train_step.py`'s benchmark of the matching config (batch, dtype, length as
 given), and both step times and the ratio ssl_jax / PyTorch (below 1: ssl_jax is faster) are printed. Needs the
-`bench` extra (torch, timm; `transformers` from the `export` extra for gpt and bert). Final line: JSON.
+`bench` extra (torch, timm, open_clip; `transformers` from the `export` extra for gpt and bert). Final line: JSON.
 """
 
 import json
@@ -30,7 +33,7 @@ if __name__ == "__main__":
   host_memory.restart_with_huge_pages()   # before jax starts, as main.py (ssl_jax/runtime/host_memory.py)
 import harness  # noqa: E402
 
-_METHOD = flags.DEFINE_enum("method", "mae", ["mae", "gpt", "bert"], "Which model and reference.")
+_METHOD = flags.DEFINE_enum("method", "mae", ["mae", "gpt", "bert", "clip", "siglip"], "Which model and reference.")
 _BATCH = flags.DEFINE_integer("batch_size", 8, "Global batch.")
 _LENGTH = flags.DEFINE_integer("length", 256, "gpt and bert: tokens per window.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of both.")
@@ -47,7 +50,8 @@ def main(argv):
   del argv
   from ssl_jax import config as config_lib  # noqa: F401 -- the config file imports it
   import importlib.util
-  name = {"mae": "mae_vit_b", "gpt": "gpt2_small", "bert": "bert_base"}[_METHOD.value]
+  name = {"mae": "mae_vit_b", "gpt": "gpt2_small", "bert": "bert_base", "clip": "clip_vit_b16",
+          "siglip": "siglip_vit_b16"}[_METHOD.value]
   spec = importlib.util.spec_from_file_location(name, HERE.parent / "configs" / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -60,6 +64,9 @@ def main(argv):
   # PyTorch first, before JAX initialises the device: XLA keeps most of an accelerator's memory once it has started.
   if _METHOD.value == "mae":
     cmd = [sys.executable, str(HERE / "torch_reference" / "mae.py")]
+  elif _METHOD.value in ("clip", "siglip"):
+    config.method.text = dict(config.method.text, dtype=_DTYPE.value)
+    cmd = [sys.executable, str(HERE / "torch_reference" / "image_text.py"), f"--model={_METHOD.value}"]
   else:
     config.data.text.length = _LENGTH.value
     cmd = [sys.executable, str(HERE / "torch_reference" / "language.py"), f"--length={_LENGTH.value}",

@@ -165,6 +165,10 @@ CHECKS = {
     "--config.model.dtype=float32 --steps=5":
         Covered("tests/test_methods.py::test_full_scale_config_builds_and_lowers_at_its_batch",
                 "the full-scale tokenizer step traced and lowered at its own batch"),
+    "python benchmarks/compare_torch.py --method=clip --batch_size=8 --steps=3":
+        Run("ratio", append=" --steps=1 --batch_size=1", package="open_clip", install="pip install -e '.[bench]'"),
+    "python benchmarks/compare_torch.py --method=siglip --batch_size=8 --steps=3":
+        Run("ratio", append=" --steps=1 --batch_size=1", package="open_clip", install="pip install -e '.[bench]'"),
     "XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/pair_loss.py":
         Run('"benchmark": "pair_loss"', append=" --batch_sizes=64 --run_up_to=64 --dim=8"),
     "python benchmarks/train_step.py --config=configs/tiny/dinov2.py --steps=20":
