@@ -342,7 +342,7 @@ def _hf_vision(spec: dict, params: dict, image_size: int, *, siglip: bool) -> di
   the tower's params; `spec`: its keywords). CLIP's patch convolution has no bias: ours is folded into the patch
   positions' embeddings (its [CLS] position stays 0, as ours adds none)."""
   s = _vit_sizes(spec)
-  p, d, h = s["patch_size"], s["width"], s["num_heads"]
+  p, d = s["patch_size"], s["width"]
   if image_size % p:
     raise ValueError(f"image size {image_size} is not divisible by the patch size {p}.")
   f32 = lambda x: np.asarray(x, np.float32)

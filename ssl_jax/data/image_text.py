@@ -27,6 +27,7 @@ import numpy as np
 START = "<|startoftext|>"
 END = "<|endoftext|>"
 
+
 def train_tokenizer(captions, *, vocab_size: int):
   """A caption tokenizer trained on `captions`: CLIP's kind of byte-level BPE (lower-cased text; every byte in the
   initial alphabet, so nothing is unknown) with the special tokens `<|endoftext|>` (id 0) and `<|startoftext|>` (id
