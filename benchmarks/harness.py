@@ -42,7 +42,8 @@ def measure_matmul_peak(dtype, device, n: int | None = None, repeats: int = 5) -
 
 def synthetic_batch(spec: dict, sharding, seed: int = 0) -> dict:
   """Random arrays of the global batch `spec` (`ssl_jax.data.inputs.batch_spec`), created on the devices; text
-  windows hold one document each (segment id 1, positions 0..T-1) of random token ids below 1000."""
+  windows hold one document each (segment id 1, positions 0..T-1) of random token ids below 1000; waveforms are
+  Gaussian noise (std 0.1) filling the whole crop (`audio_length` = its length)."""
   leaves, treedef = jax.tree_util.tree_flatten_with_path(spec)
   keys = jax.random.split(jax.random.key(seed), len(leaves))
 
@@ -53,6 +54,10 @@ def synthetic_batch(spec: dict, sharding, seed: int = 0) -> dict:
       return jnp.ones(s.shape, s.dtype)
     if name == "text_positions":
       return jnp.broadcast_to(jnp.arange(s.shape[-1], dtype=s.dtype), s.shape)
+    if name == "audio":
+      return 0.1 * jax.random.normal(key, s.shape, s.dtype)
+    if name == "audio_length":
+      return jnp.full(s.shape, spec["audio"].shape[1], s.dtype)
     return jax.random.randint(key, s.shape, 0, 1000 if name == "text" else 10, s.dtype)
   return jax.tree.unflatten(treedef, [
       jax.jit(make, static_argnums=(1, 2), out_shardings=sharding)(key, getattr(path[-1], "key", ""), s)
@@ -135,6 +140,8 @@ def benchmark(config, steps: int = 10, warmup: int = 2, peak: str = "auto", prof
               examples_per_s=config.batch_size / step_time,
               tokens_per_s=(config.batch_size * config.data.text.length / step_time if "text" in config.data
                             else None),
+              audio_seconds_per_s=(config.batch_size * config.data.audio.max_length / config.data.audio.sample_rate
+                                   / step_time if "audio" in config.data else None),
               model_flops_per_step=model_flops, xla_flops_per_step=float(cost.get("flops", -1.0)) * mesh.size,
               achieved_flops_per_s=achieved, peak_flops_per_s=peak_flops, peak_source=peak_source,
               mfu=achieved / peak_flops, compile_time_s=compile_s, peak_memory_bytes=int(memory),
@@ -148,7 +155,8 @@ def table(result: dict) -> str:
           ("step time", f"{result['step_time_s'] * 1e3:.1f} ms (one step at a time: median "
                         f"{result['step_time_blocking_s'] * 1e3:.1f}, min {result['step_time_min_s'] * 1e3:.1f})"),
           ("examples/s", f"{result['examples_per_s']:.1f}" + (
-              f" ({result['tokens_per_s']:.0f} tokens/s)" if result.get("tokens_per_s") else "")),
+              f" ({result['tokens_per_s']:.0f} tokens/s)" if result.get("tokens_per_s") else
+              f" ({result['audio_seconds_per_s']:.1f} s of audio / s)" if result.get("audio_seconds_per_s") else "")),
           ("model FLOPs / step", f"{result['model_flops_per_step'] / 1e9:.2f} GFLOP (XLA cost analysis: "
                                  f"{result['xla_flops_per_step'] / 1e9:.2f})"),
           ("achieved", f"{result['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s"),

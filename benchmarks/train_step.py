@@ -9,7 +9,8 @@ one wait at the end (on an accelerator the host's dispatch of the next step then
 of a 58 ms step on an H200). Prints a table and, last, one JSON line with:
 
   step_time_s (back to back), step_time_blocking_s (median one at a time), step_time_min_s, examples_per_s,
-  tokens_per_s (text: examples/s x window length; else null),
+  tokens_per_s (text: examples/s x window length; else null), audio_seconds_per_s (speech: seconds of audio per
+  second, examples/s x crop length / sample rate; else null),
   model_flops_per_step (`benchmarks/flops.py`: matmuls, 2 FLOPs per MAC, 3 x forward), xla_flops_per_step (XLA's cost
   analysis of the compiled step, all devices: a cross-check that also counts elementwise work and the optimizer),
   achieved_flops_per_s, peak_flops_per_s and peak_source ("measured": a large matmul timed in this run, in the

@@ -25,7 +25,8 @@ from orbax.checkpoint._src.metadata import array_metadata_store
 # The SHA-256 of a text run's tokenizer (`ssl_jax.data.text.tokenizer_digest`), which the trainer adds to the config
 # it saves: token ids mean nothing under another tokenizer.
 TOKENIZER_KEY = "data.text.tokenizer_sha256"
-IDENTITY_KEYS = ("method", "model", "batch_size", "seed", "data.name", "data.image.size", TOKENIZER_KEY)
+IDENTITY_KEYS = ("method", "model", "batch_size", "seed", "data.name", "data.image.size", "data.audio.sample_rate",
+                 "data.audio.max_length", TOKENIZER_KEY)
 # Where runs saved by earlier versions of the config schema kept an identity key.
 _FORMER_KEYS = {"data.image.size": "data.image_size"}
 # Identity keys recorded since a later version: a run saved before one existed matches any value.

@@ -253,6 +253,27 @@ def image_text_data(name: str, *, size: int, length: int, tokenizer: str = "bpe:
   return d
 
 
+def audio_data(name: str, *, max_length: int, sample_rate: int = 16000, min_length: int = 0, normalize: bool = False,
+               bad_audio: str = "skip", **fields) -> ml_collections.ConfigDict:
+  """`config.data` of speech: `data_block(name, **fields)` with its audio options under `audio` (`ssl_jax.data.audio`).
+
+  Args:
+    name: "spoken_words" (embedded: `ssl_jax.data.speech`), "manifest" (fairseq's `<data_dir>/<split>.tsv`) or
+      "audio_folder" (`<data_dir>/<split>/<class>/<file>`).
+    max_length: samples per example: longer utterances are cropped at random (the centre for evaluation), shorter
+      ones zero-padded, with `audio_length` (wav2vec 2.0: `max_sample_size` 250,000, 15.6 s at 16 kHz).
+    sample_rate: Hz; files at other rates are resampled.
+    min_length: utterances with fewer samples are bad examples (fairseq's `min_sample_size`; wav2vec 2.0: 32,000).
+    normalize: zero mean and unit variance per utterance (the wav2vec 2.0 large configs; base: False).
+    bad_audio: unreadable, empty or too-short files: "skip" (replaced by the next usable one, counted in
+      `bad_examples`) or "stop" (an error naming the file).
+  """
+  d = data_block(name, **fields)
+  d.audio = ml_collections.ConfigDict(dict(max_length=max_length, sample_rate=sample_rate, min_length=min_length,
+                                           normalize=normalize, bad_audio=bad_audio))
+  return d
+
+
 def text_evaluation(config: ml_collections.ConfigDict, *, batch_size: int | None = None) -> None:
   """Sets `config.eval` for a language model on `config.data` (a `text_data` block): the downstream probe of
   `<data.name>_probe` (its train and test splits) by kNN and the linear probe, and the `language_model` evaluator on
@@ -329,11 +350,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
       continue                                          # evaluation only: nothing is trained
     if (config[group] if group else config)[field] is None:
       raise ValueError(f"config.{key} is not set; set it to {how}.")
-  modalities = [m for m in ("image", "text") if m in config.data]
+  modalities = [m for m in ("image", "text", "audio") if m in config.data]
   if not modalities:
-    raise ValueError("config.data has no modality block (image, text); build it with config_lib.image_data(name, "
-                     "size=...), config_lib.text_data(name, length=...) or config_lib.image_text_data(name, "
-                     "size=..., length=...).")
+    raise ValueError("config.data has no modality block (image, text, audio); build it with "
+                     "config_lib.image_data(name, size=...), config_lib.text_data(name, length=...), "
+                     "config_lib.image_text_data(name, size=..., length=...) or config_lib.audio_data(name, "
+                     "max_length=...).")
+  if "audio" in modalities and len(modalities) > 1:
+    raise ValueError(f"config.data has an audio block and {[m for m in modalities if m != 'audio']}: speech data "
+                     "takes the audio block alone (config_lib.audio_data(name, max_length=...)).")
   if len(modalities) == 2 and (config.data.image.views or "start_token" not in config.data.text):
     raise ValueError("config.data has both an image and a text block: image-caption pairs take one view of each "
                      "image (no config.data.image.views) and the caption options of config_lib.image_text_data(name, "
@@ -401,6 +426,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _validate_image(config.data.image)
   if "text" in config.data and config.data.text.length < 2:
     raise ValueError(f"config.data.text.length must be at least 2, got {config.data.text.length}.")
+  if "audio" in config.data:
+    _validate_audio(config.data.audio)
   if config.eval.batch_size <= 0:
     raise ValueError(f"config.eval.batch_size must be positive, got {config.eval.batch_size}.")
   for name, spec in config.eval.evaluators.items():
@@ -408,6 +435,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if spec["type"] == "language_model" and not config.eval.pretext_split:
       raise ValueError(f"config.eval.evaluators.{name} (a 'language_model' evaluator) scores held-out text: set "
                        "config.eval.pretext_split, e.g. 'validation'.")
+
+
+def _validate_audio(audio) -> None:
+  """Checks `config.data.audio` (`audio_data`)."""
+  if audio.sample_rate <= 0 or audio.max_length <= 0:
+    raise ValueError(f"config.data.audio: sample_rate ({audio.sample_rate}) and max_length ({audio.max_length}) must "
+                     "be positive.")
+  if not 0 <= audio.min_length <= audio.max_length:
+    raise ValueError(f"config.data.audio.min_length={audio.min_length} must be in [0, max_length={audio.max_length}].")
+  if audio.bad_audio not in ("skip", "stop"):
+    raise ValueError(f"config.data.audio.bad_audio={audio.bad_audio!r}: use 'skip' or 'stop'.")
 
 
 VIEW_FIELDS = ("count", "size", "scale", "ratio", "flip", "photometric")

@@ -1,4 +1,4 @@
-"""Conversions between ssl_jax ViT encoders and the formats of timm and Hugging Face, pure numpy (no PyTorch).
+"""Conversions between ssl_jax encoders and the formats of timm and Hugging Face, pure numpy (no PyTorch).
 
 - `to_timm(spec, variables, image_size)`: timm `VisionTransformer` (class token, pre-norm blocks, LayerNorm eps 1e-6,
   exact GELU, qkv bias): the patch embedding kernel `[p*p*3, D]` (patches flattened row, column, channel) becomes the
@@ -20,16 +20,20 @@
   the patch tokens ("gap"); "gap_fc_norm" has no ViTModel equivalent (its final LayerNorm is always applied).
 - `to_hf_image_text(image_spec, text_spec, params, image_size, end_of_text_id=...)`: a CLIP or SigLIP run as a
   Hugging Face `CLIPModel` / `SiglipModel` (both towers, projections, logit scale and bias; see its docstring).
+- `to_hf_wav2vec2(spec, params, ...)`: a wav2vec 2.0 run as a Hugging Face `Wav2Vec2ForPreTraining` (the encoder,
+  the quantizer, both projections; see its docstring).
 - `load_timm_vit(path)`: a timm ViT safetensors file back into ssl_jax variables (learned position embeddings, with
   timm's [CLS] position folded into the [CLS] token), for `config.init_from=<file>.safetensors`.
 
 `ssl_jax.export` (the command line) and `ssl_jax.pretrained` (`init_from`) both use these; neither imports the other.
 """
 
+import dataclasses
 import re
 
 import numpy as np
 
+from ssl_jax.models import audio
 from ssl_jax.models import vit
 
 TIMM_POOL = {"cls": ("token", False), "gap": ("avg", False), "gap_fc_norm": ("avg", True)}
@@ -463,3 +467,81 @@ def to_hf_image_text(image_spec: dict, text_spec: dict, params: dict, image_size
   if not siglip:
     out["logit_scale"] = np.asarray(sd["logit_scale"], np.float32).reshape(())     # CLIP's is a 0-d parameter
   return out, config
+
+
+def to_hf_wav2vec2(spec: dict, params: dict, *, final_dim: int | None = None, latent_groups: int = 2,
+                   latent_vars: int = 320, latent_dim: int | None = None,
+                   sample_rate: int = 16000) -> tuple[dict[str, np.ndarray], dict]:
+  """(Hugging Face `Wav2Vec2ForPreTraining` state dict, its `config.json` as a dict) of a wav2vec 2.0 run.
+
+  `spec`: the encoder's `backbone.create` keywords (arch "wav2vec2"); `params`: the method's params, `{"encoder",
+  "quantizer", "project_q", "final_proj"}`, or the encoder's alone (`{"feature_encoder", ...}`: a
+  `Wav2Vec2Model`-only export, `final_dim` and the quantizer then unused). Convolution kernels `[k, in, out]` become
+  torch's `[out, in, k]`; the position convolution keeps its weight norm (`weight_g` `[1, 1, k]`, `weight_v`); the
+  fused q/k/v kernel splits into `q_proj`, `k_proj`, `v_proj`; a post-LayerNorm block's two LayerNorms are HF's
+  `layer_norm` and `final_layer_norm`, as are a pre-LayerNorm ("stable") block's; the codewords are
+  `quantizer.codevectors` `[1, G V, d / G]`, our `final_proj` HF's `project_hid`. `Wav2Vec2Model.from_pretrained`
+  reads the same directory (the `wav2vec2.` part)."""
+  whole = "encoder" in params
+  enc = params["encoder"] if whole else params
+  defaults = {f.name: f.default for f in dataclasses.fields(audio.Wav2Vec2Encoder) if f.name not in ("parent", "name")}
+  s = dict(defaults, **{k: v for k, v in spec.items() if k != "arch" and v is not None})
+  conv_layers = tuple(tuple(c) for c in s["conv_layers"])
+  f32 = lambda x: np.asarray(x, np.float32)
+  w = "wav2vec2."
+  sd = {}
+  for i in range(len(conv_layers)):
+    conv = enc["feature_encoder"][f"conv{i}"]
+    sd[w + f"feature_extractor.conv_layers.{i}.conv.weight"] = f32(conv["kernel"]).transpose(2, 1, 0)
+    if "bias" in conv:
+      sd[w + f"feature_extractor.conv_layers.{i}.conv.bias"] = f32(conv["bias"])
+    norm = enc["feature_encoder"].get(f"norm{i}")
+    if norm is not None:
+      sd[w + f"feature_extractor.conv_layers.{i}.layer_norm.weight"] = f32(norm["scale"])
+      sd[w + f"feature_extractor.conv_layers.{i}.layer_norm.bias"] = f32(norm["bias"])
+  sd.update({w + "feature_projection.layer_norm.weight": f32(enc["feature_norm"]["scale"]),
+             w + "feature_projection.layer_norm.bias": f32(enc["feature_norm"]["bias"]),
+             w + "feature_projection.projection.weight": f32(enc["feature_projection"]["kernel"]).T,
+             w + "feature_projection.projection.bias": f32(enc["feature_projection"]["bias"]),
+             w + "masked_spec_embed": f32(enc["mask_embedding"]),
+             w + "encoder.pos_conv_embed.conv.weight_v": f32(enc["pos_conv"]["weight_v"]).transpose(2, 1, 0),
+             w + "encoder.pos_conv_embed.conv.weight_g": f32(enc["pos_conv"]["weight_g"]).reshape(1, 1, -1),
+             w + "encoder.pos_conv_embed.conv.bias": f32(enc["pos_conv"]["bias"])})
+  final = enc["transformer"]["norm"] if s["layer_norm_first"] else enc["encoder_norm"]
+  sd[w + "encoder.layer_norm.weight"], sd[w + "encoder.layer_norm.bias"] = f32(final["scale"]), f32(final["bias"])
+  for i, b in enumerate(_text_blocks({"encoder": enc["transformer"]}, s["depth"])):
+    l = w + f"encoder.layers.{i}."
+    for name in ("q", "k", "v"):
+      sd[l + f"attention.{name}_proj.weight"], sd[l + f"attention.{name}_proj.bias"] = b[name].T, b[name + "_b"]
+    sd.update({l + "attention.out_proj.weight": b["out"].T, l + "attention.out_proj.bias": b["out_b"],
+               l + "layer_norm.weight": b["ln1"][0], l + "layer_norm.bias": b["ln1"][1],
+               l + "feed_forward.intermediate_dense.weight": b["fc1"].T,
+               l + "feed_forward.intermediate_dense.bias": b["fc1_b"],
+               l + "feed_forward.output_dense.weight": b["fc2"].T, l + "feed_forward.output_dense.bias": b["fc2_b"],
+               l + "final_layer_norm.weight": b["ln2"][0], l + "final_layer_norm.bias": b["ln2"][1]})
+  latent_dim = latent_dim or final_dim or 256
+  final_dim = final_dim or latent_dim
+  if whole:
+    q = params["quantizer"]
+    sd.update({"quantizer.codevectors": f32(q["codevectors"])[None],
+               "quantizer.weight_proj.weight": f32(q["weight_proj"]["kernel"]).T,
+               "quantizer.weight_proj.bias": f32(q["weight_proj"]["bias"]),
+               "project_q.weight": f32(params["project_q"]["kernel"]).T, "project_q.bias": f32(params["project_q"]["bias"]),
+               "project_hid.weight": f32(params["final_proj"]["kernel"]).T,
+               "project_hid.bias": f32(params["final_proj"]["bias"])})
+  else:
+    sd = {k[len(w):]: v for k, v in sd.items()}
+  channels, kernels, strides = zip(*conv_layers)
+  config = dict(
+      model_type="wav2vec2", architectures=["Wav2Vec2ForPreTraining" if whole else "Wav2Vec2Model"],
+      hidden_size=s["width"], num_hidden_layers=s["depth"], num_attention_heads=s["num_heads"],
+      intermediate_size=s["mlp_dim"], hidden_act="gelu", layer_norm_eps=1e-5,
+      feat_extract_norm="layer" if s["extractor_mode"] == "layer_norm" else "group", feat_extract_activation="gelu",
+      conv_dim=list(channels), conv_kernel=list(kernels), conv_stride=list(strides), conv_bias=bool(s["conv_bias"]),
+      num_conv_pos_embeddings=s["pos_conv_kernel"], num_conv_pos_embedding_groups=s["pos_conv_groups"],
+      do_stable_layer_norm=bool(s["layer_norm_first"]), hidden_dropout=0.0, attention_dropout=0.0,
+      activation_dropout=0.0, feat_proj_dropout=0.0, feat_quantizer_dropout=0.0, final_dropout=0.0,
+      layerdrop=0.0, apply_spec_augment=False, num_codevector_groups=latent_groups,
+      num_codevectors_per_group=latent_vars, codevector_dim=latent_dim, proj_codevector_dim=final_dim,
+      vocab_size=32, sampling_rate=sample_rate)
+  return {k: np.ascontiguousarray(v) for k, v in sd.items()}, config

@@ -5,6 +5,7 @@
     python -m ssl_jax.export --workdir=/tmp/mae_tiny --format=npz --out=/tmp/mae_tiny.npz
     python -m ssl_jax.export --workdir=/tmp/gpt_tiny --format=hf --out=/tmp/gpt_tiny_hf  # GPT2LMHeadModel + tokenizer
     python -m ssl_jax.export --workdir=/tmp/clip_tiny --format=hf --out=/tmp/clip_tiny_hf  # CLIPModel / SiglipModel
+    python -m ssl_jax.export --workdir=/tmp/wav2vec2_tiny --format=hf --out=/tmp/wav2vec2_tiny_hf  # Wav2Vec2ForPreTraining
 
 The encoder is the one the pretraining method releases (its `encoders(...)["image"]` or `["text"]`, or the tower
 `--tower` names: MAE's encoder, DINO's teacher, GPT's or BERT's whole language model with its output layer) from the newest intact checkpoint of the workdir (`ssl_jax.pretrained`), converted
@@ -41,6 +42,10 @@ def export(workdir: str, fmt: str, out: str, tower: str | None = None) -> str:
   from safetensors.numpy import save
   if fmt == "hf" and tower is None and source.method.embeds_pairs:
     return _export_image_text(source, epath.Path(out), save)
+  if spec.get("arch") == "wav2vec2":
+    if fmt != "hf":
+      raise ValueError(f"--format={fmt!r} is for images; a wav2vec 2.0 encoder exports as 'hf' (or 'npz').")
+    return _export_audio(source, epath.Path(out), save)
   if spec.get("arch") == "text":
     if fmt != "hf":
       raise ValueError(f"--format={fmt!r} is for images; a text model exports as 'hf' (or 'npz').")
@@ -145,6 +150,29 @@ def _export_image_text(source, directory: epath.Path, save) -> str:
           f"ids = transformers.AutoTokenizer.from_pretrained({str(directory)!r})(captions, padding='max_length', "
           f"max_length={data.text.length}, truncation=True, return_tensors='pt').input_ids\n"
           "text_embeds = model.get_text_features(input_ids=ids)")
+
+
+def _export_audio(source, directory: epath.Path, save) -> str:
+  """A Hugging Face `Wav2Vec2ForPreTraining` directory of a wav2vec 2.0 run (the encoder, quantizer and projections;
+  `Wav2Vec2Model.from_pretrained` reads the encoder from it), with a feature extractor set to the run's audio: its
+  sample rate, per-utterance normalisation, and attention masks only for a LayerNorm feature encoder (a GroupNorm
+  one, as base, is fed zero-padded batches without a mask, as Hugging Face documents)."""
+  params, _ = source.state()
+  m, a = source.config.method, source.config.data.audio
+  sd, config = convert.to_hf_wav2vec2(source.spec, params, final_dim=m.get("final_dim", 256),
+                                      latent_groups=m.get("latent_groups", 2), latent_vars=m.get("latent_vars", 320),
+                                      latent_dim=m.get("latent_dim", 256), sample_rate=a.sample_rate)
+  directory.mkdir(parents=True, exist_ok=True)
+  (directory / "model.safetensors").write_bytes(save(sd, metadata={"format": "pt"}))
+  (directory / "config.json").write_text(json.dumps(config, indent=2))
+  (directory / "preprocessor_config.json").write_text(json.dumps(dict(
+      feature_extractor_type="Wav2Vec2FeatureExtractor", feature_size=1, sampling_rate=a.sample_rate,
+      padding_value=0.0, do_normalize=bool(a.normalize),
+      return_attention_mask=config["feat_extract_norm"] == "layer"), indent=2))
+  return (f"model = transformers.Wav2Vec2Model.from_pretrained({str(directory)!r})   # or Wav2Vec2ForPreTraining\n"
+          f"inputs = transformers.AutoFeatureExtractor.from_pretrained({str(directory)!r})(waveforms, "
+          f"sampling_rate={a.sample_rate}, return_tensors='pt', padding=True)\n"
+          "hidden = model(**inputs).last_hidden_state   # [B, frames, width]; the run's feature: its mean over frames")
 
 
 def main(argv=None) -> int:

@@ -198,21 +198,26 @@ def mlm_masking(rng: jax.Array, tokens: jax.Array, *, vocab_size: int, mask_toke
 
 
 def span_masking(rng: jax.Array, batch_size: int, length: int, *, mask_prob: float = 0.65, span_length: int = 10,
-                 min_spans: int = 2) -> jax.Array:
+                 min_spans: int = 2, lengths: jax.Array | None = None) -> jax.Array:
   """wav2vec 2.0's span masking (Baevski et al. 2020; fairseq `compute_mask_indices`, "static" spans).
 
-  Each sequence gets `num = max(min_spans, int(mask_prob * T / span_length + u))` span starts (u ~ U[0, 1),
-  probabilistic rounding), drawn without replacement from [0, T - span_length]; each masks the `span_length` steps
-  from its start. Spans may overlap, so with the paper's settings (fairseq `mask_prob = 0.65`, `mask_length = 10`,
-  i.e. p = 0.065 per step in the paper's notation) about 49% of steps end up masked.
+  A sequence of real length L gets `num = max(min_spans, int(mask_prob * L / span_length + u))` span starts (u ~
+  U[0, 1), probabilistic rounding), drawn without replacement from [0, L - span_length - 1] (fairseq's
+  `rng.choice(sz - min_len, num_mask)`); each masks the `span_length` steps from its start. Spans may overlap, so
+  with the paper's settings (fairseq `mask_prob = 0.65`, `mask_length = 10`, i.e. p = 0.065 per step in the paper's
+  notation) about 49% of steps end up masked. Deviations: fairseq then trims every sequence's mask to the batch's
+  smallest count (`require_same_masks`, for its `[B, M, C]` view of the masked steps); here each keeps its own. When
+  fewer than `num` starts fit, all of them are taken (fairseq shortens the range instead).
 
   Args:
     rng: PRNG key.
     batch_size: B.
-    length: T (all sequences of the batch have this length; pad and mask out padding yourself).
+    length: T, the padded length of every sequence.
     mask_prob: expected fraction of steps covered before overlaps (fairseq `mask_prob`, 0.65).
     span_length: M (10).
     min_spans: at least this many spans (fairseq `min_masks`, 2 in wav2vec 2.0's configs).
+    lengths: optional `[B]` int, each sequence's real length L (the rest is padding, never masked; fairseq's
+      `padding_mask`); default T.
 
   Returns:
     `[B, T]` float32 mask, 1 at masked steps.
@@ -222,16 +227,18 @@ def span_masking(rng: jax.Array, batch_size: int, length: int, *, mask_prob: flo
     >>> m.sum(axis=1).tolist()     # exactly one span of 5 each
     [5.0, 5.0]
   """
-  if span_length > length:
-    raise ValueError(f"span_masking: span_length {span_length} exceeds the length {length}.")
+  if span_length >= length:
+    raise ValueError(f"span_masking: span_length {span_length} must be shorter than the length {length}.")
   k_num, k_start = jax.random.split(rng)
-  starts_available = length - span_length + 1
-  num = jnp.floor(mask_prob * length / span_length + jax.random.uniform(k_num, (batch_size,))).astype(jnp.int32)
-  num = jnp.clip(jnp.maximum(num, min_spans), 0, starts_available)
-  scores = jax.random.uniform(k_start, (batch_size, starts_available))
+  real = jnp.full((batch_size,), length, jnp.int32) if lengths is None else jnp.asarray(lengths, jnp.int32)
+  available = jnp.maximum(real - span_length, 0)                              # starts in [0, L - M - 1]
+  num = jnp.floor(mask_prob * real / span_length + jax.random.uniform(k_num, (batch_size,))).astype(jnp.int32)
+  num = jnp.minimum(jnp.maximum(num, min_spans), available)
+  scores = jax.random.uniform(k_start, (batch_size, length - span_length))
+  scores = jnp.where(jnp.arange(length - span_length)[None, :] < available[:, None], scores, 2.0)
   rank = jnp.argsort(jnp.argsort(scores, axis=1), axis=1)
   starts = (rank < num[:, None]).astype(jnp.int32)
-  starts = jnp.pad(starts, ((0, 0), (0, span_length - 1)))                    # [B, T]
+  starts = jnp.pad(starts, ((0, 0), (0, span_length)))                        # [B, T]
   covered = jnp.cumsum(starts, axis=1) - jnp.pad(jnp.cumsum(starts, axis=1), ((0, 0), (span_length, 0)))[:, :length]
   return (covered > 0).astype(jnp.float32)
 

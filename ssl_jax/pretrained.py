@@ -127,7 +127,7 @@ def create_method(name: str, hyperparameters: dict, runs: dict[str, Source] | No
 
 def open_workdir(workdir: str, tower: str | None = None, what: str = "config.init_from") -> Source:
   """The newest intact checkpoint of the pretraining run in `workdir` (local or gs://), releasing `tower` (default:
-  the encoder of the run's modality, "image" or "text"; an image-text run's image tower).
+  the encoder of the run's modality, "image", "text" or "audio"; an image-text run's image tower).
 
   Raises:
     FileNotFoundError: no intact checkpoint there (the message says what was found).
@@ -146,7 +146,7 @@ def open_workdir(workdir: str, tower: str | None = None, what: str = "config.ini
   method = build_method(config, vocab_size=saved_vocab_size(workdir))
   towers = method.encoders(metadata["params"], metadata["extra"])
   if tower is None:
-    tower = "image" if "image" in config.data else "text"
+    tower = "image" if "image" in config.data else "audio" if "audio" in config.data else "text"
   if tower not in towers:
     raise ValueError(f"the {config.method.name!r} run in {workdir} releases the encoders {sorted(towers)}, not "
                      f"{tower!r}.")

@@ -237,8 +237,9 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
                    out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0),
       represent=jax.jit(lambda params, extra, batch: method.represent(params, extra, inputs.eval_stage(batch)),
                         out_shardings=batch_sharding),
-      represent_raw=jax.jit(lambda batch: inputs.raw_representation(inputs.eval_stage(batch), vocab_size=vocab_size),
-                            out_shardings=batch_sharding),
+      represent_raw=jax.jit(lambda batch: inputs.raw_representation(
+          inputs.eval_stage(batch), vocab_size=vocab_size,
+          sample_rate=config.data.audio.sample_rate if "audio" in config.data else None), out_shardings=batch_sharding),
       predict=jax.jit(lambda params, extra, batch: method.predict(params, extra, inputs.eval_stage(batch)),
                       out_shardings=batch_sharding) if method.predicts else None,
       reconstruct=jax.jit(lambda params, extra, batch, key: method.reconstruct(params, extra,
@@ -614,6 +615,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
         if every(dur.log_every, step) or step == dur.total:
           step_metrics = jax.device_get(step_metrics)
           _check_health(state, config)
+          for warning in program.method.health_warnings(step_metrics):
+            metrics.say(f"warning at step {step}: {warning}")
           writer.write(step, dict(step_metrics, bad_examples=bad_examples, **progress(step, step_metrics)))
         if every(dur.eval_every, step) and step != dur.total:
           writer.write(step, evaluate(program, state, eval_sources, config))

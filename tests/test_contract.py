@@ -35,6 +35,14 @@ def _batches(config, run: contract.RunInfo):
   windows) and an evaluation batch as the method receives it (`image` normalised by the input spec's `eval_stage`;
   labelled text examples, padded)."""
   rng = np.random.default_rng(0)
+  if inputs.modality(config.data) == "audio":        # smooth noise (a random walk), utterances of 40% to all of S
+    s = config.data.audio.max_length
+    lengths = rng.integers(int(0.4 * s), s + 1, BATCH).astype(np.int32)
+    waves = np.cumsum(rng.normal(size=(BATCH, s)), axis=1).astype(np.float32) * 0.01
+    waves = np.where(np.arange(s)[None, :] < lengths[:, None], waves, 0.0).astype(np.float32)
+    batch = {"audio": waves, "audio_length": lengths, "index": np.arange(BATCH, dtype=np.int32)}
+    return (dict(batch, label=np.arange(BATCH, dtype=np.int32) % run.num_classes),
+            dict(batch, label=np.arange(BATCH, dtype=np.int32) % run.num_classes))
   if inputs.modality(config.data) == "text":         # windows of a random stream with documents of 5 to 40 tokens
     length = config.data.text.length
     tokens = rng.integers(0, VOCAB, BATCH * length).astype(np.int32)

@@ -83,6 +83,10 @@ def shrunk(method: str):
     m.text = dict(m.text, width=16, depth=1, num_heads=2, mlp_dim=32)
     if "embed_dim" in m:
       m.embed_dim = 16
+  if m.name == "wav2vec2":       # a 16-channel feature encoder on 0.4 s crops (19 frames), a 32-word codebook
+    c.model.conv_layers = ((16, 10, 5),) + ((16, 3, 2),) * 4 + ((16, 2, 2),) * 2
+    c.data.audio.max_length = 6400
+    m.final_dim, m.latent_dim, m.latent_vars = 16, 16, 32
   if m.name == "swav":           # the queue filled from the first step and in use from the third (resumed with it)
     m.queue_length, m.queue_start_epochs = 32, 0.0
   c.eval.update(dict(train_split="train[:64]", test_split="test[:32]", batch_size=32, init_baseline=False,

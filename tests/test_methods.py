@@ -68,7 +68,8 @@ def test_teacher_is_sharded_like_the_student():
 @pytest.mark.parametrize("name", ["simclr_resnet50", "byol_resnet50", "barlow_twins_resnet50", "vicreg_resnet50",
                                   "simsiam_resnet50", "swav_resnet50", "rotation_resnet50", "jigsaw_resnet50",
                                   "colorization_vit_b16", "inpainting_vit_b16", "mocov3_vit_b", "dino_vit_s16", "ijepa_vit_h14", "data2vec_vit_b", "beit_vit_b",
-                                  "vqvae_tokenizer", "dinov2_vit_l16", "clip_vit_b16", "siglip_vit_b16"])
+                                  "vqvae_tokenizer", "dinov2_vit_l16", "clip_vit_b16", "siglip_vit_b16",
+                                  "wav2vec2_base"])
 def test_full_scale_config_builds_and_lowers_at_its_batch(name):
   """The paper-sized model, crops and global batch on the 8-device mesh: the train step traced and lowered as the
   trainer builds it (running ResNet-50 or ViT-B steps on this CPU would add nothing that the tiny configs, through

@@ -1,7 +1,7 @@
 """The data of a run as the rest of the code sees it, from `config.data`: the sources, the host streams, what they
 yield per example (the input spec), the on-device stage that turns a batch into what the method receives, and the raw
 representation that evaluators measure as a baseline. The trainer's init, the dry run and the benchmarks all build
-from it; the trainer and the evaluators call it and know nothing of images or text (audio will join them here).
+from it; the trainer and the evaluators call it and know nothing of images, text or audio.
 
 Per example the host pipeline (`ssl_jax.data.pipeline`) yields
 
@@ -11,13 +11,16 @@ Per example the host pipeline (`ssl_jax.data.pipeline`) yields
                                     "index"}  (windows of a token stream: `ssl_jax.data.text.TokenWindows`)
   image-text (both blocks):        {"image": uint8 [S, S, 3], "text": int32 [T], "text_segment_ids": int32 [T],
                                     "label", "index"}  (a caption per image: `ssl_jax.data.image_text`)
+  audio (`config.data.audio`):     {"audio": float32 [S], "audio_length": int32, "label", "index"}  (a crop of an
+                                    utterance or the whole one zero-padded: `ssl_jax.data.audio`)
 
 with the view groups nested under one key (a group may have any name). The device stage, inside the jitted step,
 normalises `image` with the ImageNet mean and std (`ssl_jax.ops.image.normalize`), and augments each view group
 photometrically and normalises it (`ssl_jax.ops.augment.augment_views`): a method always receives normalised float32
-images, `[B, S, S, 3]` or `[B, count, size, size, 3]` per group; token ids pass unchanged. Evaluation batches (the
-centre view of `image`, or the probe's padded `text` examples, with `label` and `valid`) go through `eval_stage`, the
-same normalisation; image-text evaluation batches keep their captions (retrieval reads them).
+images, `[B, S, S, 3]` or `[B, count, size, size, 3]` per group; token ids and waveforms pass unchanged (a waveform
+is normalised per utterance on the host when `config.data.audio.normalize` says so). Evaluation batches (the centre
+view of `image`, the probe's padded `text` examples, the centre `audio` crop, with `label` and `valid`) go through
+`eval_stage`, the same normalisation; image-text evaluation batches keep their captions (retrieval reads them).
 """
 
 import dataclasses
@@ -27,21 +30,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ssl_jax.data import audio
 from ssl_jax.data import image_text
 from ssl_jax.data import pipeline
 from ssl_jax.data import sources
 from ssl_jax.data import text
 from ssl_jax.data import transforms
+from ssl_jax.ops import audio as audio_ops
 from ssl_jax.ops import augment
 from ssl_jax.ops import image as image_lib
 
 # What the raw-input baseline of the evaluators is, per modality (`raw_representation`).
 # For text the language-model evaluator's baseline is the unigram model (`ssl_jax.evaluators.language`).
-RAW_INPUT = {"image": "raw pixels", "text": "bag of tokens (unigram)", "image_text": "raw pixels"}
+RAW_INPUT = {"image": "raw pixels", "text": "bag of tokens (unigram)", "image_text": "raw pixels",
+             "audio": "log-mel statistics"}
 
 
 def modality(data) -> str:
-  """"image", "text" or "image_text" (both blocks: image-caption pairs): the modality of `config.data`."""
+  """"image", "text", "image_text" (both blocks: image-caption pairs) or "audio": the modality of `config.data`."""
+  if "audio" in data:
+    return "audio"
   if "text" in data:
     return "image_text" if "image" in data else "text"
   return "image"
@@ -59,6 +67,10 @@ def open_source(data, split: str, name: str | None = None):
   Every text source of a run is tokenized by the training data's tokenizer (an embedded probe of a run on prepared
   data too)."""
   kind = modality(data)
+  if kind == "audio":
+    a = data.audio
+    return audio.make(name or data.name, split, data_dir=data.data_dir, sample_rate=a.sample_rate,
+                      min_length=a.min_length, bad_audio=a.bad_audio)
   if kind == "text":
     return text.open_text(name or data.name, split, length=data.text.length, tokenizer=_tokenizer_spec(data),
                           data_dir=data.data_dir)
@@ -96,6 +108,9 @@ def view_groups(data) -> tuple[transforms.ViewGroup, ...]:
 def example_spec(data) -> dict:
   """One example as the host pipeline yields it: `jax.ShapeDtypeStruct`s without a batch axis."""
   scalar = jax.ShapeDtypeStruct((), np.int32)
+  if modality(data) == "audio":
+    return {"audio": jax.ShapeDtypeStruct((data.audio.max_length,), np.float32), "audio_length": scalar,
+            "label": scalar, "index": scalar}
   window = jax.ShapeDtypeStruct((data.text.length,), np.int32) if "text" in data else None
   if modality(data) == "text":
     return {"text": window, "text_segment_ids": window, "text_positions": window, "index": scalar}
@@ -150,8 +165,8 @@ def eval_stage(batch: dict) -> dict:
 def device_stage(data) -> DeviceStage:
   """The `DeviceStage` of a `config.data` block."""
   recipes = []
-  if modality(data) == "text":
-    return DeviceStage()                # token ids reach the method as they are (BERT masks inside its loss)
+  if modality(data) in ("text", "audio"):
+    return DeviceStage()                # token ids and waveforms reach the method as they are
   for name, g in sorted(data.image.views.items()):
     names = (g.photometric,) if isinstance(g.photometric, str) else tuple(g.photometric)
     recipes.append((name, tuple(augment.recipe(names[i % len(names)]) for i in range(g.count))))
@@ -167,7 +182,11 @@ def method_inputs(data) -> dict:
 
 def train_stream(data, source, *, seed: int, global_batch_size: int):
   """The training stream of `data` (`config.data`) over `source`: crops and flips, or the view groups; text windows
-  as they are (`pipeline.train_dataset`)."""
+  as they are; random crops of utterances (`pipeline.train_dataset`)."""
+  if modality(data) == "audio":
+    return pipeline.train_dataset(source, seed=seed, global_batch_size=global_batch_size,
+                                  transform=audio.AudioCrop(data.audio.max_length, data.audio.normalize),
+                                  num_workers=data.num_workers, prefetch=data.prefetch)
   if modality(data) == "text":
     return pipeline.train_dataset(source, seed=seed, global_batch_size=global_batch_size, transform=None,
                                   num_workers=data.num_workers, prefetch=data.prefetch)
@@ -184,8 +203,15 @@ def eval_stream(data, source, *, global_batch_size: int, augment_seed: int | Non
 
   The evaluation view (`data.image.size`, the centre `eval_crop_pct` of the resized image), or with `augment_seed` a
   random training view of each image (the crop scale, ratio and flip of `data.image`), seeded: the report's two
-  augmented views. Text examples have no augmented views: `augment_seed` gives the same examples.
+  augmented views. Text examples have no augmented views: `augment_seed` gives the same examples; an utterance's
+  is a random crop.
   """
+  if modality(data) == "audio":
+    a = data.audio
+    transform = (audio.AudioEvalView(a.max_length, a.normalize) if augment_seed is None
+                 else audio.AudioCrop(a.max_length, a.normalize))
+    return pipeline.eval_dataset(source, global_batch_size=global_batch_size, transform=transform,
+                                 seed=augment_seed or 0)
   if modality(data) == "text":
     return pipeline.eval_dataset(source, global_batch_size=global_batch_size, transform=None)
   image = data.image
@@ -224,11 +250,14 @@ def token_counts(data, *, max_tokens: int = 2 ** 24) -> np.ndarray:
   return np.bincount(np.asarray(tokens, np.int64), minlength=source.vocab_size)
 
 
-def raw_representation(batch: dict, *, vocab_size: int | None = None) -> dict:
+def raw_representation(batch: dict, *, vocab_size: int | None = None, sample_rate: int | None = None) -> dict:
   """The raw input as a representation, for the evaluators' baseline column: `{"image": float32 [B, H * W * 3]}`, the
-  normalised pixels of the evaluation view (`eval_stage`'s output), flattened; or `{"text": float32 [B, V]}`, the
-  bag of tokens (each token id's frequency among the example's tokens, padding left out). Image-text batches: the
-  image's pixels."""
+  normalised pixels of the evaluation view (`eval_stage`'s output), flattened; `{"text": float32 [B, V]}`, the
+  bag of tokens (each token id's frequency among the example's tokens, padding left out); or `{"audio": float32 [B,
+  80]}`, the mean and standard deviation of 40 log mel bands over the utterance (`ssl_jax.ops.audio`). Image-text
+  batches: the image's pixels."""
+  if "audio" in batch:
+    return {"audio": audio_ops.log_mel_statistics(batch["audio"], batch["audio_length"], sample_rate=sample_rate)}
   if "text" in batch and "image" not in batch:
     tokens, real = batch["text"], (batch["text_segment_ids"] > 0).astype(jnp.float32)
     counts = jax.vmap(lambda t, w: jnp.zeros((vocab_size,), jnp.float32).at[t].add(w))(tokens, real)

@@ -34,15 +34,18 @@ from ssl_jax.losses.redundancy import vicreg_terms
 from ssl_jax.losses.tokens import causal_lm_loss
 from ssl_jax.losses.tokens import masked_token_loss
 from ssl_jax.losses.tokens import token_cross_entropy
+from ssl_jax.losses.wav2vec2 import code_perplexity
+from ssl_jax.losses.wav2vec2 import contrastive_accuracy
 from ssl_jax.losses.wav2vec2 import diversity_loss
 from ssl_jax.losses.wav2vec2 import sample_negative_positions
+from ssl_jax.losses.wav2vec2 import wav2vec2_contrastive_logits
 from ssl_jax.losses.wav2vec2 import wav2vec2_contrastive_loss
 
 __all__ = [
     "barlow_twins_loss", "barlow_twins_terms", "byol_loss", "causal_lm_loss", "clip_loss", "clip_loss_ring",
-    "data2vec_targets", "dino_cross_entropy", "dino_loss", "diversity_loss", "ibot_patch_loss", "info_nce",
+    "code_perplexity", "contrastive_accuracy", "data2vec_targets", "dino_cross_entropy", "dino_loss", "diversity_loss", "ibot_patch_loss", "info_nce",
     "instance_norm", "koleo_loss", "l2_normalize", "layer_norm", "mae_loss", "masked_mean", "masked_token_loss",
     "nt_xent", "patch_normalize", "regression_loss", "sample_negative_positions", "siglip_loss", "siglip_loss_ring",
     "sinkhorn_knopp", "token_cross_entropy", "update_center", "vicreg_loss", "vicreg_terms",
-    "wav2vec2_contrastive_loss",
+    "wav2vec2_contrastive_logits", "wav2vec2_contrastive_loss",
 ]

@@ -41,33 +41,26 @@ def sample_negative_positions(rng: jax.Array, mask: jax.Array, num_negatives: in
   return positions, valid
 
 
-def wav2vec2_contrastive_loss(context: jax.Array, quantized: jax.Array, mask: jax.Array, rng: jax.Array,
-                              num_negatives: int = 100, temperature: float = 0.1) -> jax.Array:
-  """wav2vec 2.0's contrastive task: at each masked step, pick the true quantised latent among K distractors.
+def wav2vec2_contrastive_logits(context: jax.Array, quantized: jax.Array, mask: jax.Array, rng: jax.Array,
+                                num_negatives: int = 100, temperature: float = 0.1) -> jax.Array:
+  """wav2vec 2.0's contrastive logits: at each step, the cosine similarity of the context vector with its true
+  quantised latent and with K distractors, over the temperature (fairseq's `compute_preds`).
 
-  `l_t = -log exp(cos(c_t, q_t) / k) / sum_{q~ in {q_t} + Q_t} exp(cos(c_t, q~) / k)`, where the K distractors Q_t
-  are the quantised latents of other masked steps of the same utterance (`sample_negative_positions`). A distractor
-  identical to the target (the same codewords) is excluded, as in fairseq; "identical" is tested here as a
-  squared distance below 1e-6 of the squared norms (computed from the [T, T] similarity matrix, so that the
-  `[B, T, K, D]` distractor tensor is never built).
+  The K distractors Q_t are the quantised latents of other masked steps of the same utterance
+  (`sample_negative_positions`). A distractor identical to the target (the same codewords) gets -inf, as in fairseq;
+  "identical" is tested here as a squared distance below 1e-6 of the squared norms (computed from the [T, T]
+  similarity matrix, so that the `[B, T, K, D]` distractor tensor is never built).
 
   Args:
     context: `[B, T, D]` transformer outputs (projected to the quantiser's dimension).
     quantized: `[B, T, D]` quantised latents of the unmasked features (the targets).
-    mask: `[B, T]`, 1 at the masked steps, where the loss is computed.
+    mask: `[B, T]`, 1 at the masked steps (where the distractors come from; where the loss is computed).
     rng: PRNG key for sampling distractors.
     num_negatives: K (paper: 100).
     temperature: k (paper: 0.1).
 
   Returns:
-    `[B]` per-utterance means over masked steps. fairseq sums over all masked steps of the batch and divides by
-    their number: `sum(values * mask.sum(-1)) / mask.sum()`.
-
-  Example:
-    >>> c = jnp.eye(4)[None]; q = jnp.eye(4)[None]; m = jnp.ones((1, 4))
-    >>> loss = wav2vec2_contrastive_loss(c, q, m, jax.random.key(0), num_negatives=3, temperature=1.0)
-    >>> [round(float(v), 4) for v in loss]     # cos 1 for the target, 0 for each of 3 distractors
-    [0.7437]
+    float32 `[B, T, 1 + K]`, the target first. Values at unmasked steps are meaningless.
   """
   c, q = l2_normalize(context), l2_normalize(quantized)
   cos = jnp.einsum("btd,bsd->bts", c, q)                                            # [B, T, T]
@@ -79,9 +72,48 @@ def wav2vec2_contrastive_loss(context: jax.Array, quantized: jax.Array, mask: ja
   d2 = sq[:, :, None] + sq[:, None, :] - 2 * jnp.einsum("btd,bsd->bts", qf, qf)
   same = jnp.take_along_axis(d2 <= 1e-6 * (sq[:, :, None] + sq[:, None, :]), positions, axis=2)
   neg = jnp.where(valid & ~same, neg, -jnp.inf)
-  logits = jnp.concatenate([pos[..., None], neg], axis=-1) / temperature
+  return jnp.concatenate([pos[..., None], neg], axis=-1).astype(jnp.float32) / temperature
+
+
+def wav2vec2_contrastive_loss(context: jax.Array, quantized: jax.Array, mask: jax.Array, rng: jax.Array,
+                              num_negatives: int = 100, temperature: float = 0.1) -> jax.Array:
+  """wav2vec 2.0's contrastive task: at each masked step, pick the true quantised latent among K distractors.
+
+  `l_t = -log exp(cos(c_t, q_t) / k) / sum_{q~ in {q_t} + Q_t} exp(cos(c_t, q~) / k)` over the logits of
+  `wav2vec2_contrastive_logits` (same arguments).
+
+  Returns:
+    `[B]` per-utterance means over masked steps. fairseq sums over all masked steps of the batch and divides by
+    their number: `sum(values * mask.sum(-1)) / mask.sum()`.
+
+  Example:
+    >>> c = jnp.eye(4)[None]; q = jnp.eye(4)[None]; m = jnp.ones((1, 4))
+    >>> loss = wav2vec2_contrastive_loss(c, q, m, jax.random.key(0), num_negatives=3, temperature=1.0)
+    >>> [round(float(v), 4) for v in loss]     # cos 1 for the target, 0 for each of 3 distractors
+    [0.7437]
+  """
+  logits = wav2vec2_contrastive_logits(context, quantized, mask, rng, num_negatives, temperature)
   ce = jax.nn.logsumexp(logits, axis=-1) - logits[..., 0]
   return masked_mean(ce, mask)
+
+
+def contrastive_accuracy(logits: jax.Array, mask: jax.Array) -> jax.Array:
+  """The fraction of masked steps whose target has the largest logit (fairseq's `correct / count`: a step whose
+  logits are all equal counts as wrong). `logits` `[B, T, 1 + K]` (`wav2vec2_contrastive_logits`), `mask` `[B, T]`."""
+  hit = (jnp.argmax(logits, axis=-1) == 0) & ~(jnp.argmin(logits, axis=-1) == 0)
+  m = mask.astype(jnp.float32)
+  return jnp.sum(hit * m) / jnp.maximum(jnp.sum(m), 1.0)
+
+
+def code_perplexity(codes: jax.Array, num_vars: int, mask: jax.Array | None = None) -> jax.Array:
+  """How many codewords are in use: `sum_g exp(H(histogram of group g's chosen codewords))` over the (masked) steps
+  (fairseq's `code_perplexity`; 1 per group when one codeword is always chosen, V per group when all are used
+  equally). `codes` `[..., G]` int, `mask` optional `[...]`."""
+  g = codes.shape[-1]
+  onehot = jax.nn.one_hot(codes.reshape(-1, g), num_vars, dtype=jnp.float32)       # [N, G, V]
+  weights = jnp.ones(onehot.shape[0]) if mask is None else mask.reshape(-1).astype(jnp.float32)
+  hist = jnp.sum(onehot * weights[:, None, None], axis=0) / jnp.maximum(jnp.sum(weights), 1.0)
+  return jnp.sum(jnp.exp(-jnp.sum(hist * jnp.log(hist + 1e-7), axis=-1)))
 
 
 def diversity_loss(codevector_logits: jax.Array, mask: jax.Array | None = None) -> jax.Array:

@@ -12,7 +12,8 @@ Every method implements
 and may override the hooks that have defaults: `after_update` (e.g. an EMA teacher), `project_params` (parameters
 put back onto a constraint set after each update: SwAV's unit-norm prototypes), `frozen_until` (parameters the
 optimizer leaves out of their first updates: DINO's last layer), `zero_lr_until` (parameters whose learning
-rate is 0 at first: DINOv2's last layer), and, with the class attribute that announces each,
+rate is 0 at first: DINOv2's last layer), `health_warnings` (messages from a log step's metrics: wav2vec 2.0's
+codebook collapse), and, with the class attribute that announces each,
 `load_encoders` (`accepts_pretrained_encoder`), `predict` (`predicts`), `reconstruct` (`reconstructs`), `embed`
 (`embeds_pairs`).
 
@@ -20,9 +21,11 @@ rate is 0 at first: DINOv2's last layer), and, with the class attribute that ann
 float32 `[B, H, W, 3]`, for single-view methods, or `views`, one normalised float32 `[B, V, S, S, 3]` array per view
 group (photometrically augmented on the device), plus `label` and `index` `[B]`; or, for text, `text`,
 `text_segment_ids` and `text_positions` int32 `[B, T]` (windows of a token stream) and `index`; or, for
-image-caption pairs (CLIP, SigLIP), `image` with its caption's `text` and `text_segment_ids`, `label` and `index`.
-Evaluation batches (`represent`, `predict`, `reconstruct`, `embed`) hold `image`, normalised float32 `[B, H, W, 3]`
-(the centre view), the probe's padded `text` examples (segment 0 on the padding), or both (image-caption pairs).
+image-caption pairs (CLIP, SigLIP), `image` with its caption's `text` and `text_segment_ids`, `label` and `index`;
+or, for speech (wav2vec 2.0), `audio` float32 `[B, S]` (zero-padded waveforms) with `audio_length` int32 `[B]`, `label`
+and `index`. Evaluation batches (`represent`, `predict`, `reconstruct`, `embed`) hold `image`, normalised float32
+`[B, H, W, 3]` (the centre view), the probe's padded `text` examples (segment 0 on the padding), both (image-caption
+pairs), or `audio` with `audio_length` (the centre crop).
 """
 
 from ssl_jax.methods import barlow_twins
@@ -48,6 +51,7 @@ from ssl_jax.methods import simsiam
 from ssl_jax.methods import swav
 from ssl_jax.methods import vicreg
 from ssl_jax.methods import vq_tokenizer
+from ssl_jax.methods import wav2vec2
 
 METHODS: dict[str, type[contract.Method]] = {
     "barlow_twins": barlow_twins.BarlowTwins,
@@ -73,6 +77,7 @@ METHODS: dict[str, type[contract.Method]] = {
     "swav": swav.SwAV,
     "vicreg": vicreg.VICReg,
     "vq_tokenizer": vq_tokenizer.VQTokenizer,
+    "wav2vec2": wav2vec2.Wav2Vec2,
 }
 
 

@@ -172,6 +172,12 @@ class Method(abc.ABC):
     batch of pairs. Needed when `embeds_pairs`."""
     raise NotImplementedError(f"{type(self).__name__} has no joint image-text embedding.")
 
+  def health_warnings(self, metrics: dict) -> tuple[str, ...]:
+    """Warnings about the run's health from the metrics of a log step (host floats, as `loss` returned them), printed
+    by the trainer with the step (wav2vec 2.0's codebook collapse); by default none."""
+    del metrics
+    return ()
+
   @property
   def unpredicted_token_ids(self) -> tuple[int, ...]:
     """Token ids that `token_predictions` never has as a target (BERT's special tokens), which the unigram baseline

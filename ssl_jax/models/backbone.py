@@ -1,10 +1,12 @@
-"""Encoders from `config.model`, by name: one registry (`ENCODERS`) of ViT, ResNet and text-transformer builders.
+"""Encoders from `config.model`, by name: one registry (`ENCODERS`) of ViT, ResNet, text-transformer and wav2vec 2.0
+builders.
 
 `create(arch="vit", variant="S/16", pool="cls", ...)` or `create(arch="resnet", depth=50, ...)`; the module maps
 normalised images `[B, H, W, 3]` to `{"pooled": float32 [B, D], "tokens": [B, T, D]}` (the ViT's output tokens, [CLS]
 first; the ResNet's last feature map, row by row) and exposes `D` as `num_features`. Called with
 `return_layers=True` it adds `"layers"`, the per-layer outputs: the ViT's block outputs `[depth, B, T, D]`, the
-ResNet's stage outputs (a tuple of `[B, T_i, D_i]`). A new architecture is one
+ResNet's stage outputs (a tuple of `[B, T_i, D_i]`). Text encoders read token ids `[B, T]` (`models/text.py`), the
+wav2vec 2.0 encoder waveforms `[B, S]` with their `audio_length` (`models/audio.py`). A new architecture is one
 builder function and one entry in `ENCODERS`.
 """
 
@@ -13,6 +15,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
+from ssl_jax.models import audio
 from ssl_jax.models import resnet
 from ssl_jax.models import text
 from ssl_jax.models import transformer
@@ -92,18 +95,31 @@ def _text(**kw: Any) -> nn.Module:
   return text.TextTransformer(**kw)
 
 
+def _wav2vec2(**kw: Any) -> nn.Module:
+  """wav2vec 2.0's encoder (fields of `audio.Wav2Vec2Encoder`; unset ones at their defaults)."""
+  kw = {k: v for k, v in kw.items() if v is not None}
+  if "dtype" in kw:
+    kw["dtype"] = jnp.dtype(kw["dtype"])
+  if "conv_layers" in kw:
+    kw["conv_layers"] = tuple(tuple(c) for c in kw["conv_layers"])
+  return audio.Wav2Vec2Encoder(**kw)
+
+
 # config.model.arch -> a builder taking the rest of config.model as keywords.
-ENCODERS: dict[str, Callable[..., nn.Module]] = {"vit": _vit, "resnet": _resnet, "text": _text}
+ENCODERS: dict[str, Callable[..., nn.Module]] = {"vit": _vit, "resnet": _resnet, "text": _text, "wav2vec2": _wav2vec2}
 
 # What each modality's encoder reads from a batch: the positional input, and keyword inputs by batch key.
 INPUTS = {"image": ("image", {}), "text": ("text", {"segment_ids": "text_segment_ids",
-                                                     "positions": "text_positions"})}
+                                                     "positions": "text_positions"}),
+          "audio": ("audio", {"audio_length": "audio_length"})}
 
 
 def encode(module: nn.Module, variables, batch: dict, **kw) -> dict:
   """`module.apply(variables, <the batch's input>, ...)`: an encoder of `ENCODERS` on its modality's part of the batch
-  (`batch["image"]`, or `batch["text"]` with its segment ids and positions; an image-caption batch holds both)."""
-  modality = "text" if isinstance(module, text.TextTransformer) else "image"
+  (`batch["image"]`; `batch["text"]` with its segment ids and positions, an image-caption batch holds both;
+  `batch["audio"]` with its `audio_length`)."""
+  modality = ("text" if isinstance(module, text.TextTransformer) else
+              "audio" if isinstance(module, audio.Wav2Vec2Encoder) else "image")
   key, keywords = INPUTS[modality]
   return module.apply(variables, batch[key], **{k: batch[v] for k, v in keywords.items() if v in batch}, **kw)
 

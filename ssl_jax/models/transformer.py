@@ -187,6 +187,10 @@ class Transformer(nn.Module):
   segment (`ssl_jax.models.attention`). `decode` runs every block's attention over a key/value cache
   (`attention.Attention`; the blocks then run as a plain loop whatever `remat` and `scan` say).
 
+  `layer_drop` is LayerDrop (Fan et al. 2020; wav2vec 2.0's `encoder_layerdrop`): in training each block is skipped
+  for the whole batch with that probability (its input passed on unchanged, nothing rescaled); the skipped block is
+  still computed and its output discarded (`jnp.where`), so LayerDrop regularises but saves no time here.
+
   `remat` (a `REMAT_POLICIES` name) recomputes each block's activations in the backward pass instead of storing
   them; `scan` runs the blocks as one `lax.scan` over their parameters stacked on the fly, so that XLA compiles one
   block instead of `depth` (shorter compiles of deep models for TPUs; use it with a remat policy, since a scanned
@@ -208,6 +212,7 @@ class Transformer(nn.Module):
   style: BlockStyle = VIT
   decode: bool = False
   drop_path_uniform: bool = False
+  layer_drop: float = 0.0
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, segment_ids: jax.Array | None = None,
@@ -231,13 +236,19 @@ class Transformer(nn.Module):
                                                  causal=self.causal, style=style, decode=self.decode, **kw)
     rates = [self.drop_path if self.drop_path_uniform else self.drop_path * i / max(self.depth - 1, 1)
              for i in range(self.depth)]
-    stochastic = train and (self.drop_path > 0.0 or self.style.dropout > 0.0)
+    stochastic = train and (self.drop_path > 0.0 or self.style.dropout > 0.0 or self.layer_drop > 0.0)
     keys = jax.random.split(self.make_rng("dropout"), self.depth) if stochastic else None
+
+    def layer_drop(new, old, key):
+      if not (train and self.layer_drop > 0.0):
+        return new
+      return jnp.where(jax.random.bernoulli(jax.random.fold_in(key, 7), 1.0 - self.layer_drop), new, old)
     layers = []
     if self.is_initializing() or self.decode or (self.remat == "none" and not self.scan):
       for i in range(self.depth):
-        x = block(self.style.for_layer(i), drop_path=rates[i], name=f"block{i}")(
+        y = block(self.style.for_layer(i), drop_path=rates[i], name=f"block{i}")(
             x, train, key=None if keys is None else keys[i], segment_ids=segment_ids, bias=bias)
+        x = y if keys is None else layer_drop(y, x, keys[i])
         layers.append(x)
     else:
       def apply(params, x, rate, key):
@@ -249,12 +260,14 @@ class Transformer(nn.Module):
         stacked = jax.tree.map(lambda *p: jnp.stack(p), *params)
 
         def body(x, xs):
-          x = apply(xs[0], x, xs[1] if stochastic else None, xs[2])
+          y = apply(xs[0], x, xs[1] if stochastic else None, xs[2])
+          x = y if xs[2] is None else layer_drop(y, x, xs[2])
           return x, (x if return_layers else None)
         x, layers = jax.lax.scan(body, x, (stacked, jnp.asarray(rates, jnp.float32), keys))
       else:
         for i in range(self.depth):
-          x = apply(params[i], x, rates[i] if stochastic else None, None if keys is None else keys[i])
+          y = apply(params[i], x, rates[i] if stochastic else None, None if keys is None else keys[i])
+          x = y if keys is None else layer_drop(y, x, keys[i])
           layers.append(x)
     out = layer_norm(self.dtype, "norm", self.style.eps)(x) if self.final_norm else x
     if not return_layers:
