@@ -5,16 +5,20 @@
     python benchmarks/compare_torch.py --method=gpt --batch_size=4 --length=256 --steps=5        # GPT-2 small
     python benchmarks/compare_torch.py --method=bert --batch_size=16 --length=128 --steps=5      # BERT-base
     python benchmarks/compare_torch.py --method=clip --batch_size=8 --steps=3                    # CLIP ViT-B/16
+    python benchmarks/compare_torch.py --method=wav2vec2 --batch_size=4 --seconds=4 --steps=3    # wav2vec 2.0 BASE
 
 `--method=mae` runs `torch_reference/mae.py` (the official recipe on timm blocks: the same model sizes, batch, mask
 ratio, optimizer and compute dtype — bf16 through `torch.autocast` — with PyTorch's fused attention); `gpt` and
 `bert` run `torch_reference/language.py` (Hugging Face `GPT2LMHeadModel` / `BertForMaskedLM` of
 `configs/gpt2_small.py` / `configs/bert_base.py`'s sizes and AdamW, windows of `--length` tokens); `clip` and `siglip`
 run `torch_reference/image_text.py` (open_clip's `ViT-B-16` / `ViT-B-16-SigLIP` with its `ClipLoss` / `SigLipLoss`,
-the sizes of `configs/clip_vit_b16.py` / `configs/siglip_vit_b16.py`). The reference runs
+the sizes of `configs/clip_vit_b16.py` / `configs/siglip_vit_b16.py`); `wav2vec2` runs `torch_reference/speech.py`
+(Hugging Face's `Wav2Vec2ForPreTraining` of `configs/wav2vec2_base.py`'s sizes and loss, crops of `--seconds`). The
+reference runs
 in a subprocess of the same Python, then `train_step.py`'s benchmark of the matching config (batch, dtype, length as
 given), and both step times and the ratio ssl_jax / PyTorch (below 1: ssl_jax is faster) are printed. Needs the
-`bench` extra (torch, timm, open_clip; `transformers` from the `export` extra for gpt and bert). Final line: JSON.
+`bench` extra (torch, timm, open_clip; `transformers` from the `export` extra for gpt, bert and wav2vec2). Final
+line: JSON.
 """
 
 import json
@@ -33,9 +37,11 @@ if __name__ == "__main__":
   host_memory.restart_with_huge_pages()   # before jax starts, as main.py (ssl_jax/runtime/host_memory.py)
 import harness  # noqa: E402
 
-_METHOD = flags.DEFINE_enum("method", "mae", ["mae", "gpt", "bert", "clip", "siglip"], "Which model and reference.")
+_METHOD = flags.DEFINE_enum("method", "mae", ["mae", "gpt", "bert", "clip", "siglip", "wav2vec2"],
+                            "Which model and reference.")
 _BATCH = flags.DEFINE_integer("batch_size", 8, "Global batch.")
 _LENGTH = flags.DEFINE_integer("length", 256, "gpt and bert: tokens per window.")
+_SECONDS = flags.DEFINE_float("seconds", 4.0, "wav2vec2: seconds of audio per example (16 kHz).")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype of both.")
 _ATTENTION = flags.DEFINE_enum("attention_impl", None, ["einsum", "xla", "cudnn"], "ssl_jax's attention "
                                "implementation (default: the config's: cuDNN on GPUs in bf16, else 'einsum').")
@@ -51,7 +57,7 @@ def main(argv):
   from ssl_jax import config as config_lib  # noqa: F401 -- the config file imports it
   import importlib.util
   name = {"mae": "mae_vit_b", "gpt": "gpt2_small", "bert": "bert_base", "clip": "clip_vit_b16",
-          "siglip": "siglip_vit_b16"}[_METHOD.value]
+          "siglip": "siglip_vit_b16", "wav2vec2": "wav2vec2_base"}[_METHOD.value]
   spec = importlib.util.spec_from_file_location(name, HERE.parent / "configs" / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -64,6 +70,9 @@ def main(argv):
   # PyTorch first, before JAX initialises the device: XLA keeps most of an accelerator's memory once it has started.
   if _METHOD.value == "mae":
     cmd = [sys.executable, str(HERE / "torch_reference" / "mae.py")]
+  elif _METHOD.value == "wav2vec2":
+    config.data.audio.max_length = int(16000 * _SECONDS.value)
+    cmd = [sys.executable, str(HERE / "torch_reference" / "speech.py"), f"--seconds={_SECONDS.value}"]
   elif _METHOD.value in ("clip", "siglip"):
     config.method.text = dict(config.method.text, dtype=_DTYPE.value)
     cmd = [sys.executable, str(HERE / "torch_reference" / "image_text.py"), f"--model={_METHOD.value}"]

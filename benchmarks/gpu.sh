@@ -24,6 +24,9 @@
 #            ViT-L/16 with 2 x 224 + 8 x 96 crops at BATCH / 4, the official per-GPU batch of 64), one part each.
 #   language GPT-2 small (TEXT_BATCH windows of 1024 tokens) and BERT-base (TEXT_BATCH x 4 windows of 128), bf16,
 #            each against the Hugging Face PyTorch reference in the same invocation (compare_torch.py --method).
+#   speech   wav2vec 2.0 BASE at its per-GPU batch (SPEECH_BATCH crops of 14.6 s: 6 x 233,333 samples, fairseq's 1.4M),
+#            bf16, against Hugging Face's Wav2Vec2ForPreTraining in the same invocation (compare_torch.py
+#            --method=wav2vec2).
 #   flags    ssl_jax as in "compare", once per XLA flag in GPU_FLAGS (each alone, added to XLA_FLAGS): where the
 #            H200 profile's time outside the matmuls went (LayerNorm and bias-gradient reductions, GELU) — cuDNN's
 #            LayerNorm kernels, cuBLASLt, cuBLAS instead of Triton GEMMs. An unknown flag fails its part alone.
@@ -35,8 +38,9 @@ BATCH=${BATCH:-256}
 STEPS=${STEPS:-20}
 PYTHON=${PYTHON:-python3}
 LIMIT=${LIMIT:-150}
-PARTS=${PARTS:-compare einsum xla double compiled peak attention methods language flags}
+PARTS=${PARTS:-compare einsum xla double compiled peak attention methods language speech flags}
 TEXT_BATCH=${TEXT_BATCH:-32}
+SPEECH_BATCH=${SPEECH_BATCH:-6}
 METHODS=${METHODS:-simclr_resnet50 byol_resnet50 barlow_twins_resnet50 vicreg_resnet50 simsiam_resnet50 swav_resnet50
          rotation_resnet50 jigsaw_resnet50 colorization_vit_b16 inpainting_vit_b16
          mocov3_vit_b dino_vit_s16 ijepa_vit_h14 data2vec_vit_b beit_vit_b vqvae_tokenizer dinov2_vit_l16
@@ -111,6 +115,8 @@ part language "gpt2_small_b${TEXT_BATCH}x1024_vs_torch" "$PYTHON" benchmarks/com
   --batch_size="$TEXT_BATCH" --length=1024 --dtype=bfloat16 --steps="$STEPS"
 part language "bert_base_b$((4 * TEXT_BATCH))x128_vs_torch" "$PYTHON" benchmarks/compare_torch.py --method=bert \
   --batch_size=$((4 * TEXT_BATCH)) --length=128 --dtype=bfloat16 --steps="$STEPS"
+part speech "wav2vec2_base_b${SPEECH_BATCH}x14.6s_vs_torch" "$PYTHON" benchmarks/compare_torch.py --method=wav2vec2 \
+  --batch_size="$SPEECH_BATCH" --seconds=14.5833 --dtype=bfloat16 --steps="$STEPS"
 for flag in $GPU_FLAGS; do
   name=${flag#--xla_gpu_}
   part flags "mae_b${B}_${ATTENTION}_${name%%=*}=${flag#*=}" env XLA_FLAGS="${XLA_FLAGS:+$XLA_FLAGS }$flag" "$PYTHON" \

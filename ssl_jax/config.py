@@ -442,8 +442,8 @@ def _validate_audio(audio) -> None:
   if audio.sample_rate <= 0 or audio.max_length <= 0:
     raise ValueError(f"config.data.audio: sample_rate ({audio.sample_rate}) and max_length ({audio.max_length}) must "
                      "be positive.")
-  if not 0 <= audio.min_length <= audio.max_length:
-    raise ValueError(f"config.data.audio.min_length={audio.min_length} must be in [0, max_length={audio.max_length}].")
+  if audio.min_length < 0:
+    raise ValueError(f"config.data.audio.min_length must be >= 0, got {audio.min_length}.")
   if audio.bad_audio not in ("skip", "stop"):
     raise ValueError(f"config.data.audio.bad_audio={audio.bad_audio!r}: use 'skip' or 'stop'.")
 

@@ -481,7 +481,9 @@ def to_hf_wav2vec2(spec: dict, params: dict, *, final_dim: int | None = None, la
   fused q/k/v kernel splits into `q_proj`, `k_proj`, `v_proj`; a post-LayerNorm block's two LayerNorms are HF's
   `layer_norm` and `final_layer_norm`, as are a pre-LayerNorm ("stable") block's; the codewords are
   `quantizer.codevectors` `[1, G V, d / G]`, our `final_proj` HF's `project_hid`. `Wav2Vec2Model.from_pretrained`
-  reads the same directory (the `wav2vec2.` part)."""
+  reads the same directory (the `wav2vec2.` part). Dropouts are 0 in the config; SpecAugment is HF's fine-tuning
+  default (time masks 0.05 x 10 frames in training mode, as facebook/wav2vec2-base's config), which also lets a
+  given `mask_time_indices` place the mask embedding."""
   whole = "encoder" in params
   enc = params["encoder"] if whole else params
   defaults = {f.name: f.default for f in dataclasses.fields(audio.Wav2Vec2Encoder) if f.name not in ("parent", "name")}
@@ -541,7 +543,8 @@ def to_hf_wav2vec2(spec: dict, params: dict, *, final_dim: int | None = None, la
       num_conv_pos_embeddings=s["pos_conv_kernel"], num_conv_pos_embedding_groups=s["pos_conv_groups"],
       do_stable_layer_norm=bool(s["layer_norm_first"]), hidden_dropout=0.0, attention_dropout=0.0,
       activation_dropout=0.0, feat_proj_dropout=0.0, feat_quantizer_dropout=0.0, final_dropout=0.0,
-      layerdrop=0.0, apply_spec_augment=False, num_codevector_groups=latent_groups,
+      layerdrop=0.0, apply_spec_augment=True, mask_time_prob=0.05, mask_time_length=10, mask_feature_prob=0.0,
+      num_codevector_groups=latent_groups,
       num_codevectors_per_group=latent_vars, codevector_dim=latent_dim, proj_codevector_dim=final_dim,
       vocab_size=32, sampling_rate=sample_rate)
   return {k: np.ascontiguousarray(v) for k, v in sd.items()}, config

@@ -331,3 +331,17 @@ def test_hugging_face_export_gives_our_hidden_states(tmp_path):
   np.testing.assert_allclose(head.projected_states.numpy(), np.asarray(ours["context"]), atol=1e-4)
   np.testing.assert_allclose(head.projected_quantized_states.numpy(), np.asarray(ours["quantized"]), atol=1e-4)
   assert os.path.exists(tmp_path / "hf" / "preprocessor_config.json")
+  # The contrastive loss against Hugging Face's (fairseq's formulation): the same masked frames and distractors,
+  # the mask embedding in the masked frames, the argmax codewords; HF sums the cross-entropy over masked frames.
+  method, k = source.method, 7
+  mask = method._mask(jax.random.key(5), {"audio": jnp.asarray(waves), "audio_length": jnp.full((2,), waves.shape[1])})
+  masked = source.method.model.apply({"params": params}, jnp.asarray(waves), jnp.full((2,), waves.shape[1]), mask)
+  logits = losses.wav2vec2_contrastive_logits(masked["context"], masked["quantized"], mask, jax.random.key(6), k, 0.1)
+  ours_loss = float(jnp.sum((jax.nn.logsumexp(logits, -1) - logits[..., 0]) * mask))
+  positions, _ = losses.sample_negative_positions(jax.random.key(6), mask, k)
+  flat = np.asarray(positions) + np.arange(2)[:, None, None] * mask.shape[1]      # HF indexes the flattened batch
+  net.config.contrastive_logits_temperature = 0.1
+  with torch.no_grad():
+    theirs = net(torch.from_numpy(waves), mask_time_indices=torch.from_numpy(np.asarray(mask) > 0),
+                 sampled_negative_indices=torch.from_numpy(flat))
+  assert float(theirs.contrastive_loss) == pytest.approx(ours_loss, rel=1e-4)

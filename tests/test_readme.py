@@ -105,6 +105,8 @@ CHECKS = {
     "python -m ssl_jax.data.prepare_text --input='corpus/*.jsonl' --per=json --tokenizer=bpe:50257 "
     "--out=data/corpus": Covered("tests/test_text.py::test_prepare_text_writes_streams_and_refuses_bad_input",
                                  "small files of its own, a tokenizer of 2048 tokens"),
+    "python -m ssl_jax.data.speech": Run("spoken_words_espeakng", package="espeakng_loader",
+                                         install="pip install -e '.[speech]'"),
     # launch/README.md
     "launch/local.sh 2 configs/tiny/mae.py --workdir=/tmp/mae_2proc":
         Covered(_TWO_PROCESSES, "the shrunk tiny MAE for 40 steps, a workdir of the test's"),
@@ -186,6 +188,13 @@ CHECKS = {
             install="pip install -e '.[bench,export]'"),
     "python benchmarks/compare_torch.py --method=bert --batch_size=16 --length=128 --steps=5":
         Run("ratio", append=" --steps=1 --batch_size=2 --length=32", package="transformers",
+            install="pip install -e '.[bench,export]'"),
+    "python benchmarks/train_step.py --config=configs/tiny/wav2vec2.py --steps=20":
+        Covered("tests/test_fault_matrix.py::test_faults_in_sequence_end_as_the_uninterrupted_run",
+                "the tiny wav2vec 2.0 config's step, shrunk, through the trainer; the harness runs in the MAE "
+                "benchmark test"),
+    "python benchmarks/compare_torch.py --method=wav2vec2 --batch_size=4 --seconds=4 --steps=3":
+        Run("ratio", append=" --steps=1 --batch_size=1 --seconds=1", package="transformers",
             install="pip install -e '.[bench,export]'"),
     "python benchmarks/input_pipeline.py --config=configs/tiny/mae.py --batches=30": Run("examples/s", append=_FEW),
     "python benchmarks/input_pipeline.py --config=configs/mae_vit_b.py --config.batch_size=8 "
