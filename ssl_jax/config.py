@@ -258,8 +258,8 @@ def audio_data(name: str, *, max_length: int, sample_rate: int = 16000, min_leng
   """`config.data` of speech: `data_block(name, **fields)` with its audio options under `audio` (`ssl_jax.data.audio`).
 
   Args:
-    name: "spoken_words" (embedded: `ssl_jax.data.speech`), "manifest" (fairseq's `<data_dir>/<split>.tsv`) or
-      "audio_folder" (`<data_dir>/<split>/<class>/<file>`).
+    name: "spoken_words" or "spoken_sentences" (embedded: `ssl_jax.data.speech`), "manifest" (fairseq's
+      `<data_dir>/<split>.tsv`) or "audio_folder" (`<data_dir>/<split>/<class>/<file>`).
     max_length: samples per example: longer utterances are cropped at random (the centre for evaluation), shorter
       ones zero-padded, with `audio_length` (wav2vec 2.0: `max_sample_size` 250,000, 15.6 s at 16 kHz).
     sample_rate: Hz; files at other rates are resampled.

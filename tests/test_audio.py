@@ -116,7 +116,7 @@ def test_crops_pad_and_normalise_to_a_fixed_shape():
 
 def test_spoken_words_hold_out_speakers_and_balance_the_words():
   """The embedded set: 35 words, each spoken once by every speaker; the test speakers never speak in training; clips
-  are speech (not silence) of 0.2-0.8 s at 16 kHz."""
+  are speech (not silence) of 0.2-0.8 s at 16 kHz; the same speakers' sentences, labelled by their first word."""
   pytest.importorskip("espeakng_loader", reason="the optional `speech` extra: pip install -e '.[speech]'")
   from ssl_jax.data import speech
   arrays = speech.load()
@@ -129,6 +129,26 @@ def test_spoken_words_hold_out_speakers_and_balance_the_words():
     x = train[i]["audio"]
     assert x.dtype == np.float32 and 0.2 * 16000 <= len(x) <= 0.8 * 16000 and np.abs(x).max() > 0.1
   assert len(audio.make("spoken_words", "test[:64]")) == 64
+  sentences = audio.make("spoken_sentences", "train")
+  assert len(sentences) == 760 and len(audio.make("spoken_sentences", "test")) == 200
+  first = sentences[0]
+  assert sentences.class_names[first["label"]] == str(sentences.texts[0]).split()[0]
+  assert 3 <= len(str(sentences.texts[0]).split()) <= 6 and 0.5 * 16000 < len(first["audio"]) < 3.5 * 16000
+
+
+def test_synthesis_is_the_same_in_every_process():
+  """espeak-ng seeds its noise with the time and keeps state between utterances: a fresh `Synthesiser` (a private copy
+  of the library, its generator seeded per clip) says the same sequence identically, whatever was said before."""
+  pytest.importorskip("espeakng_loader", reason="the optional `speech` extra")
+  from ssl_jax.data import speech
+  say = lambda engine: [engine.say(w, voice=v, rate=150, pitch=40, range=60, seed=i)
+                        for i, (w, v) in enumerate([("seven", "en-us+f5"), ("marvin", "en+m3"), ("go", "en+f2")])]
+  first = say(speech.Synthesiser())
+  noisy = speech.Synthesiser()
+  noisy.say("hello there", voice="en+f3", rate=170, pitch=60, range=40, seed=7)
+  second = say(speech.Synthesiser())
+  assert all(np.array_equal(a, b) for a, b in zip(first, second))
+  assert not all(np.array_equal(a, b) for a, b in zip(say(noisy), first))    # the state a used engine carries
 
 
 def test_audio_batches_follow_the_input_spec():
@@ -345,3 +365,23 @@ def test_hugging_face_export_gives_our_hidden_states(tmp_path):
     theirs = net(torch.from_numpy(waves), mask_time_indices=torch.from_numpy(np.asarray(mask) > 0),
                  sampled_negative_indices=torch.from_numpy(flat))
   assert float(theirs.contrastive_loss) == pytest.approx(ours_loss, rel=1e-4)
+
+
+def test_layer_drop_skips_whole_blocks_in_every_execution_mode():
+  """LayerDrop (wav2vec 2.0's `encoder_layerdrop`): at probability 1 every block is skipped in training (the input
+  comes out unchanged), at 0.5 some are, the same ones in the plain, rematerialised and scanned loops; at evaluation
+  nothing is dropped."""
+  from ssl_jax.models import transformer
+  x = jnp.asarray(RNG.normal(size=(2, 5, 16)), jnp.float32)
+  style = transformer.BlockStyle(post_norm=True, eps=1e-5, init_std=0.02)
+  make = lambda p, **kw: transformer.Transformer(depth=4, num_heads=2, mlp_dim=32, final_norm=False, style=style,
+                                                 layer_drop=p, **kw)
+  variables = jax.jit(make(0.0).init)(jax.random.key(0), x)
+  run = lambda p, train=True, **kw: jax.jit(lambda v: make(p, **kw).apply(
+      v, x, train=train, rngs={"dropout": jax.random.key(3)}))(variables)
+  np.testing.assert_array_equal(run(1.0), x)
+  plain = run(0.5)
+  for kw in (dict(remat="full"), dict(remat="full", scan=True)):
+    np.testing.assert_allclose(run(0.5, **kw), plain, atol=1e-6)
+  assert not np.allclose(plain, x) and not np.allclose(plain, run(0.0))
+  np.testing.assert_array_equal(run(1.0, train=False), run(0.0, train=False))

@@ -105,7 +105,7 @@ CHECKS = {
     "python -m ssl_jax.data.prepare_text --input='corpus/*.jsonl' --per=json --tokenizer=bpe:50257 "
     "--out=data/corpus": Covered("tests/test_text.py::test_prepare_text_writes_streams_and_refuses_bad_input",
                                  "small files of its own, a tokenizer of 2048 tokens"),
-    "python -m ssl_jax.data.speech": Run("spoken_words_espeakng", package="espeakng_loader",
+    "python -m ssl_jax.data.speech": Run("speech_espeakng", package="espeakng_loader",
                                          install="pip install -e '.[speech]'"),
     # launch/README.md
     "launch/local.sh 2 configs/tiny/mae.py --workdir=/tmp/mae_2proc":

@@ -5,7 +5,8 @@ Sources are sequences of `{"audio": float32 [n] in [-1, 1] at the run's sample r
 `class_names` where labelled:
 
 - `spoken_words`: the embedded speech set (`ssl_jax.data.speech`: 35 words spoken by 96 synthetic speakers; test
-  speakers held out), labelled by the word.
+  speakers held out), labelled by the word; `spoken_sentences`: the same speakers' sentences of 3-6 of the words,
+  labelled by their first word.
 - `manifest`: fairseq's manifests, `<data_dir>/<split>.tsv`: the first line is the audio root, every other line
   `<path relative to it>\t<number of samples>` (what `wav2vec_manifest.py` writes for LibriSpeech); unlabelled.
 - `audio_folder`: `<data_dir>/<split>/<class>/<file>` (the Speech Commands layout: labels are the class folders in
@@ -36,7 +37,7 @@ from ssl_jax.data import sources
 from ssl_jax.runtime import workdir as workdir_lib
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".aiff", ".aif")
-SOURCES = ("spoken_words", "manifest", "audio_folder")
+SOURCES = ("spoken_words", "spoken_sentences", "manifest", "audio_folder")
 
 
 class BadAudioError(ValueError):
@@ -161,20 +162,25 @@ class AudioFolderSource(_FileSource):
     super().__init__(files, sample_rate=sample_rate, min_length=min_length, bad_audio=bad_audio, where=root)
 
 
-class SpokenWordsSource:
-  """The embedded speech set's clips of one split (`ssl_jax.data.speech`), float32 at 16 kHz."""
+class SpokenSource:
+  """The embedded speech set's clips of one split (`ssl_jax.data.speech`), float32 at 16 kHz: its words
+  (`kind="words"`) or its sentences ("sentences"), labelled by the (first) word."""
 
-  def __init__(self, split: str, data_dir: str | None = None, *, sample_rate: int = 16000, part: slice = slice(None)):
+  def __init__(self, split: str, data_dir: str | None = None, *, kind: str = "words", sample_rate: int = 16000,
+               part: slice = slice(None)):
     from ssl_jax.data import speech
+    name = f"spoken_{kind}"
     if sample_rate != speech.SAMPLE_RATE:
-      raise ValueError(f"spoken_words is made at {speech.SAMPLE_RATE} Hz; config.data.audio.sample_rate is "
+      raise ValueError(f"{name} is made at {speech.SAMPLE_RATE} Hz; config.data.audio.sample_rate is "
                        f"{sample_rate}: set it to {speech.SAMPLE_RATE}.")
     if split not in ("train", "test"):
-      raise ValueError(f"spoken_words has splits ['test', 'train'], not {split!r}.")
+      raise ValueError(f"{name} has splits ['test', 'train'], not {split!r}.")
     arrays = speech.load(data_dir)
-    chosen = np.flatnonzero(arrays["test"] == (split == "test"))[part]
-    self.audio, self.offsets = arrays["audio"], arrays["offsets"]
-    self.clips, self.labels = chosen, arrays["labels"][chosen]
+    prefix = "" if kind == "words" else "sentence_"
+    chosen = np.flatnonzero(arrays[prefix + "test"] == (split == "test"))[part]
+    self.audio, self.offsets = arrays[prefix + "audio"], arrays[prefix + "offsets"]
+    self.clips, self.labels = chosen, arrays[prefix + "labels"][chosen]
+    self.texts = arrays["sentence_texts"][chosen] if prefix else None
     self.num_classes, self.class_names = len(speech.WORDS), speech.WORDS
 
   def __len__(self):
@@ -188,12 +194,13 @@ class SpokenWordsSource:
 
 def make(name: str, split: str, *, data_dir: str | None = None, sample_rate: int = 16000, min_length: int = 0,
          bad_audio: str = "skip"):
-  """Opens an audio source by name (module docstring): `spoken_words` (its cache in `data_dir`), `manifest`
+  """Opens an audio source by name (module docstring): `spoken_words` / `spoken_sentences` (their cache in
+  `data_dir`), `manifest`
   (`data_dir/<split>.tsv`) or `audio_folder` (`data_dir/<split>/`); `split` may take a slice, "train[:64]"."""
   data_dir = workdir_lib.absolute(data_dir) if data_dir else None
   split, part = sources.split_slice(split)
-  if name == "spoken_words":
-    return SpokenWordsSource(split, data_dir, sample_rate=sample_rate, part=part)
+  if name in ("spoken_words", "spoken_sentences"):
+    return SpokenSource(split, data_dir, kind=name[len("spoken_"):], sample_rate=sample_rate, part=part)
   if name in ("manifest", "audio_folder") and not data_dir:
     raise ValueError(f"data.name={name!r} needs config.data.data_dir (the folder of "
                      f"{'<split>.tsv manifests' if name == 'manifest' else '<split>/<class>/<file>'}).")
