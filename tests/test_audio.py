@@ -35,8 +35,9 @@ def _peak_hz(x: np.ndarray, rate: int) -> float:
 
 
 def test_wav_and_flac_files_read_as_mono_float_at_the_run_rate(tmp_path):
-  """16-bit, 8-bit (unsigned, centred at 128), 32-bit float and stereo WAV (scipy) and FLAC (soundfile): each a 440 Hz
-  tone of amplitude 0.5, read at 16 kHz with its pitch, length and amplitude kept through the resampling."""
+  """16-, 24- and 32-bit, 8-bit (unsigned, centred at 128), 32-bit float and stereo WAV (scipy) and FLAC (soundfile):
+  each a 440 Hz tone of amplitude 0.5, read at 16 kHz with its pitch, length and amplitude kept through the
+  resampling."""
   soundfile = pytest.importorskip("soundfile")
   tone8k, tone22k = _tone(8000, 0.5), _tone(22050, 0.5)
   wavfile.write(tmp_path / "int16.wav", 8000, np.round(tone8k * 32767).astype(np.int16))
@@ -44,7 +45,9 @@ def test_wav_and_flac_files_read_as_mono_float_at_the_run_rate(tmp_path):
   wavfile.write(tmp_path / "float.wav", 16000, _tone(16000, 0.5))
   wavfile.write(tmp_path / "stereo.wav", 16000, np.stack([_tone(16000, 0.5), _tone(16000, 0.5)], axis=1))
   soundfile.write(tmp_path / "tone.flac", tone22k, 22050, subtype="PCM_16")
-  for name in ("int16.wav", "uint8.wav", "float.wav", "stereo.wav", "tone.flac"):
+  soundfile.write(tmp_path / "int24.wav", _tone(16000, 0.5), 16000, subtype="PCM_24")
+  soundfile.write(tmp_path / "int32.wav", _tone(16000, 0.5), 16000, subtype="PCM_32")
+  for name in ("int16.wav", "uint8.wav", "float.wav", "stereo.wav", "tone.flac", "int24.wav", "int32.wav"):
     x = audio.read(str(tmp_path / name), 16000)
     assert x.dtype == np.float32 and x.ndim == 1 and len(x) == 8000, name
     assert abs(_peak_hz(x, 16000) - 440) < 3, name
