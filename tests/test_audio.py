@@ -91,7 +91,7 @@ def test_manifests_and_folders_with_bad_files_skipped_or_named(tmp_path, monkeyp
   with pytest.raises(audio.BadAudioError, match=r"empty\.wav is empty"):
     audio.make("audio_folder", "train", data_dir=str(tmp_path), bad_audio="stop")[4]
   monkeypatch.chdir(tmp_path.parent)
-  assert len(audio.make("manifest", f"train[1:3]", data_dir=tmp_path.name, min_length=6000)) == 2
+  assert len(audio.make("manifest", "train[1:3]", data_dir=tmp_path.name, min_length=6000)) == 2
   (tmp_path / "bad.tsv").write_text(f"{tmp_path}\ncat/a.wav 8000\n")
   with pytest.raises(ValueError, match=r"bad\.tsv:2: expected '<relative path>\\t<number of samples>'"):
     audio.make("manifest", "bad", data_dir=str(tmp_path))
