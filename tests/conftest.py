@@ -1,19 +1,47 @@
-"""Test setup: 8 CPU devices and LLVM's optimisation level 0 (set before jax is imported), a session-wide XLA
+"""Test setup: 8 CPU devices and two compile options (set before jax is imported), a session-wide XLA
 compilation cache shared by the pytest-xdist workers and the subprocesses, absl flags parsed, quiet Orbax/Grain
 logs."""
 
 import os
 
-# LLVM's optimisation level 0 for the tests' programs (unless XLA_FLAGS names a level): XLA's HLO passes (fusion,
-# partitioning, algebraic simplification) run as for users, only LLVM's passes over the emitted kernels are skipped,
-# and those are about half of a CPU compile (perf). The suite compiles thousands of small programs and runs each a
-# few times: 35% less time (docs/testing.md). The README's main job (.ci/run) and tests/test_isa.py compile at XLA's
-# default level, 3.
+# Two compile options for the tests' programs (each unless XLA_FLAGS already sets it): they change how XLA:CPU emits
+# kernels, not what the programs compute (XLA's HLO passes, fusion and partitioning run as for users), and the suite
+# compiles thousands of small programs and runs each a few times (docs/testing.md, "Why the tests compile ...").
+#  - LLVM's optimisation level 0: LLVM's passes over the emitted kernels skipped, about half of a CPU compile (perf);
+#    35% less time for the suite.
+#  - XLA:CPU's loop emitters for fusions instead of its newer MLIR fusion emitters: 30-35% less compile time for the
+#    tiny train steps (SimCLR, DINOv2, MAE), when this XLA still has the choice (probed once: an unknown flag aborts).
+# The README's main job (.ci/run) and tests/test_isa.py compile with XLA's defaults (`user_xla_flags`).
 OPT_LEVEL_FLAG = "--xla_backend_optimization_level=0"
+EMITTERS_FLAG = "--xla_cpu_use_fusion_emitters=false"
 DEVICES_FLAG = "--xla_force_host_platform_device_count=8"
-_GIVEN = os.environ.get("XLA_FLAGS", "")
-os.environ["XLA_FLAGS"] = " ".join(filter(None, [
-    _GIVEN, DEVICES_FLAG, "" if "xla_backend_optimization_level" in _GIVEN else OPT_LEVEL_FLAG]))
+
+
+def _xla_accepts(flag: str) -> bool:
+  """Whether this jaxlib's XLA knows `flag` ("--name=value"): a child process starts the CPU backend with it (XLA
+  aborts on a flag it does not know)."""
+  import subprocess
+  import sys
+  done = subprocess.run([sys.executable, "-c", "import jax; jax.devices()"], capture_output=True, timeout=120,
+                        env=dict(os.environ, XLA_FLAGS=flag, JAX_PLATFORMS="cpu"))
+  return done.returncode == 0
+
+
+# Decided once, in the session's first process (pytest-xdist's controller, or the only process); its workers and
+# subprocesses inherit the environment.
+if "SSL_JAX_TEST_COMPILE_FLAGS" not in os.environ:
+  _given = os.environ.get("XLA_FLAGS", "")
+  os.environ["SSL_JAX_TEST_COMPILE_FLAGS"] = " ".join(
+      f for f in (OPT_LEVEL_FLAG, EMITTERS_FLAG)
+      if f.split("=")[0] not in _given and (f == OPT_LEVEL_FLAG or _xla_accepts(f)))
+  os.environ["XLA_FLAGS"] = " ".join(filter(None, [_given, DEVICES_FLAG, os.environ["SSL_JAX_TEST_COMPILE_FLAGS"]]))
+TEST_COMPILE_FLAGS = tuple(os.environ["SSL_JAX_TEST_COMPILE_FLAGS"].split())
+
+
+def user_xla_flags() -> str:
+  """The tests' `XLA_FLAGS` without the compile options above: XLA compiles as it does for users."""
+  flags = os.environ["XLA_FLAGS"].split()
+  return " ".join(f for f in flags if f not in TEST_COMPILE_FLAGS)
 
 
 def one_device_xla_flags() -> str:

@@ -7,15 +7,14 @@ import os
 import subprocess
 import sys
 
-from conftest import OPT_LEVEL_FLAG
 from conftest import ROOT
+from conftest import user_xla_flags
 
 
 def test_float32_comparisons_hold_with_avx2_only():
-  flags = os.environ.get("XLA_FLAGS", "").replace(OPT_LEVEL_FLAG, "")
-  # Compiled as for users (XLA's default LLVM level 3, where the kernels are vectorised for the ISA), not at the
-  # rest of the suite's level 0.
-  env = dict(os.environ, XLA_FLAGS=flags + " --xla_backend_optimization_level=3 --xla_cpu_max_isa=AVX2")
+  # Compiled as for users (XLA's default LLVM level 3, where the kernels are vectorised for the ISA, and its default
+  # fusion emitters), not with the rest of the suite's compile options.
+  env = dict(os.environ, XLA_FLAGS=user_xla_flags() + " --xla_backend_optimization_level=3 --xla_cpu_max_isa=AVX2")
   done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_models.py",
                          "tests/test_losses.py", "-k", "einsum_attention or padded or contrastive_losses_match or dino_loss_matches"],
                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)

@@ -6,11 +6,11 @@ each must have an entry in `CHECKS` saying how it is checked, so that a command 
 
 - `Run`: run here by `bash -c`, exactly as written, from a directory laid out like a checkout (`main.py`, `configs/`,
   `launch/`, `benchmarks/` linked; `workdirs/mae_tiny` a finished tiny MAE pretraining run), with the test
-  environment's Python first on PATH and XLA's default single CPU device, as a user's shell has (compiled at the
-  suite's LLVM level 0: `conftest.OPT_LEVEL_FLAG`; `.ci/run` runs the main job at XLA's default). Paths under `/tmp/`
-  move into the test's directory (runs in parallel must not share them). `append` adds flags after the command
-  (flags given twice: the last wins) where the documented run is long and a shorter one checks the same thing;
-  `env` adds variables (DRY_RUN=1 where the command needs a cluster this machine is not).
+  environment's Python first on PATH and XLA's default single CPU device, as a user's shell has (compiled with the
+  suite's compile options: `conftest.TEST_COMPILE_FLAGS`; `.ci/run` runs the main job at XLA's defaults). Paths under
+  `/tmp/` move into the test's directory (runs in parallel must not share them). `append` adds flags after the
+  command (flags given twice: the last wins) where the documented run is long and a shorter one checks the same
+  thing; `env` adds variables (DRY_RUN=1 where the command needs a cluster this machine is not).
 - `Needs`: it needs what this machine does not have (a GPU, a TPU slice, Slurm, a bucket); where a Python package
   is what is missing (libtpu, torch) the command runs when the package is installed and is skipped with the
   install command otherwise.

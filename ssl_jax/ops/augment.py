@@ -81,17 +81,22 @@ def _blend(x, y, factor):
 
 def color_jitter(x: jax.Array, key: jax.Array, brightness: float, contrast: float, saturation: float,
                  hue: float) -> jax.Array:
-  """torchvision's ColorJitter on one `[H, W, 3]` image in [0, 1]: the four adjustments in a random order."""
+  """torchvision's ColorJitter on one `[H, W, 3]` image in [0, 1]: the four adjustments in a random order.
+
+  An adjustment of strength 0 is left out, as torchvision leaves it out (its factor is None): not applied as an
+  identity in floating point, which for the hue (an RGB -> HSV -> RGB round trip) would move pixels whose largest
+  channels nearly tie. The random draws are the same either way."""
   kb, kc, ks, kh, kp = jax.random.split(key, 5)
   fb = jax.random.uniform(kb, (), minval=1 - brightness, maxval=1 + brightness)
   fc = jax.random.uniform(kc, (), minval=1 - contrast, maxval=1 + contrast)
   fs = jax.random.uniform(ks, (), minval=1 - saturation, maxval=1 + saturation)
   fh = jax.random.uniform(kh, (), minval=-hue, maxval=hue)
+  identity = lambda v: v
   ops = (
-      lambda v: jnp.clip(v * fb, 0.0, 1.0),
-      lambda v: _blend(v, jnp.mean(_gray(v)), fc),
-      lambda v: _blend(v, _gray(v), fs),
-      lambda v: jnp.clip(pix.adjust_hue(v, fh), 0.0, 1.0),
+      (lambda v: jnp.clip(v * fb, 0.0, 1.0)) if brightness else identity,
+      (lambda v: _blend(v, jnp.mean(_gray(v)), fc)) if contrast else identity,
+      (lambda v: _blend(v, _gray(v), fs)) if saturation else identity,
+      (lambda v: jnp.clip(pix.adjust_hue(v, fh), 0.0, 1.0)) if hue else identity,
   )
   order = jax.random.permutation(kp, 4)
   for i in range(4):
