@@ -5,13 +5,14 @@ logs."""
 import os
 
 # Two compile options for the tests' programs (each unless XLA_FLAGS already sets it): they change how XLA:CPU emits
-# kernels, not what the programs compute (XLA's HLO passes, fusion and partitioning run as for users), and the suite
-# compiles thousands of small programs and runs each a few times (docs/testing.md, "Why the tests compile ...").
+# kernels (and so the last bits of some results), not the programs (XLA's HLO passes, fusion and partitioning run as
+# for users), and the suite compiles thousands of small programs and runs each a few times (docs/testing.md, "Why the
+# tests compile ...").
 #  - LLVM's optimisation level 0: LLVM's passes over the emitted kernels skipped, about half of a CPU compile (perf);
 #    35% less time for the suite.
 #  - XLA:CPU's loop emitters for fusions instead of its newer MLIR fusion emitters: 30-35% less compile time for the
 #    tiny train steps (SimCLR, DINOv2, MAE), when this XLA still has the choice (probed once: an unknown flag aborts).
-# The README's main job (.ci/run) and tests/test_isa.py compile with XLA's defaults (`user_xla_flags`).
+# The README's main job (.ci/run) compiles with XLA's defaults, and so does tests/test_isa.py (`user_xla_flags`).
 OPT_LEVEL_FLAG = "--xla_backend_optimization_level=0"
 EMITTERS_FLAG = "--xla_cpu_use_fusion_emitters=false"
 DEVICES_FLAG = "--xla_force_host_platform_device_count=8"

@@ -50,7 +50,7 @@ def test_one_and_eight_devices_give_the_same_views():
   # ... and the hue's draws are checked on images where its RGB -> HSV round trip is well conditioned: no two
   # channels of a pixel within 40 levels. Where they nearly tie, a last-bit difference can move the pixel's hue
   # across a sector, and the compiler's choices alone (1 vs 8 devices, LLVM's level, XLA's emitters) changed up to
-  # 90% of the values of 1 to 3 of these 32 views by up to 4 (in normalised units) after the later adjustments.
+  # 90% of the values of 1 to 3 of the 32 views of `x` by up to 4 (in normalised units) after the later adjustments.
   rng = np.random.default_rng(0)
   levels = np.stack([rng.integers(0, 40, (16, 2, 16, 16)), rng.integers(80, 160, (16, 2, 16, 16)),
                      rng.integers(200, 256, (16, 2, 16, 16))], axis=-1)

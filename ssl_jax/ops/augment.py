@@ -59,7 +59,8 @@ RECIPES = {
                           blur_p=0.5),
     # DINO's local crops (main_dino.py DataAugmentationDINO): jitter, grey, blur p 0.5.
     "dino_local": Photometric(**_BYOL_JITTER, blur_p=0.5),
-    # BEiT and data2vec (vision) pretraining (`DataAugmentationForBEiT`): ColorJitter(0.4, 0.4, 0.4), always.
+    # BEiT and data2vec (vision) pretraining (`DataAugmentationForBEiT`): ColorJitter(0.4, 0.4, 0.4), always (no hue:
+    # left out, as torchvision does).
     "beit": Photometric(jitter_p=1.0, brightness=0.4, contrast=0.4, saturation=0.4),
 }
 
