@@ -3,6 +3,7 @@ loop -> evaluate. It knows nothing of any method beyond the contract in `ssl_jax
 
 import dataclasses
 import functools
+import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -251,6 +252,26 @@ def build(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, num_train_
       embed=jax.jit(lambda params, extra, batch: method.embed(params, extra, inputs.eval_stage(batch)),
                     out_shardings=batch_sharding) if method.embeds_pairs else None,
       abstract_state=abstract_state, source=source, runs=runs)
+
+
+# The program of this process's last run that started training, and what it was built from (`_program_key`): a later
+# run of the same experiment in this process (a notebook cell run again, a resumed run, a test's faults) traces and
+# compiles nothing again.
+_last_program: list = [None, None]
+
+
+def _program_key(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, *build_args) -> tuple | None:
+  """What `build(config, mesh, *build_args)` depends on, to compare with `_last_program`'s; None where the program
+  must be built anew: a run that starts from a pretrained encoder (`init_from`) reads it from disk, and it may have
+  changed since. (A method that reads other runs, `Method.reads_runs`, is never remembered.)
+
+  The evaluation settings besides the evaluators and the sampling prompts (splits, batch size, baselines, report)
+  are left out: the jitted functions take the evaluation batches' shapes as they come."""
+  if config.init_from:
+    return None
+  settings = config.to_dict()
+  settings["eval"] = {k: settings["eval"][k] for k in ("evaluators", "sample_prompts")}
+  return json.dumps(settings, sort_keys=True, default=repr), mesh, build_args
 
 
 def check_batch_split(config, mesh: jax.sharding.Mesh) -> None:
@@ -524,6 +545,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
         restart: bool = False) -> dict[str, float] | None:
   """Trains `config` in `workdir` (resuming from its latest intact checkpoint if any); returns the final evaluation.
 
+  A later call in the same process for the same experiment (the config equal but for its evaluation settings, e.g. a
+  notebook cell run again, or a resume after a `Preempted`) reuses the previous call's traced and compiled program
+  (`_program_key`), unless the run starts from a pretrained encoder (`init_from`) or reads other runs.
+
   Args:
     config: an experiment config (see `ssl_jax.config.base_config`).
     workdir: local path or gs:// URL; holds checkpoints/, metrics.jsonl and tensorboard/.
@@ -549,9 +574,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
   check_batch_split(config, mesh)
   train_source, eval_sources = open_sources(config)
   tokenizer = getattr(train_source, "tokenizer", None)
-  program = build(config, mesh, len(train_source), getattr(train_source, "num_classes", None),
-                  getattr(train_source, "vocab_size", None),
-                  None if tokenizer is None else text_lib.special_tokens(tokenizer))
+  build_args = (len(train_source), getattr(train_source, "num_classes", None),
+                getattr(train_source, "vocab_size", None),
+                None if tokenizer is None else text_lib.special_tokens(tokenizer))
+  program_key = _program_key(config, mesh, *build_args)     # the previous run's program if built from the same
+  program = _last_program[1] if program_key is not None and _last_program[0] == program_key else build(
+      config, mesh, *build_args)
   dur = program.durations
   if program.source is not None:            # the pretrained encoder must fit before the workdir is touched
     _, target = program.method.encoders(program.abstract_state.params, program.abstract_state.extra)[
@@ -585,6 +613,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
         state = load_runs(program, state)
     else:
       metrics.say(f"resuming from step {int(state.step)} in {workdir}")
+    _last_program[:] = [program_key, program] if not program.runs else [None, None]
     start = int(state.step)
     writer = metrics.Writer(workdir, resume_step=start)
     ids_log = metrics.ExampleLog(workdir, resume_step=start) if config.debug.log_example_ids else None

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -37,6 +39,14 @@ def test_digits_source():
   # longer than the split is the whole split.
   assert len(sources.digits("validation")) == 360 and len(sources.digits("train[:50000]")) == 1437
   np.testing.assert_array_equal(sources.digits("validation")[5]["image"], test[5]["image"])
+  # Read from scikit-learn's file without importing scikit-learn: what its loader gives, in a process of its own.
+  from sklearn import datasets
+  d = datasets.load_digits()
+  images, labels = sources._digits_8x8()
+  np.testing.assert_array_equal(images, d.images)
+  np.testing.assert_array_equal(labels, d.target)
+  code = "import sys; from ssl_jax.data import sources; sources.digits('train'); print('sklearn' in sys.modules)"
+  assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
 def test_emoji_near_duplicate_clusters_and_split():

@@ -38,6 +38,7 @@ def test_run_writes_everything_and_resumes_bit_identically(tiny_config, tmp_path
   last = _records(straight)[-1]
   assert last["step"] == 6 and last["eval/knn_top1"] == results["eval/knn_top1"]
   assert {"lr", "grad_norm"} <= set(_records(straight)[0]) and "examples_per_s" in _records(straight)[1]
+  program = train._last_program[1]
 
   # Interrupted after step 4 (last checkpoint: 4), then restarted with the same command.
   assert train.run(tiny_config, str(resumed), stop_at=4) is None
@@ -53,6 +54,8 @@ def test_run_writes_everything_and_resumes_bit_identically(tiny_config, tmp_path
   before = (straight / "metrics.jsonl").read_text()
   assert train.run(tiny_config, str(straight)) == results
   assert (straight / "metrics.jsonl").read_text() == before
+  # The four runs of one experiment in this process share one program, its train step traced once.
+  assert train._last_program[1] is program and program.step._cache_size() == 1
 
 
 def test_workdir_with_another_config_is_refused(tiny_config, tmp_path, monkeypatch):
@@ -62,10 +65,14 @@ def test_workdir_with_another_config_is_refused(tiny_config, tmp_path, monkeypat
   train.run(tiny_config, "run", stop_at=1)    # a relative workdir
   before = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
   assert "1" in before
+  program = train._last_program[1]
   tiny_config.batch_size = 16
   with pytest.raises(ValueError, match="different config.*batch_size"):
     train.run(tiny_config, "run")
   assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == before
+  assert train._last_program[1] is program        # a refused run leaves the program a later run may reuse
+  tiny_config.init_from = str(tmp_path / "run")   # a pretrained encoder is read afresh: the program built anew
+  assert train._program_key(tiny_config, None) is None
 
 
 def test_one_device_and_eight_devices_give_the_same_losses(tiny_config):

@@ -9,8 +9,11 @@ are a source of their own (`WebDatasetSource`). No source downloads anything.
 
 import functools
 import glob
+import gzip
+import importlib.util
 import io
 import os
+import pathlib
 import re
 import struct
 import tarfile
@@ -50,16 +53,31 @@ class ArraySource:
     return {"image": self.images[i], "label": int(self.labels[i]), "index": int(i)}
 
 
+def _digits_8x8() -> tuple[np.ndarray, np.ndarray]:
+  """scikit-learn's digits as `sklearn.datasets.load_digits` gives them: images `[1797, 8, 8]` float64 in 0..16 and
+  int labels `[1797]`, read from the CSV file scikit-learn ships without importing scikit-learn (1.4 s of every
+  run's start; the file has been `sklearn/datasets/data/digits.csv.gz` since 2011), or through `load_digits` where a
+  version keeps it elsewhere."""
+  spec = importlib.util.find_spec("sklearn")
+  path = pathlib.Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
+  if path is None or not path.is_file():
+    from sklearn import datasets
+    d = datasets.load_digits()
+    return d.images, d.target
+  with gzip.open(path) as f:
+    table = np.loadtxt(f, delimiter=",")       # 64 pixel values and the label per row
+  return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(int)
+
+
 @functools.cache
 def _digits_arrays():
   from PIL import Image
-  from sklearn import datasets
-  d = datasets.load_digits()
-  order = np.random.default_rng(0).permutation(len(d.images))
-  imgs = (d.images[order] * (255.0 / 16.0)).astype(np.float32)
+  images, targets = _digits_8x8()
+  order = np.random.default_rng(0).permutation(len(images))
+  imgs = (images[order] * (255.0 / 16.0)).astype(np.float32)
   big = np.stack([np.asarray(Image.fromarray(im).resize((DIGITS_SIZE, DIGITS_SIZE), Image.BILINEAR)) for im in imgs])
   big = np.clip(np.round(big), 0, 255).astype(np.uint8)
-  return np.repeat(big[..., None], 3, axis=-1), d.target[order].astype(np.int32)
+  return np.repeat(big[..., None], 3, axis=-1), targets[order].astype(np.int32)
 
 
 def split_slice(split: str) -> tuple[str, slice]:
