@@ -9,10 +9,9 @@ each must have an entry in `CHECKS` saying how it is checked, so that a command 
   environment's Python first on PATH and XLA's default single CPU device, as a user's shell has (compiled with the
   suite's compile options, `conftest.TEST_COMPILE_FLAGS`, unless `users_compile`: the full-size smoke run, whose
   kernels' run time, not their compile, is what those options would cost; `.ci/run` runs the main job at XLA's
-  defaults). Paths under
-  `/tmp/` move into the test's directory (runs in parallel must not share them). `append` adds flags after the
-  command (flags given twice: the last wins) where the documented run is long and a shorter one checks the same
-  thing; `env` adds variables (DRY_RUN=1 where the command needs a cluster this machine is not).
+  defaults). Paths under `/tmp/` move into the test's directory (runs in parallel must not share them). `append`
+  adds flags after the command (flags given twice: the last wins) where the documented run is long and a shorter one
+  checks the same thing; `env` adds variables (DRY_RUN=1 where the command needs a cluster this machine is not).
 - `Needs`: it needs what this machine does not have (a GPU, a TPU slice, Slurm, a bucket); where a Python package
   is what is missing (libtpu, torch) the command runs when the package is installed and is skipped with the
   install command otherwise.

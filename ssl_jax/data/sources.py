@@ -55,9 +55,8 @@ class ArraySource:
 
 def _digits_8x8() -> tuple[np.ndarray, np.ndarray]:
   """scikit-learn's digits as `sklearn.datasets.load_digits` gives them: images `[1797, 8, 8]` float64 in 0..16 and
-  int labels `[1797]`, read from the CSV file scikit-learn ships without importing scikit-learn (1.4 s of every
-  run's start; the file has been `sklearn/datasets/data/digits.csv.gz` since 2011), or through `load_digits` where a
-  version keeps it elsewhere."""
+  int labels `[1797]`, read from the file scikit-learn ships (`sklearn/datasets/data/digits.csv.gz`) without
+  importing scikit-learn (1.4 s of every run's start), or through `load_digits` where a version keeps it elsewhere."""
   spec = importlib.util.find_spec("sklearn")
   path = pathlib.Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
   if path is None or not path.is_file():
