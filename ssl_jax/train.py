@@ -613,7 +613,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *, devices=None, stop_a
         state = load_runs(program, state)
     else:
       metrics.say(f"resuming from step {int(state.step)} in {workdir}")
-    _last_program[:] = [program_key, program] if not program.runs else [None, None]
+    _last_program[:] = [program_key, program] if program_key is not None and not program.runs else [None, None]
     start = int(state.step)
     writer = metrics.Writer(workdir, resume_step=start)
     ids_log = metrics.ExampleLog(workdir, resume_step=start) if config.debug.log_example_ids else None
