@@ -12,9 +12,8 @@ from ssl_jax.data import prepare_text
 from ssl_jax.data import text
 
 
-@functools.cache
 def _docstrings():
-  return tuple(text.stdlib_docstrings())
+  return text._corpus("stdlib_docstrings")         # read once per process, shared with the trainer's tests
 
 
 @functools.cache
@@ -33,6 +32,23 @@ def test_embedded_corpus_is_about_two_megabytes_of_labelled_library_prose():
   assert any(d.source.startswith("pydoc_data.topics:") for d in docs)
   code = text.package_code()
   assert any(d.source == "ssl_jax/data/text.py" and "class TokenWindows" in d.text for d in code)
+
+
+def test_definitions_come_in_the_order_of_a_full_walk():
+  """`text._definitions` skips expressions; the documents' order (and so the corpus's hash) is `ast.walk`'s."""
+  import ast
+  source = (
+      "def a():\n  class B:\n    def c(self): pass\n  return [lambda: 1 for _ in ()]\n"
+      "if x:\n  def d(): pass\nelse:\n  async def e(): pass\n"
+      "try:\n  def f(): pass\nexcept E:\n  def g():\n    def h(): pass\nfinally:\n  class I: pass\n"
+      "with y:\n  def j(): pass\n"
+      "match z:\n  case 1:\n    def k(): pass\n"
+      "@deco(lambda: 0)\nclass L:\n  while w:\n    for v in u:\n      def m(): pass\n")
+  tree = ast.parse(source)
+  kinds = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+  walked = [getattr(n, "name", "<module>") for n in ast.walk(tree) if isinstance(n, kinds)]
+  assert [getattr(n, "name", "<module>") for n in text._definitions(tree)] == walked
+  assert walked == ["<module>", "a", "L", "B", "d", "e", "f", "I", "j", "c", "g", "k", "h", "m"]   # by depth
 
 
 def test_probe_split_holds_out_whole_modules_of_every_class():
