@@ -4,6 +4,7 @@ sharded equality, jit/vmap, and doctests."""
 import doctest
 import subprocess
 import sys
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -410,8 +411,12 @@ GRAD_CHECKED = {
 
 @pytest.mark.parametrize("name", sorted(GRAD_CHECKED))
 def test_gradients_match_finite_differences(name):
-  a = jnp.asarray(RNG.normal(size=(6, 4)), jnp.float32)
-  b = jnp.asarray(RNG.normal(size=(6, 4)), jnp.float32)
+  # Inputs of this test's own (not the module's shared generator, whose state depends on which tests a pytest-xdist
+  # worker ran first), of std about 0.5: VICReg's variance hinge max(0, 1 - std) has its kink at std 1, where a
+  # finite difference of 1e-2 can straddle it (1 draw in 60 of unit std failed; none of 60 at 0.5).
+  rng = np.random.default_rng(zlib.crc32(name.encode()))
+  a = jnp.asarray(0.5 * rng.normal(size=(6, 4)), jnp.float32)
+  b = jnp.asarray(0.5 * rng.normal(size=(6, 4)), jnp.float32)
   check_grads(lambda x: GRAD_CHECKED[name](x, b), (a,), order=1, modes=["rev"], atol=2e-2, rtol=2e-2, eps=1e-2)
 
 
