@@ -92,6 +92,10 @@ def test_heartbeat_renews_and_a_takeover_is_noticed(tmp_path):
   time.sleep(0.3)
   assert json.loads((tmp_path / workdir.LEASE_FILE).read_text())["heartbeat"] > first
   lease.check()                                        # still ours
+  assert not list(tmp_path.glob("*.tmp"))              # each beat renamed into place
+  (tmp_path / workdir.LEASE_FILE).write_bytes(b'{"host": "other-host", "pi')   # a writer caught half-way
+  time.sleep(0.3)
+  lease.check()                                        # not taken for a loss: the next beats look again
   _foreign(tmp_path)                                   # another run took it over (ours looked expired to it)
   time.sleep(0.3)
   with pytest.raises(workdir.Lost, match="taken over by another run .*pid 12345"):

@@ -163,18 +163,25 @@ class Lease:
 
   def _write(self) -> None:
     data = json.dumps(self.holder, indent=1).encode()
-    if self._fd is not None:       # through the locked descriptor: the lock stays on this file
-      os.ftruncate(self._fd, 0)
+    if self._fd is not None:       # through the locked descriptor (the lock stays on this file), never left empty
       os.pwrite(self._fd, data, 0)
+      os.ftruncate(self._fd, len(data))
       os.fsync(self._fd)
-    else:
+    elif "://" in str(self.path):  # an object store replaces an object whole
       self.path.write_bytes(data)
+    else:                          # a file system without locks: renamed into place, so that no reader sees half
+      partial = self.path.with_name(f"{self.path.name}.{self.holder['token']}.tmp")
+      partial.write_bytes(data)
+      os.replace(partial, self.path)
 
   def _beat(self) -> None:
     while not self._stop.wait(self._heartbeat_s):
       try:
         if self._fd is None:
-          current = _parse(self.path.read_bytes()) if self.path.exists() else None
+          data = self.path.read_bytes() if self.path.exists() else None
+          current = None if data is None else _parse(data)
+          if data is not None and current is None:   # half written by a writer that does not rename: look again
+            continue
           if not current or current.get("token") != self.holder["token"]:
             self._lost = describe(current) if current else "the lease file was removed"
             return
