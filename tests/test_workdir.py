@@ -92,7 +92,6 @@ def test_heartbeat_renews_and_a_takeover_is_noticed(tmp_path):
   time.sleep(0.3)
   assert json.loads((tmp_path / workdir.LEASE_FILE).read_text())["heartbeat"] > first
   lease.check()                                        # still ours
-  assert not list(tmp_path.glob("*.tmp"))              # each beat renamed into place
   (tmp_path / workdir.LEASE_FILE).write_bytes(b'{"host": "other-host", "pi')   # a writer caught half-way
   time.sleep(0.3)
   lease.check()                                        # not taken for a loss: the next beats look again
@@ -102,6 +101,7 @@ def test_heartbeat_renews_and_a_takeover_is_noticed(tmp_path):
     lease.check()
   lease.release()
   assert json.loads((tmp_path / workdir.LEASE_FILE).read_text())["token"] == "theirs"   # not overwritten
+  assert not list(tmp_path.glob("*.tmp"))              # each beat was renamed into place
 
 
 def test_a_file_system_without_locks_falls_back_to_heartbeats(tmp_path, monkeypatch):
