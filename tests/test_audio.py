@@ -222,22 +222,24 @@ SMALL = dict(conv_layers=((16, 10, 5),) + ((16, 3, 2),) * 4 + ((16, 2, 2),) * 2,
 def test_weight_norm_and_padding():
   """The position convolution is weight-normalised (scaling `weight_v` changes nothing; at init the kernel is
   `weight_v` itself); with LayerNorms in the feature encoder an utterance's features do not depend on how much
-  padding follows it."""
+  padding follows it. (Each init and apply jitted: one compile each, not one per primitive.)"""
   x = jnp.asarray(RNG.normal(size=(2, 20, 32)), jnp.float32)
   conv = audio_models.PositionalConv(8, 4)
-  v = conv.init(jax.random.key(0), x)
+  v = jax.jit(conv.init)(jax.random.key(0), x)
   scaled = jax.tree_util.tree_map_with_path(
       lambda p, a: a * 3.0 if "weight_v" in jax.tree_util.keystr(p) else a, v)
-  np.testing.assert_allclose(conv.apply(scaled, x), conv.apply(v, x), rtol=1e-5, atol=1e-6)
+  apply = jax.jit(conv.apply)
+  np.testing.assert_allclose(apply(scaled, x), apply(v, x), rtol=1e-5, atol=1e-6)
   weights = nn.unbox(v)["params"]
   norm = np.sqrt((np.asarray(weights["weight_v"]) ** 2).sum(axis=(1, 2)))
   np.testing.assert_allclose(np.asarray(weights["weight_g"]), norm, rtol=1e-6)
   enc = audio_models.Wav2Vec2Encoder(**dict(SMALL, extractor_mode="layer_norm"))
   wave = RNG.normal(size=(1, 6400)).astype(np.float32)
   long = np.concatenate([wave, np.zeros((1, 3200), np.float32)], axis=1)
-  variables = enc.init(jax.random.key(1), jnp.asarray(long), jnp.array([6400]))
-  a = enc.apply(variables, jnp.asarray(wave), jnp.array([6400]))
-  b = enc.apply(variables, jnp.asarray(long), jnp.array([6400]))
+  variables = jax.jit(enc.init)(jax.random.key(1), jnp.asarray(long), jnp.array([6400]))
+  apply = jax.jit(enc.apply)
+  a = apply(variables, jnp.asarray(wave), jnp.array([6400]))
+  b = apply(variables, jnp.asarray(long), jnp.array([6400]))
   t = a["tokens"].shape[1]
   assert float(b["frames"].sum()) == t and b["tokens"].shape[1] > t
   np.testing.assert_allclose(np.asarray(b["tokens"][:, :t]), np.asarray(a["tokens"]), atol=2e-5)
@@ -288,7 +290,7 @@ def test_objective_weights_temperature_masks_and_collapse_warning():
   lengths = np.array([9600, 6000, 4000, 9600], np.int32)
   waves = np.where(np.arange(9600)[None] < lengths[:, None], RNG.normal(size=(4, 9600)) * 0.1, 0).astype(np.float32)
   batch = {"audio": jnp.asarray(waves), "audio_length": jnp.asarray(lengths)}
-  params, _ = method.init(jax.random.key(0), batch)
+  params, _ = jax.jit(method.init)(jax.random.key(0), batch)
   params = nn.unbox(params)
   loss, (m, _) = jax.jit(method.loss)(params, {}, batch, jax.random.key(1), 0)
   assert float(loss) == pytest.approx(float(m["contrastive_loss"] + 0.1 * m["diversity_loss"]
@@ -299,7 +301,7 @@ def test_objective_weights_temperature_masks_and_collapse_warning():
   assert 0 < float(m["monitor/masked_fraction"]) < 1 and 0 <= float(m["monitor/contrastive_accuracy"]) <= 1
   assert float(m["monitor/prob_perplexity"]) == pytest.approx(32 * (1 - float(m["diversity_loss"])), rel=1e-5)
   frames = audio_models.num_frames(jnp.asarray(lengths))
-  mask = np.asarray(method._mask(jax.random.key(2), batch))
+  mask = np.asarray(jax.jit(method._mask)(jax.random.key(2), batch))
   assert all(mask[i, int(frames[i]):].sum() == 0 and mask[i].sum() >= 4 for i in range(4))
   warning, = method.health_warnings({"monitor/code_perplexity": 2.5})
   assert "codebook collapse" in warning and "diversity_weight" in warning

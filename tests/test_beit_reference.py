@@ -115,18 +115,19 @@ def test_beit_reads_a_trained_tokenizer_run(tmp_path):
   a run whose tokenizer does not fit is refused with the fix."""
   from ssl_jax import pretrained
   from ssl_jax import train
+  from test_fault_matrix import devices
   from test_fault_matrix import shrunk
   tok = shrunk("vq_tokenizer")
   tok.update(dict(total_steps=2, ckpt_every=2))
   tok.debug.nonfinite_at_steps = ()
   tok.eval.evaluators = {}
-  train.run(tok, str(tmp_path / "tok"))
+  train.run(tok, str(tmp_path / "tok"), devices=devices())        # one device, as the fault matrix runs it
   c = shrunk("beit")
   c.update(dict(total_steps=2, ckpt_every=2))
   c.debug.nonfinite_at_steps = ()
   c.eval.evaluators = {}
   c.method.update(dict(tokenizer="vq_tokenizer", tokenizer_workdir=str(tmp_path / "tok"), vocab_size=512))
-  train.run(c, str(tmp_path / "beit"))
+  train.run(c, str(tmp_path / "beit"), devices=devices())
   source = pretrained.open_workdir(str(tmp_path / "tok"))
   tok_params, tok_extra = source.state()
   saved = pretrained.open_workdir(str(tmp_path / "beit"))

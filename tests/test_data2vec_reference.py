@@ -229,13 +229,13 @@ def test_targets_are_the_layer_normalised_average_of_the_top_blocks():
   averaged over the top K, layer-normalised again, [CLS] dropped."""
   method = _method(image_run(12))
   images = jax.random.normal(jax.random.key(0), (2, 12, 12, 3))
-  params, extra = method.init(jax.random.key(1), {"image": images})
+  params, extra = jax.jit(method.init)(jax.random.key(1), {"image": images})    # jitted: one compile, not hundreds
   teacher = nn.unbox(extra["teacher"])
-  _, layers = method.teacher.apply({"params": teacher}, images, return_layers=True)
+  _, layers = jax.jit(lambda t: method.teacher.apply({"params": t}, images, return_layers=True))(teacher)
   layers = np.asarray(layers, np.float64)[:, :, 1:]
   ln = lambda x: (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
   want = ln(sum(ln(layers[i]) for i in range(DEPTH - TOP_K, DEPTH)) / TOP_K)
-  np.testing.assert_allclose(method.targets(teacher, images), want, atol=2e-5)
+  np.testing.assert_allclose(jax.jit(method.targets)(teacher, images), want, atol=2e-5)
 
 
 def test_bad_settings_are_refused_before_anything_runs():

@@ -1,9 +1,9 @@
-"""The fault matrix over every registered method: each method's tiny config (shrunk to seconds) goes through a
-non-finite step, a SIGTERM, a kill -9 at a random moment (mid-step, mid-log or mid-asynchronous-save) in a real
-process, a damaged newest checkpoint, and a run of another experiment refused on its workdir, and still ends with the
-losses of an uninterrupted run, bit for bit, each step logged once; the uninterrupted run also shows what the method
-logs (monitors, online probe) and its end-of-run report. A method added to `ssl_jax.methods.METHODS` is covered by
-being registered, once a config in `configs/tiny/` names it.
+"""The fault matrix over every registered method: each method's tiny config (shrunk to seconds, on one device:
+`devices()`) goes through a non-finite step, a SIGTERM, a kill -9 at a random moment (mid-step, mid-log or
+mid-asynchronous-save) in a real process, a damaged newest checkpoint, and a run of another experiment refused on its
+workdir, and still ends with the losses of an uninterrupted run, bit for bit, each step logged once; the
+uninterrupted run also shows what the method logs (monitors, online probe) and its end-of-run report. A method added
+to `ssl_jax.methods.METHODS` is covered by being registered, once a config in `configs/tiny/` names it.
 
 The detailed checks of each fault (exit codes, messages, real-process SIGTERM, metrics after every kill) are in
 `test_fault_tolerance.py` on the tiny MAE."""
@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -98,6 +99,14 @@ def shrunk(method: str):
   return c
 
 
+def devices() -> list:
+  """The runs' mesh: one device. Each method's sharded math (the loss and gradients on 1 and 8 devices) is checked
+  by test_contract.py, its full-scale train step traced and lowered on the 8-device mesh by test_methods.py, and the
+  trainer's multi-device runs through faults on MAE (test_train.py, test_fault_tolerance.py). On one device this
+  file's runs take about a quarter less time (no partitioned programs, one device's steps)."""
+  return jax.devices()[:1]
+
+
 def test_every_registered_method_has_a_tiny_config():
   assert set(tiny_configs()) == set(methods.METHODS), "add a configs/tiny/<method>.py for each registered method"
 
@@ -123,7 +132,7 @@ import test_fault_matrix
 from ssl_jax import metrics, train
 flush = metrics.Writer.flush
 metrics.Writer.flush = lambda self: (flush(self), time.sleep(0.15))
-train.run(test_fault_matrix.shrunk(sys.argv[1]), sys.argv[2])
+train.run(test_fault_matrix.shrunk(sys.argv[1]), sys.argv[2], devices=test_fault_matrix.devices())
 """
 
 
@@ -190,7 +199,7 @@ def test_faults_in_sequence_end_as_the_uninterrupted_run(method, tmp_path, monke
   reference, workdir = tmp_path / "reference", tmp_path / "run"
   config = shrunk(method)
   config.eval.update(dict(init_baseline=True, raw_baseline=True, report=True))
-  _check_reference(method, reference, train.run(config, str(reference)))
+  _check_reference(method, reference, train.run(config, str(reference), devices=devices()))
 
   # 1. SIGTERM during the run (in this process, through the trainer's handler): the step it lands on is saved.
   flush = metrics.Writer.flush
@@ -206,7 +215,7 @@ def test_faults_in_sequence_end_as_the_uninterrupted_run(method, tmp_path, monke
   sender.start()
   try:
     with pytest.raises(preemption.Preempted) as e:
-      train.run(shrunk(method), str(workdir))
+      train.run(shrunk(method), str(workdir), devices=devices())
   finally:
     sender.join(timeout=60)
     signal.signal(signal.SIGTERM, previous)
@@ -238,15 +247,15 @@ def test_faults_in_sequence_end_as_the_uninterrupted_run(method, tmp_path, monke
   other = shrunk(method)
   other.seed += 1
   with pytest.raises(checkpoint.ConfigMismatch, match="seed"):
-    train.run(other, str(workdir))
+    train.run(other, str(workdir), devices=devices())
   assert files() == before
 
   # 5. The resume runs to the end: the uninterrupted run's losses, each step once, and the same examples.
   if damaged is not None:
     with pytest.warns(RuntimeWarning, match=f"checkpoint step {damaged} is damaged"):
-      train.run(shrunk(method), str(workdir))
+      train.run(shrunk(method), str(workdir), devices=devices())
   else:
-    train.run(shrunk(method), str(workdir))
+    train.run(shrunk(method), str(workdir), devices=devices())
   steps_logged = [r["step"] for r in _records(workdir)]
   assert steps_logged == list(range(1, STEPS + 1))
   assert _losses(workdir) == _losses(reference)

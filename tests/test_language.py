@@ -112,15 +112,17 @@ def test_unigram_baseline_is_the_add_one_frequency_and_guesses_the_most_frequent
 
 
 def _train(name: str, workdir, **eval_options):
-  """A 2-step run of `name`'s shrunk tiny config in `workdir` with the `validation` evaluator (2 batches)."""
+  """A 2-step run of `name`'s shrunk tiny config in `workdir` with the `validation` evaluator (2 batches), on one
+  device as the fault matrix runs it."""
   from ssl_jax import train
+  from test_fault_matrix import devices
   from test_fault_matrix import shrunk
   c = shrunk(name)
   c.update(dict(total_steps=2, ckpt_every=2))
   c.debug.nonfinite_at_steps = ()
   c.eval.update(eval_options)
   c.eval.evaluators = dict(validation=dict(type="language_model", max_batches=2))
-  return c, train.run(c, str(workdir))
+  return c, train.run(c, str(workdir), devices=devices())
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +172,7 @@ def test_a_workdir_trained_with_another_tokenizer_is_refused_naming_both(gpt_run
   from ssl_jax import train
   from ssl_jax.data import inputs
   from ssl_jax.data import text
+  from test_fault_matrix import devices
   c, _, workdir = gpt_run
   saved = (workdir / "tokenizer.json").read_text()                # the run wrote the tokenizer it trained with
   assert text.tokenizer_digest(text.load_tokenizer(str(workdir / "tokenizer.json"))) == text.tokenizer_digest(
@@ -179,7 +182,7 @@ def test_a_workdir_trained_with_another_tokenizer_is_refused_naming_both(gpt_run
   other.data.text.tokenizer = "bpe:2048"                        # the same config but for the tokenizer
   with pytest.raises(checkpoint.ConfigMismatch, match=r"data.text.tokenizer_sha256.*tokenizer\.json \(sha256 "
                      r"[0-9a-f]{16}\.\.\.\), this run's data with config.data.text.tokenizer='bpe:2048'"):
-    train.run(other, str(workdir))
+    train.run(other, str(workdir), devices=devices())
   assert sorted(p.name for p in workdir.rglob("*")) == before and (workdir / "tokenizer.json").read_text() == saved
 
 
@@ -222,7 +225,8 @@ def test_cached_decoding_equals_the_full_forward_pass_whatever_follows_the_promp
   from ssl_jax import sample
   from ssl_jax.models import text as text_model
   _, model = _text_gpt()
-  params = nn.unbox(model.init(jax.random.key(1), jnp.zeros((1, 8), jnp.int32)))["params"]
+  # Every model call jitted: one compile each, not one per primitive.
+  params = nn.unbox(jax.jit(model.init)(jax.random.key(1), jnp.zeros((1, 8), jnp.int32)))["params"]
   params = jax.tree.map(lambda x: x + jax.random.normal(jax.random.key(2), x.shape), params)   # far from uniform
   prompt = np.zeros((3, 12), np.int32)
   prompt[:, :5] = [[5, 6, 7, 8, 9], [1, 2, 3, 4, 5], [9, 9, 9, 9, 9]]
@@ -231,8 +235,8 @@ def test_cached_decoding_equals_the_full_forward_pass_whatever_follows_the_promp
   noisy[:, 5:] = np.random.default_rng(0).integers(0, 97, (3, 7))
   np.testing.assert_array_equal(sample.generate(model, params, noisy, np.int32(5), jax.random.key(0), steps=20), new)
   seq = jnp.asarray(np.concatenate([prompt[:, :5], new], 1))
-  logits = lambda ids: model.apply({"params": params}, model.apply({"params": params}, ids)["tokens"],
-                                   method=text_model.TextTransformer.logits)
+  logits = jax.jit(lambda ids: model.apply({"params": params}, model.apply({"params": params}, ids)["tokens"],
+                                           method=text_model.TextTransformer.logits))
   full = np.asarray(logits(seq))
   np.testing.assert_array_equal(np.argmax(full[:, 4:-1], -1), new)
   # Teacher-forced through the cache: a 5-token prefill, then one token at a time, on a random sequence; each
@@ -240,15 +244,16 @@ def test_cached_decoding_equals_the_full_forward_pass_whatever_follows_the_promp
   decoder = model.clone(decode=True)
   seq = jax.random.randint(jax.random.key(3), (3, 16), 0, 97)
   full = np.asarray(logits(seq))
-  cache = decoder.init(jax.random.key(0), jnp.zeros((3, 16), jnp.int32))["cache"]
-  out, state = decoder.apply({"params": params, "cache": cache}, seq[:, :5],
-                             positions=jnp.tile(jnp.arange(5), (3, 1)), mutable=["cache"])
+  cache = jax.jit(decoder.init)(jax.random.key(0), jnp.zeros((3, 16), jnp.int32))["cache"]
+  apply = jax.jit(lambda cache, ids, positions: decoder.apply({"params": params, "cache": cache}, ids,
+                                                              positions=positions, mutable=["cache"]))
+  out, state = apply(cache, seq[:, :5], jnp.tile(jnp.arange(5), (3, 1)))
   steps = [out["tokens"]]
   for t in range(5, 16):
-    out, state = decoder.apply({"params": params, "cache": state["cache"]}, seq[:, t:t + 1],
-                               positions=jnp.full((3, 1), t), mutable=["cache"])
+    out, state = apply(state["cache"], seq[:, t:t + 1], jnp.full((3, 1), t))
     steps.append(out["tokens"])
-  cached = decoder.apply({"params": params}, jnp.concatenate(steps, 1), method=text_model.TextTransformer.logits)
+  cached = jax.jit(lambda tokens: decoder.apply({"params": params}, tokens, method=text_model.TextTransformer.logits))(
+      jnp.concatenate(steps, 1))
   np.testing.assert_allclose(np.asarray(cached), full, rtol=1e-5, atol=1e-5 * np.abs(full).max())   # float32 sums
 
 

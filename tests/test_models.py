@@ -66,14 +66,15 @@ def test_token_dropping_equals_encoding_the_kept_patches():
   model = vit.ViT(patch_size=4, width=32, depth=2, num_heads=4, mlp_dim=64)
   images = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
   keep = jnp.array([[0, 5, 9, 15], [3, 4, 7, 12]], jnp.int32)
-  params = model.init(jax.random.key(1), images)
-  out = model.apply(params, images, keep)
+  params = jax.jit(model.init)(jax.random.key(1), images)         # jitted: one compile, not one per primitive
+  apply = jax.jit(model.apply)
+  out = apply(params, images, keep)
   # Changing pixels of dropped patches must not change the output.
   patches = masking.patchify(images, 4)
   noise = jax.random.normal(jax.random.key(2), patches.shape)
   kept_mask = jnp.zeros((2, 16)).at[jnp.arange(2)[:, None], keep].set(1.0)
   changed = masking.unpatchify(patches + noise * (1 - kept_mask)[..., None], 4, 16, 16)
-  np.testing.assert_allclose(model.apply(params, changed, keep), out, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(apply(params, changed, keep), out, rtol=1e-5, atol=1e-5)
 
 
 def test_mask_token_hides_masked_patches_and_layer_scale_scales_the_branches():
@@ -110,7 +111,7 @@ def test_relative_position_bias_and_beit_initialisation():
                   relative_position_bias=True, init_std=0.02, init_truncation=1.0, depth_scaled_init=True,
                   layer_scale=0.1)
   images = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
-  params = nn.unbox(model.init(jax.random.key(1), images))["params"]
+  params = nn.unbox(jax.jit(model.init)(jax.random.key(1), images))["params"]      # jitted: one compile per call
   table = params["rel_pos_bias"]["relative_position_bias_table"]
   assert table.shape == (7 * 7 + 3, 4) and not np.any(table)
   assert "pos_embedding" not in params
@@ -127,13 +128,14 @@ def test_relative_position_bias_and_beit_initialisation():
   biased = jax.tree_util.tree_map_with_path(
       lambda path, x: jax.random.normal(jax.random.key(5), x.shape) if path[-1].key.startswith("relative") else x,
       params)
-  assert not np.allclose(model.apply({"params": biased}, images), model.apply({"params": params}, images))
-  grad = jax.grad(lambda p: jnp.sum(jnp.sin(model.apply({"params": p}, images))))(biased)
+  apply = jax.jit(lambda p: model.apply({"params": p}, images))
+  assert not np.allclose(apply(biased), apply(params))
+  grad = jax.jit(jax.grad(lambda p: jnp.sum(jnp.sin(model.apply({"params": p}, images)))))(biased)
   assert float(jnp.max(jnp.abs(grad["rel_pos_bias"]["relative_position_bias_table"]))) > 1e-4
   scanned = model.clone(remat="full", scan=True)          # the bias reaches the scanned, rematerialised blocks
-  np.testing.assert_allclose(scanned.apply({"params": biased}, images), model.apply({"params": biased}, images),
+  np.testing.assert_allclose(jax.jit(lambda p: scanned.apply({"params": p}, images))(biased), apply(biased),
                              atol=1e-5)
-  grad_scanned = jax.grad(lambda p: jnp.sum(jnp.sin(scanned.apply({"params": p}, images))))(biased)
+  grad_scanned = jax.jit(jax.grad(lambda p: jnp.sum(jnp.sin(scanned.apply({"params": p}, images)))))(biased)
   np.testing.assert_allclose(grad_scanned["rel_pos_bias"]["relative_position_bias_table"],
                              grad["rel_pos_bias"]["relative_position_bias_table"], atol=1e-5)
   with pytest.raises(ValueError, match="mask with mask_token=True"):
@@ -146,14 +148,14 @@ def test_mae_decoder_output_and_bfloat16_compute():
   method = mae.MAE.create(model=dict(patch_size=4, width=32, depth=1, num_heads=2, mlp_dim=64, dtype="bfloat16"),
                       run=image_run(16), decoder=dict(width=16, depth=1, num_heads=2, mlp_dim=32))
   batch = {"image": jnp.zeros((3, 16, 16, 3), jnp.float32)}
-  params, extra = method.init(jax.random.key(0), batch)
+  params, extra = jax.jit(method.init)(jax.random.key(0), batch)      # jitted: one compile, not one per primitive
   params = nn.unbox(params)
   # Parameters stay float32 under bfloat16 compute.
   assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
   m = masking.random_masking(jax.random.key(1), 3, 16, 0.75)
-  pred = method.model.apply({"params": params}, jnp.zeros((3, 16, 16, 3)), m.ids_keep, m.ids_restore)
+  pred = jax.jit(method.model.apply)({"params": params}, jnp.zeros((3, 16, 16, 3)), m.ids_keep, m.ids_restore)
   assert pred.shape == (3, 16, 4 * 4 * 3) and pred.dtype == jnp.float32
-  assert method.represent(params, extra, batch)["image"].shape == (3, 32)
+  assert jax.jit(method.represent)(params, extra, batch)["image"].shape == (3, 32)
 
 
 def test_remat_and_scan_keep_parameters_outputs_and_gradients():
@@ -340,7 +342,7 @@ def test_transformer_masks_isolate_documents_and_the_future():
   segments = jnp.asarray([[1] * 7 + [2] * 5])
   for causal in (False, True):
     model = transformer.Transformer(**kw, causal=causal)
-    params = model.init(jax.random.key(1), x)
+    params = jax.jit(model.init)(jax.random.key(1), x)
     packed = model.apply(params, x, segment_ids=segments)
     np.testing.assert_allclose(packed[:, :7], model.apply(params, x[:, :7]), atol=1e-5)
     np.testing.assert_allclose(packed[:, 7:], model.apply(params, x[:, 7:]), atol=1e-5)

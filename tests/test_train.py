@@ -144,8 +144,8 @@ def test_mae_reconstruction_pictures(tiny_config):
                      **{k: v for k, v in tiny_config.method.to_dict().items() if k != "name"})
   images = jax.random.randint(jax.random.key(0), (4, 16, 16, 3), 0, 256).astype(np.uint8)
   batch = inputs.eval_stage({"image": images})                      # normalised, as the method receives it
-  params, extra = m.init(jax.random.key(1), batch)
-  shown, masked, recon = m.reconstruct(nn.unbox(params), extra, batch, jax.random.key(2))
+  params, extra = jax.jit(m.init)(jax.random.key(1), batch)          # jitted: one compile each, not one per primitive
+  shown, masked, recon = jax.jit(m.reconstruct)(nn.unbox(params), extra, batch, jax.random.key(2))
   np.testing.assert_array_equal(shown, images)                       # the input row: the uint8 images themselves
   assert masked.dtype == recon.dtype == np.uint8 and masked.shape == recon.shape == images.shape
   patches = lambda x: np.asarray(x).reshape(4, 4, 4, 4, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(4, 16, 48)

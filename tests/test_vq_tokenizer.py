@@ -74,20 +74,23 @@ def test_straight_through_and_codebook_state():
   in `extra` by the EMA; the loss is reconstruction + beta * commitment."""
   method = _method(beta=0.5)
   images = jax.random.normal(jax.random.key(0), (4, 16, 16, 3))
-  params, extra = method.init(jax.random.key(1), {"image": images})
+  # Every call jitted: one compile each, not one per primitive.
+  params, extra = jax.jit(method.init)(jax.random.key(1), {"image": images})
   params = nn.unbox(params)
-  loss_of = lambda p, step: method.loss(p, extra, {"image": images}, jax.random.key(2), jnp.int32(step))
-  (loss, (metrics, new_extra)), grads = jax.value_and_grad(loss_of, has_aux=True)(params, 1)
+  loss_of = jax.jit(lambda p, step: method.loss(p, extra, {"image": images}, jax.random.key(2), jnp.int32(step)))
+  (loss, (metrics, new_extra)), grads = jax.jit(jax.value_and_grad(loss_of, has_aux=True))(params, 1)
   np.testing.assert_allclose(float(loss), float(metrics["loss/reconstruction"] + 0.5 * metrics["loss/commitment"]),
                              rtol=1e-6)
   assert float(jnp.max(jnp.abs(grads["encoder"]["embedding"]["kernel"]))) > 0      # through the straight-through path
-  z = method.model.apply({"params": params}, images, method=vq_tokenizer.VQTokenizerModel.encode)
-  codes = quantize.nearest_codes(z, extra["codebook"])
-  want = quantize.norm_ema_update(extra["codebook"], z.reshape(-1, 8), codes.reshape(-1), 0.99)
+  z = jax.jit(lambda p: method.model.apply({"params": p}, images, method=vq_tokenizer.VQTokenizerModel.encode))(params)
+  codes = jax.jit(quantize.nearest_codes)(z, extra["codebook"])
+  want = jax.jit(quantize.norm_ema_update, static_argnums=3)(extra["codebook"], z.reshape(-1, 8), codes.reshape(-1),
+                                                             0.99)
   np.testing.assert_allclose(new_extra["codebook"], want, atol=1e-6)
   # Straight through: with the commitment's weight 0 the encoder's gradient is the decoder's at the codes' vectors.
   plain = _method(beta=0.0)
-  g_st = jax.grad(lambda p: plain.loss(p, extra, {"image": images}, jax.random.key(2), jnp.int32(1))[0])(params)
+  g_st = jax.jit(jax.grad(lambda p: plain.loss(p, extra, {"image": images}, jax.random.key(2), jnp.int32(1))[0]))(
+      params)
   e = extra["codebook"][codes]
 
   def through_identity(p):
@@ -95,7 +98,7 @@ def test_straight_through_and_codebook_state():
     pred = plain.model.apply({"params": p}, z + jax.lax.stop_gradient(e - z),
                              method=vq_tokenizer.VQTokenizerModel.decode)
     return jnp.mean(jnp.square(pred - plain._targets(images)))
-  g_ref = jax.grad(through_identity)(params)
+  g_ref = jax.jit(jax.grad(through_identity))(params)
   np.testing.assert_allclose(g_st["to_code"]["kernel"], g_ref["to_code"]["kernel"], atol=1e-7)
   # Step 0: the codebook is the k-means of the batch's vectors.
   _, (_, first) = loss_of(params, 0)
