@@ -181,7 +181,7 @@ def clip_per_module(max_norm: float, depth: int = 2) -> optax.GradientTransforma
     leaves, treedef = jax.tree_util.tree_flatten_with_path(updates)
     modules = ["/".join(param_path(p).split("/")[:depth]) for p, _ in leaves]
     norms = {m: jnp.sqrt(sum(jnp.sum(jnp.square(g)) for (_, g), n in zip(leaves, modules) if n == m))
-             for m in set(modules)}
+             for m in dict.fromkeys(modules)}     # in the leaves' order: the same program in every process
     scale = {m: jnp.minimum(1.0, max_norm / (v + 1e-6)) for m, v in norms.items()}
     return jax.tree_util.tree_unflatten(treedef, [g * scale[m] for (_, g), m in zip(leaves, modules)])
   return optax.stateless(clip)

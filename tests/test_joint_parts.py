@@ -1,6 +1,10 @@
 """Parts of the joint-embedding methods: ResNet with global BatchNorm, heads, EMA schedules, monitors, optimizer
 masks and schedules, multi-view input."""
 
+import os
+import subprocess
+import sys
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -217,6 +221,24 @@ def test_lr_multipliers_per_module_clipping_and_sqrt_scaling():
   np.testing.assert_allclose(out["net"]["dino"]["kernel"], [0.3, 0.4])
   assert optim.peak_learning_rate(4e-3, 2048, 1024, "sqrt") == pytest.approx(4e-3 * 2 ** 0.5)
   assert optim.peak_learning_rate(4e-3, 2048, 1024) == pytest.approx(8e-3)
+
+
+# Lowers the per-module clip over eight modules and prints the program's digest.
+CLIP_PROGRAM = """
+import hashlib, jax, jax.numpy as jnp
+from ssl_jax import optim
+grads = {"net": {f"m{i}": {"kernel": jnp.ones((2,))} for i in range(8)}}
+text = jax.jit(optim.clip_per_module(1.0).update).lower(grads, ()).as_text(debug_info=False)
+print(hashlib.sha256(text.encode()).hexdigest())
+"""
+
+
+def test_per_module_clipping_is_the_same_program_in_every_process():
+  """The modules' norms in the parameters' order, not a set's, which follows Python's per-process string hashing:
+  a different program in each process would miss the persistent compilation cache on every restart."""
+  digests = {subprocess.run([sys.executable, "-c", CLIP_PROGRAM], capture_output=True, text=True, check=True,
+                            env=dict(os.environ, PYTHONHASHSEED=str(seed))).stdout for seed in (1, 2)}
+  assert len(digests) == 1, digests
 
 
 def test_monitors_see_collapse():
