@@ -194,17 +194,18 @@ def test_init_from_errors_name_the_problem(mae_workdir, tmp_path):
 @pytest.mark.parametrize("method", ["byol", "dino"])
 def test_joint_methods_release_their_encoder_with_its_batchnorm_statistics(method, tmp_path):
   """BYOL (ResNet: running BatchNorm statistics travel with the weights) and DINO (the teacher is released): the
-  standalone kNN of the released encoder equals the pretraining run's own final kNN."""
-  from test_methods import _small
-  c = _small(method)
-  c.total_steps, c.ckpt_every = 4, 4
-  c.eval.init_baseline = False
-  pre = train.run(c, str(tmp_path / "pre"), devices=jax.devices()[:1])
+  standalone kNN of the released encoder equals the pretraining run's own final kNN. The pretraining run is the
+  fault matrix's (`shrunk`, its NaN step skipped), on its device: the same programs, compiled once in the session's
+  cache."""
+  from test_fault_matrix import devices
+  from test_fault_matrix import shrunk
+  c = shrunk(method)
+  pre = train.run(c, str(tmp_path / "pre"), devices=devices())
   k = _downstream("knn", tmp_path / "pre")
   k.eval.update(dict(train_split=c.eval.train_split, test_split=c.eval.test_split, batch_size=c.eval.batch_size,
                      init_baseline=False))
-  k.eval.evaluators = dict(knn=dict(type="knn", k=20, temperature=0.07))
-  post = train.run(k, str(tmp_path / "knn"), devices=jax.devices()[:1])
+  k.eval.evaluators = c.eval.evaluators
+  post = train.run(k, str(tmp_path / "knn"), devices=devices())
   assert post["eval/knn_top1"] == pre["eval/knn_top1"]
 
 
