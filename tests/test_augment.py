@@ -1,6 +1,7 @@
 """On-device photometric augmentation: determinism, sharding invariance, and the statistics of each operation."""
 
 import dataclasses
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -67,6 +68,85 @@ def test_identity_recipe_only_normalises():
   # A jitter of strength 0 in every adjustment leaves each one out (torchvision): the same values exactly.
   jitter_of_nothing = augment.augment_views(x, jax.random.key(0), (augment.Photometric(jitter_p=1.0),) * 2)
   np.testing.assert_array_equal(np.asarray(jitter_of_nothing), np.asarray(out))
+
+
+def _torchvision_adjustments(x, order, brightness, contrast, saturation, hue):
+  """A transcription of torchvision's `ColorJitter.forward` (transforms.py) for given draws, with the adjustments of
+  `transforms/_functional_tensor.py`, in float64 numpy on one channels-last `[H, W, 3]` image in [0, 1]."""
+  gray = lambda v: (0.2989 * v[..., 0] + 0.587 * v[..., 1] + 0.114 * v[..., 2])[..., None]
+  blend = lambda a, b, ratio: np.clip(ratio * a + (1.0 - ratio) * b, 0.0, 1.0)
+
+  def adjust_hue(v):                                   # _rgb2hsv, the hue shifted modulo 1, _hsv2rgb
+    r, g, b = np.moveaxis(v, -1, 0)
+    maxc, minc = v.max(-1), v.min(-1)
+    eqc, cr = maxc == minc, maxc - minc
+    s = cr / np.where(eqc, 1.0, maxc)
+    divisor = np.where(eqc, 1.0, cr)
+    rc, gc, bc = (maxc - r) / divisor, (maxc - g) / divisor, (maxc - b) / divisor
+    h = ((maxc == r) * (bc - gc) + ((maxc == g) & (maxc != r)) * (2.0 + rc - bc)
+         + ((maxc != g) & (maxc != r)) * (4.0 + gc - rc))
+    h = ((np.fmod(h / 6.0 + 1.0, 1.0)) + hue) % 1.0
+    i = np.floor(h * 6.0)
+    f = h * 6.0 - i
+    i = i.astype(np.int32) % 6
+    p, q, t = (np.clip(maxc * (1.0 - s), 0, 1), np.clip(maxc * (1.0 - s * f), 0, 1),
+               np.clip(maxc * (1.0 - s * (1.0 - f)), 0, 1))
+    table = [(maxc, t, p), (q, maxc, p), (p, maxc, t), (p, q, maxc), (t, p, maxc), (maxc, p, q)]
+    return np.stack([np.choose(i, [row[c] for row in table]) for c in range(3)], axis=-1)
+
+  for op in order:
+    if op == 0 and brightness is not None:
+      x = blend(x, 0.0, brightness)
+    elif op == 1 and contrast is not None:
+      x = blend(x, gray(x).mean(), contrast)
+    elif op == 2 and saturation is not None:
+      x = blend(x, gray(x), saturation)
+    elif op == 3 and hue is not None:
+      x = adjust_hue(x)
+  return x
+
+
+def test_colour_adjustments_equal_torchvisions_transcription():
+  """`augment.adjust_colors` (ColorJitter's four adjustments in a drawn order) against the transcription above, in
+  every one of the 24 orders and with adjustments left out, on images whose channels are at least 40 levels apart
+  (where the hue's RGB -> HSV round trip is well conditioned in float32: test_one_and_eight_devices_give_the_same_views
+  says why); and the transcription against torchvision itself where it is installed."""
+  rng = np.random.default_rng(0)
+  orders = np.array(list(itertools.permutations(range(4))), np.int32)           # [24, 4]
+  n = len(orders)
+  levels = np.stack([rng.integers(0, 40, (n, 6, 6)), rng.integers(80, 160, (n, 6, 6)),
+                     rng.integers(200, 256, (n, 6, 6))], axis=-1)
+  x = (rng.permuted(levels, axis=-1) / 255).astype(np.float32)                                 # [24, 6, 6, 3]
+  factors = rng.uniform(0.6, 1.4, (n, 3)).astype(np.float32)
+  shifts = rng.uniform(-0.1, 0.1, n).astype(np.float32)
+  cases = [dict(brightness=True, contrast=True, saturation=True, hue=True),
+           dict(brightness=True, contrast=False, saturation=True, hue=False),
+           dict(brightness=False, contrast=True, saturation=False, hue=True)]
+  for used in cases:
+    def ours(image, order, f, shift):
+      pick = lambda name, value: value if used[name] else None
+      return augment.adjust_colors(image, order, brightness=pick("brightness", f[0]), contrast=pick("contrast", f[1]),
+                                   saturation=pick("saturation", f[2]), hue=pick("hue", shift))
+    got = np.asarray(jax.jit(jax.vmap(ours))(x, orders, factors, shifts))
+    for i in range(n):
+      draws = dict(brightness=factors[i, 0], contrast=factors[i, 1], saturation=factors[i, 2], hue=shifts[i])
+      want = _torchvision_adjustments(x[i].astype(np.float64), orders[i],
+                                      **{k: float(v) if used[k] else None for k, v in draws.items()})
+      np.testing.assert_allclose(got[i], want, rtol=0, atol=2e-6, err_msg=f"order {orders[i]}, {used}")
+  try:
+    import torch
+    from torchvision.transforms import functional as tv
+  except ImportError:
+    return
+  adjust = {0: tv.adjust_brightness, 1: tv.adjust_contrast, 2: tv.adjust_saturation, 3: tv.adjust_hue}
+  for i in range(n):
+    image = torch.from_numpy(x[i].astype(np.float64)).permute(2, 0, 1)
+    values = (*factors[i].tolist(), float(shifts[i]))
+    for op in orders[i]:
+      image = adjust[int(op)](image, values[op])
+    want = _torchvision_adjustments(x[i].astype(np.float64), orders[i], *values)
+    # torchvision's adjust_hue computes in float32 whatever the image's type: float32 rounding.
+    np.testing.assert_allclose(image.permute(1, 2, 0).numpy(), want, rtol=0, atol=2e-6)
 
 
 def test_grayscale_probability_and_result():

