@@ -6,6 +6,7 @@
     python benchmarks/compare_torch.py --method=bert --batch_size=16 --length=128 --steps=5      # BERT-base
     python benchmarks/compare_torch.py --method=clip --batch_size=8 --steps=3                    # CLIP ViT-B/16
     python benchmarks/compare_torch.py --method=wav2vec2 --batch_size=4 --seconds=4 --steps=3    # wav2vec 2.0 BASE
+    python benchmarks/compare_torch.py --method=simclr --batch_size=8 --steps=3                  # SimCLR ResNet-50
 
 `--method=mae` runs `torch_reference/mae.py` (the official recipe on timm blocks: the same model sizes, batch, mask
 ratio, optimizer and compute dtype — bf16 through `torch.autocast` — with PyTorch's fused attention); `gpt` and
@@ -13,12 +14,13 @@ ratio, optimizer and compute dtype — bf16 through `torch.autocast` — with Py
 `configs/gpt2_small.py` / `configs/bert_base.py`'s sizes and AdamW, windows of `--length` tokens); `clip` and `siglip`
 run `torch_reference/image_text.py` (open_clip's `ViT-B-16` / `ViT-B-16-SigLIP` with its `ClipLoss` / `SigLipLoss`,
 the sizes of `configs/clip_vit_b16.py` / `configs/siglip_vit_b16.py`); `wav2vec2` runs `torch_reference/speech.py`
-(Hugging Face's `Wav2Vec2ForPreTraining` of `configs/wav2vec2_base.py`'s sizes and loss, crops of `--seconds`). The
-reference runs
-in a subprocess of the same Python, then `train_step.py`'s benchmark of the matching config (batch, dtype, length as
-given), and both step times and the ratio ssl_jax / PyTorch (below 1: ssl_jax is faster) are printed. Needs the
-`bench` extra (torch, timm, open_clip; `transformers` from the `export` extra for gpt, bert and wav2vec2). Final
-line: JSON.
+(Hugging Face's `Wav2Vec2ForPreTraining` of `configs/wav2vec2_base.py`'s sizes and loss, crops of `--seconds`);
+`simclr` runs `torch_reference/joint_embedding.py` (torchvision's ResNet-50 with `configs/simclr_resnet50.py`'s
+projection head, online probe, NT-Xent and LARS; the views without the photometric augmentation that ssl_jax's step
+runs on the device). The reference runs in a subprocess of the same Python, then `train_step.py`'s benchmark of the
+matching config (batch, dtype, length as given), and both step times and the ratio ssl_jax / PyTorch (below 1:
+ssl_jax is faster) are printed. Needs the `bench` extra (torch, timm with torchvision, open_clip; `transformers` from
+the `export` extra for gpt, bert and wav2vec2). Final line: JSON.
 """
 
 import json
@@ -37,7 +39,7 @@ if __name__ == "__main__":
   host_memory.restart_with_huge_pages()   # before jax starts, as main.py (ssl_jax/runtime/host_memory.py)
 import harness  # noqa: E402
 
-_METHOD = flags.DEFINE_enum("method", "mae", ["mae", "gpt", "bert", "clip", "siglip", "wav2vec2"],
+_METHOD = flags.DEFINE_enum("method", "mae", ["mae", "gpt", "bert", "clip", "siglip", "wav2vec2", "simclr"],
                             "Which model and reference.")
 _BATCH = flags.DEFINE_integer("batch_size", 8, "Global batch.")
 _LENGTH = flags.DEFINE_integer("length", 256, "gpt and bert: tokens per window.")
@@ -57,7 +59,7 @@ def main(argv):
   from ssl_jax import config as config_lib  # noqa: F401 -- the config file imports it
   import importlib.util
   name = {"mae": "mae_vit_b", "gpt": "gpt2_small", "bert": "bert_base", "clip": "clip_vit_b16",
-          "siglip": "siglip_vit_b16", "wav2vec2": "wav2vec2_base"}[_METHOD.value]
+          "siglip": "siglip_vit_b16", "wav2vec2": "wav2vec2_base", "simclr": "simclr_resnet50"}[_METHOD.value]
   spec = importlib.util.spec_from_file_location(name, HERE.parent / "configs" / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -73,6 +75,8 @@ def main(argv):
   elif _METHOD.value == "wav2vec2":
     config.data.audio.max_length = int(16000 * _SECONDS.value)
     cmd = [sys.executable, str(HERE / "torch_reference" / "speech.py"), f"--seconds={_SECONDS.value}"]
+  elif _METHOD.value == "simclr":
+    cmd = [sys.executable, str(HERE / "torch_reference" / "joint_embedding.py")]
   elif _METHOD.value in ("clip", "siglip"):
     config.method.text = dict(config.method.text, dtype=_DTYPE.value)
     cmd = [sys.executable, str(HERE / "torch_reference" / "image_text.py"), f"--model={_METHOD.value}"]

@@ -22,6 +22,8 @@
 #            ViT-S/16 with 2 x 224 + 10 x 96 crops, I-JEPA ViT-H/14 with its 12-block predictor (BATCH a multiple
 #            of its mask group, 128), data2vec ViT-B/16 with its EMA teacher, BEiT ViT-B/16, the ViT-B/16 VQ tokenizer, DINOv2
 #            ViT-L/16 with 2 x 224 + 8 x 96 crops at BATCH / 4, the official per-GPU batch of 64), one part each.
+#   resnet   SimCLR ResNet-50 at BATCH, bf16, against the PyTorch reference (torchvision's ResNet-50 with the same
+#            head, loss, LARS and online probe) in the same invocation (compare_torch.py --method=simclr).
 #   language GPT-2 small (TEXT_BATCH windows of 1024 tokens) and BERT-base (TEXT_BATCH x 4 windows of 128), bf16,
 #            each against the Hugging Face PyTorch reference in the same invocation (compare_torch.py --method).
 #   speech   wav2vec 2.0 BASE at its per-GPU batch (SPEECH_BATCH crops of 14.6 s: 6 x 233,333 samples, fairseq's 1.4M),
@@ -38,7 +40,7 @@ BATCH=${BATCH:-256}
 STEPS=${STEPS:-20}
 PYTHON=${PYTHON:-python3}
 LIMIT=${LIMIT:-150}
-PARTS=${PARTS:-compare einsum xla double compiled peak attention methods language speech flags}
+PARTS=${PARTS:-compare einsum xla double compiled peak attention methods resnet language speech flags}
 TEXT_BATCH=${TEXT_BATCH:-32}
 SPEECH_BATCH=${SPEECH_BATCH:-6}
 METHODS=${METHODS:-simclr_resnet50 byol_resnet50 barlow_twins_resnet50 vicreg_resnet50 simsiam_resnet50 swav_resnet50
@@ -111,6 +113,8 @@ for method in $METHODS; do
   part methods "${method}_b${b}" "$PYTHON" benchmarks/train_step.py --config="configs/$method.py" \
     --config.batch_size="$b" --steps="$STEPS"
 done
+part resnet "simclr_resnet50_b${B}_vs_torch" "$PYTHON" benchmarks/compare_torch.py --method=simclr \
+  --batch_size="$B" --dtype=bfloat16 --steps="$STEPS"
 part language "gpt2_small_b${TEXT_BATCH}x1024_vs_torch" "$PYTHON" benchmarks/compare_torch.py --method=gpt \
   --batch_size="$TEXT_BATCH" --length=1024 --dtype=bfloat16 --steps="$STEPS"
 part language "bert_base_b$((4 * TEXT_BATCH))x128_vs_torch" "$PYTHON" benchmarks/compare_torch.py --method=bert \

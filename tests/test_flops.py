@@ -151,6 +151,60 @@ def test_pytorch_reference_is_the_same_model():
   assert float(reference(torch.randn(2, 3, 224, 224))) > 0
 
 
+def test_simclr_pytorch_reference_is_the_same_model_loss_and_optimizer():
+  """benchmarks/torch_reference/joint_embedding.py: configs/simclr_resnet50.py's parameters (encoder, projection head
+  and online probe, count by count), its NT-Xent, and two steps of its LARS equal ssl_jax's."""
+  torch = pytest.importorskip("torch", reason="the PyTorch reference needs the bench extra: pip install -e '.[bench]'")
+  pytest.importorskip("torchvision", reason="the PyTorch reference needs the bench extra: pip install -e '.[bench]'")
+  import numpy as np
+  from conftest import load_config
+  from ssl_jax import losses
+  from ssl_jax import methods
+  from ssl_jax import optim
+  from ssl_jax.data import inputs
+  from ssl_jax.methods import contract
+  sys.path.insert(0, str(ROOT / "benchmarks" / "torch_reference"))
+  import joint_embedding as torch_simclr
+  config = load_config("configs/simclr_resnet50.py")
+  run = contract.RunInfo(inputs=inputs.method_inputs(config.data), num_classes=torch_simclr.NUM_CLASSES)
+  ours = methods.create("simclr", model=config.model.to_dict(), run=run,
+                        **{k: v for k, v in config.method.to_dict().items() if k != "name"})
+  batch = jax.tree.map(lambda s: jnp.zeros((2,) + s.shape, s.dtype), run.inputs)
+  params, _ = jax.eval_shape(lambda: ours.init(jax.random.key(0), batch))
+  count = lambda tree: sum(x.size for x in jax.tree.leaves(nn.unbox(tree)))
+  reference = torch_simclr.SimCLR()
+  theirs = lambda module: sum(p.numel() for p in module.parameters())
+  ours_counts = (count(params["net"]["encoder"]), count(params["net"]["projector"]), count(params["probe"]))
+  their_counts = (theirs(reference.encoder), theirs(reference.projector), theirs(reference.probe))
+  assert ours_counts == their_counts == (23_508_032, 4_460_672, 2_049_000)
+  assert config.method.temperature == torch_simclr.TEMPERATURE
+
+  z1, z2 = np.random.default_rng(0).normal(size=(2, 6, 5)).astype(np.float32)
+  normalised = torch.nn.functional.normalize(torch.tensor(np.concatenate([z1, z2])), dim=1)
+  np.testing.assert_allclose(float(torch_simclr.nt_xent(normalised, 0.1)), float(jnp.mean(losses.nt_xent(z1, z2, 0.1))),
+                             rtol=1e-6)
+
+  # LARS: a kernel (decayed, trust-scaled) and a bias (neither), two steps with different gradients.
+  rng = np.random.default_rng(1)
+  w, b = rng.normal(size=(3, 4)), rng.normal(size=4)
+  grads = [(rng.normal(size=(3, 4)), rng.normal(size=4)) for _ in range(2)]
+  tx = optim.make(name="lars", learning_rate=0.5, weight_decay=0.1, momentum=0.9)
+  state = {"dense": {"kernel": jnp.asarray(w, jnp.float32), "bias": jnp.asarray(b, jnp.float32)}}
+  opt_state = tx.init(state)
+  kernel, bias = (torch.tensor(x, dtype=torch.float32, requires_grad=True) for x in (w, b))
+  lars = torch_simclr.LARS([dict(params=[kernel], weight_decay=0.1, adapt=True), dict(params=[bias])], lr=0.5,
+                           momentum=0.9)
+  for gw, gb in grads:
+    g = {"dense": {"kernel": jnp.asarray(gw, jnp.float32), "bias": jnp.asarray(gb, jnp.float32)}}
+    updates, opt_state = tx.update(g, opt_state, state)
+    state = jax.tree.map(lambda p, u: p + u, state, updates)
+    kernel.grad, bias.grad = (torch.tensor(np.asarray(x)) for x in (g["dense"]["kernel"], g["dense"]["bias"]))
+    lars.step()
+  np.testing.assert_allclose(kernel.detach().numpy(), state["dense"]["kernel"], rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(bias.detach().numpy(), state["dense"]["bias"], rtol=1e-6, atol=1e-7)
+  assert not np.allclose(state["dense"]["kernel"], w, atol=1e-3)        # the steps moved it
+
+
 def test_stop_gradient_work_counts_once():
   """A matmul on a stop-gradient path (a teacher's forward pass) has no backward: 1 x; one through a trained
   parameter 3 x, also inside remat and scan."""

@@ -205,6 +205,11 @@ CHECKS = {
     "python benchmarks/compare_torch.py --method=wav2vec2 --batch_size=4 --seconds=4 --steps=3":
         Run("ratio", append=" --steps=1 --batch_size=1 --seconds=1", package="transformers",
             install="pip install -e '.[bench,export]'"),
+    "python benchmarks/compare_torch.py --method=simclr --batch_size=8 --steps=3":
+        Run("ratio", append=" --steps=1 --batch_size=1", package="torchvision", install="pip install -e '.[bench]'"),
+    "XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution python benchmarks/compare_torch.py "
+    "--method=simclr --batch_size=8 --steps=3":
+        Run("ratio", append=" --steps=1 --batch_size=1", package="torchvision", install="pip install -e '.[bench]'"),
     "python benchmarks/input_pipeline.py --config=configs/tiny/mae.py --batches=30": Run("examples/s", append=_FEW),
     "python benchmarks/input_pipeline.py --config=configs/mae_vit_b.py --config.batch_size=8 "
     "--config.data.name=image_folder --config.data.data_dir=/tmp/jpegs --config.data.num_workers=0 --batches=30":
