@@ -456,7 +456,9 @@ def _report(step, results, config, workdir):
     if pictures.startswith(os.getcwd() + os.sep):   # as the user typed a workdir below the current directory
       pictures = os.path.relpath(pictures)
     lines.append(f"representation report (pictures in {pictures}):")
-    lines += [f"  {key.split('/', 1)[1]:32s} {results[key]:.4f}" for key in report]
+    # Four decimals; two for values of 10 and more (an effective rank): four significant digits, as the others, where
+    # a sixth would follow the last bits of the features, which differ between CPUs' kernels.
+    lines += [f"  {key.split('/', 1)[1]:32s} {results[key]:.{4 if abs(results[key]) < 10 else 2}f}" for key in report]
   metrics.say("\n".join(lines))
 
 

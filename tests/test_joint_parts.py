@@ -256,6 +256,29 @@ def test_monitors_see_collapse():
   assert float(monitors.kl_divergence(p, jnp.zeros((1, 2)))) == pytest.approx(expected, rel=1e-5)
 
 
+def test_reports_effective_rank_is_float64_and_stable_where_the_monitors_is_not():
+  """The report's RankMe (float64 singular values) against its closed form, and against the float32 monitor on a
+  spectrum decaying over two decades: the monitor reads high, and moves under rounding-sized changes of its input
+  (what differs between CPUs' kernels), where the report's does not."""
+  from ssl_jax.evaluators import report
+  eps = 1e-7
+  p = np.array([3.0, 1.0, 0.0, 0.0]) / (4 + eps) + eps
+  assert report.effective_rank(np.diag([3.0, 1.0, 0.0, 0.0])) == pytest.approx(np.exp(-np.sum(p * np.log(p))),
+                                                                                rel=1e-12)
+  rng = np.random.default_rng(0)
+  n, d = 360, 192
+  u, v = np.linalg.qr(rng.normal(size=(n, d)))[0], np.linalg.qr(rng.normal(size=(d, d)))[0]
+  features = ((u * 10 * np.exp(-np.arange(d) / 12)) @ v.T + 0.5).astype(np.float32)
+  exact = report.effective_rank(features)
+  assert exact == pytest.approx(10.880, abs=1e-3)
+  assert float(monitors.effective_rank(jnp.asarray(features))) - exact > 0.1      # the float32 Gram matrix's tail
+  nudged = [features] + [(features * (1 + 1e-7 * rng.normal(size=features.shape))).astype(np.float32)
+                         for _ in range(3)]
+  spread = lambda values: max(values) - min(values)
+  assert spread([report.effective_rank(f) for f in nudged]) < 1e-4
+  assert spread([float(monitors.effective_rank(jnp.asarray(f))) for f in nudged]) > 1e-3
+
+
 def test_multi_view_pipeline_groups_and_single_decode():
   src = sources.digits("train[:64]")
   calls = []
