@@ -27,7 +27,9 @@ def effective_rank(z: jax.Array, eps: float = 1e-7) -> jax.Array:
 
   Between 1 (all embeddings on a line) and `min(N, D)`. The singular values come from the eigenvalues of the smaller
   Gram matrix (`z^T z` or `z z^T`), a matmul plus a small symmetric eigendecomposition, because the trainer computes
-  this every step (an SVD of the `[N, D]` global batch would be much slower on accelerators). float32.
+  this every step (an SVD of the `[N, D]` global batch would be much slower on accelerators). float32: an estimate
+  that reads high where the spectrum decays far (the Gram matrix's rounding becomes small singular values); the
+  end-of-run report computes RankMe from float64 singular values (`ssl_jax.evaluators.report.effective_rank`).
   """
   z = z.astype(jnp.float32)
   gram = z.T @ z if z.shape[0] >= z.shape[1] else z @ z.T
